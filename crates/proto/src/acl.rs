@@ -84,7 +84,8 @@ pub fn authorize(root: &TopicRoot, principal: &Principal, access: Access, topic:
 }
 
 fn authorize_publish(root: &TopicRoot, me: &DeviceIdentity, retain: bool, topic: &str) -> Decision {
-    let owns = |user: &crate::UserId, device: &crate::DeviceId| *user == me.user && *device == me.device;
+    let owns =
+        |user: &crate::UserId, device: &crate::DeviceId| *user == me.user && *device == me.device;
     match root.parse_topic(topic) {
         Ok(Topic::Upstream { user, device }) if owns(&user, &device) => {
             if retain {
@@ -103,7 +104,11 @@ fn authorize_publish(root: &TopicRoot, me: &DeviceIdentity, retain: bool, topic:
 fn authorize_subscribe(root: &TopicRoot, me: &DeviceIdentity, filter: &str) -> Decision {
     let filter = strip_share(filter);
     let Some(rest) = root.strip(filter) else {
-        return Decision::Deny(if filter.starts_with(['#', '+']) { Denial::Wildcard } else { Denial::NotMqchat });
+        return Decision::Deny(if filter.starts_with(['#', '+']) {
+            Denial::Wildcard
+        } else {
+            Denial::NotMqchat
+        });
     };
     let mut levels = rest.split('/');
     let branch = levels.next().unwrap_or_default();
@@ -148,7 +153,10 @@ pub struct StaticRule {
 /// user's devices are not told apart (any device of alice may publish as any other), and
 /// presence is readable by every authenticated user, not only contacts.
 pub fn static_rules(root: &TopicRoot) -> Vec<StaticRule> {
-    let rule = |write, p: &str| StaticRule { write, pattern: format!("{root}/{p}") };
+    let rule = |write, p: &str| StaticRule {
+        write,
+        pattern: format!("{root}/{p}"),
+    };
     vec![
         rule(true, "up/%u/+"),
         rule(true, "pr/%u/+"),
@@ -169,7 +177,11 @@ mod tests {
 
     fn check(access: Access, topic: &str, expected: Decision) {
         let root = TopicRoot::default();
-        assert_eq!(authorize(&root, &alice(), access, topic), expected, "{access:?} {topic}");
+        assert_eq!(
+            authorize(&root, &alice(), access, topic),
+            expected,
+            "{access:?} {topic}"
+        );
     }
 
     const PUB: Access = Access::Publish { retain: false };
@@ -219,8 +231,16 @@ mod tests {
         check(SUB, "mq/up/alice/phone", deny(Denial::HubOnly));
         check(SUB, "mq/up/+/+", deny(Denial::HubOnly));
         check(SUB, "mq/pr/alice/+", ALLOW);
-        check(SUB, "mq/pr/bob/+", Decision::IfContact(UserId::parse("bob").expect("valid")));
-        check(SUB, "mq/pr/bob/laptop", Decision::IfContact(UserId::parse("bob").expect("valid")));
+        check(
+            SUB,
+            "mq/pr/bob/+",
+            Decision::IfContact(UserId::parse("bob").expect("valid")),
+        );
+        check(
+            SUB,
+            "mq/pr/bob/laptop",
+            Decision::IfContact(UserId::parse("bob").expect("valid")),
+        );
         check(SUB, "mq/pr/+/+", deny(Denial::Wildcard));
         check(SUB, "mq/pr/BOB/+", deny(Denial::NotMqchat));
         check(SUB, "mq/pf/bob", ALLOW);
@@ -241,8 +261,14 @@ mod tests {
     #[test]
     fn static_rules_cover_the_tree() {
         let rules = static_rules(&TopicRoot::default());
-        assert!(rules.contains(&StaticRule { write: true, pattern: "mq/up/%u/+".into() }));
-        assert!(rules.contains(&StaticRule { write: false, pattern: "mq/in/%u/#".into() }));
+        assert!(rules.contains(&StaticRule {
+            write: true,
+            pattern: "mq/up/%u/+".into()
+        }));
+        assert!(rules.contains(&StaticRule {
+            write: false,
+            pattern: "mq/in/%u/#".into()
+        }));
         assert!(!rules.iter().any(|r| r.write && r.pattern.contains("/in/")));
     }
 }

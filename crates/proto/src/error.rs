@@ -96,7 +96,11 @@ pub struct FieldError {
 impl FieldError {
     /// A field error with the given problem.
     pub fn new(key: u32, name: &'static str, problem: impl Into<String>) -> Self {
-        Self { key, name, problem: problem.into() }
+        Self {
+            key,
+            name,
+            problem: problem.into(),
+        }
     }
 }
 

@@ -91,7 +91,10 @@ fn decode_digit(b: u8) -> Option<u8> {
         b'o' => b'0',
         other => other,
     };
-    ALPHABET.iter().position(|&a| a == b).and_then(|p| u8::try_from(p).ok())
+    ALPHABET
+        .iter()
+        .position(|&a| a == b)
+        .and_then(|p| u8::try_from(p).ok())
 }
 
 impl fmt::Display for MessageId {
@@ -197,7 +200,10 @@ mod tests {
         let id = generator.next(T, 42);
         assert_eq!(MessageId::parse(&id.to_string()), Ok(id));
         assert_eq!(MessageId::parse(&id.to_string().to_uppercase()), Ok(id));
-        assert_eq!(MessageId::parse("0000000000oo1"), MessageId::parse("0000000000001"));
+        assert_eq!(
+            MessageId::parse("0000000000oo1"),
+            MessageId::parse("0000000000001")
+        );
     }
 
     #[test]
@@ -206,7 +212,10 @@ mod tests {
         let ids: Vec<MessageId> = (0..100).map(|i| generator.next(T + i * 977, 3)).collect();
         let mut texts: Vec<String> = ids.iter().map(ToString::to_string).collect();
         texts.sort();
-        let reparsed: Vec<MessageId> = texts.iter().map(|t| MessageId::parse(t).expect("valid")).collect();
+        let reparsed: Vec<MessageId> = texts
+            .iter()
+            .map(|t| MessageId::parse(t).expect("valid"))
+            .collect();
         assert_eq!(reparsed, ids);
     }
 

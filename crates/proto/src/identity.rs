@@ -49,7 +49,11 @@ fn check(kind: &'static str, value: &str, max: usize, extra: &[u8]) -> Result<()
         if !ok {
             let mut shown = value.to_owned();
             shown.truncate(value.floor_char_boundary(max));
-            return Err(IdentityError::Character { kind, value: shown, at });
+            return Err(IdentityError::Character {
+                kind,
+                value: shown,
+                at,
+            });
         }
     }
     Ok(())
@@ -139,7 +143,10 @@ impl DeviceIdentity {
         let (user, device) = client_id
             .split_once(':')
             .ok_or_else(|| IdentityError::ClientId(client_id.to_owned()))?;
-        Ok(Self { user: UserId::parse(user)?, device: DeviceId::parse(device)? })
+        Ok(Self {
+            user: UserId::parse(user)?,
+            device: DeviceId::parse(device)?,
+        })
     }
 
     /// Checks the pair a device presents at CONNECT: the username must be the client id's
@@ -277,6 +284,13 @@ mod tests {
         let err = UserId::parse(&format!("{}/", "é".repeat(40))).expect_err("invalid");
         assert!(matches!(err, IdentityError::Length { .. }));
         let err = UserId::parse("ab/c").expect_err("invalid");
-        assert_eq!(err, IdentityError::Character { kind: "user id", value: "ab/c".into(), at: 2 });
+        assert_eq!(
+            err,
+            IdentityError::Character {
+                kind: "user id",
+                value: "ab/c".into(),
+                at: 2
+            }
+        );
     }
 }

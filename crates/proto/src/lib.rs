@@ -14,6 +14,7 @@ pub mod identity;
 pub mod packet;
 pub mod provider;
 pub mod topic;
+pub mod upstream;
 pub mod wire;
 
 pub use acl::{Access, Decision, Denial, Principal, authorize};

@@ -162,7 +162,11 @@ impl Fields {
         }
     }
 
-    fn put_with(&mut self, key: u32, write: impl FnOnce(&mut Encoder<&mut Vec<u8>>) -> Result<(), Infallible>) {
+    fn put_with(
+        &mut self,
+        key: u32,
+        write: impl FnOnce(&mut Encoder<&mut Vec<u8>>) -> Result<(), Infallible>,
+    ) {
         let mut buf = Vec::new();
         // Writing to a Vec cannot fail.
         let _ = write(&mut Encoder::new(&mut buf));
@@ -286,7 +290,9 @@ impl Fields {
         expected: &str,
         f: impl FnOnce(&mut Decoder<'a>) -> Result<T, minicbor::decode::Error>,
     ) -> Result<Option<T>, FieldError> {
-        let Some(raw) = self.raw(key) else { return Ok(None) };
+        let Some(raw) = self.raw(key) else {
+            return Ok(None);
+        };
         let mut d = Decoder::new(raw);
         match f(&mut d) {
             Ok(v) if d.position() == raw.len() => Ok(Some(v)),
@@ -346,7 +352,8 @@ impl Fields {
 
     /// Encodes as a CBOR map in key order.
     pub fn encode(&self) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(1 + self.entries.iter().map(|(_, v)| v.len() + 3).sum::<usize>());
+        let mut buf =
+            Vec::with_capacity(1 + self.entries.iter().map(|(_, v)| v.len() + 3).sum::<usize>());
         self.encode_into(&mut buf, 0);
         buf
     }
@@ -410,7 +417,11 @@ impl Packet {
     /// Replaces the body. Body keys must be 8 or more.
     pub fn set_body(&mut self, body: Fields) -> Result<(), FieldError> {
         if let Some((k, _)) = body.iter().find(|(k, _)| *k < key::BODY_START) {
-            return Err(FieldError::new(k, "", "body keys start at 8; 0 to 7 are the envelope"));
+            return Err(FieldError::new(
+                k,
+                "",
+                "body keys start at 8; 0 to 7 are the envelope",
+            ));
         }
         self.body = body;
         Ok(())
@@ -436,7 +447,9 @@ impl Packet {
             None => None,
         };
         let conv = match all.text(key::CONV)? {
-            Some(v) => Some(ConversationRef::parse(v).map_err(|e| field_err(key::CONV, &e.to_string()))?),
+            Some(v) => {
+                Some(ConversationRef::parse(v).map_err(|e| field_err(key::CONV, &e.to_string()))?)
+            }
             None => None,
         };
         let seq = all.uint(key::SEQ)?;
@@ -449,12 +462,24 @@ impl Packet {
             None => None,
         };
         let device = match all.text(key::DEVICE)? {
-            Some(v) => Some(DeviceId::parse(v).map_err(|e| field_err(key::DEVICE, &e.to_string()))?),
+            Some(v) => {
+                Some(DeviceId::parse(v).map_err(|e| field_err(key::DEVICE, &e.to_string()))?)
+            }
             None => None,
         };
         let ephemeral = all.bool(key::EPHEMERAL)?.unwrap_or(false);
         all.entries.retain(|(k, _)| *k >= key::BODY_START);
-        Ok(Self { kind: PacketKind(kind), id, conv, seq, ts, from, device, ephemeral, body: all })
+        Ok(Self {
+            kind: PacketKind(kind),
+            id,
+            conv,
+            seq,
+            ts,
+            from,
+            device,
+            ephemeral,
+            body: all,
+        })
     }
 
     /// Encodes the packet: a definite-length map, keys in ascending order, integers in their
@@ -541,12 +566,19 @@ mod tests {
             ("a2 00 01 08", DecodeError::Cbor(String::new())),
             ("a2 00 01 03 00", DecodeError::Field(field_err(3, ""))),
             ("a2 00 01 02 63424f42", DecodeError::Field(field_err(2, ""))),
-            ("a2 00 01 01 1b8000000000000000", DecodeError::Field(field_err(1, ""))),
+            (
+                "a2 00 01 01 1b8000000000000000",
+                DecodeError::Field(field_err(1, "")),
+            ),
             ("a1 00 20", DecodeError::Field(field_err(0, ""))),
         ];
         for (input, expected) in cases {
             let err = Packet::decode(&hex(input)).expect_err(input);
-            assert_eq!(std::mem::discriminant(&err), std::mem::discriminant(expected), "{input}: {err}");
+            assert_eq!(
+                std::mem::discriminant(&err),
+                std::mem::discriminant(expected),
+                "{input}: {err}"
+            );
             if let (DecodeError::Field(a), DecodeError::Field(b)) = (&err, expected) {
                 assert_eq!(a.key, b.key, "{input}");
             }

@@ -102,12 +102,22 @@ pub struct FieldSpec {
 impl FieldSpec {
     /// An optional field.
     pub const fn optional(key: u32, name: &'static str, ty: FieldType) -> Self {
-        Self { key, name, ty, required: false }
+        Self {
+            key,
+            name,
+            ty,
+            required: false,
+        }
     }
 
     /// A required field.
     pub const fn required(key: u32, name: &'static str, ty: FieldType) -> Self {
-        Self { key, name, ty, required: true }
+        Self {
+            key,
+            name,
+            ty,
+            required: true,
+        }
     }
 }
 
@@ -149,7 +159,10 @@ pub struct SchemaProvider {
 
 impl fmt::Debug for SchemaProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SchemaProvider").field("kind", &self.kind.0).field("name", &self.name).finish()
+        f.debug_struct("SchemaProvider")
+            .field("kind", &self.kind.0)
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -211,25 +224,36 @@ impl fmt::Debug for Registry {
 
 fn is_kebab(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
 }
 
 fn check_schema(name: &str, schema: &[FieldSpec], min_key: u32) -> Result<(), RegistryError> {
-    let bad = |problem: String| RegistryError::Schema { name: name.to_owned(), problem };
+    let bad = |problem: String| RegistryError::Schema {
+        name: name.to_owned(),
+        problem,
+    };
     let mut keys = std::collections::BTreeSet::new();
     let mut names = std::collections::BTreeSet::new();
     for spec in schema {
         if spec.key < min_key {
-            return Err(bad(format!("key {} of {:?} is below {min_key}", spec.key, spec.name)));
+            return Err(bad(format!(
+                "key {} of {:?} is below {min_key}",
+                spec.key, spec.name
+            )));
         }
         if !keys.insert(spec.key) {
             return Err(bad(format!("key {} used twice", spec.key)));
         }
         let reserved = min_key == key::BODY_START && ENVELOPE_NAMES.contains(&spec.name);
         if !is_kebab(spec.name) || reserved || spec.name == "unknown" {
-            return Err(bad(format!("field name {:?} is not kebab case or is reserved", spec.name)));
+            return Err(bad(format!(
+                "field name {:?} is not kebab case or is reserved",
+                spec.name
+            )));
         }
         if !names.insert(spec.name) {
             return Err(bad(format!("field name {:?} used twice", spec.name)));
@@ -241,7 +265,16 @@ fn check_schema(name: &str, schema: &[FieldSpec], min_key: u32) -> Result<(), Re
     Ok(())
 }
 
-const ENVELOPE_NAMES: &[&str] = &["type", "id", "conv", "seq", "ts", "from", "device", "ephemeral"];
+const ENVELOPE_NAMES: &[&str] = &[
+    "type",
+    "id",
+    "conv",
+    "seq",
+    "ts",
+    "from",
+    "device",
+    "ephemeral",
+];
 
 impl Registry {
     /// An empty registry.
@@ -267,7 +300,10 @@ impl Registry {
             return Err(RegistryError::NameTaken(name));
         }
         if !is_kebab(&name) {
-            return Err(RegistryError::Schema { name, problem: "type name is not kebab case".into() });
+            return Err(RegistryError::Schema {
+                name,
+                problem: "type name is not kebab case".into(),
+            });
         }
         check_schema(&name, provider.schema(), key::BODY_START)?;
         self.by_name.insert(name, kind);
@@ -300,7 +336,9 @@ impl Registry {
 
     /// Checks a packet's body against its provider's schema and checks.
     pub fn validate(&self, packet: &Packet) -> Result<(), FieldError> {
-        let Some(provider) = self.provider(packet.kind) else { return Ok(()) };
+        let Some(provider) = self.provider(packet.kind) else {
+            return Ok(());
+        };
         validate_fields(packet.body(), provider.schema())?;
         provider.check(packet)
     }
@@ -346,7 +384,13 @@ impl Registry {
         Value::Object(out)
     }
 
-    fn fields_to_json(&self, fields: &Fields, schema: &[FieldSpec], depth: usize, out: &mut Map<String, Value>) {
+    fn fields_to_json(
+        &self,
+        fields: &Fields,
+        schema: &[FieldSpec],
+        depth: usize,
+        out: &mut Map<String, Value>,
+    ) {
         let mut unknown = Map::new();
         for (key, raw) in fields.iter() {
             let spec = schema.iter().find(|s| s.key == key);
@@ -369,7 +413,9 @@ impl Registry {
     fn value_to_json(&self, fields: &Fields, spec: &FieldSpec, depth: usize) -> Option<Value> {
         let k = spec.key;
         Some(match spec.ty {
-            FieldType::Text { .. } | FieldType::User | FieldType::Conv => Value::from(fields.text(k).ok()??),
+            FieldType::Text { .. } | FieldType::User | FieldType::Conv => {
+                Value::from(fields.text(k).ok()??)
+            }
             FieldType::Uint { .. } => Value::from(fields.uint(k).ok()??),
             FieldType::Bool => Value::from(fields.bool(k).ok()??),
             FieldType::Choice(names) => {
@@ -384,7 +430,12 @@ impl Registry {
             }
             FieldType::Packets { .. } => {
                 let items = fields.maps(k).ok()??;
-                Value::Array(items.into_iter().map(|raw| self.nested_packet_json(raw, depth)).collect::<Option<_>>()?)
+                Value::Array(
+                    items
+                        .into_iter()
+                        .map(|raw| self.nested_packet_json(raw, depth))
+                        .collect::<Option<_>>()?,
+                )
             }
             FieldType::Maps { schema, .. } => {
                 let items = fields.maps(k).ok()??;
@@ -417,11 +468,13 @@ impl Registry {
         if depth > MAX_DEPTH {
             return Err(JsonError("packets nest too deep".into()));
         }
-        let obj = json.as_object().ok_or_else(|| JsonError("a packet must be a JSON object".into()))?;
+        let obj = json
+            .as_object()
+            .ok_or_else(|| JsonError("a packet must be a JSON object".into()))?;
         let kind = match obj.get("type") {
-            Some(Value::String(name)) => {
-                self.kind_named(name).ok_or_else(|| JsonError(format!("unknown packet type name {name:?}")))?
-            }
+            Some(Value::String(name)) => self
+                .kind_named(name)
+                .ok_or_else(|| JsonError(format!("unknown packet type name {name:?}")))?,
             Some(Value::Number(n)) => PacketKind(
                 n.as_u64()
                     .and_then(|n| u32::try_from(n).ok())
@@ -440,16 +493,31 @@ impl Registry {
         let number = |name: &str| -> Result<Option<u64>, JsonError> {
             match obj.get(name) {
                 None => Ok(None),
-                Some(v) => v.as_u64().map(Some).ok_or_else(|| JsonError(format!("{name:?} must be an unsigned integer"))),
+                Some(v) => v
+                    .as_u64()
+                    .map(Some)
+                    .ok_or_else(|| JsonError(format!("{name:?} must be an unsigned integer"))),
             }
         };
         let bad = |name: &str, e: &dyn fmt::Display| JsonError(format!("{name:?}: {e}"));
-        packet.id = text("id")?.map(MessageId::parse).transpose().map_err(|e| bad("id", &e))?;
-        packet.conv = text("conv")?.map(ConversationRef::parse).transpose().map_err(|e| bad("conv", &e))?;
+        packet.id = text("id")?
+            .map(MessageId::parse)
+            .transpose()
+            .map_err(|e| bad("id", &e))?;
+        packet.conv = text("conv")?
+            .map(ConversationRef::parse)
+            .transpose()
+            .map_err(|e| bad("conv", &e))?;
         packet.seq = number("seq")?;
         packet.ts = number("ts")?;
-        packet.from = text("from")?.map(UserId::parse).transpose().map_err(|e| bad("from", &e))?;
-        packet.device = text("device")?.map(DeviceId::parse).transpose().map_err(|e| bad("device", &e))?;
+        packet.from = text("from")?
+            .map(UserId::parse)
+            .transpose()
+            .map_err(|e| bad("from", &e))?;
+        packet.device = text("device")?
+            .map(DeviceId::parse)
+            .transpose()
+            .map_err(|e| bad("device", &e))?;
         packet.ephemeral = match obj.get("ephemeral") {
             None => false,
             Some(Value::Bool(b)) => *b,
@@ -457,7 +525,9 @@ impl Registry {
         };
         let schema = self.provider(kind).map_or(&[][..], |p| p.schema());
         let body = self.fields_from_json(obj, schema, ENVELOPE_NAMES, depth)?;
-        packet.set_body(body).map_err(|e| JsonError(e.to_string()))?;
+        packet
+            .set_body(body)
+            .map_err(|e| JsonError(e.to_string()))?;
         Ok(packet)
     }
 
@@ -474,14 +544,19 @@ impl Registry {
                 continue;
             }
             if name == "unknown" {
-                let unknown = value.as_object().ok_or_else(|| JsonError("\"unknown\" must be an object".into()))?;
+                let unknown = value
+                    .as_object()
+                    .ok_or_else(|| JsonError("\"unknown\" must be an object".into()))?;
                 for (k, v) in unknown {
-                    let key: u32 = k.parse().map_err(|_| JsonError(format!("unknown key {k:?} is not a number")))?;
-                    let raw = v
-                        .as_str()
-                        .and_then(unhex)
-                        .ok_or_else(|| JsonError(format!("unknown key {k}: value must be hex CBOR")))?;
-                    fields.insert_raw(key, raw).map_err(|e| JsonError(format!("unknown key {k}: {e}")))?;
+                    let key: u32 = k
+                        .parse()
+                        .map_err(|_| JsonError(format!("unknown key {k:?} is not a number")))?;
+                    let raw = v.as_str().and_then(unhex).ok_or_else(|| {
+                        JsonError(format!("unknown key {k}: value must be hex CBOR"))
+                    })?;
+                    fields
+                        .insert_raw(key, raw)
+                        .map_err(|e| JsonError(format!("unknown key {k}: {e}")))?;
                 }
                 continue;
             }
@@ -495,43 +570,72 @@ impl Registry {
         Ok(fields)
     }
 
-    fn value_from_json(&self, fields: &mut Fields, spec: &FieldSpec, value: &Value, depth: usize) -> Result<(), JsonError> {
+    fn value_from_json(
+        &self,
+        fields: &mut Fields,
+        spec: &FieldSpec,
+        value: &Value,
+        depth: usize,
+    ) -> Result<(), JsonError> {
         let k = spec.key;
         let wrong = |what: &str| JsonError(format!("must be {what}"));
         match spec.ty {
             FieldType::Text { .. } | FieldType::User | FieldType::Conv => {
                 fields.set_text(k, value.as_str().ok_or_else(|| wrong("a string"))?);
             }
-            FieldType::Uint { .. } => fields.set_uint(k, value.as_u64().ok_or_else(|| wrong("an unsigned integer"))?),
-            FieldType::Bool => fields.set_bool(k, value.as_bool().ok_or_else(|| wrong("a boolean"))?),
+            FieldType::Uint { .. } => fields.set_uint(
+                k,
+                value.as_u64().ok_or_else(|| wrong("an unsigned integer"))?,
+            ),
+            FieldType::Bool => {
+                fields.set_bool(k, value.as_bool().ok_or_else(|| wrong("a boolean"))?)
+            }
             FieldType::Choice(names) => {
                 let name = value.as_str().ok_or_else(|| wrong("a string"))?;
-                let index = names.iter().position(|n| *n == name).ok_or_else(|| wrong(&format!("one of {names:?}")))?;
+                let index = names
+                    .iter()
+                    .position(|n| *n == name)
+                    .ok_or_else(|| wrong(&format!("one of {names:?}")))?;
                 fields.set_uint(k, index as u64);
             }
             FieldType::Users { .. } => {
                 let items = value.as_array().ok_or_else(|| wrong("an array"))?;
-                let texts = items.iter().map(|v| v.as_str().ok_or_else(|| wrong("an array of strings"))).collect::<Result<Vec<_>, _>>()?;
+                let texts = items
+                    .iter()
+                    .map(|v| v.as_str().ok_or_else(|| wrong("an array of strings")))
+                    .collect::<Result<Vec<_>, _>>()?;
                 fields.set_texts(k, &texts);
             }
             FieldType::Any => {
-                let raw = value.as_str().and_then(unhex).ok_or_else(|| wrong("hex CBOR"))?;
-                fields.insert_raw(k, raw).map_err(|e| JsonError(e.to_string()))?;
+                let raw = value
+                    .as_str()
+                    .and_then(unhex)
+                    .ok_or_else(|| wrong("hex CBOR"))?;
+                fields
+                    .insert_raw(k, raw)
+                    .map_err(|e| JsonError(e.to_string()))?;
             }
             FieldType::Packet => {
                 let packet = self.packet_from_json(value, depth + 1)?;
-                fields.insert_raw(k, packet.encode()).map_err(|e| JsonError(e.to_string()))?;
+                fields
+                    .insert_raw(k, packet.encode())
+                    .map_err(|e| JsonError(e.to_string()))?;
             }
             FieldType::Packets { .. } => {
                 let items = value.as_array().ok_or_else(|| wrong("an array"))?;
-                let encoded = items.iter().map(|v| self.packet_from_json(v, depth + 1).map(|p| p.encode())).collect::<Result<Vec<_>, _>>()?;
+                let encoded = items
+                    .iter()
+                    .map(|v| self.packet_from_json(v, depth + 1).map(|p| p.encode()))
+                    .collect::<Result<Vec<_>, _>>()?;
                 fields.set_maps(k, encoded.into_iter());
             }
             FieldType::Maps { schema, .. } => {
                 let items = value.as_array().ok_or_else(|| wrong("an array"))?;
                 let mut encoded = Vec::with_capacity(items.len());
                 for item in items {
-                    let obj = item.as_object().ok_or_else(|| wrong("an array of objects"))?;
+                    let obj = item
+                        .as_object()
+                        .ok_or_else(|| wrong("an array of objects"))?;
                     encoded.push(self.fields_from_json(obj, schema, &[], depth + 1)?.encode());
                 }
                 fields.set_maps(k, encoded.into_iter());
@@ -561,7 +665,10 @@ pub fn validate_fields(fields: &Fields, schema: &[FieldSpec]) -> Result<(), Fiel
             FieldType::Text { max_bytes } => {
                 let text = fields.text(k).map_err(with_name)?.unwrap_or_default();
                 if text.len() > max_bytes {
-                    return Err(err(format!("is {} bytes, at most {max_bytes} allowed", text.len())));
+                    return Err(err(format!(
+                        "is {} bytes, at most {max_bytes} allowed",
+                        text.len()
+                    )));
                 }
             }
             FieldType::Uint { min, max } => {
@@ -590,7 +697,10 @@ pub fn validate_fields(fields: &Fields, schema: &[FieldSpec]) -> Result<(), Fiel
             FieldType::Users { max_items } => {
                 let items = fields.texts(k).map_err(with_name)?.unwrap_or_default();
                 if items.len() > max_items {
-                    return Err(err(format!("has {} items, at most {max_items} allowed", items.len())));
+                    return Err(err(format!(
+                        "has {} items, at most {max_items} allowed",
+                        items.len()
+                    )));
                 }
                 for item in items {
                     UserId::parse(item).map_err(|e| err(e.to_string()))?;
@@ -604,7 +714,10 @@ pub fn validate_fields(fields: &Fields, schema: &[FieldSpec]) -> Result<(), Fiel
             FieldType::Packets { max_items } => {
                 let items = fields.maps(k).map_err(with_name)?.unwrap_or_default();
                 if items.len() > max_items {
-                    return Err(err(format!("has {} items, at most {max_items} allowed", items.len())));
+                    return Err(err(format!(
+                        "has {} items, at most {max_items} allowed",
+                        items.len()
+                    )));
                 }
                 for raw in items {
                     Packet::decode(raw).map_err(|e| err(e.to_string()))?;
@@ -613,7 +726,10 @@ pub fn validate_fields(fields: &Fields, schema: &[FieldSpec]) -> Result<(), Fiel
             FieldType::Maps { schema, max_items } => {
                 let items = fields.maps(k).map_err(with_name)?.unwrap_or_default();
                 if items.len() > max_items {
-                    return Err(err(format!("has {} items, at most {max_items} allowed", items.len())));
+                    return Err(err(format!(
+                        "has {} items, at most {max_items} allowed",
+                        items.len()
+                    )));
                 }
                 for raw in items {
                     let nested = Fields::decode(raw).map_err(|e| err(e.to_string()))?;
@@ -640,6 +756,9 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
     }
     (0..text.len())
         .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
         .collect()
 }

@@ -46,7 +46,9 @@ impl TopicRoot {
     /// Parses a root: 1 to 64 bytes, levels of `[A-Za-z0-9_-]` separated by `/`.
     pub fn parse(root: &str) -> Result<Self, TopicError> {
         let level_ok = |l: &str| {
-            !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         };
         if root.is_empty() || root.len() > 64 || !root.split('/').all(level_ok) {
             return Err(TopicError::Root(root.to_owned()));
@@ -64,9 +66,18 @@ impl TopicRoot {
         let r = &self.0;
         match topic {
             Topic::Upstream { user, device } => format!("{r}/up/{user}/{device}"),
-            Topic::Inbox { user, branch: InboxBranch::Durable } => format!("{r}/in/{user}/d"),
-            Topic::Inbox { user, branch: InboxBranch::Ephemeral } => format!("{r}/in/{user}/e"),
-            Topic::Inbox { user, branch: InboxBranch::Device(device) } => {
+            Topic::Inbox {
+                user,
+                branch: InboxBranch::Durable,
+            } => format!("{r}/in/{user}/d"),
+            Topic::Inbox {
+                user,
+                branch: InboxBranch::Ephemeral,
+            } => format!("{r}/in/{user}/e"),
+            Topic::Inbox {
+                user,
+                branch: InboxBranch::Device(device),
+            } => {
                 format!("{r}/in/{user}/r/{device}")
             }
             Topic::Presence { user, device } => format!("{r}/pr/{user}/{device}"),
@@ -92,25 +103,35 @@ impl TopicRoot {
 
     /// Parses a concrete topic (no wildcards) into its typed form.
     pub fn parse_topic(&self, topic: &str) -> Result<Topic, TopicError> {
-        let rest = self
-            .strip(topic)
-            .ok_or_else(|| TopicError::OutsideRoot { root: self.0.to_string() })?;
+        let rest = self.strip(topic).ok_or_else(|| TopicError::OutsideRoot {
+            root: self.0.to_string(),
+        })?;
         let levels: Vec<&str> = rest.split('/').collect();
         let unknown = || TopicError::Unknown(topic.chars().take(200).collect());
         let parsed = match levels.as_slice() {
-            ["up", user, device] => {
-                Topic::Upstream { user: UserId::parse(user)?, device: DeviceId::parse(device)? }
-            }
-            ["in", user, "d"] => Topic::Inbox { user: UserId::parse(user)?, branch: InboxBranch::Durable },
-            ["in", user, "e"] => Topic::Inbox { user: UserId::parse(user)?, branch: InboxBranch::Ephemeral },
+            ["up", user, device] => Topic::Upstream {
+                user: UserId::parse(user)?,
+                device: DeviceId::parse(device)?,
+            },
+            ["in", user, "d"] => Topic::Inbox {
+                user: UserId::parse(user)?,
+                branch: InboxBranch::Durable,
+            },
+            ["in", user, "e"] => Topic::Inbox {
+                user: UserId::parse(user)?,
+                branch: InboxBranch::Ephemeral,
+            },
             ["in", user, "r", device] => Topic::Inbox {
                 user: UserId::parse(user)?,
                 branch: InboxBranch::Device(DeviceId::parse(device)?),
             },
-            ["pr", user, device] => {
-                Topic::Presence { user: UserId::parse(user)?, device: DeviceId::parse(device)? }
-            }
-            ["pf", user] => Topic::Profile { user: UserId::parse(user)? },
+            ["pr", user, device] => Topic::Presence {
+                user: UserId::parse(user)?,
+                device: DeviceId::parse(device)?,
+            },
+            ["pf", user] => Topic::Profile {
+                user: UserId::parse(user)?,
+            },
             _ => return Err(unknown()),
         };
         Ok(parsed)
@@ -197,15 +218,46 @@ mod tests {
     #[test]
     fn round_trips() {
         let (a, p) = (user("alice"), device("phone"));
-        check("mq", "mq/up/alice/phone", &Topic::Upstream { user: a.clone(), device: p.clone() });
-        check("mq", "mq/in/alice/d", &Topic::Inbox { user: a.clone(), branch: InboxBranch::Durable });
-        check("mq", "mq/in/alice/e", &Topic::Inbox { user: a.clone(), branch: InboxBranch::Ephemeral });
+        check(
+            "mq",
+            "mq/up/alice/phone",
+            &Topic::Upstream {
+                user: a.clone(),
+                device: p.clone(),
+            },
+        );
+        check(
+            "mq",
+            "mq/in/alice/d",
+            &Topic::Inbox {
+                user: a.clone(),
+                branch: InboxBranch::Durable,
+            },
+        );
+        check(
+            "mq",
+            "mq/in/alice/e",
+            &Topic::Inbox {
+                user: a.clone(),
+                branch: InboxBranch::Ephemeral,
+            },
+        );
         check(
             "acme/chat",
             "acme/chat/in/alice/r/phone",
-            &Topic::Inbox { user: a.clone(), branch: InboxBranch::Device(p.clone()) },
+            &Topic::Inbox {
+                user: a.clone(),
+                branch: InboxBranch::Device(p.clone()),
+            },
         );
-        check("x", "x/pr/alice/phone", &Topic::Presence { user: a.clone(), device: p });
+        check(
+            "x",
+            "x/pr/alice/phone",
+            &Topic::Presence {
+                user: a.clone(),
+                device: p,
+            },
+        );
         check("mq", "mq/pf/alice", &Topic::Profile { user: a });
     }
 
@@ -235,13 +287,25 @@ mod tests {
         for ok in ["mq", "a/b", "A-b_9/c"] {
             assert!(TopicRoot::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "/mq", "mq/", "a//b", "m+", "m#", "$SYS", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "/mq",
+            "mq/",
+            "a//b",
+            "m+",
+            "m#",
+            "$SYS",
+            &"a".repeat(65),
+        ] {
             assert!(TopicRoot::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn share_filter() {
-        assert_eq!(TopicRoot::default().upstream_share_filter("hub"), "$share/hub/mq/up/+/+");
+        assert_eq!(
+            TopicRoot::default().upstream_share_filter("hub"),
+            "$share/hub/mq/up/+/+"
+        );
     }
 }

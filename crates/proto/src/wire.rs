@@ -30,7 +30,13 @@ pub fn varint_len(n: usize) -> usize {
 
 /// Bytes of a PUBLISH packet on the wire: fixed header, topic, packet id (QoS 1 and 2),
 /// properties (MQTT 5: their length field plus `properties_len` bytes), and payload.
-pub fn publish_len(version: MqttVersion, topic_len: usize, payload_len: usize, qos: u8, properties_len: usize) -> usize {
+pub fn publish_len(
+    version: MqttVersion,
+    topic_len: usize,
+    payload_len: usize,
+    qos: u8,
+    properties_len: usize,
+) -> usize {
     let packet_id = if qos > 0 { 2 } else { 0 };
     let properties = match version {
         MqttVersion::V311 => 0,
@@ -95,13 +101,52 @@ pub fn hi_exchange() -> Vec<SizeRow> {
     delivered_down.ts = Some(ts + 80);
 
     let topic = |t: Topic| root.topic(&t);
-    let row = |step, t: Topic, p: &Packet| SizeRow { step, topic: topic(t), payload: p.encode() };
+    let row = |step, t: Topic, p: &Packet| SizeRow {
+        step,
+        topic: topic(t),
+        payload: p.encode(),
+    };
     vec![
-        row("alice → hub: message", Topic::Upstream { user: alice.clone(), device: phone.clone() }, &up),
-        row("hub → bob: message", Topic::Inbox { user: bob.clone(), branch: InboxBranch::Durable }, &to_bob),
-        row("hub → alice's devices: sent copy", Topic::Inbox { user: alice.clone(), branch: InboxBranch::Durable }, &copy),
-        row("bob → hub: delivered", Topic::Upstream { user: bob, device: phone }, &delivered_up),
-        row("hub → alice: delivered", Topic::Inbox { user: alice, branch: InboxBranch::Durable }, &delivered_down),
+        row(
+            "alice → hub: message",
+            Topic::Upstream {
+                user: alice.clone(),
+                device: phone.clone(),
+            },
+            &up,
+        ),
+        row(
+            "hub → bob: message",
+            Topic::Inbox {
+                user: bob.clone(),
+                branch: InboxBranch::Durable,
+            },
+            &to_bob,
+        ),
+        row(
+            "hub → alice's devices: sent copy",
+            Topic::Inbox {
+                user: alice.clone(),
+                branch: InboxBranch::Durable,
+            },
+            &copy,
+        ),
+        row(
+            "bob → hub: delivered",
+            Topic::Upstream {
+                user: bob,
+                device: phone,
+            },
+            &delivered_up,
+        ),
+        row(
+            "hub → alice: delivered",
+            Topic::Inbox {
+                user: alice,
+                branch: InboxBranch::Durable,
+            },
+            &delivered_down,
+        ),
     ]
 }
 
@@ -114,14 +159,32 @@ pub fn size_table() -> String {
     out.push_str("|---|---|---:|---:|---:|\n");
     let (mut v3, mut v5) = (0, 0);
     for r in &rows {
-        let (a, b) = (r.publish_len(MqttVersion::V311), r.publish_len(MqttVersion::V5));
+        let (a, b) = (
+            r.publish_len(MqttVersion::V311),
+            r.publish_len(MqttVersion::V5),
+        );
         v3 += a;
         v5 += b;
-        let _ = writeln!(out, "| {} | `{}` | {} B | {a} B | {b} B |", r.step, r.topic, r.payload.len());
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | {} B | {a} B | {b} B |",
+            r.step,
+            r.topic,
+            r.payload.len()
+        );
     }
     let acks = rows.len() * PUBACK_LEN;
-    let _ = writeln!(out, "| PUBACKs ({} × {PUBACK_LEN} B) | | | {acks} B | {acks} B |", rows.len());
-    let _ = writeln!(out, "| **whole exchange** | | | **{} B** | **{} B** |", v3 + acks, v5 + acks);
+    let _ = writeln!(
+        out,
+        "| PUBACKs ({} × {PUBACK_LEN} B) | | | {acks} B | {acks} B |",
+        rows.len()
+    );
+    let _ = writeln!(
+        out,
+        "| **whole exchange** | | | **{} B** | **{} B** |",
+        v3 + acks,
+        v5 + acks
+    );
     out
 }
 

@@ -12,15 +12,23 @@ pub(crate) const CONTACT_STATES: &[&str] = &["none", "outgoing", "incoming", "ac
 
 const CONTACT_SCHEMA: &[FieldSpec] = &[
     FieldSpec::required(8, "action", FieldType::Choice(ACTIONS)),
-    FieldSpec::optional(9, "note", FieldType::Text { max_bytes: limits::NOTE_BYTES }),
+    FieldSpec::optional(
+        9,
+        "note",
+        FieldType::Text {
+            max_bytes: limits::NOTE_BYTES,
+        },
+    ),
 ];
 
 fn direct_only(packet: &crate::Packet) -> Result<(), FieldError> {
     match &packet.conv {
         Some(crate::ConversationRef::Direct(_)) | None => Ok(()),
-        Some(crate::ConversationRef::Group(_)) => {
-            Err(FieldError::new(2, "conv", "contact requests are between two users"))
-        }
+        Some(crate::ConversationRef::Group(_)) => Err(FieldError::new(
+            2,
+            "conv",
+            "contact requests are between two users",
+        )),
     }
 }
 
@@ -89,7 +97,10 @@ impl Body for Contact {
 
     fn from_fields(f: &Fields) -> Result<Self, FieldError> {
         let action = ALL_ACTIONS[required(choice(f, 8, "action", ACTIONS.len()), 8, "action")?];
-        Ok(Self { action, note: f.text(9)?.map(str::to_owned) })
+        Ok(Self {
+            action,
+            note: f.text(9)?.map(str::to_owned),
+        })
     }
 
     fn to_fields(&self) -> Fields {

@@ -5,11 +5,24 @@ use crate::error::FieldError;
 use crate::packet::{Fields, Packet, PacketKind};
 use crate::provider::{FieldSpec, FieldType, Routing, SchemaProvider};
 
-const DELIVERED_SCHEMA: &[FieldSpec] =
-    &[FieldSpec::required(8, "up-to", FieldType::Uint { min: 1, max: limits::MAX_SAFE })];
+const DELIVERED_SCHEMA: &[FieldSpec] = &[FieldSpec::required(
+    8,
+    "up-to",
+    FieldType::Uint {
+        min: 1,
+        max: limits::MAX_SAFE,
+    },
+)];
 
 const READ_SCHEMA: &[FieldSpec] = &[
-    FieldSpec::required(8, "up-to", FieldType::Uint { min: 1, max: limits::MAX_SAFE }),
+    FieldSpec::required(
+        8,
+        "up-to",
+        FieldType::Uint {
+            min: 1,
+            max: limits::MAX_SAFE,
+        },
+    ),
     FieldSpec::optional(9, "private", FieldType::Bool),
 ];
 
@@ -47,7 +60,9 @@ impl Body for Delivered {
     const KIND: PacketKind = PacketKind::DELIVERED;
 
     fn from_fields(f: &Fields) -> Result<Self, FieldError> {
-        Ok(Self { up_to: required(f.uint(8), 8, "up-to")? })
+        Ok(Self {
+            up_to: required(f.uint(8), 8, "up-to")?,
+        })
     }
 
     fn to_fields(&self) -> Fields {
@@ -70,7 +85,10 @@ impl Body for Read {
     const KIND: PacketKind = PacketKind::READ;
 
     fn from_fields(f: &Fields) -> Result<Self, FieldError> {
-        Ok(Self { up_to: required(f.uint(8), 8, "up-to")?, private: f.bool(9)?.unwrap_or(false) })
+        Ok(Self {
+            up_to: required(f.uint(8), 8, "up-to")?,
+            private: f.bool(9)?.unwrap_or(false),
+        })
     }
 
     fn to_fields(&self) -> Fields {

@@ -7,9 +7,28 @@ use crate::packet::{Fields, PacketKind};
 use crate::provider::{FieldSpec, FieldType, Routing, SchemaProvider};
 
 const MESSAGE_SCHEMA: &[FieldSpec] = &[
-    FieldSpec::required(8, "text", FieldType::Text { max_bytes: limits::TEXT_BYTES }),
-    FieldSpec::optional(9, "reply-to", FieldType::Uint { min: 1, max: limits::MAX_SAFE }),
-    FieldSpec::optional(10, "mentions", FieldType::Users { max_items: limits::MENTIONS }),
+    FieldSpec::required(
+        8,
+        "text",
+        FieldType::Text {
+            max_bytes: limits::TEXT_BYTES,
+        },
+    ),
+    FieldSpec::optional(
+        9,
+        "reply-to",
+        FieldType::Uint {
+            min: 1,
+            max: limits::MAX_SAFE,
+        },
+    ),
+    FieldSpec::optional(
+        10,
+        "mentions",
+        FieldType::Users {
+            max_items: limits::MENTIONS,
+        },
+    ),
 ];
 
 pub(super) const MESSAGE: SchemaProvider = SchemaProvider {
@@ -34,7 +53,10 @@ pub struct Message {
 impl Message {
     /// A plain text message.
     pub fn text(text: impl Into<String>) -> Self {
-        Self { text: text.into(), ..Self::default() }
+        Self {
+            text: text.into(),
+            ..Self::default()
+        }
     }
 }
 
@@ -48,7 +70,11 @@ impl Body for Message {
             .into_iter()
             .map(|u| UserId::parse(u).map_err(|e| FieldError::new(10, "mentions", e.to_string())))
             .collect::<Result<_, _>>()?;
-        Ok(Self { text: required(f.text(8), 8, "text")?.to_owned(), reply_to: f.uint(9)?, mentions })
+        Ok(Self {
+            text: required(f.text(8), 8, "text")?.to_owned(),
+            reply_to: f.uint(9)?,
+            mentions,
+        })
     }
 
     fn to_fields(&self) -> Fields {
@@ -66,7 +92,8 @@ impl Body for Message {
 
 const STATES: &[&str] = &["active", "composing", "paused", "inactive", "gone"];
 
-const CHAT_STATE_SCHEMA: &[FieldSpec] = &[FieldSpec::required(8, "state", FieldType::Choice(STATES))];
+const CHAT_STATE_SCHEMA: &[FieldSpec] =
+    &[FieldSpec::required(8, "state", FieldType::Choice(STATES))];
 
 pub(super) const CHAT_STATE: SchemaProvider = SchemaProvider {
     kind: PacketKind::CHAT_STATE,
@@ -91,7 +118,13 @@ pub enum State {
     Gone = 4,
 }
 
-const ALL_STATES: [State; 5] = [State::Active, State::Composing, State::Paused, State::Inactive, State::Gone];
+const ALL_STATES: [State; 5] = [
+    State::Active,
+    State::Composing,
+    State::Paused,
+    State::Inactive,
+    State::Gone,
+];
 
 /// A chat state notification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,7 +138,9 @@ impl Body for ChatState {
 
     fn from_fields(f: &Fields) -> Result<Self, FieldError> {
         let index = required(choice(f, 8, "state", STATES.len()), 8, "state")?;
-        Ok(Self { state: ALL_STATES[index] })
+        Ok(Self {
+            state: ALL_STATES[index],
+        })
     }
 
     fn to_fields(&self) -> Fields {

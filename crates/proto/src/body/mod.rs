@@ -65,7 +65,10 @@ pub trait Body: Sized {
     /// Reads the typed body of `packet`, checking its type.
     fn from_packet(packet: &Packet) -> Result<Self, DecodeError> {
         if packet.kind != Self::KIND {
-            return Err(DecodeError::Kind { expected: Self::KIND.0, actual: packet.kind.0 });
+            return Err(DecodeError::Kind {
+                expected: Self::KIND.0,
+                actual: packet.kind.0,
+            });
         }
         Ok(Self::from_fields(packet.body())?)
     }
@@ -95,16 +98,29 @@ pub fn register_core(registry: &mut Registry) {
 }
 
 /// Reads a required field, turning absence into an error.
-pub(crate) fn required<T>(value: Result<Option<T>, FieldError>, key: u32, name: &'static str) -> Result<T, FieldError> {
+pub(crate) fn required<T>(
+    value: Result<Option<T>, FieldError>,
+    key: u32,
+    name: &'static str,
+) -> Result<T, FieldError> {
     value?.ok_or_else(|| FieldError::new(key, name, "is required"))
 }
 
 /// Reads a choice field as its index.
-pub(crate) fn choice(fields: &Fields, key: u32, name: &'static str, n: usize) -> Result<Option<usize>, FieldError> {
+pub(crate) fn choice(
+    fields: &Fields,
+    key: u32,
+    name: &'static str,
+    n: usize,
+) -> Result<Option<usize>, FieldError> {
     match fields.uint(key)? {
         None => Ok(None),
         Some(v) if v < n as u64 => Ok(Some(v as usize)),
-        Some(v) => Err(FieldError::new(key, name, format!("{v} is not a known choice"))),
+        Some(v) => Err(FieldError::new(
+            key,
+            name,
+            format!("{v} is not a known choice"),
+        )),
     }
 }
 
@@ -124,7 +140,11 @@ mod tests {
         // Registering again is refused, by number.
         assert!(registry.register(message::MESSAGE).is_err());
         for p in registry.providers() {
-            assert!(p.schema().iter().all(|s| s.key >= key::BODY_START), "{}", p.name());
+            assert!(
+                p.schema().iter().all(|s| s.key >= key::BODY_START),
+                "{}",
+                p.name()
+            );
         }
     }
 }

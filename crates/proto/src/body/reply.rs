@@ -7,8 +7,13 @@ use crate::provider::{FieldSpec, FieldType, Routing, SchemaProvider};
 
 const ACK_SCHEMA: &[FieldSpec] = &[FieldSpec::optional(8, "duplicate", FieldType::Bool)];
 
-pub(super) const ACK: SchemaProvider =
-    SchemaProvider { kind: PacketKind::ACK, name: "ack", routing: Routing::Reply, schema: ACK_SCHEMA, check: None };
+pub(super) const ACK: SchemaProvider = SchemaProvider {
+    kind: PacketKind::ACK,
+    name: "ack",
+    routing: Routing::Reply,
+    schema: ACK_SCHEMA,
+    check: None,
+};
 
 /// The hub accepted the request with the envelope's `id`. For an event it carries `conv`,
 /// `seq` and `ts` of the stored event.
@@ -22,7 +27,9 @@ impl Body for Ack {
     const KIND: PacketKind = PacketKind::ACK;
 
     fn from_fields(f: &Fields) -> Result<Self, FieldError> {
-        Ok(Self { duplicate: f.bool(8)?.unwrap_or(false) })
+        Ok(Self {
+            duplicate: f.bool(8)?.unwrap_or(false),
+        })
     }
 
     fn to_fields(&self) -> Fields {
@@ -36,8 +43,21 @@ impl Body for Ack {
 
 const ERROR_SCHEMA: &[FieldSpec] = &[
     FieldSpec::required(8, "code", FieldType::Uint { min: 1, max: 65535 }),
-    FieldSpec::optional(9, "detail", FieldType::Text { max_bytes: limits::DETAIL_BYTES }),
-    FieldSpec::optional(10, "about", FieldType::Uint { min: 0, max: u32::MAX as u64 }),
+    FieldSpec::optional(
+        9,
+        "detail",
+        FieldType::Text {
+            max_bytes: limits::DETAIL_BYTES,
+        },
+    ),
+    FieldSpec::optional(
+        10,
+        "about",
+        FieldType::Uint {
+            min: 0,
+            max: u32::MAX as u64,
+        },
+    ),
 ];
 
 pub(super) const ERROR: SchemaProvider = SchemaProvider {
@@ -65,9 +85,14 @@ impl Body for ErrorReply {
 
     fn from_fields(f: &Fields) -> Result<Self, FieldError> {
         let code = required(f.uint(8), 8, "code")?;
-        let code = u16::try_from(code).map_err(|_| FieldError::new(8, "code", "must be below 65536"))?;
+        let code =
+            u16::try_from(code).map_err(|_| FieldError::new(8, "code", "must be below 65536"))?;
         let about = f.uint(10)?.map(|a| u32::try_from(a).unwrap_or(u32::MAX));
-        Ok(Self { code: ErrorCode(code), detail: f.text(9)?.map(str::to_owned), about })
+        Ok(Self {
+            code: ErrorCode(code),
+            detail: f.text(9)?.map(str::to_owned),
+            about,
+        })
     }
 
     fn to_fields(&self) -> Fields {

@@ -10,8 +10,21 @@ const AVAILABILITY: &[&str] = &["offline", "available", "away", "busy"];
 
 const PRESENCE_SCHEMA: &[FieldSpec] = &[
     FieldSpec::required(8, "availability", FieldType::Choice(AVAILABILITY)),
-    FieldSpec::optional(9, "status", FieldType::Text { max_bytes: limits::STATUS_BYTES }),
-    FieldSpec::optional(10, "last-active", FieldType::Uint { min: 0, max: limits::MAX_SAFE }),
+    FieldSpec::optional(
+        9,
+        "status",
+        FieldType::Text {
+            max_bytes: limits::STATUS_BYTES,
+        },
+    ),
+    FieldSpec::optional(
+        10,
+        "last-active",
+        FieldType::Uint {
+            min: 0,
+            max: limits::MAX_SAFE,
+        },
+    ),
 ];
 
 pub(super) const PRESENCE: SchemaProvider = SchemaProvider {
@@ -35,8 +48,12 @@ pub enum Availability {
     Busy = 3,
 }
 
-const ALL_AVAILABILITY: [Availability; 4] =
-    [Availability::Offline, Availability::Available, Availability::Away, Availability::Busy];
+const ALL_AVAILABILITY: [Availability; 4] = [
+    Availability::Offline,
+    Availability::Available,
+    Availability::Away,
+    Availability::Busy,
+];
 
 /// One device's presence.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,7 +69,11 @@ pub struct Presence {
 impl Presence {
     /// A presence with only an availability.
     pub fn new(availability: Availability) -> Self {
-        Self { availability, status: None, last_active: None }
+        Self {
+            availability,
+            status: None,
+            last_active: None,
+        }
     }
 }
 
@@ -60,7 +81,11 @@ impl Body for Presence {
     const KIND: PacketKind = PacketKind::PRESENCE;
 
     fn from_fields(f: &Fields) -> Result<Self, FieldError> {
-        let index = required(choice(f, 8, "availability", AVAILABILITY.len()), 8, "availability")?;
+        let index = required(
+            choice(f, 8, "availability", AVAILABILITY.len()),
+            8,
+            "availability",
+        )?;
         Ok(Self {
             availability: ALL_AVAILABILITY[index],
             status: f.text(9)?.map(str::to_owned),
@@ -82,9 +107,27 @@ impl Body for Presence {
 }
 
 const PROFILE_SCHEMA: &[FieldSpec] = &[
-    FieldSpec::optional(8, "name", FieldType::Text { max_bytes: limits::NAME_BYTES }),
-    FieldSpec::optional(9, "avatar", FieldType::Text { max_bytes: limits::AVATAR_BYTES }),
-    FieldSpec::optional(10, "status", FieldType::Text { max_bytes: limits::STATUS_BYTES }),
+    FieldSpec::optional(
+        8,
+        "name",
+        FieldType::Text {
+            max_bytes: limits::NAME_BYTES,
+        },
+    ),
+    FieldSpec::optional(
+        9,
+        "avatar",
+        FieldType::Text {
+            max_bytes: limits::AVATAR_BYTES,
+        },
+    ),
+    FieldSpec::optional(
+        10,
+        "status",
+        FieldType::Text {
+            max_bytes: limits::STATUS_BYTES,
+        },
+    ),
 ];
 
 pub(super) const PROFILE: SchemaProvider = SchemaProvider {

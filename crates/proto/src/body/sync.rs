@@ -8,9 +8,18 @@ use crate::identity::ConversationRef;
 use crate::packet::{Fields, Packet, PacketKind};
 use crate::provider::{FieldSpec, FieldType, Routing, SchemaProvider};
 
-const SEQ: FieldType = FieldType::Uint { min: 1, max: limits::MAX_SAFE };
-const COUNT: FieldType = FieldType::Uint { min: 0, max: limits::MAX_SAFE };
-const LIMIT: FieldType = FieldType::Uint { min: 1, max: limits::PAGE_ITEMS as u64 };
+const SEQ: FieldType = FieldType::Uint {
+    min: 1,
+    max: limits::MAX_SAFE,
+};
+const COUNT: FieldType = FieldType::Uint {
+    min: 0,
+    max: limits::MAX_SAFE,
+};
+const LIMIT: FieldType = FieldType::Uint {
+    min: 1,
+    max: limits::PAGE_ITEMS as u64,
+};
 
 const SYNC_SCHEMA: &[FieldSpec] = &[
     FieldSpec::optional(8, "after", COUNT),
@@ -23,10 +32,18 @@ fn check_sync(packet: &Packet) -> Result<(), FieldError> {
     let body = packet.body();
     let newest_first = body.bool(11)?.unwrap_or(false);
     if newest_first && body.contains(8) {
-        return Err(FieldError::new(8, "after", "not allowed with newest-first (use before)"));
+        return Err(FieldError::new(
+            8,
+            "after",
+            "not allowed with newest-first (use before)",
+        ));
     }
     if !newest_first && body.contains(9) {
-        return Err(FieldError::new(9, "before", "only allowed with newest-first (use after)"));
+        return Err(FieldError::new(
+            9,
+            "before",
+            "only allowed with newest-first (use after)",
+        ));
     }
     Ok(())
 }
@@ -55,7 +72,14 @@ const ENTRY_SCHEMA: &[FieldSpec] = &[
 ];
 
 const SYNC_RESULT_SCHEMA: &[FieldSpec] = &[
-    FieldSpec::required(8, "conversations", FieldType::Maps { schema: ENTRY_SCHEMA, max_items: limits::PAGE_ITEMS }),
+    FieldSpec::required(
+        8,
+        "conversations",
+        FieldType::Maps {
+            schema: ENTRY_SCHEMA,
+            max_items: limits::PAGE_ITEMS,
+        },
+    ),
     FieldSpec::optional(9, "more", FieldType::Bool),
     FieldSpec::required(10, "token", COUNT),
 ];
@@ -86,7 +110,12 @@ impl Body for Sync {
     const KIND: PacketKind = PacketKind::SYNC;
 
     fn from_fields(f: &Fields) -> Result<Self, FieldError> {
-        Ok(Self { after: f.uint(8)?, before: f.uint(9)?, limit: f.uint(10)?, newest_first: f.bool(11)?.unwrap_or(false) })
+        Ok(Self {
+            after: f.uint(8)?,
+            before: f.uint(9)?,
+            limit: f.uint(10)?,
+            newest_first: f.bool(11)?.unwrap_or(false),
+        })
     }
 
     fn to_fields(&self) -> Fields {
@@ -164,12 +193,16 @@ impl ConversationEntry {
 
     fn from_fields(f: &Fields) -> Result<Self, FieldError> {
         let conv = required(f.text(2), 2, "conv")?;
-        let conv = ConversationRef::parse(conv).map_err(|e| FieldError::new(2, "conv", e.to_string()))?;
+        let conv =
+            ConversationRef::parse(conv).map_err(|e| FieldError::new(2, "conv", e.to_string()))?;
         let last = match f.raw(9) {
-            Some(raw) => Some(Packet::decode(raw).map_err(|e| FieldError::new(9, "last", e.to_string()))?),
+            Some(raw) => {
+                Some(Packet::decode(raw).map_err(|e| FieldError::new(9, "last", e.to_string()))?)
+            }
             None => None,
         };
-        let contact = choice(f, 16, "contact", CONTACT_STATES.len())?.map_or(ContactState::None, ContactState::from_index);
+        let contact = choice(f, 16, "contact", CONTACT_STATES.len())?
+            .map_or(ContactState::None, ContactState::from_index);
         Ok(Self {
             conv,
             last_seq: f.uint(3)?.unwrap_or(0),
@@ -228,16 +261,28 @@ impl Body for SyncResult {
         let conversations = required(f.maps(8), 8, "conversations")?
             .into_iter()
             .map(|raw| {
-                let nested = Fields::decode(raw).map_err(|e| FieldError::new(8, "conversations", e.to_string()))?;
+                let nested = Fields::decode(raw)
+                    .map_err(|e| FieldError::new(8, "conversations", e.to_string()))?;
                 ConversationEntry::from_fields(&nested)
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { conversations, more: f.bool(9)?.unwrap_or(false), token: required(f.uint(10), 10, "token")? })
+        Ok(Self {
+            conversations,
+            more: f.bool(9)?.unwrap_or(false),
+            token: required(f.uint(10), 10, "token")?,
+        })
     }
 
     fn to_fields(&self) -> Fields {
         let mut f = Fields::new();
-        f.set_maps(8, self.conversations.iter().map(|c| c.to_fields().encode()).collect::<Vec<_>>().into_iter());
+        f.set_maps(
+            8,
+            self.conversations
+                .iter()
+                .map(|c| c.to_fields().encode())
+                .collect::<Vec<_>>()
+                .into_iter(),
+        );
         if self.more {
             f.set_bool(9, true);
         }
@@ -255,11 +300,19 @@ const HISTORY_SCHEMA: &[FieldSpec] = &[
 
 fn check_history(packet: &Packet) -> Result<(), FieldError> {
     if packet.conv.is_none() {
-        return Err(FieldError::new(2, "conv", "a history request needs a conversation"));
+        return Err(FieldError::new(
+            2,
+            "conv",
+            "a history request needs a conversation",
+        ));
     }
     let body = packet.body();
     if [8, 9, 11].iter().filter(|k| body.contains(**k)).count() > 1 {
-        return Err(FieldError::new(8, "after", "give at most one of after, before and since"));
+        return Err(FieldError::new(
+            8,
+            "after",
+            "give at most one of after, before and since",
+        ));
     }
     Ok(())
 }
@@ -273,7 +326,13 @@ pub(super) const HISTORY: SchemaProvider = SchemaProvider {
 };
 
 const HISTORY_RESULT_SCHEMA: &[FieldSpec] = &[
-    FieldSpec::required(8, "events", FieldType::Packets { max_items: limits::PAGE_ITEMS }),
+    FieldSpec::required(
+        8,
+        "events",
+        FieldType::Packets {
+            max_items: limits::PAGE_ITEMS,
+        },
+    ),
     FieldSpec::optional(9, "more", FieldType::Bool),
     FieldSpec::optional(10, "first-seq", COUNT),
     FieldSpec::optional(11, "last-seq", COUNT),
@@ -308,7 +367,12 @@ impl Body for History {
     const KIND: PacketKind = PacketKind::HISTORY;
 
     fn from_fields(f: &Fields) -> Result<Self, FieldError> {
-        Ok(Self { after: f.uint(8)?, before: f.uint(9)?, limit: f.uint(10)?, since: f.uint(11)? })
+        Ok(Self {
+            after: f.uint(8)?,
+            before: f.uint(9)?,
+            limit: f.uint(10)?,
+            since: f.uint(11)?,
+        })
     }
 
     fn to_fields(&self) -> Fields {
@@ -356,7 +420,14 @@ impl Body for HistoryResult {
 
     fn to_fields(&self) -> Fields {
         let mut f = Fields::new();
-        f.set_maps(8, self.events.iter().map(Packet::encode).collect::<Vec<_>>().into_iter());
+        f.set_maps(
+            8,
+            self.events
+                .iter()
+                .map(Packet::encode)
+                .collect::<Vec<_>>()
+                .into_iter(),
+        );
         if self.more {
             f.set_bool(9, true);
         }

@@ -1,0 +1,599 @@
+//! Writes the test vectors under `crates/proto/tests/vectors/` from the definitions below.
+//!
+//! Vectors are committed files: `cargo test` checks every one both ways (CBOR to JSON and
+//! back) and checks the invalid ones produce their error. Regenerate after a deliberate
+//! change to the wire format, and review the diff:
+//!
+//! `cargo run -p mqchat-proto --example make-vectors -- crates/proto/tests/vectors`
+
+// A tool, not the library: it writes files.
+#![allow(clippy::disallowed_methods)]
+
+use mqchat_proto::Registry;
+use serde_json::{Value, json};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::args().nth(1).ok_or("usage: make-vectors DIR")?;
+    let registry = Registry::with_core();
+    let valid_dir = std::path::Path::new(&dir).join("valid");
+    let invalid_dir = std::path::Path::new(&dir).join("invalid");
+    std::fs::create_dir_all(&valid_dir)?;
+    std::fs::create_dir_all(&invalid_dir)?;
+    for (name, description, topic, packet, route) in valid() {
+        let encoded = registry
+            .from_json(&packet)
+            .map_err(|e| format!("{name}: {e}"))?
+            .encode();
+        let mut vector = json!({
+            "description": description,
+            "topic": topic,
+            "cbor": hex(&encoded),
+            "packet": packet,
+        });
+        if let Some(route) = route {
+            vector["route"] = json!(route);
+        }
+        std::fs::write(
+            valid_dir.join(format!("{name}.json")),
+            serde_json::to_string_pretty(&vector)? + "\n",
+        )?;
+    }
+    for (name, description, topic, cbor, error, max_payload) in invalid() {
+        let mut vector =
+            json!({ "description": description, "topic": topic, "cbor": cbor, "error": error });
+        if let Some(max) = max_payload {
+            vector["max-payload"] = json!(max);
+        }
+        std::fs::write(
+            invalid_dir.join(format!("{name}.json")),
+            serde_json::to_string_pretty(&vector)? + "\n",
+        )?;
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const ID: &str = "0a03zkqvpmqsw";
+const ID2: &str = "0a03zkqvpmqsx";
+const TS: u64 = 1_790_000_000_000;
+
+type Valid = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Value,
+    Option<&'static str>,
+);
+
+fn valid() -> Vec<Valid> {
+    let up = "mq/up/alice/phone";
+    let bob_up = "mq/up/bob/phone";
+    vec![
+        (
+            "message-upstream",
+            "alice's phone sends \"Hi\" to bob",
+            up,
+            json!({"type": "message", "id": ID, "conv": "bob", "text": "Hi"}),
+            Some("event"),
+        ),
+        (
+            "message-delivered",
+            "the hub delivers it to bob's durable inbox: conv is the peer, no id, no from (the peer sent it)",
+            "mq/in/bob/d",
+            json!({"type": "message", "conv": "alice", "seq": 42, "ts": TS, "text": "Hi"}),
+            None,
+        ),
+        (
+            "message-own-copy",
+            "the copy on alice's own durable inbox: the sent confirmation for the phone, the carbon for her other devices",
+            "mq/in/alice/d",
+            json!({"type": "message", "id": ID, "conv": "bob", "seq": 42, "ts": TS, "from": "alice", "device": "phone", "text": "Hi"}),
+            None,
+        ),
+        (
+            "message-reply-mentions",
+            "a reply to event 41 mentioning carol, with non-ASCII text",
+            up,
+            json!({"type": "message", "id": ID2, "conv": "bob", "text": "Ça va, @carol? 👋", "reply-to": 41, "mentions": ["carol"]}),
+            Some("event"),
+        ),
+        (
+            "message-unknown-key",
+            "a message with a body key this version does not know (99): kept and passed on byte for byte",
+            up,
+            json!({"type": "message", "id": ID, "conv": "bob", "text": "Hi", "unknown": {"99": "a1617801"}}),
+            Some("event"),
+        ),
+        (
+            "message-to-self",
+            "a note to self: the conversation is the sender's own user id",
+            up,
+            json!({"type": "message", "id": ID, "conv": "alice", "text": "buy milk"}),
+            Some("event"),
+        ),
+        (
+            "chat-state-upstream",
+            "alice is typing to bob",
+            up,
+            json!({"type": "chat-state", "conv": "bob", "state": "composing"}),
+            Some("signal"),
+        ),
+        (
+            "chat-state-delivered",
+            "bob's ephemeral inbox shows alice typing",
+            "mq/in/bob/e",
+            json!({"type": "chat-state", "conv": "alice", "state": "composing"}),
+            None,
+        ),
+        (
+            "chat-state-paused",
+            "alice stopped typing",
+            up,
+            json!({"type": "chat-state", "conv": "bob", "state": "paused"}),
+            Some("signal"),
+        ),
+        (
+            "delivered-upstream",
+            "bob's device received everything from alice up to 42",
+            bob_up,
+            json!({"type": "delivered", "conv": "alice", "up-to": 42}),
+            Some("marker"),
+        ),
+        (
+            "delivered-forwarded",
+            "alice learns bob received up to 42",
+            "mq/in/alice/d",
+            json!({"type": "delivered", "conv": "bob", "ts": TS + 80, "up-to": 42}),
+            None,
+        ),
+        (
+            "read-upstream",
+            "bob read up to 42",
+            bob_up,
+            json!({"type": "read", "conv": "alice", "up-to": 42}),
+            Some("marker"),
+        ),
+        (
+            "read-private-upstream",
+            "bob read up to 42 but does not tell alice (his own devices still sync)",
+            bob_up,
+            json!({"type": "read", "conv": "alice", "up-to": 42, "private": true}),
+            Some("marker"),
+        ),
+        (
+            "read-forwarded",
+            "alice learns bob read up to 42",
+            "mq/in/alice/d",
+            json!({"type": "read", "conv": "bob", "ts": TS + 5000, "up-to": 42}),
+            None,
+        ),
+        (
+            "read-own-devices",
+            "bob's other devices learn he read up to 42 (seen across devices): from is bob himself",
+            "mq/in/bob/d",
+            json!({"type": "read", "conv": "alice", "ts": TS + 5000, "from": "bob", "device": "phone", "up-to": 42}),
+            None,
+        ),
+        (
+            "contact-request-upstream",
+            "alice asks bob to become contacts",
+            up,
+            json!({"type": "contact", "id": ID, "conv": "bob", "action": "request", "note": "Hi Bob, it's Alice from the conference"}),
+            Some("event"),
+        ),
+        (
+            "contact-request-delivered",
+            "bob receives the request as event 1 of the conversation",
+            "mq/in/bob/d",
+            json!({"type": "contact", "conv": "alice", "seq": 1, "ts": TS, "action": "request", "note": "Hi Bob, it's Alice from the conference"}),
+            None,
+        ),
+        (
+            "contact-accept-upstream",
+            "bob accepts",
+            bob_up,
+            json!({"type": "contact", "id": ID2, "conv": "alice", "action": "accept"}),
+            Some("event"),
+        ),
+        (
+            "contact-decline-upstream",
+            "bob declines",
+            bob_up,
+            json!({"type": "contact", "id": ID2, "conv": "alice", "action": "decline"}),
+            Some("event"),
+        ),
+        (
+            "contact-cancel-upstream",
+            "alice withdraws her request",
+            up,
+            json!({"type": "contact", "id": ID2, "conv": "bob", "action": "cancel"}),
+            Some("event"),
+        ),
+        (
+            "contact-remove-upstream",
+            "alice ends the contact relationship",
+            up,
+            json!({"type": "contact", "id": ID2, "conv": "bob", "action": "remove"}),
+            Some("event"),
+        ),
+        (
+            "presence-available",
+            "alice's phone is available, retained on its presence topic",
+            "mq/pr/alice/phone",
+            json!({"type": "presence", "ts": TS, "availability": "available", "status": "At work"}),
+            None,
+        ),
+        (
+            "presence-will",
+            "the will alice's phone registers at CONNECT: offline, no time",
+            "mq/pr/alice/phone",
+            json!({"type": "presence", "availability": "offline"}),
+            None,
+        ),
+        (
+            "presence-offline-stamped",
+            "the hub replaces a will's offline with one stamped with the last-seen time",
+            "mq/pr/alice/phone",
+            json!({"type": "presence", "ts": TS, "availability": "offline", "last-active": TS}),
+            None,
+        ),
+        (
+            "profile-set-upstream",
+            "alice sets her display name and clears her status (empty text clears)",
+            up,
+            json!({"type": "profile", "id": ID, "name": "Alice Liddell", "status": ""}),
+            Some("request"),
+        ),
+        (
+            "profile-retained",
+            "the hub's retained profile for alice",
+            "mq/pf/alice",
+            json!({"type": "profile", "seq": 3, "ts": TS, "name": "Alice Liddell", "avatar": "https://example.org/a.png"}),
+            None,
+        ),
+        (
+            "ack-profile",
+            "the hub confirms alice's profile change on her phone's reply topic",
+            "mq/in/alice/r/phone",
+            json!({"type": "ack", "id": ID, "seq": 3, "ts": TS}),
+            None,
+        ),
+        (
+            "ack-duplicate",
+            "alice's phone resent a message the hub had already stored as 42",
+            "mq/in/alice/r/phone",
+            json!({"type": "ack", "id": ID, "conv": "bob", "seq": 42, "ts": TS, "duplicate": true}),
+            None,
+        ),
+        (
+            "error-invalid",
+            "the hub refuses a message without text",
+            "mq/in/alice/r/phone",
+            json!({"type": "error", "id": ID, "conv": "bob", "code": 2, "detail": "field 8 (text): is required", "about": 1}),
+            None,
+        ),
+        (
+            "error-no-such-user",
+            "the hub refuses a message to a user that does not exist",
+            "mq/in/alice/r/phone",
+            json!({"type": "error", "id": ID, "conv": "nobody", "code": 6, "detail": "no user \"nobody\"", "about": 1}),
+            None,
+        ),
+        (
+            "sync-upstream",
+            "alice's phone asks what changed after token 1200",
+            up,
+            json!({"type": "sync", "id": ID, "after": 1200, "limit": 100}),
+            Some("request"),
+        ),
+        (
+            "sync-newest-first",
+            "a device with no storage lists its 20 most recent conversations",
+            up,
+            json!({"type": "sync", "id": ID, "limit": 20, "newest-first": true}),
+            Some("request"),
+        ),
+        (
+            "sync-result",
+            "two conversations changed; no more",
+            "mq/in/alice/r/phone",
+            json!({"type": "sync-result", "id": ID, "conversations": [
+                {"conv": "bob", "last-seq": 42, "last-ts": TS, "change": 1250,
+                 "last": {"type": "message", "conv": "bob", "seq": 42, "ts": TS, "from": "alice", "text": "Hi"},
+                 "delivered": 40, "read": 40, "peer-delivered": 42, "contact": "accepted"},
+                {"conv": "carol", "last-seq": 7, "last-ts": TS - 60000, "change": 1251,
+                 "last": {"type": "message", "conv": "carol", "seq": 7, "ts": TS - 60000, "text": "Lunch?"},
+                 "unread": 2, "delivered": 7, "read": 5, "peer-read": 3, "first-seq": 1}
+            ], "token": 1251}),
+            None,
+        ),
+        (
+            "history-upstream",
+            "alice's phone asks for bob's conversation after 40",
+            up,
+            json!({"type": "history", "id": ID, "conv": "bob", "after": 40, "limit": 50}),
+            Some("request"),
+        ),
+        (
+            "history-backward",
+            "a device with no storage pages backwards from 41",
+            up,
+            json!({"type": "history", "id": ID, "conv": "bob", "before": 41, "limit": 2}),
+            Some("request"),
+        ),
+        (
+            "history-result",
+            "two events, oldest first, more before them",
+            "mq/in/alice/r/phone",
+            json!({"type": "history-result", "id": ID, "conv": "bob", "events": [
+                {"type": "message", "conv": "bob", "seq": 39, "ts": TS - 9000, "text": "Are you there?"},
+                {"type": "message", "conv": "bob", "seq": 40, "ts": TS - 8000, "from": "alice", "text": "Yes!"}
+            ], "more": true, "first-seq": 1, "last-seq": 42}),
+            None,
+        ),
+        (
+            "history-truncated",
+            "asked after 3, but retention removed events up to 9",
+            "mq/in/alice/r/phone",
+            json!({"type": "history-result", "id": ID, "conv": "bob", "events": [
+                {"type": "message", "conv": "bob", "seq": 10, "ts": TS - 99000, "text": "oldest kept"}
+            ], "first-seq": 10, "last-seq": 10, "truncated": true}),
+            None,
+        ),
+        (
+            "unknown-type-durable",
+            "a packet type this hub does not know (1500): routed as a durable event by its envelope, body kept",
+            up,
+            json!({"type": 1500, "id": ID, "conv": "bob", "unknown": {"8": "6a736f6d65206461746121"}}),
+            Some("event"),
+        ),
+        (
+            "unknown-type-ephemeral",
+            "an unknown type flagged ephemeral: forwarded like a chat state",
+            up,
+            json!({"type": 1501, "conv": "bob", "ephemeral": true, "unknown": {"8": "01"}}),
+            Some("signal"),
+        ),
+        (
+            "reaction-as-unknown",
+            "a reaction (registered extension 128) seen by a registry without the extension",
+            up,
+            json!({"type": 128, "id": ID, "conv": "bob", "unknown": {"8": "182a", "9": "64f09f918d"}}),
+            Some("event"),
+        ),
+    ]
+}
+
+type Invalid = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<usize>,
+);
+
+fn invalid() -> Vec<Invalid> {
+    let up = "mq/up/alice/phone";
+    vec![
+        (
+            "not-cbor",
+            "0xff alone is a break with nothing to end",
+            up,
+            "ff",
+            "malformed",
+            None,
+        ),
+        (
+            "truncated",
+            "a map announcing two entries that ends after one",
+            up,
+            "a2 0001",
+            "malformed",
+            None,
+        ),
+        (
+            "not-a-map",
+            "an array [1, \"Hi\"]",
+            up,
+            "82 01 624869",
+            "malformed",
+            None,
+        ),
+        (
+            "text-key",
+            "key \"t\" instead of an integer",
+            up,
+            "a2 0001 6174 624869",
+            "malformed",
+            None,
+        ),
+        (
+            "negative-key",
+            "key -1",
+            up,
+            "a2 0001 20 624869",
+            "malformed",
+            None,
+        ),
+        (
+            "duplicate-key",
+            "key 8 twice",
+            up,
+            "a4 0001 011b05007f9df76a5f3c 08624869 08624869",
+            "malformed",
+            None,
+        ),
+        (
+            "no-type",
+            "no key 0",
+            up,
+            "a2 011b05007f9df76a5f3c 08624869",
+            "malformed",
+            None,
+        ),
+        (
+            "trailing-bytes",
+            "a valid packet followed by one more byte",
+            up,
+            "a4 0001 011b05007f9df76a5f3c 0263626f62 08624869 00",
+            "malformed",
+            None,
+        ),
+        (
+            "message-no-id",
+            "a message upstream needs an id (deduplication)",
+            up,
+            "a3 0001 0263626f62 08624869",
+            "invalid",
+            None,
+        ),
+        (
+            "message-no-conv",
+            "a message upstream needs a conversation",
+            up,
+            "a3 0001 011b05007f9df76a5f3c 08624869",
+            "invalid",
+            None,
+        ),
+        (
+            "message-no-text",
+            "a message needs text",
+            up,
+            "a3 0001 011b05007f9df76a5f3c 0263626f62",
+            "invalid",
+            None,
+        ),
+        (
+            "message-text-bytes",
+            "text must be a text string, not bytes",
+            up,
+            "a4 0001 011b05007f9df76a5f3c 0263626f62 08424869",
+            "invalid",
+            None,
+        ),
+        (
+            "conv-upper-case",
+            "user ids are lower case",
+            up,
+            "a4 0001 011b05007f9df76a5f3c 0263426f62 08624869",
+            "invalid",
+            None,
+        ),
+        (
+            "id-zero",
+            "message id 0 is not valid",
+            up,
+            "a4 0001 0100 0263626f62 08624869",
+            "invalid",
+            None,
+        ),
+        (
+            "id-top-bit",
+            "message ids have the top bit clear",
+            up,
+            "a4 0001 011b8000000000000001 0263626f62 08624869",
+            "invalid",
+            None,
+        ),
+        (
+            "seq-zero",
+            "sequence numbers start at 1 (even though the hub drops seq upstream, it must decode)",
+            up,
+            "a5 0001 011b05007f9df76a5f3c 0263626f62 0300 08624869",
+            "invalid",
+            None,
+        ),
+        (
+            "chat-state-unknown",
+            "chat state 9 does not exist",
+            up,
+            "a3 0002 0263626f62 0809",
+            "invalid",
+            None,
+        ),
+        (
+            "read-zero",
+            "a read marker up to 0 marks nothing",
+            up,
+            "a3 0004 0263626f62 0800",
+            "invalid",
+            None,
+        ),
+        (
+            "delivered-no-conv",
+            "a marker needs a conversation",
+            up,
+            "a2 0003 08182a",
+            "invalid",
+            None,
+        ),
+        (
+            "contact-group",
+            "contact requests are between two users",
+            up,
+            "a4 0005 011b05007f9df76a5f3c 0265237465616d 0800",
+            "invalid",
+            None,
+        ),
+        (
+            "history-two-positions",
+            "after and before together",
+            up,
+            "a5 000c 011b05007f9df76a5f3c 0263626f62 0801 0905",
+            "invalid",
+            None,
+        ),
+        (
+            "sync-before-oldest-first",
+            "before is only for newest-first",
+            up,
+            "a3 000a 011b05007f9df76a5f3c 0905",
+            "invalid",
+            None,
+        ),
+        (
+            "ack-upstream",
+            "only the hub sends acks",
+            up,
+            "a2 0008 011b05007f9df76a5f3c",
+            "wrong-topic",
+            None,
+        ),
+        (
+            "presence-upstream",
+            "presence goes on the presence topic, not upstream",
+            up,
+            "a2 0006 0801",
+            "wrong-topic",
+            None,
+        ),
+        (
+            "not-upstream-topic",
+            "the hub only accepts packets on upstream topics",
+            "mq/in/bob/d",
+            "a4 0001 011b05007f9df76a5f3c 0263626f62 08624869",
+            "wrong-topic",
+            None,
+        ),
+        (
+            "unknown-no-conv",
+            "an unknown type without a conversation cannot be routed",
+            up,
+            "a2 00 1905dc 01 1b05007f9df76a5f3c",
+            "unsupported",
+            None,
+        ),
+        (
+            "too-large",
+            "a payload over the hub's maximum (here set to 16 bytes)",
+            up,
+            "a4 0001 011b05007f9df76a5f3c 0263626f62 08624869",
+            "too-large",
+            Some(16),
+        ),
+    ]
+}

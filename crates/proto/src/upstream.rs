@@ -1,0 +1,302 @@
+//! The hub's edge: turning a PUBLISH on an upstream topic into a packet the hub can act on,
+//! or into the error reply the spec says the device gets.
+//!
+//! Everything the hub checks before touching storage happens here, without IO: the topic
+//! names the sender (never the payload), the size is bounded, the packet decodes and fits
+//! its schema, and its type may travel upstream with the envelope fields its route needs.
+//! Envelope fields only the hub may set (`seq`, `ts`, `from`, `device`) are dropped.
+
+use crate::body::{Body, ErrorReply};
+use crate::error::ErrorCode;
+use crate::id::MessageId;
+use crate::identity::{ConversationRef, DeviceIdentity};
+use crate::packet::{Packet, PacketKind};
+use crate::provider::{Registry, Routing};
+use crate::topic::{Topic, TopicRoot};
+
+/// What the hub does with an accepted upstream packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Deduplicate, sequence, archive, deliver to durable inboxes.
+    Event,
+    /// Record as conversation state; deliver on durable inboxes.
+    Marker,
+    /// Forward to ephemeral inboxes; store nothing.
+    Signal,
+    /// Answer on the device's reply topic.
+    Request,
+}
+
+/// An upstream packet that passed every check that needs no storage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inbound {
+    /// The sending device, from the topic.
+    pub sender: DeviceIdentity,
+    /// The packet, with hub-only envelope fields removed.
+    pub packet: Packet,
+    /// How to handle it.
+    pub route: Route,
+    /// Whether a provider for the type is registered (else the body is opaque).
+    pub known: bool,
+}
+
+/// A refused upstream packet: the reply to send, and to whom.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// The device to answer on its reply topic; `None` when the topic named no device.
+    pub sender: Option<DeviceIdentity>,
+    /// The error code.
+    pub code: ErrorCode,
+    /// Why, for the log and the reply's detail.
+    pub detail: String,
+    /// The refused packet's id, if it could be read.
+    pub id: Option<MessageId>,
+    /// The refused packet's conversation, if it could be read.
+    pub conv: Option<ConversationRef>,
+    /// The refused packet's type, if it could be read.
+    pub about: Option<PacketKind>,
+}
+
+impl Rejection {
+    /// The error reply packet for the sender's reply topic.
+    pub fn to_packet(&self) -> Packet {
+        let mut packet = ErrorReply {
+            code: self.code,
+            detail: Some(self.detail.clone()),
+            about: self.about.map(|k| k.0),
+        }
+        .to_packet();
+        packet.id = self.id;
+        packet.conv = self.conv.clone();
+        packet
+    }
+}
+
+/// Checks one PUBLISH received by the hub on an upstream topic.
+pub fn accept(
+    registry: &Registry,
+    root: &TopicRoot,
+    topic: &str,
+    payload: &[u8],
+    max_payload: usize,
+) -> Result<Inbound, Rejection> {
+    let sender = match root.parse_topic(topic) {
+        Ok(Topic::Upstream { user, device }) => DeviceIdentity::new(user, device),
+        Ok(_) | Err(_) => {
+            return Err(reject(
+                None,
+                ErrorCode::WRONG_TOPIC,
+                format!("{topic:?} is not an upstream topic"),
+            ));
+        }
+    };
+    if payload.len() > max_payload {
+        let detail = format!(
+            "payload is {} bytes, at most {max_payload} accepted",
+            payload.len()
+        );
+        return Err(reject(Some(sender), ErrorCode::TOO_LARGE, detail));
+    }
+    let mut packet = match Packet::decode(payload) {
+        Ok(packet) => packet,
+        Err(e) => return Err(reject(Some(sender), e.code(), e.to_string())),
+    };
+    let refuse = |code: ErrorCode, detail: String, packet: &Packet| Rejection {
+        sender: Some(sender.clone()),
+        code,
+        detail,
+        id: packet.id,
+        conv: packet.conv.clone(),
+        about: Some(packet.kind),
+    };
+    packet.seq = None;
+    packet.ts = None;
+    packet.from = None;
+    packet.device = None;
+    let provider = registry.provider(packet.kind);
+    let route = match provider.map(|p| p.routing()) {
+        Some(Routing::Event) => Route::Event,
+        Some(Routing::Marker) => Route::Marker,
+        Some(Routing::Signal) => Route::Signal,
+        Some(Routing::Request) => Route::Request,
+        Some(Routing::Reply) => {
+            return Err(refuse(
+                ErrorCode::WRONG_TOPIC,
+                "only the hub sends this packet type".into(),
+                &packet,
+            ));
+        }
+        Some(Routing::Presence) => {
+            return Err(refuse(
+                ErrorCode::WRONG_TOPIC,
+                "presence goes on the device's presence topic".into(),
+                &packet,
+            ));
+        }
+        None if packet.conv.is_none() => {
+            return Err(refuse(
+                ErrorCode::UNSUPPORTED,
+                "an unknown packet type needs a conversation".into(),
+                &packet,
+            ));
+        }
+        None if packet.ephemeral => Route::Signal,
+        None => Route::Event,
+    };
+    let missing = |what: &str| format!("this packet type needs {what} upstream");
+    match route {
+        Route::Event if packet.id.is_none() || packet.conv.is_none() => {
+            return Err(refuse(
+                ErrorCode::INVALID,
+                missing("an id and a conversation"),
+                &packet,
+            ));
+        }
+        Route::Marker | Route::Signal if packet.conv.is_none() => {
+            return Err(refuse(
+                ErrorCode::INVALID,
+                missing("a conversation"),
+                &packet,
+            ));
+        }
+        Route::Request if packet.id.is_none() => {
+            return Err(refuse(ErrorCode::INVALID, missing("an id"), &packet));
+        }
+        _ => {}
+    }
+    if let Err(e) = registry.validate(&packet) {
+        return Err(refuse(ErrorCode::INVALID, e.to_string(), &packet));
+    }
+    Ok(Inbound {
+        sender,
+        packet,
+        route,
+        known: provider.is_some(),
+    })
+}
+
+fn reject(sender: Option<DeviceIdentity>, code: ErrorCode, detail: String) -> Rejection {
+    Rejection {
+        sender,
+        code,
+        detail,
+        id: None,
+        conv: None,
+        about: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::{ChatState, Delivered, Message, Presence, State, Sync};
+
+    fn accept_at(topic: &str, packet: &Packet) -> Result<Inbound, Rejection> {
+        accept(
+            &Registry::with_core(),
+            &TopicRoot::default(),
+            topic,
+            &packet.encode(),
+            4096,
+        )
+    }
+
+    fn code_of(topic: &str, packet: &Packet) -> ErrorCode {
+        accept_at(topic, packet).expect_err("must be refused").code
+    }
+
+    fn message() -> Packet {
+        let mut p = Message::text("Hi").to_packet();
+        p.id = MessageId::new(77).ok();
+        p.conv = ConversationRef::parse("bob").ok();
+        p
+    }
+
+    const UP: &str = "mq/up/alice/phone";
+
+    #[test]
+    fn message_accepted_with_identity_from_topic() {
+        let mut spoofed = message();
+        spoofed.from = crate::UserId::parse("mallory").ok();
+        spoofed.seq = Some(5);
+        let inbound = accept_at(UP, &spoofed).expect("valid");
+        assert_eq!(inbound.sender.to_string(), "alice:phone");
+        assert_eq!(inbound.route, Route::Event);
+        assert_eq!(inbound.packet.from, None);
+        assert_eq!(inbound.packet.seq, None);
+    }
+
+    #[test]
+    fn routes() {
+        let mut state = ChatState {
+            state: State::Composing,
+        }
+        .to_packet();
+        state.conv = ConversationRef::parse("bob").ok();
+        assert_eq!(accept_at(UP, &state).expect("valid").route, Route::Signal);
+        let mut marker = Delivered { up_to: 3 }.to_packet();
+        marker.conv = ConversationRef::parse("bob").ok();
+        assert_eq!(accept_at(UP, &marker).expect("valid").route, Route::Marker);
+        let mut sync = Sync::default().to_packet();
+        sync.id = MessageId::new(9).ok();
+        assert_eq!(accept_at(UP, &sync).expect("valid").route, Route::Request);
+    }
+
+    #[test]
+    fn unknown_types_route_by_envelope() {
+        let mut p = Packet::new(PacketKind(5000));
+        p.conv = ConversationRef::parse("bob").ok();
+        p.id = MessageId::new(1).ok();
+        assert_eq!(accept_at(UP, &p).expect("valid").route, Route::Event);
+        p.ephemeral = true;
+        assert_eq!(accept_at(UP, &p).expect("valid").route, Route::Signal);
+        p.conv = None;
+        assert_eq!(code_of(UP, &p), ErrorCode::UNSUPPORTED);
+    }
+
+    #[test]
+    fn refusals() {
+        let mut no_id = message();
+        no_id.id = None;
+        assert_eq!(code_of(UP, &no_id), ErrorCode::INVALID);
+        assert_eq!(
+            code_of(UP, &crate::body::Ack::default().to_packet()),
+            ErrorCode::WRONG_TOPIC
+        );
+        let presence = Presence::new(crate::body::Availability::Available).to_packet();
+        assert_eq!(code_of(UP, &presence), ErrorCode::WRONG_TOPIC);
+        assert_eq!(code_of("mq/in/alice/d", &message()), ErrorCode::WRONG_TOPIC);
+        let big = Message::text("x".repeat(5000));
+        let mut big = big.to_packet();
+        big.id = MessageId::new(1).ok();
+        big.conv = ConversationRef::parse("bob").ok();
+        let err = accept_at(UP, &big).expect_err("too large");
+        assert_eq!(err.code, ErrorCode::TOO_LARGE);
+        assert_eq!(
+            err.sender.map(|s| s.to_string()).as_deref(),
+            Some("alice:phone")
+        );
+        let err = accept(
+            &Registry::with_core(),
+            &TopicRoot::default(),
+            UP,
+            &[0xff],
+            4096,
+        )
+        .expect_err("bad");
+        assert_eq!(err.code, ErrorCode::MALFORMED);
+    }
+
+    #[test]
+    fn rejection_reply_carries_the_request() {
+        let mut no_text = Packet::new(PacketKind::MESSAGE);
+        no_text.id = MessageId::new(77).ok();
+        no_text.conv = ConversationRef::parse("bob").ok();
+        let err = accept_at(UP, &no_text).expect_err("no text");
+        let reply = err.to_packet();
+        assert_eq!(reply.id, MessageId::new(77).ok());
+        let body = ErrorReply::from_packet(&reply).expect("typed");
+        assert_eq!(body.code, ErrorCode::INVALID);
+        assert_eq!(body.about, Some(1));
+    }
+}
