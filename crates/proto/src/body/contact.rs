@@ -81,6 +81,51 @@ impl ContactState {
     pub(crate) fn from_index(i: usize) -> Self {
         [Self::None, Self::Outgoing, Self::Incoming, Self::Accepted][i.min(3)]
     }
+
+    /// The state machine of the spec (7.4): `self` is the actor's state towards the peer.
+    /// Returns the new states of the actor and of the peer, or `None` if the action does not
+    /// fit the state (the hub answers `conflict`).
+    pub fn apply(self, action: ContactAction) -> Option<(ContactState, ContactState)> {
+        use ContactAction as A;
+        use ContactState as S;
+        match (self, action) {
+            (S::None, A::Request) => Some((S::Outgoing, S::Incoming)),
+            (S::Incoming, A::Request | A::Accept) => Some((S::Accepted, S::Accepted)),
+            (S::Incoming, A::Decline) | (S::Outgoing, A::Cancel) | (S::Accepted, A::Remove) => {
+                Some((S::None, S::None))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_machine() {
+        use ContactAction as A;
+        use ContactState as S;
+        let cases = [
+            (S::None, A::Request, Some((S::Outgoing, S::Incoming))),
+            (S::None, A::Accept, None),
+            (S::None, A::Remove, None),
+            (S::Outgoing, A::Request, None),
+            (S::Outgoing, A::Accept, None),
+            (S::Outgoing, A::Cancel, Some((S::None, S::None))),
+            (S::Incoming, A::Accept, Some((S::Accepted, S::Accepted))),
+            (S::Incoming, A::Request, Some((S::Accepted, S::Accepted))),
+            (S::Incoming, A::Decline, Some((S::None, S::None))),
+            (S::Incoming, A::Cancel, None),
+            (S::Accepted, A::Remove, Some((S::None, S::None))),
+            (S::Accepted, A::Request, None),
+            (S::Accepted, A::Decline, None),
+        ];
+        for (state, action, expected) in cases {
+            assert_eq!(state.apply(action), expected, "{state:?} {action:?}");
+        }
+    }
 }
 
 /// A contact request or answer.

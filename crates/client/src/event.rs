@@ -1,0 +1,132 @@
+//! What the SDK tells the application: the events of its connection and conversations, and
+//! the confirmation of a sent event.
+
+use mqchat_proto::body::{Contact, Message, Presence, Profile, State};
+use mqchat_proto::{ConversationRef, DeviceId, ErrorCode, MessageId, Packet, UserId};
+
+/// The hub stored a conversation event this device sent: the "sent" receipt (spec section 9).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The event's client message id.
+    pub id: MessageId,
+    /// The conversation, named from this user's side.
+    pub conv: ConversationRef,
+    /// The event's sequence number in the conversation.
+    pub seq: u64,
+    /// When the hub stored it, in milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// The hub had stored it already: this was a resend (the first copy's `seq` and `ts`).
+    pub duplicate: bool,
+}
+
+/// Something that happened on the connection or in a conversation.
+///
+/// Durable events (`Message`, `Contact`, and sequenced extension packets in `Other`) come in
+/// sequence order per conversation, without duplicates: a gap is filled from the hub's
+/// history before later events are delivered.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// The connection to the broker is up (after `Client::connect` or a reconnect).
+    Connected {
+        /// The broker kept the device's session (subscriptions, queued messages).
+        session_present: bool,
+    },
+    /// The connection dropped; the client reconnects by itself.
+    Disconnected {
+        /// Why, for logs.
+        reason: String,
+    },
+    /// A text message.
+    Message {
+        /// The conversation, named from this user's side.
+        conv: ConversationRef,
+        /// Its sequence number in the conversation.
+        seq: u64,
+        /// When the hub stored it (ms since the Unix epoch).
+        ts: u64,
+        /// The sender.
+        from: UserId,
+        /// Sent by this user (from this or another of their devices).
+        own: bool,
+        /// The message.
+        message: Message,
+        /// The whole packet, with any fields this version does not know.
+        packet: Packet,
+    },
+    /// A participant's chat state (typing and so on).
+    ChatState {
+        /// The conversation.
+        conv: ConversationRef,
+        /// Whose state it is.
+        from: UserId,
+        /// The state.
+        state: State,
+    },
+    /// A participant received the conversation's events up to `up_to`.
+    Delivered {
+        /// The conversation.
+        conv: ConversationRef,
+        /// Who received them.
+        by: UserId,
+        /// The highest sequence number covered.
+        up_to: u64,
+    },
+    /// A participant read the conversation up to `up_to`.
+    Read {
+        /// The conversation.
+        conv: ConversationRef,
+        /// Who read it.
+        by: UserId,
+        /// The highest sequence number covered.
+        up_to: u64,
+        /// This user read it on one of their devices (clear the unread count).
+        own: bool,
+    },
+    /// A contact request or answer.
+    Contact {
+        /// The direct conversation it belongs to.
+        conv: ConversationRef,
+        /// Its sequence number in the conversation.
+        seq: u64,
+        /// Who sent it.
+        from: UserId,
+        /// Sent by this user.
+        own: bool,
+        /// The request or answer.
+        contact: Contact,
+    },
+    /// A device's presence changed (or was there already when the watch began).
+    Presence {
+        /// The user.
+        user: UserId,
+        /// The device.
+        device: DeviceId,
+        /// The presence; `None` when it was cleared (the device was removed).
+        presence: Option<Presence>,
+    },
+    /// A user's profile (on watching, then on every change).
+    Profile {
+        /// The user.
+        user: UserId,
+        /// The profile's version.
+        version: u64,
+        /// The whole profile.
+        profile: Profile,
+    },
+    /// The hub refused something that was not waiting for an answer (a marker, a chat state),
+    /// or the broker refused a subscription.
+    Error {
+        /// The refused packet's id, when it had one.
+        id: Option<MessageId>,
+        /// What went wrong.
+        code: ErrorCode,
+        /// The hub's explanation, for logs.
+        detail: Option<String>,
+    },
+    /// A packet of another type (an extension), decoded and checked with the registry.
+    Other {
+        /// The packet. For a sequenced extension event, `conv` and `seq` are set.
+        packet: Packet,
+    },
+}

@@ -1,0 +1,1 @@
+//! The mqchat SDK.

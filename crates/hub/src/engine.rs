@@ -1,0 +1,826 @@
+//! The upstream pipeline (spec section 8): identify, check, authorize, deduplicate, sequence
+//! and commit, then deliver. One batch of PUBLISHes is one store transaction (group
+//! commit), with a savepoint per packet so that a refused packet changes nothing.
+
+use mqchat_proto::body::{
+    Ack, Availability, Body, Contact, ConversationEntry, Delivered, History, HistoryResult,
+    Presence, Profile, Read, Sync, SyncResult, limits,
+};
+use mqchat_proto::upstream::{self, Inbound, Rejection, Route};
+use mqchat_proto::{
+    ConversationRef, ErrorCode, InboxBranch, Packet, PacketKind, Registry, Topic, TopicRoot, UserId,
+};
+use mqchat_store::archive::Position;
+use mqchat_store::{ConvId, ConversationRow, ParticipantRow, ProfileRow, Store, StoreError, Tx};
+
+use crate::render::event_for;
+use crate::{Outbound, Qos};
+
+/// The hub's settings.
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// The topic root.
+    pub root: TopicRoot,
+    /// The packet types the hub validates (others pass through by envelope).
+    pub registry: Registry,
+    /// The largest upstream payload accepted, in bytes.
+    pub max_payload: usize,
+    /// The largest reply (history and sync results) the hub builds, in bytes.
+    pub max_reply_bytes: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            root: TopicRoot::default(),
+            registry: Registry::with_core(),
+            max_payload: 65_536,
+            max_reply_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// One PUBLISH received by the hub.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// Its topic.
+    pub topic: String,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+/// What a batch produced.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Publishes to send, in order.
+    pub publishes: Vec<Outbound>,
+    /// Stored events whose delivery is among `publishes`: confirm them with
+    /// [`Engine::confirm`] once the broker has them, so they leave the outbox.
+    pub delivered: Vec<(ConvId, u64)>,
+}
+
+/// Why one packet was not applied.
+enum Failure {
+    Refused(Rejection),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+fn rejection(inbound: &Inbound, code: ErrorCode, detail: impl Into<String>) -> Rejection {
+    Rejection {
+        sender: Some(inbound.sender.clone()),
+        code,
+        detail: detail.into(),
+        id: inbound.packet.id,
+        conv: inbound.packet.conv.clone(),
+        about: Some(inbound.packet.kind),
+    }
+}
+
+fn refuse(inbound: &Inbound, code: ErrorCode, detail: impl Into<String>) -> Failure {
+    Failure::Refused(rejection(inbound, code, detail))
+}
+
+/// The hub's logic. Holds only configuration: all state is in the store.
+#[derive(Debug)]
+pub struct Engine {
+    config: HubConfig,
+}
+
+impl Engine {
+    /// An engine with this configuration.
+    pub fn new(config: HubConfig) -> Self {
+        Self { config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    fn inbox(&self, user: &UserId, branch: InboxBranch) -> String {
+        self.config.root.topic(&Topic::Inbox {
+            user: user.clone(),
+            branch,
+        })
+    }
+
+    /// Processes a batch of upstream PUBLISHes at time `now` (ms since the Unix epoch), in
+    /// one transaction. Refused packets produce error replies; if the commit itself fails,
+    /// every packet of the batch that asked for an answer gets `internal`.
+    pub fn process(&self, store: &mut Store, now: u64, batch: &[Upstream]) -> Output {
+        match self.process_in_tx(store, now, batch) {
+            Ok(output) => output,
+            Err(e) => {
+                tracing::error!(error = %e, n = batch.len(), "store transaction failed; answering internal");
+                let mut output = Output::default();
+                output
+                    .publishes
+                    .extend(batch.iter().filter_map(|input| self.internal_error(input)));
+                output
+            }
+        }
+    }
+
+    fn process_in_tx(
+        &self,
+        store: &mut Store,
+        now: u64,
+        batch: &[Upstream],
+    ) -> Result<Output, StoreError> {
+        let mut tx = store.transaction()?;
+        let mut output = Output::default();
+        for input in batch {
+            let result = tx.item(|tx| {
+                let mut local = Output::default();
+                self.handle(tx, now, input, &mut local)?;
+                Ok::<_, Failure>(local)
+            });
+            match result {
+                Ok(local) => {
+                    output.publishes.extend(local.publishes);
+                    output.delivered.extend(local.delivered);
+                }
+                Err(Failure::Refused(rejection)) => {
+                    tracing::info!(
+                        sender = rejection.sender.as_ref().map(ToString::to_string),
+                        topic = %input.topic,
+                        code = %rejection.code,
+                        detail = %rejection.detail,
+                        "refused upstream packet"
+                    );
+                    if rejection.sender.is_some() {
+                        output.publishes.push(self.error_reply(&rejection));
+                    }
+                }
+                Err(Failure::Store(e)) => {
+                    tracing::error!(topic = %input.topic, error = %e, "store failed on one packet");
+                    output.publishes.extend(self.internal_error(input));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(output)
+    }
+
+    /// The `internal` error reply for a packet the hub failed to store, if it asked for an
+    /// answer.
+    fn internal_error(&self, input: &Upstream) -> Option<Outbound> {
+        let inbound = upstream::accept(
+            &self.config.registry,
+            &self.config.root,
+            &input.topic,
+            &input.payload,
+            self.config.max_payload,
+        )
+        .ok()?;
+        inbound.packet.id?;
+        Some(self.error_reply(&rejection(
+            &inbound,
+            ErrorCode::INTERNAL,
+            "the hub could not store this; retry",
+        )))
+    }
+
+    fn error_reply(&self, rejection: &Rejection) -> Outbound {
+        let topic = match &rejection.sender {
+            Some(sender) => self.inbox(&sender.user, InboxBranch::Device(sender.device.clone())),
+            None => String::new(),
+        };
+        Outbound {
+            topic,
+            payload: rejection.to_packet().encode(),
+            qos: Qos::AtLeastOnce,
+            retain: false,
+        }
+    }
+
+    fn reply(&self, inbound: &Inbound, packet: &Packet) -> Outbound {
+        Outbound {
+            topic: self.inbox(
+                &inbound.sender.user,
+                InboxBranch::Device(inbound.sender.device.clone()),
+            ),
+            payload: packet.encode(),
+            qos: Qos::AtLeastOnce,
+            retain: false,
+        }
+    }
+
+    fn handle(
+        &self,
+        tx: &mut Tx<'_>,
+        now: u64,
+        input: &Upstream,
+        out: &mut Output,
+    ) -> Result<(), Failure> {
+        let inbound = upstream::accept(
+            &self.config.registry,
+            &self.config.root,
+            &input.topic,
+            &input.payload,
+            self.config.max_payload,
+        )
+        .map_err(Failure::Refused)?;
+        match inbound.route {
+            Route::Event => self.event(tx, now, &inbound, out),
+            Route::Marker => self.marker(tx, now, &inbound, out),
+            Route::Signal => self.signal(tx, &inbound, out),
+            Route::Request => self.request(tx, now, &inbound, out),
+        }
+    }
+
+    /// The peer of a direct conversation named in the packet; groups are not served yet.
+    fn direct_peer(&self, tx: &Tx<'_>, inbound: &Inbound) -> Result<UserId, Failure> {
+        match &inbound.packet.conv {
+            Some(ConversationRef::Direct(peer)) => {
+                if tx.user_exists(peer, true)? {
+                    Ok(peer.clone())
+                } else {
+                    Err(refuse(
+                        inbound,
+                        ErrorCode::NO_SUCH_USER,
+                        format!("no user {:?}", peer.as_str()),
+                    ))
+                }
+            }
+            Some(ConversationRef::Group(_)) => Err(refuse(
+                inbound,
+                ErrorCode::UNSUPPORTED,
+                "group conversations are not available on this hub",
+            )),
+            None => Err(refuse(
+                inbound,
+                ErrorCode::INVALID,
+                "a conversation is required",
+            )),
+        }
+    }
+
+    fn event(
+        &self,
+        tx: &mut Tx<'_>,
+        now: u64,
+        inbound: &Inbound,
+        out: &mut Output,
+    ) -> Result<(), Failure> {
+        let peer = self.direct_peer(tx, inbound)?;
+        let sender = &inbound.sender;
+        let Some(id) = inbound.packet.id else {
+            return Err(refuse(inbound, ErrorCode::INVALID, "an event needs an id"));
+        };
+        if let Some(stored) = tx.find_duplicate(&sender.user, &sender.device, id)? {
+            let mut ack = Ack { duplicate: true }.to_packet();
+            ack.id = Some(id);
+            ack.conv = inbound.packet.conv.clone();
+            ack.seq = Some(stored.seq);
+            ack.ts = Some(stored.ts);
+            out.publishes.push(self.reply(inbound, &ack));
+            return Ok(());
+        }
+        let Some(conv) = tx.direct(&sender.user, &peer, true)? else {
+            return Err(Failure::Store(StoreError::NotFound(format!(
+                "conversation {}/{peer}",
+                sender.user
+            ))));
+        };
+        let contact_change = if inbound.packet.kind == PacketKind::CONTACT {
+            Some(self.contact_change(tx, inbound, &conv, &peer)?)
+        } else {
+            None
+        };
+        let seq = tx.append(
+            conv.id,
+            now,
+            &sender.user,
+            &sender.device,
+            id,
+            inbound.packet.kind,
+            &inbound.packet.encode(),
+        )?;
+        if let Some((mine, theirs)) = contact_change {
+            tx.set_contact(conv.id, &sender.user, mine)?;
+            tx.set_contact(conv.id, &peer, theirs)?;
+        }
+        self.deliver(tx, conv.id, seq, out)?;
+        Ok(())
+    }
+
+    fn contact_change(
+        &self,
+        tx: &Tx<'_>,
+        inbound: &Inbound,
+        conv: &ConversationRow,
+        peer: &UserId,
+    ) -> Result<
+        (
+            mqchat_proto::body::ContactState,
+            mqchat_proto::body::ContactState,
+        ),
+        Failure,
+    > {
+        if *peer == inbound.sender.user {
+            return Err(refuse(
+                inbound,
+                ErrorCode::INVALID,
+                "one cannot be one's own contact",
+            ));
+        }
+        let contact = Contact::from_packet(&inbound.packet)
+            .map_err(|e| refuse(inbound, ErrorCode::INVALID, e.to_string()))?;
+        let state = tx
+            .participant(conv.id, &inbound.sender.user)?
+            .map(|p| p.contact)
+            .unwrap_or_default();
+        state.apply(contact.action).ok_or_else(|| {
+            refuse(
+                inbound,
+                ErrorCode::CONFLICT,
+                format!(
+                    "{:?} is not possible in contact state {state:?}",
+                    contact.action
+                ),
+            )
+        })
+    }
+
+    /// Publishes a stored event to the durable inbox of every participant.
+    fn deliver(
+        &self,
+        tx: &Tx<'_>,
+        conv: ConvId,
+        seq: u64,
+        out: &mut Output,
+    ) -> Result<(), StoreError> {
+        let Some(event) = tx.event(conv, seq)? else {
+            return Ok(());
+        };
+        for participant in tx.participants(conv)? {
+            let Some(name) = participant.peer.clone().map(ConversationRef::Direct) else {
+                continue;
+            };
+            if let Some(packet) = event_for(&event, &participant.user, &name) {
+                out.publishes.push(Outbound {
+                    topic: self.inbox(&participant.user, InboxBranch::Durable),
+                    payload: packet.encode(),
+                    qos: Qos::AtLeastOnce,
+                    retain: false,
+                });
+            }
+        }
+        out.delivered.push((conv, seq));
+        Ok(())
+    }
+
+    fn marker(
+        &self,
+        tx: &mut Tx<'_>,
+        now: u64,
+        inbound: &Inbound,
+        out: &mut Output,
+    ) -> Result<(), Failure> {
+        let peer = self.direct_peer(tx, inbound)?;
+        let sender = &inbound.sender;
+        let Some(conv) = tx.direct(&sender.user, &peer, false)? else {
+            return Err(refuse(
+                inbound,
+                ErrorCode::NOT_FOUND,
+                format!("no conversation with {peer}"),
+            ));
+        };
+        let Some(me) = tx.participant(conv.id, &sender.user)? else {
+            return Err(refuse(
+                inbound,
+                ErrorCode::NOT_FOUND,
+                format!("no conversation with {peer}"),
+            ));
+        };
+        let (is_read, up_to, private) = match inbound.packet.kind {
+            PacketKind::READ => {
+                let read = Read::from_packet(&inbound.packet)
+                    .map_err(|e| refuse(inbound, ErrorCode::INVALID, e.to_string()))?;
+                (true, read.up_to, read.private)
+            }
+            PacketKind::DELIVERED => {
+                let d = Delivered::from_packet(&inbound.packet)
+                    .map_err(|e| refuse(inbound, ErrorCode::INVALID, e.to_string()))?;
+                (false, d.up_to, false)
+            }
+            _ => {
+                // An extension marker: the hub knows no semantics for it, so it only passes
+                // it on to the peer, like a durable signal.
+                let mut packet = inbound.packet.clone();
+                packet.conv = Some(ConversationRef::Direct(sender.user.clone()));
+                packet.ts = Some(now);
+                packet.id = None;
+                if peer != sender.user {
+                    out.publishes.push(self.durable(&peer, &packet));
+                }
+                return Ok(());
+            }
+        };
+        let up_to = up_to.min(conv.last_seq);
+        let read = if is_read { me.read.max(up_to) } else { me.read };
+        let delivered = me.delivered.max(up_to).max(read);
+        if read == me.read && delivered == me.delivered {
+            return Ok(());
+        }
+        tx.set_markers(conv.id, &sender.user, delivered, read)?;
+        let to_peer = |kind: PacketKind, value: u64| {
+            let mut packet = marker_packet(kind, value);
+            packet.conv = Some(ConversationRef::Direct(sender.user.clone()));
+            packet.ts = Some(now);
+            packet
+        };
+        if peer != sender.user {
+            if read > me.read && !private {
+                out.publishes
+                    .push(self.durable(&peer, &to_peer(PacketKind::READ, read)));
+            } else if delivered > me.delivered {
+                out.publishes
+                    .push(self.durable(&peer, &to_peer(PacketKind::DELIVERED, delivered)));
+            }
+        }
+        if read > me.read {
+            let mut own = Read {
+                up_to: read,
+                private,
+            }
+            .to_packet();
+            own.conv = Some(ConversationRef::Direct(peer.clone()));
+            own.ts = Some(now);
+            own.from = Some(sender.user.clone());
+            own.device = Some(sender.device.clone());
+            out.publishes.push(self.durable(&sender.user, &own));
+        }
+        Ok(())
+    }
+
+    fn durable(&self, user: &UserId, packet: &Packet) -> Outbound {
+        Outbound {
+            topic: self.inbox(user, InboxBranch::Durable),
+            payload: packet.encode(),
+            qos: Qos::AtLeastOnce,
+            retain: false,
+        }
+    }
+
+    fn signal(&self, tx: &mut Tx<'_>, inbound: &Inbound, out: &mut Output) -> Result<(), Failure> {
+        let peer = self.direct_peer(tx, inbound)?;
+        let sender = &inbound.sender;
+        if peer == sender.user {
+            return Ok(());
+        }
+        if tx.direct(&sender.user, &peer, false)?.is_none() {
+            return Err(refuse(
+                inbound,
+                ErrorCode::FORBIDDEN,
+                format!("no conversation with {peer} yet"),
+            ));
+        }
+        let mut packet = inbound.packet.clone();
+        packet.conv = Some(ConversationRef::Direct(sender.user.clone()));
+        packet.id = None;
+        out.publishes.push(Outbound {
+            topic: self.inbox(&peer, InboxBranch::Ephemeral),
+            payload: packet.encode(),
+            qos: Qos::AtMostOnce,
+            retain: false,
+        });
+        Ok(())
+    }
+
+    fn request(
+        &self,
+        tx: &mut Tx<'_>,
+        now: u64,
+        inbound: &Inbound,
+        out: &mut Output,
+    ) -> Result<(), Failure> {
+        let bad = |e: mqchat_proto::DecodeError| refuse(inbound, ErrorCode::INVALID, e.to_string());
+        let reply = match inbound.packet.kind {
+            PacketKind::PROFILE => {
+                let change = Profile::from_packet(&inbound.packet).map_err(bad)?;
+                let (retained, ack) = self.set_profile(tx, now, &inbound.sender.user, &change)?;
+                out.publishes.push(retained);
+                ack
+            }
+            PacketKind::SYNC => {
+                let query = Sync::from_packet(&inbound.packet).map_err(bad)?;
+                self.sync(tx, &inbound.sender.user, &query)?.to_packet()
+            }
+            PacketKind::HISTORY => {
+                let query = History::from_packet(&inbound.packet).map_err(bad)?;
+                let peer = self.direct_peer(tx, inbound)?;
+                self.history(tx, &inbound.sender.user, &peer, &query)?
+                    .to_packet()
+            }
+            other => {
+                return Err(refuse(
+                    inbound,
+                    ErrorCode::UNSUPPORTED,
+                    format!("no handler for request type {}", other.0),
+                ));
+            }
+        };
+        let mut reply = reply;
+        reply.id = inbound.packet.id;
+        if reply.kind == PacketKind::HISTORY_RESULT {
+            reply.conv = inbound.packet.conv.clone();
+        }
+        out.publishes.push(self.reply(inbound, &reply));
+        Ok(())
+    }
+
+    fn set_profile(
+        &self,
+        tx: &Tx<'_>,
+        now: u64,
+        user: &UserId,
+        change: &Profile,
+    ) -> Result<(Outbound, Packet), StoreError> {
+        let current = tx.profile(user)?;
+        let merge = |old: Option<String>, new: &Option<String>| match new {
+            None => old,
+            Some(v) if v.is_empty() => None,
+            Some(v) => Some(v.clone()),
+        };
+        let stored = ProfileRow {
+            name: merge(current.name, &change.name),
+            avatar: merge(current.avatar, &change.avatar),
+            status: merge(current.status, &change.status),
+            version: current.version + 1,
+            ts: Some(now),
+        };
+        tx.set_profile(user, &stored)?;
+        let mut ack = Ack::default().to_packet();
+        ack.seq = Some(stored.version);
+        ack.ts = Some(now);
+        Ok((self.profile_publish(user, &stored), ack))
+    }
+
+    fn profile_publish(&self, user: &UserId, stored: &ProfileRow) -> Outbound {
+        let mut packet = Profile {
+            name: stored.name.clone(),
+            avatar: stored.avatar.clone(),
+            status: stored.status.clone(),
+        }
+        .to_packet();
+        packet.seq = Some(stored.version);
+        packet.ts = stored.ts;
+        Outbound {
+            topic: self
+                .config
+                .root
+                .topic(&Topic::Profile { user: user.clone() }),
+            payload: packet.encode(),
+            qos: Qos::AtLeastOnce,
+            retain: true,
+        }
+    }
+
+    fn sync(&self, tx: &Tx<'_>, user: &UserId, query: &Sync) -> Result<SyncResult, StoreError> {
+        let limit = query
+            .limit
+            .map_or(100, |l| l as usize)
+            .min(limits::PAGE_ITEMS);
+        let token = tx.change_token()?;
+        let bound = if query.newest_first {
+            query.before.unwrap_or(u64::MAX >> 1)
+        } else {
+            query.after.unwrap_or(0)
+        };
+        let (rows, mut more) = tx.changed_conversations(user, bound, query.newest_first, limit)?;
+        let mut result = SyncResult {
+            conversations: Vec::with_capacity(rows.len()),
+            more: false,
+            token,
+        };
+        let mut budget = self.config.max_reply_bytes.saturating_sub(64);
+        for (me, conv) in rows {
+            let entry = self.entry(tx, user, &me, &conv)?;
+            let size = entry_size(&entry);
+            if size > budget && !result.conversations.is_empty() {
+                more = true;
+                break;
+            }
+            budget = budget.saturating_sub(size);
+            result.conversations.push(entry);
+        }
+        result.more = more;
+        Ok(result)
+    }
+
+    fn entry(
+        &self,
+        tx: &Tx<'_>,
+        user: &UserId,
+        me: &ParticipantRow,
+        conv: &ConversationRow,
+    ) -> Result<ConversationEntry, StoreError> {
+        let peer = me.peer.clone().unwrap_or_else(|| user.clone());
+        let name = ConversationRef::Direct(peer.clone());
+        let mut entry = ConversationEntry::new(name.clone(), me.change);
+        entry.last_seq = conv.last_seq;
+        entry.last_ts = conv.last_ts;
+        entry.delivered = me.delivered;
+        entry.read = me.read;
+        entry.contact = me.contact;
+        entry.first_seq = (conv.first_seq > 1).then_some(conv.first_seq);
+        if conv.last_seq > 0 {
+            entry.last = tx
+                .event(conv.id, conv.last_seq)?
+                .and_then(|e| event_for(&e, user, &name));
+            entry.unread = tx.unread(conv.id, user, me.read)?;
+        }
+        if peer != *user
+            && let Some(other) = tx.participant(conv.id, &peer)?
+        {
+            entry.peer_delivered = other.delivered;
+            entry.peer_read = other.read;
+        }
+        Ok(entry)
+    }
+
+    fn history(
+        &self,
+        tx: &Tx<'_>,
+        user: &UserId,
+        peer: &UserId,
+        query: &History,
+    ) -> Result<HistoryResult, StoreError> {
+        let Some(conv) = tx.direct(user, peer, false)? else {
+            return Ok(HistoryResult {
+                last_seq: Some(0),
+                ..HistoryResult::default()
+            });
+        };
+        let limit = query
+            .limit
+            .map_or(50, |l| l as usize)
+            .min(limits::PAGE_ITEMS);
+        let mut truncated = false;
+        let position = match (query.after, query.before, query.since) {
+            (Some(after), _, _) => {
+                if after + 1 < conv.first_seq {
+                    truncated = true;
+                    Position::After(conv.first_seq - 1)
+                } else {
+                    Position::After(after)
+                }
+            }
+            (_, Some(before), _) => Position::Before(before),
+            (_, _, Some(since)) => Position::Since(since),
+            (None, None, None) => Position::Before(u64::MAX >> 1),
+        };
+        let backward = matches!(position, Position::Before(_));
+        let (events, mut more) = tx.events(conv.id, position, limit)?;
+        let name = ConversationRef::Direct(peer.clone());
+        let mut rendered: Vec<Packet> = events
+            .iter()
+            .filter_map(|e| event_for(e, user, &name))
+            .collect();
+        let mut budget = self.config.max_reply_bytes.saturating_sub(64);
+        let mut keep = 0;
+        // Keep the events nearest the starting point within the byte budget.
+        let order: Box<dyn Iterator<Item = &Packet>> = if backward {
+            Box::new(rendered.iter().rev())
+        } else {
+            Box::new(rendered.iter())
+        };
+        for packet in order {
+            let size = packet.encode().len() + 4;
+            if size > budget && keep > 0 {
+                more = true;
+                break;
+            }
+            budget = budget.saturating_sub(size);
+            keep += 1;
+        }
+        if backward {
+            rendered.drain(..rendered.len() - keep);
+        } else {
+            rendered.truncate(keep);
+        }
+        Ok(HistoryResult {
+            events: rendered,
+            more,
+            first_seq: Some(conv.first_seq),
+            last_seq: Some(conv.last_seq),
+            truncated,
+        })
+    }
+
+    /// Removes delivered events from the outbox (after the broker accepted their publishes).
+    pub fn confirm(
+        &self,
+        store: &mut Store,
+        delivered: &[(ConvId, u64)],
+    ) -> Result<(), StoreError> {
+        if delivered.is_empty() {
+            return Ok(());
+        }
+        let tx = store.transaction()?;
+        tx.outbox_done(delivered)?;
+        tx.commit()
+    }
+
+    /// The deliveries of events committed but never handed to the broker (after a crash).
+    pub fn recover(&self, store: &mut Store) -> Result<Output, StoreError> {
+        let tx = store.transaction()?;
+        let mut output = Output::default();
+        for (conv, seq) in tx.outbox(100_000)? {
+            self.deliver(&tx, conv, seq, &mut output)?;
+        }
+        tx.commit()?;
+        Ok(output)
+    }
+
+    /// The retained profile of every user who has one, to publish at startup (the embedded
+    /// broker keeps retained messages in memory only).
+    pub fn profiles(&self, store: &mut Store) -> Result<Vec<Outbound>, StoreError> {
+        let users = store.users()?;
+        let tx = store.transaction()?;
+        let mut out = Vec::new();
+        for user in users {
+            let profile = tx.profile(&user.id)?;
+            if profile.version > 0 {
+                out.push(self.profile_publish(&user.id, &profile));
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Handles a PUBLISH seen on a presence topic (spec section 10): an `offline` without
+    /// `last-active` (a will) is replaced by one stamped with the hub's time; a payload that
+    /// is not a presence is cleared. Returns the publish to make, if any.
+    pub fn presence(&self, topic: &str, payload: &[u8], now: u64) -> Option<Outbound> {
+        let Ok(Topic::Presence { user, device }) = self.config.root.parse_topic(topic) else {
+            return None;
+        };
+        if payload.is_empty() {
+            return None;
+        }
+        let clear = Outbound {
+            topic: topic.to_owned(),
+            payload: Vec::new(),
+            qos: Qos::AtLeastOnce,
+            retain: true,
+        };
+        let decoded = self
+            .config
+            .registry
+            .decode(payload)
+            .map_err(|e| e.to_string())
+            .and_then(|p| {
+                if p.kind == PacketKind::PRESENCE {
+                    Presence::from_packet(&p).map_err(|e| e.to_string())
+                } else {
+                    Err("not a presence".into())
+                }
+            });
+        match decoded {
+            Ok(presence)
+                if presence.availability == Availability::Offline
+                    && presence.last_active.is_none() =>
+            {
+                let mut stamped = Presence {
+                    last_active: Some(now),
+                    ..presence
+                }
+                .to_packet();
+                stamped.ts = Some(now);
+                Some(Outbound {
+                    payload: stamped.encode(),
+                    ..clear
+                })
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(user = %user, device = %device, error = %e, "clearing an invalid presence");
+                Some(clear)
+            }
+        }
+    }
+}
+
+fn marker_packet(kind: PacketKind, up_to: u64) -> Packet {
+    match kind {
+        PacketKind::READ => Read {
+            up_to,
+            private: false,
+        }
+        .to_packet(),
+        _ => Delivered { up_to }.to_packet(),
+    }
+}
+
+fn entry_size(entry: &ConversationEntry) -> usize {
+    64 + entry.last.as_ref().map_or(0, |p| p.encode().len())
+}

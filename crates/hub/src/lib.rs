@@ -1,0 +1,35 @@
+//! The hub: mqchat's server-side logic, without MQTT or sockets.
+//!
+//! The runtime (crate `mqchat-server`) feeds the [`Engine`] batches of PUBLISHes received on
+//! upstream and presence topics and sends out the [`Outbound`] publishes it returns; the
+//! broker's hooks ask the [`Gate`] who may connect, publish and subscribe. Both work on the
+//! store synchronously: callers run them on blocking threads.
+
+pub mod access;
+pub mod engine;
+mod render;
+
+pub use access::{Admission, Gate, HubCredentials};
+pub use engine::{Engine, HubConfig, Output, Upstream};
+
+/// MQTT delivery guarantee of an outbound publish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Qos {
+    /// QoS 0.
+    AtMostOnce,
+    /// QoS 1.
+    AtLeastOnce,
+}
+
+/// A PUBLISH the hub wants sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outbound {
+    /// The topic.
+    pub topic: String,
+    /// The CBOR payload (empty: clears a retained message).
+    pub payload: Vec<u8>,
+    /// Delivery guarantee.
+    pub qos: Qos,
+    /// The retain flag.
+    pub retain: bool,
+}

@@ -1,0 +1,505 @@
+//! The hub's pipeline against a real SQLite store: each test sends upstream packets (as JSON,
+//! through the same registry the spec's vectors use) and checks what every topic receives.
+
+use mqchat_hub::{Engine, HubConfig, Outbound, Qos, Upstream};
+use mqchat_proto::{Registry, UserId};
+use mqchat_store::{Durability, Store};
+use serde_json::{Value, json};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    engine: Engine,
+    registry: Registry,
+    now: u64,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = Store::open(&dir.path().join("hub.db"), Durability::Normal).expect("store");
+        for name in ["alice", "bob", "carol"] {
+            store
+                .add_user(&UserId::parse(name).expect("valid"), Some("pw"), 1)
+                .expect("add");
+        }
+        Self {
+            _dir: dir,
+            store,
+            engine: Engine::new(HubConfig::default()),
+            registry: Registry::with_core(),
+            now: 1_000,
+        }
+    }
+
+    /// Sends packets (JSON) from `user:phone`; returns (topic, JSON) of every publish.
+    fn send_as(&mut self, user: &str, device: &str, packets: &[Value]) -> Vec<(String, Value)> {
+        let batch: Vec<Upstream> = packets
+            .iter()
+            .map(|p| Upstream {
+                topic: format!("mq/up/{user}/{device}"),
+                payload: self.registry.from_json(p).expect("test packet").encode(),
+            })
+            .collect();
+        self.raw(batch)
+    }
+
+    fn send(&mut self, user: &str, packet: Value) -> Vec<(String, Value)> {
+        self.send_as(user, "phone", &[packet])
+    }
+
+    fn raw(&mut self, batch: Vec<Upstream>) -> Vec<(String, Value)> {
+        self.now += 1000;
+        let output = self.engine.process(&mut self.store, self.now, &batch);
+        self.engine
+            .confirm(&mut self.store, &output.delivered)
+            .expect("confirm");
+        output.publishes.iter().map(|o| self.show(o)).collect()
+    }
+
+    fn show(&self, o: &Outbound) -> (String, Value) {
+        let packet = mqchat_proto::Packet::decode(&o.payload).expect("hub output decodes");
+        let mut json = self.registry.to_json(&packet);
+        if o.qos == Qos::AtMostOnce {
+            json["qos0"] = json!(true);
+        }
+        if o.retain {
+            json["retained"] = json!(true);
+        }
+        (o.topic.clone(), json)
+    }
+}
+
+fn msg(id: &str, conv: &str, text: &str) -> Value {
+    json!({"type": "message", "id": id, "conv": conv, "text": text})
+}
+
+const ID1: &str = "0a03zkqvpmqs1";
+const ID2: &str = "0a03zkqvpmqs2";
+const ID3: &str = "0a03zkqvpmqs3";
+
+#[test]
+fn message_is_sequenced_stored_and_delivered_to_both_sides() {
+    let mut f = Fixture::new();
+    let out = f.send("alice", msg(ID1, "bob", "Hi"));
+    assert_eq!(
+        out,
+        vec![
+            (
+                "mq/in/alice/d".into(),
+                json!({"type": "message", "id": ID1, "conv": "bob", "seq": 1, "ts": 2000, "from": "alice", "device": "phone", "text": "Hi"})
+            ),
+            (
+                "mq/in/bob/d".into(),
+                json!({"type": "message", "conv": "alice", "seq": 1, "ts": 2000, "text": "Hi"})
+            ),
+        ]
+    );
+    let out = f.send("bob", msg(ID1, "alice", "Hello"));
+    assert_eq!(
+        out[0].1["seq"], 2,
+        "one sequence per conversation, whoever sends"
+    );
+}
+
+#[test]
+fn duplicates_are_acknowledged_not_stored() {
+    let mut f = Fixture::new();
+    f.send("alice", msg(ID1, "bob", "Hi"));
+    let out = f.send("alice", msg(ID1, "bob", "Hi"));
+    assert_eq!(
+        out,
+        vec![(
+            "mq/in/alice/r/phone".into(),
+            json!({"type": "ack", "id": ID1, "conv": "bob", "seq": 1, "ts": 2000, "duplicate": true})
+        )]
+    );
+    // The same id from another device is another message.
+    let out = f.send_as("alice", "laptop", &[msg(ID1, "bob", "Hi")]);
+    assert_eq!(out[0].1["seq"], 2);
+    // Within one batch, too.
+    let out = f.send_as(
+        "alice",
+        "phone",
+        &[msg(ID2, "bob", "a"), msg(ID2, "bob", "a")],
+    );
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert_eq!(out[2].1["duplicate"], true);
+}
+
+#[test]
+fn refusals_go_to_the_sender_only() {
+    let mut f = Fixture::new();
+    let out = f.send("alice", msg(ID1, "nobody", "Hi"));
+    assert_eq!(
+        out,
+        vec![(
+            "mq/in/alice/r/phone".into(),
+            json!({"type": "error", "id": ID1, "conv": "nobody", "code": 6, "detail": "no user \"nobody\"", "about": 1})
+        )]
+    );
+    let out = f.send("alice", msg(ID1, "#team", "Hi"));
+    assert_eq!(out[0].1["code"], 5);
+    let out = f.raw(vec![Upstream {
+        topic: "mq/up/alice/phone".into(),
+        payload: vec![0xff],
+    }]);
+    assert_eq!(out[0].0, "mq/in/alice/r/phone");
+    assert_eq!(out[0].1["code"], 1);
+    let out = f.raw(vec![Upstream {
+        topic: "mq/up/alice/phone".into(),
+        payload: vec![0; 70_000],
+    }]);
+    assert_eq!(out[0].1["code"], 3);
+    // Not an upstream topic: nobody to answer.
+    let out = f.raw(vec![Upstream {
+        topic: "mq/in/bob/d".into(),
+        payload: vec![0xa0],
+    }]);
+    assert!(out.is_empty());
+    // A refused packet in a batch does not stop the others.
+    let out = f.send_as(
+        "alice",
+        "phone",
+        &[msg(ID1, "nobody", "x"), msg(ID2, "bob", "y")],
+    );
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[1].1["seq"], 1);
+}
+
+#[test]
+fn markers_move_forward_and_reach_the_right_inboxes() {
+    let mut f = Fixture::new();
+    for id in [ID1, ID2, ID3] {
+        f.send("alice", msg(id, "bob", "m"));
+    }
+    let out = f.send(
+        "bob",
+        json!({"type": "delivered", "conv": "alice", "up-to": 2}),
+    );
+    assert_eq!(
+        out,
+        vec![(
+            "mq/in/alice/d".into(),
+            json!({"type": "delivered", "conv": "bob", "ts": 5000, "up-to": 2})
+        )]
+    );
+    assert!(
+        f.send(
+            "bob",
+            json!({"type": "delivered", "conv": "alice", "up-to": 1})
+        )
+        .is_empty(),
+        "backwards is ignored"
+    );
+    let out = f.send("bob", json!({"type": "read", "conv": "alice", "up-to": 99}));
+    assert_eq!(
+        out,
+        vec![
+            (
+                "mq/in/alice/d".into(),
+                json!({"type": "read", "conv": "bob", "ts": 7000, "up-to": 3})
+            ),
+            (
+                "mq/in/bob/d".into(),
+                json!({"type": "read", "conv": "alice", "ts": 7000, "from": "bob", "device": "phone", "up-to": 3})
+            ),
+        ],
+        "clamped to the last sequence number; synced to bob's devices"
+    );
+    let out = f.send(
+        "alice",
+        json!({"type": "delivered", "conv": "nobody", "up-to": 1}),
+    );
+    assert_eq!(out[0].1["code"], 6);
+    let out = f.send(
+        "alice",
+        json!({"type": "read", "conv": "carol", "up-to": 1}),
+    );
+    assert_eq!(out[0].1["code"], 8, "no conversation with carol");
+}
+
+#[test]
+fn private_read_tells_the_peer_only_delivered() {
+    let mut f = Fixture::new();
+    f.send("alice", msg(ID1, "bob", "m"));
+    let out = f.send(
+        "bob",
+        json!({"type": "read", "conv": "alice", "up-to": 1, "private": true}),
+    );
+    assert_eq!(
+        out[0],
+        (
+            "mq/in/alice/d".into(),
+            json!({"type": "delivered", "conv": "bob", "ts": 3000, "up-to": 1})
+        )
+    );
+    assert_eq!(out[1].0, "mq/in/bob/d");
+    assert_eq!(out[1].1["private"], true);
+}
+
+#[test]
+fn chat_states_need_a_conversation_and_stay_ephemeral() {
+    let mut f = Fixture::new();
+    let typing = json!({"type": "chat-state", "conv": "bob", "state": "composing"});
+    let out = f.send("alice", typing.clone());
+    assert_eq!(out[0].1["code"], 7);
+    f.send("alice", msg(ID1, "bob", "Hi"));
+    let out = f.send("alice", typing);
+    assert_eq!(
+        out,
+        vec![(
+            "mq/in/bob/e".into(),
+            json!({"type": "chat-state", "conv": "alice", "state": "composing", "qos0": true})
+        )]
+    );
+}
+
+#[test]
+fn contact_requests_follow_the_state_machine() {
+    let mut f = Fixture::new();
+    let out = f.send(
+        "alice",
+        json!({"type": "contact", "id": ID1, "conv": "bob", "action": "request", "note": "hi"}),
+    );
+    assert_eq!(
+        out[1],
+        (
+            "mq/in/bob/d".into(),
+            json!({"type": "contact", "conv": "alice", "seq": 1, "ts": 2000, "action": "request", "note": "hi"})
+        )
+    );
+    let out = f.send(
+        "alice",
+        json!({"type": "contact", "id": ID2, "conv": "bob", "action": "request"}),
+    );
+    assert_eq!(out[0].1["code"], 9, "already asked");
+    assert!(
+        !f.store
+            .may_see_presence(
+                &UserId::parse("alice").expect("valid"),
+                &UserId::parse("bob").expect("valid")
+            )
+            .expect("query")
+    );
+    let out = f.send(
+        "bob",
+        json!({"type": "contact", "id": ID1, "conv": "alice", "action": "accept"}),
+    );
+    assert_eq!(out.len(), 2);
+    assert!(
+        f.store
+            .may_see_presence(
+                &UserId::parse("alice").expect("valid"),
+                &UserId::parse("bob").expect("valid")
+            )
+            .expect("query")
+    );
+    let out = f.send(
+        "alice",
+        json!({"type": "contact", "id": ID3, "conv": "alice", "action": "request"}),
+    );
+    assert_eq!(out[0].1["code"], 2);
+}
+
+#[test]
+fn profile_changes_merge_and_are_retained() {
+    let mut f = Fixture::new();
+    let out = f.send(
+        "alice",
+        json!({"type": "profile", "id": ID1, "name": "Alice", "status": "hi"}),
+    );
+    assert_eq!(
+        out,
+        vec![
+            (
+                "mq/pf/alice".into(),
+                json!({"type": "profile", "seq": 1, "ts": 2000, "name": "Alice", "status": "hi", "retained": true})
+            ),
+            (
+                "mq/in/alice/r/phone".into(),
+                json!({"type": "ack", "id": ID1, "seq": 1, "ts": 2000})
+            ),
+        ]
+    );
+    let out = f.send("alice", json!({"type": "profile", "id": ID2, "status": ""}));
+    assert_eq!(
+        out[0].1,
+        json!({"type": "profile", "seq": 2, "ts": 3000, "name": "Alice", "retained": true})
+    );
+    assert_eq!(f.engine.profiles(&mut f.store).expect("profiles").len(), 1);
+}
+
+#[test]
+fn sync_lists_changed_conversations_with_markers() {
+    let mut f = Fixture::new();
+    f.send("alice", msg(ID1, "bob", "one"));
+    f.send("alice", msg(ID2, "bob", "two"));
+    f.send("carol", msg(ID1, "alice", "hey"));
+    f.send("bob", json!({"type": "read", "conv": "alice", "up-to": 1}));
+    let out = f.send("alice", json!({"type": "sync", "id": ID3}));
+    let result = &out[0].1;
+    assert_eq!(out[0].0, "mq/in/alice/r/phone");
+    let convs = result["conversations"].as_array().expect("array");
+    assert_eq!(convs.len(), 2);
+    assert_eq!(convs[0]["conv"], "carol");
+    assert_eq!(convs[0]["unread"], 1);
+    assert_eq!(convs[1]["conv"], "bob", "the read marker changed it last");
+    assert_eq!(convs[1]["peer-read"], 1);
+    assert_eq!(convs[1]["last"]["text"], "two");
+    assert_eq!(convs[1]["last"]["from"], "alice");
+    assert!(
+        convs[1].get("unread").is_none(),
+        "own messages are not unread"
+    );
+    let token = result["token"].as_u64().expect("token");
+    let out = f.send("alice", json!({"type": "sync", "id": ID3, "after": token}));
+    assert_eq!(out[0].1["conversations"], json!([]));
+    let out = f.send(
+        "alice",
+        json!({"type": "sync", "id": ID3, "newest-first": true, "limit": 1}),
+    );
+    assert_eq!(out[0].1["conversations"][0]["conv"], "bob");
+    assert_eq!(out[0].1["more"], true);
+}
+
+#[test]
+fn history_pages_both_ways() {
+    let mut f = Fixture::new();
+    let ids = [
+        "0a03zkqvpmqa1",
+        "0a03zkqvpmqa2",
+        "0a03zkqvpmqa3",
+        "0a03zkqvpmqa4",
+        "0a03zkqvpmqa5",
+    ];
+    for (n, id) in ids.iter().enumerate() {
+        let from = if n % 2 == 0 { "alice" } else { "bob" };
+        let to = if n % 2 == 0 { "bob" } else { "alice" };
+        f.send(from, msg(id, to, &format!("m{n}")));
+    }
+    let seqs = |out: &[(String, Value)]| -> Vec<u64> {
+        out[0].1["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["seq"].as_u64().expect("seq"))
+            .collect()
+    };
+    let out = f.send(
+        "bob",
+        json!({"type": "history", "id": ID1, "conv": "alice", "after": 1, "limit": 2}),
+    );
+    assert_eq!(seqs(&out), vec![2, 3]);
+    assert_eq!(out[0].1["more"], true);
+    assert_eq!(out[0].1["conv"], "alice");
+    assert_eq!(out[0].1["last-seq"], 5);
+    let out = f.send(
+        "bob",
+        json!({"type": "history", "id": ID1, "conv": "alice", "limit": 2}),
+    );
+    assert_eq!(seqs(&out), vec![4, 5]);
+    assert_eq!(
+        out[0].1["events"][1]["from"],
+        json!(null),
+        "alice's message to bob has no from"
+    );
+    assert_eq!(
+        out[0].1["events"][0]["from"], "bob",
+        "bob's own message carries from"
+    );
+    let out = f.send(
+        "bob",
+        json!({"type": "history", "id": ID1, "conv": "alice", "before": 4, "limit": 10}),
+    );
+    assert_eq!(seqs(&out), vec![1, 2, 3]);
+    assert_eq!(out[0].1.get("more"), None);
+    let out = f.send(
+        "bob",
+        json!({"type": "history", "id": ID1, "conv": "carol"}),
+    );
+    assert_eq!(out[0].1["events"], json!([]));
+}
+
+#[test]
+fn unknown_types_are_routed_by_envelope_and_kept_whole() {
+    let mut f = Fixture::new();
+    let reaction = json!({"type": 128, "id": ID1, "conv": "bob", "unknown": {"8": "182a", "9": "64f09f918d", "200": "f5"}});
+    let out = f.send("alice", reaction);
+    assert_eq!(
+        out[1],
+        (
+            "mq/in/bob/d".into(),
+            json!({"type": 128, "conv": "alice", "seq": 1, "ts": 2000, "unknown": {"8": "182a", "9": "64f09f918d", "200": "f5"}})
+        )
+    );
+    let out = f.send(
+        "alice",
+        json!({"type": 1501, "conv": "bob", "ephemeral": true, "unknown": {"8": "01"}}),
+    );
+    assert_eq!(out[0].0, "mq/in/bob/e");
+}
+
+#[test]
+fn outbox_redelivers_what_was_not_confirmed() {
+    let mut f = Fixture::new();
+    let batch = vec![Upstream {
+        topic: "mq/up/alice/phone".into(),
+        payload: f
+            .registry
+            .from_json(&msg(ID1, "bob", "Hi"))
+            .expect("valid")
+            .encode(),
+    }];
+    let output = f.engine.process(&mut f.store, 5, &batch);
+    assert_eq!(output.delivered.len(), 1);
+    // The hub dies before confirming: at restart the deliveries come again.
+    let again = f.engine.recover(&mut f.store).expect("recover");
+    assert_eq!(again.publishes, output.publishes);
+    f.engine
+        .confirm(&mut f.store, &again.delivered)
+        .expect("confirm");
+    assert!(
+        f.engine
+            .recover(&mut f.store)
+            .expect("recover")
+            .publishes
+            .is_empty()
+    );
+}
+
+#[test]
+fn presence_wills_are_stamped_and_garbage_cleared() {
+    let f = Fixture::new();
+    let will = f
+        .registry
+        .from_json(&json!({"type": "presence", "availability": "offline"}))
+        .expect("valid")
+        .encode();
+    let stamped = f
+        .engine
+        .presence("mq/pr/alice/phone", &will, 77)
+        .expect("stamped");
+    assert!(stamped.retain);
+    assert_eq!(
+        f.show(&stamped).1,
+        json!({"type": "presence", "ts": 77, "availability": "offline", "last-active": 77, "retained": true})
+    );
+    assert_eq!(
+        f.engine.presence("mq/pr/alice/phone", &stamped.payload, 78),
+        None,
+        "no loop on its own stamp"
+    );
+    let online = f
+        .registry
+        .from_json(&json!({"type": "presence", "availability": "available"}))
+        .expect("valid")
+        .encode();
+    assert_eq!(f.engine.presence("mq/pr/alice/phone", &online, 79), None);
+    let cleared = f
+        .engine
+        .presence("mq/pr/alice/phone", b"garbage", 80)
+        .expect("cleared");
+    assert!(cleared.payload.is_empty() && cleared.retain);
+    assert_eq!(f.engine.presence("mq/pr/alice/phone", &[], 81), None);
+}

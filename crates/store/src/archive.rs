@@ -1,0 +1,764 @@
+//! The archive and conversation state, used by the hub inside one write transaction per
+//! batch of upstream packets (group commit).
+//!
+//! Every change a user should sync bumps the hub-wide change counter and stamps the user's
+//! participant row with it (see the spec, section 11). Events are appended with the next
+//! sequence number of their conversation and recorded in the outbox until the hub has
+//! handed them to the broker.
+
+use mqchat_proto::body::ContactState;
+use mqchat_proto::{DeviceId, MessageId, PacketKind, UserId};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+
+use crate::StoreError;
+
+/// A conversation's row id.
+pub type ConvId = i64;
+
+pub(crate) const CONTACT_ACCEPTED: i64 = 3;
+
+/// A conversation's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationRow {
+    /// Row id.
+    pub id: ConvId,
+    /// Last sequence number (0: no events).
+    pub last_seq: u64,
+    /// Time of the last event.
+    pub last_ts: Option<u64>,
+    /// First sequence number still kept.
+    pub first_seq: u64,
+}
+
+/// One user's side of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParticipantRow {
+    /// The user.
+    pub user: UserId,
+    /// For direct conversations, the other user (the name this user sees).
+    pub peer: Option<UserId>,
+    /// Delivered marker.
+    pub delivered: u64,
+    /// Read marker.
+    pub read: u64,
+    /// Contact state towards the peer.
+    pub contact: ContactState,
+    /// Change token of the last change.
+    pub change: u64,
+}
+
+/// A stored event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRow {
+    /// Conversation.
+    pub conv: ConvId,
+    /// Sequence number.
+    pub seq: u64,
+    /// When it was stored.
+    pub ts: u64,
+    /// Sender.
+    pub sender: UserId,
+    /// Sending device.
+    pub sender_device: DeviceId,
+    /// The sender's message id.
+    pub client_id: MessageId,
+    /// Packet type.
+    pub kind: PacketKind,
+    /// The packet as accepted (hub-only envelope fields removed).
+    pub packet: Vec<u8>,
+}
+
+/// A user's profile.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ProfileRow {
+    /// Display name.
+    pub name: Option<String>,
+    /// Avatar reference.
+    pub avatar: Option<String>,
+    /// Status text.
+    pub status: Option<String>,
+    /// Version (0: never set).
+    pub version: u64,
+    /// When it was last changed.
+    pub ts: Option<u64>,
+}
+
+/// Where a history page starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Position {
+    /// After this sequence number, forward.
+    After(u64),
+    /// At or after this time, forward.
+    Since(u64),
+    /// Before this sequence number, backward (`u64::MAX`: from the end).
+    Before(u64),
+}
+
+/// A write transaction.
+#[derive(Debug)]
+pub struct Tx<'c> {
+    tx: Transaction<'c>,
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn user_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<UserId> {
+    let text: String = row.get(idx)?;
+    UserId::parse(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn contact_state(v: i64) -> ContactState {
+    match v {
+        1 => ContactState::Outgoing,
+        2 => ContactState::Incoming,
+        3 => ContactState::Accepted,
+        _ => ContactState::None,
+    }
+}
+
+const PARTICIPANT_COLS: &str = "p.user_id, p.peer, p.delivered, p.read, p.contact, p.change";
+const CONVERSATION_COLS: &str = "c.id, c.last_seq, c.last_ts, c.first_seq";
+const EVENT_COLS: &str = "conv, seq, ts, sender, sender_device, client_id, kind, packet";
+
+fn participant(row: &Row<'_>, at: usize) -> rusqlite::Result<ParticipantRow> {
+    let peer: Option<String> = row.get(at + 1)?;
+    Ok(ParticipantRow {
+        user: user_col(row, at)?,
+        peer: peer.and_then(|p| UserId::parse(&p).ok()),
+        delivered: u(row.get(at + 2)?),
+        read: u(row.get(at + 3)?),
+        contact: contact_state(row.get(at + 4)?),
+        change: u(row.get(at + 5)?),
+    })
+}
+
+fn conversation(row: &Row<'_>, at: usize) -> rusqlite::Result<ConversationRow> {
+    Ok(ConversationRow {
+        id: row.get(at)?,
+        last_seq: u(row.get(at + 1)?),
+        last_ts: row.get::<_, Option<i64>>(at + 2)?.map(u),
+        first_seq: u(row.get(at + 3)?),
+    })
+}
+
+fn event(row: &Row<'_>) -> rusqlite::Result<EventRow> {
+    let device: String = row.get(4)?;
+    let bad = |idx, e: String| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
+    };
+    Ok(EventRow {
+        conv: row.get(0)?,
+        seq: u(row.get(1)?),
+        ts: u(row.get(2)?),
+        sender: user_col(row, 3)?,
+        sender_device: DeviceId::parse(&device).map_err(|e| bad(4, e.to_string()))?,
+        client_id: MessageId::new(u(row.get(5)?)).map_err(|e| bad(5, e.to_string()))?,
+        kind: PacketKind(u32::try_from(row.get::<_, i64>(6)?).unwrap_or(0)),
+        packet: row.get(7)?,
+    })
+}
+
+impl<'c> Tx<'c> {
+    pub(crate) fn begin(conn: &'c mut Connection) -> Result<Self, StoreError> {
+        Ok(Self {
+            tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)?,
+        })
+    }
+
+    /// Commits everything done in the transaction.
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit()?;
+        Ok(())
+    }
+
+    /// Runs `f` in a savepoint: if it fails, its changes are undone and the rest of the
+    /// transaction goes on (one bad packet never spoils the batch it arrived in).
+    pub fn item<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.tx
+            .execute_batch("SAVEPOINT item")
+            .map_err(StoreError::from)?;
+        match f(self) {
+            Ok(v) => {
+                self.tx
+                    .execute_batch("RELEASE item")
+                    .map_err(StoreError::from)?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.tx
+                    .execute_batch("ROLLBACK TO item; RELEASE item")
+                    .map_err(StoreError::from)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether a user exists (and is enabled, when `active_only`).
+    pub fn user_exists(&self, user: &UserId, active_only: bool) -> Result<bool, StoreError> {
+        let disabled: Option<bool> = self
+            .tx
+            .prepare_cached("SELECT disabled FROM users WHERE id = ?1")?
+            .query_row([user.as_str()], |r| r.get(0))
+            .optional()?;
+        Ok(matches!(disabled, Some(d) if !(d && active_only)))
+    }
+
+    fn next_change(&self) -> Result<u64, StoreError> {
+        let v: i64 = self
+            .tx
+            .prepare_cached(
+                "UPDATE counters SET value = value + 1 WHERE name = 'change' RETURNING value",
+            )?
+            .query_row([], |r| r.get(0))?;
+        Ok(u(v))
+    }
+
+    /// The current change token.
+    pub fn change_token(&self) -> Result<u64, StoreError> {
+        let v: i64 = self.tx.query_row(
+            "SELECT value FROM counters WHERE name = 'change'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(u(v))
+    }
+
+    /// Marks every participant of `conv` as changed.
+    fn touch(&self, conv: ConvId) -> Result<(), StoreError> {
+        let change = self.next_change()?;
+        self.tx
+            .prepare_cached("UPDATE participants SET change = ?2 WHERE conv = ?1")?
+            .execute(params![conv, i(change)])?;
+        Ok(())
+    }
+
+    /// The direct conversation between `a` and `b` (possibly the same user), created with its
+    /// participants when `create` and it does not exist.
+    pub fn direct(
+        &self,
+        a: &UserId,
+        b: &UserId,
+        create: bool,
+    ) -> Result<Option<ConversationRow>, StoreError> {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let found = self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT {CONVERSATION_COLS} FROM conversations c WHERE user_a = ?1 AND user_b = ?2"
+            ))?
+            .query_row([lo.as_str(), hi.as_str()], |r| conversation(r, 0))
+            .optional()?;
+        if found.is_some() || !create {
+            return Ok(found);
+        }
+        let id: ConvId = self.tx.query_row(
+            "INSERT INTO conversations (user_a, user_b) VALUES (?1, ?2) RETURNING id",
+            [lo.as_str(), hi.as_str()],
+            |r| r.get(0),
+        )?;
+        let change = self.next_change()?;
+        let mut insert = self.tx.prepare_cached(
+            "INSERT INTO participants (user_id, conv, peer, change) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        insert.execute(params![lo.as_str(), id, hi.as_str(), i(change)])?;
+        if lo != hi {
+            insert.execute(params![hi.as_str(), id, lo.as_str(), i(change)])?;
+        }
+        Ok(Some(ConversationRow {
+            id,
+            last_seq: 0,
+            last_ts: None,
+            first_seq: 1,
+        }))
+    }
+
+    /// A conversation by id.
+    pub fn conversation(&self, conv: ConvId) -> Result<Option<ConversationRow>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT {CONVERSATION_COLS} FROM conversations c WHERE id = ?1"
+            ))?
+            .query_row([conv], |r| conversation(r, 0))
+            .optional()?)
+    }
+
+    /// Every participant of a conversation.
+    pub fn participants(&self, conv: ConvId) -> Result<Vec<ParticipantRow>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT {PARTICIPANT_COLS} FROM participants p WHERE conv = ?1 ORDER BY user_id"
+        ))?;
+        let rows = stmt.query_map([conv], |r| participant(r, 0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One user's side of a conversation.
+    pub fn participant(
+        &self,
+        conv: ConvId,
+        user: &UserId,
+    ) -> Result<Option<ParticipantRow>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT {PARTICIPANT_COLS} FROM participants p WHERE conv = ?1 AND user_id = ?2"
+            ))?
+            .query_row(params![conv, user.as_str()], |r| participant(r, 0))
+            .optional()?)
+    }
+
+    /// The stored event from this sender device with this client id, if any.
+    pub fn find_duplicate(
+        &self,
+        sender: &UserId,
+        device: &DeviceId,
+        id: MessageId,
+    ) -> Result<Option<EventRow>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLS} FROM events WHERE sender = ?1 AND sender_device = ?2 AND client_id = ?3"
+            ))?
+            .query_row(params![sender.as_str(), device.as_str(), i(id.get())], event)
+            .optional()?)
+    }
+
+    /// Appends an event with the conversation's next sequence number, records it in the
+    /// outbox, and marks the conversation changed for every participant. Returns the
+    /// sequence number.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append(
+        &self,
+        conv: ConvId,
+        ts: u64,
+        sender: &UserId,
+        device: &DeviceId,
+        id: MessageId,
+        kind: PacketKind,
+        packet: &[u8],
+    ) -> Result<u64, StoreError> {
+        let seq: i64 = self
+            .tx
+            .prepare_cached("UPDATE conversations SET last_seq = last_seq + 1, last_ts = ?2 WHERE id = ?1 RETURNING last_seq")?
+            .query_row(params![conv, i(ts)], |r| r.get(0))?;
+        self.tx
+            .prepare_cached(&format!(
+                "INSERT INTO events ({EVENT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))?
+            .execute(params![
+                conv,
+                seq,
+                i(ts),
+                sender.as_str(),
+                device.as_str(),
+                i(id.get()),
+                i64::from(kind.0),
+                packet
+            ])?;
+        self.tx
+            .prepare_cached("INSERT INTO outbox (conv, seq) VALUES (?1, ?2)")?
+            .execute(params![conv, seq])?;
+        self.touch(conv)?;
+        Ok(u(seq))
+    }
+
+    /// Sets a participant's markers (the caller has checked they only move forward) and
+    /// marks the conversation changed for every participant.
+    pub fn set_markers(
+        &self,
+        conv: ConvId,
+        user: &UserId,
+        delivered: u64,
+        read: u64,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE participants SET delivered = ?3, read = ?4 WHERE conv = ?1 AND user_id = ?2")?
+            .execute(params![conv, user.as_str(), i(delivered), i(read)])?;
+        self.touch(conv)
+    }
+
+    /// Sets a participant's contact state and marks the conversation changed.
+    pub fn set_contact(
+        &self,
+        conv: ConvId,
+        user: &UserId,
+        state: ContactState,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "UPDATE participants SET contact = ?3 WHERE conv = ?1 AND user_id = ?2",
+            )?
+            .execute(params![conv, user.as_str(), state as i64])?;
+        self.touch(conv)
+    }
+
+    /// A user's profile.
+    pub fn profile(&self, user: &UserId) -> Result<ProfileRow, StoreError> {
+        let row = self
+            .tx
+            .prepare_cached(
+                "SELECT profile_name, profile_avatar, profile_status, profile_version, profile_ts FROM users WHERE id = ?1",
+            )?
+            .query_row([user.as_str()], |r| {
+                Ok(ProfileRow {
+                    name: r.get(0)?,
+                    avatar: r.get(1)?,
+                    status: r.get(2)?,
+                    version: u(r.get(3)?),
+                    ts: r.get::<_, Option<i64>>(4)?.map(u),
+                })
+            })
+            .optional()?;
+        row.ok_or_else(|| StoreError::NotFound(format!("user {user}")))
+    }
+
+    /// Stores a profile (the caller has merged the change), with the next version.
+    pub fn set_profile(&self, user: &UserId, profile: &ProfileRow) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "UPDATE users SET profile_name = ?2, profile_avatar = ?3, profile_status = ?4, profile_version = ?5,
+                 profile_ts = ?6 WHERE id = ?1",
+            )?
+            .execute(params![
+                user.as_str(),
+                profile.name,
+                profile.avatar,
+                profile.status,
+                i(profile.version),
+                profile.ts.map(i)
+            ])?;
+        Ok(())
+    }
+
+    /// The conversations of `user` changed after (ascending) or before (descending) a change
+    /// token, at most `limit` of them, and whether more remain.
+    pub fn changed_conversations(
+        &self,
+        user: &UserId,
+        bound: u64,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<(Vec<(ParticipantRow, ConversationRow)>, bool), StoreError> {
+        let sql = if newest_first {
+            format!(
+                "SELECT {PARTICIPANT_COLS}, {CONVERSATION_COLS} FROM participants p JOIN conversations c ON c.id = p.conv
+                 WHERE p.user_id = ?1 AND p.change < ?2 ORDER BY p.change DESC LIMIT ?3"
+            )
+        } else {
+            format!(
+                "SELECT {PARTICIPANT_COLS}, {CONVERSATION_COLS} FROM participants p JOIN conversations c ON c.id = p.conv
+                 WHERE p.user_id = ?1 AND p.change > ?2 ORDER BY p.change LIMIT ?3"
+            )
+        };
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![user.as_str(), i(bound), limit as i64 + 1], |r| {
+            Ok((participant(r, 0)?, conversation(r, 6)?))
+        })?;
+        let mut out: Vec<_> = rows.collect::<Result<_, _>>()?;
+        let more = out.len() > limit;
+        out.truncate(limit);
+        Ok((out, more))
+    }
+
+    /// A page of events, in ascending sequence order, and whether more remain in the
+    /// direction asked.
+    pub fn events(
+        &self,
+        conv: ConvId,
+        position: Position,
+        limit: usize,
+    ) -> Result<(Vec<EventRow>, bool), StoreError> {
+        let (sql, bound, backward) = match position {
+            Position::After(seq) => ("seq > ?2 ORDER BY seq", i(seq), false),
+            Position::Since(ts) => ("ts >= ?2 ORDER BY seq", i(ts), false),
+            Position::Before(seq) => ("seq < ?2 ORDER BY seq DESC", i(seq), true),
+        };
+        let mut stmt = self.tx.prepare_cached(&format!(
+            "SELECT {EVENT_COLS} FROM events WHERE conv = ?1 AND {sql} LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(params![conv, bound, limit as i64 + 1], event)?;
+        let mut out: Vec<EventRow> = rows.collect::<Result<_, _>>()?;
+        let more = out.len() > limit;
+        out.truncate(limit);
+        if backward {
+            out.reverse();
+        }
+        Ok((out, more))
+    }
+
+    /// One event.
+    pub fn event(&self, conv: ConvId, seq: u64) -> Result<Option<EventRow>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLS} FROM events WHERE conv = ?1 AND seq = ?2"
+            ))?
+            .query_row(params![conv, i(seq)], event)
+            .optional()?)
+    }
+
+    /// Events in `conv` after `read` sent by someone other than `user`.
+    pub fn unread(&self, conv: ConvId, user: &UserId, read: u64) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM events WHERE conv = ?1 AND seq > ?2 AND sender <> ?3",
+            )?
+            .query_row(params![conv, i(read), user.as_str()], |r| r.get(0))?;
+        Ok(u(n))
+    }
+
+    /// Events still waiting in the outbox, oldest first.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<(ConvId, u64)>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT conv, seq FROM outbox ORDER BY conv, seq LIMIT ?1")?;
+        let rows = stmt.query_map([limit as i64], |r| Ok((r.get(0)?, u(r.get(1)?))))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Removes events from the outbox once the broker has them.
+    pub fn outbox_done(&self, done: &[(ConvId, u64)]) -> Result<(), StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("DELETE FROM outbox WHERE conv = ?1 AND seq = ?2")?;
+        for (conv, seq) in done {
+            stmt.execute(params![conv, i(*seq)])?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_store;
+
+    fn user(s: &str) -> UserId {
+        UserId::parse(s).expect("valid")
+    }
+
+    fn setup() -> (tempfile::TempDir, crate::Store) {
+        let (dir, mut store) = test_store();
+        for name in ["alice", "bob"] {
+            store.add_user(&user(name), None, 1).expect("add");
+        }
+        (dir, store)
+    }
+
+    #[test]
+    fn direct_conversations_are_one_per_pair() {
+        let (_dir, mut store) = setup();
+        let tx = store.transaction().expect("tx");
+        assert_eq!(
+            tx.direct(&user("alice"), &user("bob"), false)
+                .expect("query"),
+            None
+        );
+        let a = tx
+            .direct(&user("alice"), &user("bob"), true)
+            .expect("create")
+            .expect("created");
+        let b = tx
+            .direct(&user("bob"), &user("alice"), true)
+            .expect("find")
+            .expect("found");
+        assert_eq!(a, b);
+        let parts = tx.participants(a.id).expect("participants");
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].peer, Some(user("bob")));
+        let own = tx
+            .direct(&user("alice"), &user("alice"), true)
+            .expect("self")
+            .expect("created");
+        assert_eq!(tx.participants(own.id).expect("participants").len(), 1);
+    }
+
+    #[test]
+    fn append_sequences_dedups_and_pages() {
+        let (_dir, mut store) = setup();
+        let tx = store.transaction().expect("tx");
+        let conv = tx
+            .direct(&user("alice"), &user("bob"), true)
+            .expect("create")
+            .expect("created")
+            .id;
+        let phone = DeviceId::parse("phone").expect("valid");
+        for n in 1..=5u64 {
+            let id = MessageId::new(100 + n).expect("valid");
+            let seq = tx
+                .append(
+                    conv,
+                    1000 + n,
+                    &user("alice"),
+                    &phone,
+                    id,
+                    PacketKind::MESSAGE,
+                    &[0xa0],
+                )
+                .expect("append");
+            assert_eq!(seq, n);
+        }
+        let dup = tx
+            .find_duplicate(&user("alice"), &phone, MessageId::new(103).expect("valid"))
+            .expect("query");
+        assert_eq!(dup.map(|e| e.seq), Some(3));
+        let dup = tx.append(
+            conv,
+            1,
+            &user("alice"),
+            &phone,
+            MessageId::new(103).expect("valid"),
+            PacketKind::MESSAGE,
+            &[],
+        );
+        assert!(dup.is_err(), "the unique index refuses a second copy");
+        let seqs = |(events, more): (Vec<EventRow>, bool)| {
+            (events.iter().map(|e| e.seq).collect::<Vec<_>>(), more)
+        };
+        assert_eq!(
+            seqs(tx.events(conv, Position::After(1), 2).expect("page")),
+            (vec![2, 3], true)
+        );
+        assert_eq!(
+            seqs(tx.events(conv, Position::After(3), 5).expect("page")),
+            (vec![4, 5], false)
+        );
+        assert_eq!(
+            seqs(
+                tx.events(conv, Position::Before(u64::MAX), 2)
+                    .expect("page")
+            ),
+            (vec![4, 5], true)
+        );
+        assert_eq!(
+            seqs(tx.events(conv, Position::Before(2), 5).expect("page")),
+            (vec![1], false)
+        );
+        assert_eq!(
+            seqs(tx.events(conv, Position::Since(1004), 5).expect("page")),
+            (vec![4, 5], false)
+        );
+        assert_eq!(tx.unread(conv, &user("bob"), 2).expect("count"), 3);
+        assert_eq!(tx.unread(conv, &user("alice"), 0).expect("count"), 0);
+        assert_eq!(tx.outbox(10).expect("outbox").len(), 5);
+        tx.outbox_done(&[(conv, 1), (conv, 2)]).expect("done");
+        assert_eq!(
+            tx.outbox(10).expect("outbox"),
+            vec![(conv, 3), (conv, 4), (conv, 5)]
+        );
+    }
+
+    #[test]
+    fn change_tokens_order_conversations() {
+        let (_dir, mut store) = setup();
+        store.add_user(&user("carol"), None, 1).expect("add");
+        let tx = store.transaction().expect("tx");
+        let ab = tx
+            .direct(&user("alice"), &user("bob"), true)
+            .expect("create")
+            .expect("created")
+            .id;
+        let ac = tx
+            .direct(&user("alice"), &user("carol"), true)
+            .expect("create")
+            .expect("created")
+            .id;
+        tx.set_markers(ab, &user("alice"), 0, 0).expect("touch ab");
+        let ids = |(rows, _): (Vec<(ParticipantRow, ConversationRow)>, bool)| {
+            rows.iter().map(|r| r.1.id).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(tx
+                .changed_conversations(&user("alice"), 0, false, 10)
+                .expect("asc")),
+            vec![ac, ab]
+        );
+        assert_eq!(
+            ids(tx
+                .changed_conversations(&user("alice"), u64::MAX >> 1, true, 10)
+                .expect("desc")),
+            vec![ab, ac]
+        );
+        let (page, more) = tx
+            .changed_conversations(&user("alice"), 0, false, 1)
+            .expect("page");
+        assert!(more);
+        let (rest, more) = tx
+            .changed_conversations(&user("alice"), page[0].0.change, false, 1)
+            .expect("page");
+        assert!(!more);
+        assert_eq!(rest[0].1.id, ab);
+    }
+
+    #[test]
+    fn failed_items_roll_back_alone() {
+        let (_dir, mut store) = setup();
+        let mut tx = store.transaction().expect("tx");
+        let r: Result<(), StoreError> = tx.item(|tx| {
+            tx.direct(&user("alice"), &user("bob"), true)?;
+            Err(StoreError::NotFound("forced".into()))
+        });
+        assert!(r.is_err());
+        assert_eq!(
+            tx.direct(&user("alice"), &user("bob"), false)
+                .expect("query"),
+            None
+        );
+        tx.item(|tx| tx.direct(&user("alice"), &user("bob"), true).map(drop))
+            .expect("second item");
+        tx.commit().expect("commit");
+        let tx = store.transaction().expect("tx");
+        assert!(
+            tx.direct(&user("alice"), &user("bob"), false)
+                .expect("query")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn profiles_and_contacts() {
+        let (_dir, mut store) = setup();
+        let tx = store.transaction().expect("tx");
+        assert_eq!(tx.profile(&user("alice")).expect("profile").version, 0);
+        let p = ProfileRow {
+            name: Some("Alice".into()),
+            version: 1,
+            ts: Some(9),
+            ..ProfileRow::default()
+        };
+        tx.set_profile(&user("alice"), &p).expect("set");
+        assert_eq!(tx.profile(&user("alice")).expect("profile"), p);
+        let conv = tx
+            .direct(&user("alice"), &user("bob"), true)
+            .expect("create")
+            .expect("created")
+            .id;
+        tx.set_contact(conv, &user("alice"), ContactState::Accepted)
+            .expect("set");
+        tx.set_contact(conv, &user("bob"), ContactState::Accepted)
+            .expect("set");
+        tx.commit().expect("commit");
+        assert!(
+            store
+                .may_see_presence(&user("bob"), &user("alice"))
+                .expect("query")
+        );
+        assert!(
+            store
+                .may_see_presence(&user("alice"), &user("alice"))
+                .expect("query")
+        );
+    }
+}

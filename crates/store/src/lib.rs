@@ -1,0 +1,160 @@
+//! mqchat's storage: accounts, devices, conversations, the event archive, markers, contact
+//! states and profiles, in SQLite (one file under the data directory, WAL mode).
+//!
+//! This is the only crate with SQL. The hub holds one [`Store`] for writing and runs each
+//! batch of upstream packets in one [`archive::Tx`] (group commit); authentication opens
+//! its own read-mostly [`Store`] on the same file. Schema migrations live in `migrations/`
+//! and are applied in order at open.
+
+pub mod account;
+pub mod archive;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+pub use account::{AuthFailure, DeviceRecord, UserRecord};
+pub use archive::{ConvId, ConversationRow, EventRow, ParticipantRow, ProfileRow, Tx};
+
+/// How a store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed (disk, corruption, lock timeout). The server's fault.
+    #[error("database: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// A user or device that must exist does not.
+    #[error("{0} does not exist")]
+    NotFound(String),
+    /// A user or device that must not exist does.
+    #[error("{0} already exists")]
+    Exists(String),
+    /// Stored data does not parse (written by a newer or broken version).
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The database's schema is newer than this program.
+    #[error("the database has schema version {found}, this program knows up to {known}")]
+    NewerSchema {
+        /// The database's version.
+        found: i64,
+        /// The newest version this program knows.
+        known: i64,
+    },
+    /// Hashing a password failed.
+    #[error("password hashing: {0}")]
+    Hash(String),
+}
+
+/// How hard a commit tries to survive a power loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every commit is synced to disk before it returns (SQLite `synchronous=FULL`).
+    #[default]
+    Full,
+    /// Commits survive a crash of the process but not of the machine (`synchronous=NORMAL`
+    /// in WAL mode): faster, for tests and benchmarks that say so.
+    Normal,
+}
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+
+/// A connection to the store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        let mut store = Self {
+            conn,
+            path: path.to_owned(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let known = MIGRATIONS.len() as i64;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if version > known {
+            return Err(StoreError::NewerSchema {
+                found: version,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tracing::info!(version = i + 1, "applying store migration");
+            tx.execute_batch(sql)?;
+        }
+        tx.pragma_update(None, "user_version", known)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Starts a write transaction (taking the write lock at once).
+    pub fn transaction(&mut self) -> Result<Tx<'_>, StoreError> {
+        Tx::begin(&mut self.conn)
+    }
+
+    /// Forces the WAL into the main database file (at shutdown).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn test_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&dir.path().join("mqchat.db"), Durability::Normal).expect("open");
+    (dir, store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reopening_keeps_data_and_schema() {
+        let (dir, mut store) = test_store();
+        let alice = mqchat_proto::UserId::parse("alice").expect("valid");
+        store.add_user(&alice, Some("pw"), 1).expect("add");
+        drop(store);
+        let store = Store::open(&dir.path().join("mqchat.db"), Durability::Full).expect("reopen");
+        assert_eq!(store.users().expect("list").len(), 1);
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let (dir, store) = test_store();
+        store
+            .conn
+            .pragma_update(None, "user_version", 99)
+            .expect("set");
+        drop(store);
+        let err = Store::open(&dir.path().join("mqchat.db"), Durability::Full).expect_err("newer");
+        assert!(matches!(err, StoreError::NewerSchema { found: 99, .. }));
+    }
+}
