@@ -1,1 +1,367 @@
-//! mqchat-broker.
+//! The embedded MQTT broker: rmqtt in-process, with mqchat's authentication and access rules
+//! as hooks.
+//!
+//! This is the only crate that depends on rmqtt (pinned: its 0.x API moves). Everything
+//! else sees [`Broker`] and the [`Gatekeeper`] trait the broker calls for every CONNECT,
+//! PUBLISH and SUBSCRIBE. Three listeners: MQTT over TCP and over WebSocket for devices, and
+//! a loopback TCP listener for the hub's own connection (with a large in-flight window).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rmqtt::codec::v5::SubscribeAckReason;
+use rmqtt::context::ServerContext;
+use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
+use rmqtt::net::Builder;
+use rmqtt::server::MqttServer;
+use rmqtt::types::{AuthResult, PublishAclResult, SubscribeAclResult};
+use tokio::task::JoinHandle;
+
+/// The answer to a CONNECT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Let it in; a superuser skips the publish and subscribe checks.
+    Allow {
+        /// Whether it is a superuser (the hub).
+        superuser: bool,
+    },
+    /// CONNACK "bad user name or password".
+    BadCredentials,
+    /// CONNACK "not authorized".
+    NotAuthorized,
+}
+
+/// What the broker asks for every connection, publish and subscription. Implementations may
+/// block briefly (they are called from the connection's task); slow work belongs on a
+/// blocking thread inside the implementation.
+#[async_trait]
+pub trait Gatekeeper: Send + Sync + 'static {
+    /// Decides a CONNECT.
+    async fn authenticate(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+    ) -> Admission;
+    /// Decides a PUBLISH by a non-superuser.
+    async fn may_publish(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        topic: &str,
+        retain: bool,
+    ) -> bool;
+    /// Decides a SUBSCRIBE filter by a non-superuser (a `$share/{group}/` prefix removed).
+    async fn may_subscribe(&self, client_id: &str, username: Option<&str>, filter: &str) -> bool;
+}
+
+/// Listener and session settings.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// MQTT over TCP for devices; `None` disables it.
+    pub tcp: Option<SocketAddr>,
+    /// MQTT over WebSocket for devices; `None` disables it.
+    pub ws: Option<SocketAddr>,
+    /// The largest MQTT packet a device may send. Keep it above the hub's maximum payload so
+    /// that oversize payloads reach the hub and get an error reply.
+    pub max_packet_size: u32,
+    /// How long a session lives after its device disconnects (MQTT 3.1.1 clients, and the
+    /// cap for MQTT 5 clients).
+    pub session_expiry: Duration,
+    /// Messages queued for one offline session; beyond it the oldest are dropped (sync
+    /// recovers them).
+    pub max_queue: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            tcp: Some(SocketAddr::from(([127, 0, 0, 1], 1883))),
+            ws: Some(SocketAddr::from(([127, 0, 0, 1], 8083))),
+            max_packet_size: 256 * 1024,
+            session_expiry: Duration::from_secs(7 * 24 * 3600),
+            max_queue: 1000,
+        }
+    }
+}
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// A listener could not bind (address in use, permission).
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// A plugin failed to start.
+    #[error("broker plugin {name}: {reason}")]
+    Plugin {
+        /// The plugin.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A running embedded broker.
+pub struct Broker {
+    scx: ServerContext,
+    tcp: Option<SocketAddr>,
+    ws: Option<SocketAddr>,
+    internal: SocketAddr,
+    server: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("tcp", &self.tcp)
+            .field("ws", &self.ws)
+            .field("internal", &self.internal)
+            .finish()
+    }
+}
+
+struct Hooks {
+    gate: Arc<dyn Gatekeeper>,
+}
+
+fn text(s: &Option<bytestring::ByteString>) -> Option<&str> {
+    s.as_ref().map(|s| &**s)
+}
+
+#[async_trait]
+impl Handler for Hooks {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        match param {
+            Parameter::ClientAuthenticate(connect) => {
+                let username = connect.username().map(|u| &**u);
+                let password = connect.password().map(|p| &p[..]);
+                let result = match self
+                    .gate
+                    .authenticate(connect.client_id(), username, password)
+                    .await
+                {
+                    Admission::Allow { superuser } => AuthResult::Allow(superuser, None),
+                    Admission::BadCredentials => AuthResult::BadUsernameOrPassword,
+                    Admission::NotAuthorized => AuthResult::NotAuthorized,
+                };
+                (false, Some(HookResult::AuthResult(result)))
+            }
+            Parameter::ClientSubscribeCheckAcl(session, sub) => {
+                let allowed = self
+                    .gate
+                    .may_subscribe(
+                        &session.id.client_id,
+                        text(&session.id.username),
+                        &sub.topic_filter,
+                    )
+                    .await;
+                let result = if allowed {
+                    SubscribeAclResult::new_success(sub.opts.qos(), None)
+                } else {
+                    SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
+                };
+                (false, Some(HookResult::SubscribeAclResult(result)))
+            }
+            Parameter::MessagePublishCheckAcl(session, publish) => {
+                let allowed = self
+                    .gate
+                    .may_publish(
+                        &session.id.client_id,
+                        text(&session.id.username),
+                        &publish.topic,
+                        publish.retain,
+                    )
+                    .await;
+                // Refused publishes are dropped; MQTT 5 publishers get PUBACK "not authorized".
+                let result = if allowed {
+                    PublishAclResult::allow()
+                } else {
+                    PublishAclResult::rejected(false, None)
+                };
+                (false, Some(HookResult::PublishAclResult(result)))
+            }
+            _ => (true, acc),
+        }
+    }
+}
+
+fn bind_error(addr: SocketAddr, e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Bind {
+        addr,
+        reason: e.to_string(),
+    }
+}
+
+impl Broker {
+    /// Starts the broker and returns once every listener is bound (so port 0 is resolved).
+    pub async fn start(
+        config: BrokerConfig,
+        gate: Arc<dyn Gatekeeper>,
+    ) -> Result<Self, BrokerError> {
+        // The busy check refuses connections when the machine is loaded (easy on 2 cores);
+        // mqchat sheds load elsewhere.
+        let scx = ServerContext::new()
+            .busy_check_enable(false)
+            .plugins_config_map_add(
+                "rmqtt-retainer",
+                "storage.type = \"ram\"\nretained_message_ttl = \"0s\"",
+            )
+            .plugins_config_map_add("rmqtt-shared-subscription", "strategy = \"round_robin\"")
+            .build()
+            .await;
+        rmqtt_retainer::register(&scx, true, false)
+            .await
+            .map_err(|e| BrokerError::Plugin {
+                name: "rmqtt-retainer",
+                reason: e.to_string(),
+            })?;
+        rmqtt_shared_subscription::register(&scx, true, false)
+            .await
+            .map_err(|e| BrokerError::Plugin {
+                name: "rmqtt-shared-subscription",
+                reason: e.to_string(),
+            })?;
+
+        let register = scx.extends.hook_mgr().register();
+        for kind in [
+            Type::ClientAuthenticate,
+            Type::ClientSubscribeCheckAcl,
+            Type::MessagePublishCheckAcl,
+        ] {
+            register
+                .add_priority(kind, 100, Box::new(Hooks { gate: gate.clone() }))
+                .await;
+        }
+        register.start().await;
+
+        let device_listener = |name: &str, addr: SocketAddr| {
+            Builder::new()
+                .name(name)
+                .laddr(addr)
+                .allow_anonymous(false)
+                .nodelay(true)
+                .max_packet_size(config.max_packet_size)
+                .session_expiry_interval(config.session_expiry)
+                .max_session_expiry_interval(config.session_expiry)
+                .message_expiry_interval(config.session_expiry)
+                .max_mqueue_len(config.max_queue)
+        };
+        let mut server = MqttServer::new(scx.clone());
+        let mut tcp = None;
+        if let Some(addr) = config.tcp {
+            let listener = device_listener("tcp", addr)
+                .bind()
+                .and_then(|l| l.tcp())
+                .map_err(|e| bind_error(addr, e))?;
+            tcp = Some(listener.local_addr().map_err(|e| bind_error(addr, e))?);
+            server = server.listener_by_id(listener, 1);
+        }
+        let mut ws = None;
+        if let Some(addr) = config.ws {
+            let listener = device_listener("ws", addr)
+                .bind()
+                .and_then(|l| l.ws())
+                .map_err(|e| bind_error(addr, e))?;
+            ws = Some(listener.local_addr().map_err(|e| bind_error(addr, e))?);
+            server = server.listener_by_id(listener, 2);
+        }
+        let internal_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let internal = Builder::new()
+            .name("hub")
+            .laddr(internal_addr)
+            .allow_anonymous(false)
+            .nodelay(true)
+            .max_packet_size(16 * 1024 * 1024)
+            .max_inflight(std::num::NonZeroU16::new(1024).unwrap_or(std::num::NonZeroU16::MIN))
+            .max_mqueue_len(1_000_000)
+            .session_expiry_interval(config.session_expiry)
+            .message_expiry_interval(config.session_expiry)
+            .bind()
+            .and_then(|l| l.tcp())
+            .map_err(|e| bind_error(internal_addr, e))?;
+        let internal_addr = internal
+            .local_addr()
+            .map_err(|e| bind_error(internal_addr, e))?;
+        let server = server.listener_by_id(internal, 3).build();
+        let server = tokio::spawn(async move {
+            if let Err(e) = server.run().await {
+                tracing::error!(error = %e, "broker stopped");
+            }
+        });
+        Ok(Self {
+            scx,
+            tcp,
+            ws,
+            internal: internal_addr,
+            server,
+        })
+    }
+
+    /// The bound MQTT/TCP address for devices.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp
+    }
+
+    /// The bound MQTT/WebSocket address for devices.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws
+    }
+
+    /// The loopback address the hub connects to.
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal
+    }
+
+    /// Stops accepting connections (the listening sockets close).
+    pub async fn stop_accepting(&self) {
+        self.server.abort();
+        while !self.server.is_finished() {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Closes every live connection except those whose client id starts with `keep`
+    /// (the hub's own, so it can finish its work).
+    pub async fn disconnect_all(&self, keep: &str) {
+        let ids: Vec<_> = self
+            .scx
+            .extends
+            .shared()
+            .await
+            .iter()
+            .map(|entry| entry.id())
+            .collect();
+        for id in ids {
+            if id.client_id.starts_with(keep) {
+                continue;
+            }
+            let mut entry = self.scx.extends.shared().await.entry(id);
+            let _ = entry.kick(true, true, true).await;
+        }
+    }
+
+    /// Closes one device's connection and removes its session (a revoked device).
+    pub async fn kick(&self, client_id: &str) {
+        let ids: Vec<_> = self
+            .scx
+            .extends
+            .shared()
+            .await
+            .iter()
+            .map(|entry| entry.id())
+            .filter(|id| &*id.client_id == client_id)
+            .collect();
+        for id in ids {
+            let mut entry = self.scx.extends.shared().await.entry(id);
+            let _ = entry.kick(true, true, true).await;
+        }
+    }
+}

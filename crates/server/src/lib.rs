@@ -1,1 +1,144 @@
-//! mqchat-server.
+//! `mqchat serve` as a library: the embedded broker, the hub and the store, wired together
+//! and shut down cleanly. The CLI and the integration tests of every crate start servers
+//! through [`Server::start`] (tests use [`testing::TestServer`]).
+//!
+//! ```text
+//! devices ──► broker (rmqtt, in-process) ──$share──► link task ──► worker thread ──► store
+//!                   ▲                                                 │ (engine)
+//!                   └──────────── publisher task ◄──── outbound ──────┘
+//! ```
+//!
+//! The hub is an ordinary MQTT client of the broker, on a loopback listener of its own, so
+//! the same code serves an external broker later. The worker thread owns the store's writer
+//! connection and processes upstream packets in batches (one transaction each).
+
+pub mod config;
+mod gate;
+mod link;
+pub mod testing;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mqchat_broker::{Broker, BrokerConfig};
+use mqchat_hub::{Engine, Gate, HubConfig, HubCredentials};
+use mqchat_proto::TopicRoot;
+use mqchat_store::Store;
+
+pub use config::ServerConfig;
+
+/// The current time in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    broker: Broker,
+    link: link::Link,
+    root: TopicRoot,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The data directory or database could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] mqchat_store::StoreError),
+    /// A listener could not bind or the broker failed.
+    #[error(transparent)]
+    Broker(#[from] mqchat_broker::BrokerError),
+    /// The hub could not connect to the broker.
+    #[error("hub link: {0}")]
+    Link(String),
+}
+
+impl Server {
+    /// Opens the store, starts the broker and the hub, and returns once the hub is
+    /// subscribed (devices may connect and publish).
+    pub async fn start(config: &ServerConfig) -> Result<Self, StartError> {
+        let root = TopicRoot::parse(&config.root).map_err(|e| StartError::Config(e.to_string()))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            StartError::Config(format!("data directory {}: {e}", config.data_dir.display()))
+        })?;
+        let durability = match config.durability {
+            config::Durability::Full => mqchat_store::Durability::Full,
+            config::Durability::Normal => mqchat_store::Durability::Normal,
+        };
+        let store = Store::open(&config.database(), durability)?;
+        let secret: [u8; 24] = rand::random();
+        let hub = HubCredentials {
+            username: link::HUB_USERNAME.to_owned(),
+            secret: secret.iter().map(|b| format!("{b:02x}")).collect(),
+        };
+        let gate = Arc::new(Gate::open(&config.database(), root.clone(), hub.clone())?);
+        // The broker accepts packets a bit larger than the hub's limit, so that oversize
+        // payloads reach the hub and get an error reply instead of a dropped connection.
+        let max_packet_size = u32::try_from(config.max_payload + 64 * 1024).unwrap_or(u32::MAX);
+        let broker = Broker::start(
+            BrokerConfig {
+                tcp: config.listen_tcp,
+                ws: config.listen_ws,
+                max_packet_size,
+                session_expiry: Duration::from_secs(config.session_expiry_secs),
+                max_queue: config.max_queue,
+            },
+            Arc::new(gate::BrokerGate::new(gate)),
+        )
+        .await?;
+        let engine = Engine::new(HubConfig {
+            root: root.clone(),
+            max_payload: config.max_payload,
+            ..HubConfig::default()
+        });
+        let link = link::Link::start(broker.internal_addr(), &hub, engine, store)
+            .await
+            .map_err(StartError::Link)?;
+        tracing::info!(
+            tcp = ?broker.tcp_addr(),
+            ws = ?broker.ws_addr(),
+            root = %root,
+            data = %config.data_dir.display(),
+            "mqchat is serving"
+        );
+        Ok(Self { broker, link, root })
+    }
+
+    /// The bound MQTT/TCP address.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.broker.tcp_addr()
+    }
+
+    /// The bound MQTT/WebSocket address.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.broker.ws_addr()
+    }
+
+    /// The topic root.
+    pub fn root(&self) -> &TopicRoot {
+        &self.root
+    }
+
+    /// Closes a device's connection and session (after revoking it).
+    pub async fn kick(&self, client_id: &str) {
+        self.broker.kick(client_id).await;
+    }
+
+    /// Stops accepting connections, disconnects every device, lets the hub finish what it
+    /// received, flushes the store, and returns.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down: no new connections");
+        self.broker.stop_accepting().await;
+        self.broker.disconnect_all(link::HUB_USERNAME).await;
+        self.link.stop().await;
+        tracing::info!("shut down");
+    }
+}

@@ -1,0 +1,107 @@
+//! A server for tests: embedded broker, hub and SQLite in a temporary directory, listeners
+//! on 127.0.0.1 port 0. Used by the integration tests of every crate.
+
+use mqchat_proto::{DeviceId, TopicRoot, UserId};
+use mqchat_store::{Durability, Store};
+
+use crate::config::{self, ServerConfig};
+use crate::{Server, now_ms};
+
+/// A running test server. Stop it with [`TestServer::stop`]; dropping it leaves the tasks
+/// to end with the test's runtime.
+#[derive(Debug)]
+pub struct TestServer {
+    server: Server,
+    config: ServerConfig,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server on fresh storage.
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        Self::start_in(dir).await
+    }
+
+    /// Starts a server on the storage in `dir` (to test restarts).
+    pub async fn start_in(dir: tempfile::TempDir) -> anyhow::Result<Self> {
+        let config = ServerConfig {
+            data_dir: dir.path().to_owned(),
+            listen_tcp: Some(([127, 0, 0, 1], 0).into()),
+            listen_ws: Some(([127, 0, 0, 1], 0).into()),
+            durability: config::Durability::Normal,
+            ..ServerConfig::default()
+        };
+        let server = Server::start(&config).await?;
+        Ok(Self {
+            server,
+            config,
+            _dir: dir,
+        })
+    }
+
+    /// `mqtt://127.0.0.1:PORT`.
+    pub fn mqtt_url(&self) -> String {
+        self.server
+            .tcp_addr()
+            .map(|a| format!("mqtt://{a}"))
+            .unwrap_or_default()
+    }
+
+    /// `ws://127.0.0.1:PORT/mqtt`.
+    pub fn ws_url(&self) -> String {
+        self.server
+            .ws_addr()
+            .map(|a| format!("ws://{a}/mqtt"))
+            .unwrap_or_default()
+    }
+
+    /// The TCP address.
+    pub fn tcp_addr(&self) -> std::net::SocketAddr {
+        self.server
+            .tcp_addr()
+            .unwrap_or_else(|| ([127, 0, 0, 1], 0).into())
+    }
+
+    /// The topic root.
+    pub fn root(&self) -> &TopicRoot {
+        self.server.root()
+    }
+
+    fn store(&self) -> anyhow::Result<Store> {
+        Ok(Store::open(&self.config.database(), Durability::Normal)?)
+    }
+
+    /// Creates a user with a password.
+    pub fn add_user(&self, user: &str, password: &str) -> anyhow::Result<()> {
+        self.store()?
+            .add_user(&UserId::parse(user)?, Some(password), now_ms())?;
+        Ok(())
+    }
+
+    /// Registers a device and returns its token.
+    pub fn add_device_token(&self, user: &str, device: &str) -> anyhow::Result<String> {
+        Ok(self
+            .store()?
+            .add_device(&UserId::parse(user)?, &DeviceId::parse(device)?, now_ms())?)
+    }
+
+    /// Revokes a device and closes its connection.
+    pub async fn revoke_device(&self, user: &str, device: &str) -> anyhow::Result<()> {
+        self.store()?
+            .revoke_device(&UserId::parse(user)?, &DeviceId::parse(device)?, now_ms())?;
+        self.server.kick(&format!("{user}:{device}")).await;
+        Ok(())
+    }
+
+    /// Stops the server, keeping its storage for [`TestServer::start_in`].
+    pub async fn stop_keep(self) -> tempfile::TempDir {
+        self.server.shutdown().await;
+        self._dir
+    }
+
+    /// Stops the server.
+    pub async fn stop(self) {
+        self.server.shutdown().await;
+    }
+}

@@ -1,0 +1,412 @@
+//! The server through plain MQTT clients (rumqttc used directly, not the SDK): the
+//! end-to-end path, and the attacks the broker's ACL and the hub must refuse.
+//!
+//! Negative checks never sleep: after an attack, the attacker sends a legitimate message to
+//! the same victim through the same hub; the hub processes in order, so when the victim has
+//! received the legitimate one, anything the attack had let through would have arrived first.
+
+use std::time::Duration;
+
+use mqchat_proto::body::{Body, Message};
+use mqchat_proto::{Packet, Registry};
+use mqchat_server::testing::TestServer;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, PubAckReason, SubscribeReasonCode};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Device {
+    client: AsyncClient,
+    eventloop: EventLoop,
+    registry: Registry,
+}
+
+impl Device {
+    fn options(server: &TestServer, user: &str, device: &str, password: &str) -> MqttOptions {
+        let addr = server.tcp_addr();
+        let mut options = MqttOptions::new(
+            format!("{user}:{device}"),
+            addr.ip().to_string(),
+            addr.port(),
+        );
+        options
+            .set_credentials(user, password)
+            .set_max_packet_size(Some(1 << 20));
+        options
+    }
+
+    /// Connects and waits for the CONNACK.
+    async fn connect(options: MqttOptions) -> Result<Self, ConnectionError> {
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        loop {
+            match tokio::time::timeout(WAIT, eventloop.poll())
+                .await
+                .expect("connect timed out")?
+            {
+                Event::Incoming(Incoming::ConnAck(_)) => break,
+                _ => continue,
+            }
+        }
+        Ok(Self {
+            client,
+            eventloop,
+            registry: Registry::with_core(),
+        })
+    }
+
+    async fn login(server: &TestServer, user: &str, device: &str) -> Self {
+        Self::connect(Self::options(server, user, device, "pw"))
+            .await
+            .expect("login")
+    }
+
+    /// Subscribes and returns whether the broker allowed it.
+    async fn subscribe(&mut self, filter: &str) -> bool {
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .expect("queue subscribe");
+        loop {
+            if let Incoming::SubAck(ack) = self.next_incoming().await {
+                return ack
+                    .return_codes
+                    .iter()
+                    .all(|c| matches!(c, SubscribeReasonCode::Success(_)));
+            }
+        }
+    }
+
+    async fn inbox(&mut self, user: &str, device: &str) {
+        for filter in [
+            format!("mq/in/{user}/d"),
+            format!("mq/in/{user}/e"),
+            format!("mq/in/{user}/r/{device}"),
+        ] {
+            assert!(self.subscribe(&filter).await, "own inbox {filter}");
+        }
+    }
+
+    /// Publishes at QoS 1 and returns whether the broker accepted it (PUBACK success).
+    async fn publish_raw(&mut self, topic: &str, payload: Vec<u8>, retain: bool) -> bool {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, retain, payload)
+            .await
+            .expect("queue publish");
+        loop {
+            if let Incoming::PubAck(ack) = self.next_incoming().await {
+                return matches!(
+                    ack.reason,
+                    PubAckReason::Success | PubAckReason::NoMatchingSubscribers
+                );
+            }
+        }
+    }
+
+    async fn publish(&mut self, topic: &str, packet: Value) -> bool {
+        let payload = self
+            .registry
+            .from_json(&packet)
+            .expect("test packet")
+            .encode();
+        self.publish_raw(topic, payload, false).await
+    }
+
+    async fn next_incoming(&mut self) -> Incoming {
+        loop {
+            match tokio::time::timeout(WAIT, self.eventloop.poll())
+                .await
+                .expect("nothing arrived in time")
+            {
+                Ok(Event::Incoming(incoming)) => return incoming,
+                Ok(Event::Outgoing(_)) => continue,
+                Err(e) => panic!("connection failed: {e}"),
+            }
+        }
+    }
+
+    /// The next packet published to this device: (topic, JSON rendering).
+    async fn receive(&mut self) -> (String, Value) {
+        loop {
+            if let Incoming::Publish(p) = self.next_incoming().await {
+                let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                let json = match Packet::decode(&p.payload) {
+                    Ok(packet) => self.registry.to_json(&packet),
+                    Err(_) => json!({"raw": p.payload.len()}),
+                };
+                return (topic, json);
+            }
+        }
+    }
+}
+
+fn hi(id: &str, to: &str, text: &str) -> Value {
+    json!({"type": "message", "id": id, "conv": to, "text": text})
+}
+
+async fn server_with_users() -> TestServer {
+    let server = TestServer::start().await.expect("server");
+    for user in ["alice", "bob", "mallory"] {
+        server.add_user(user, "pw").expect("user");
+    }
+    server
+}
+
+#[tokio::test]
+async fn message_round_trip_through_the_real_broker() {
+    let server = server_with_users().await;
+    let mut bob = Device::login(&server, "bob", "phone").await;
+    bob.inbox("bob", "phone").await;
+    let mut alice = Device::login(&server, "alice", "phone").await;
+    alice.inbox("alice", "phone").await;
+    assert!(
+        alice
+            .publish("mq/up/alice/phone", hi("0a03zkqvpmqs1", "bob", "Hi"))
+            .await
+    );
+    let (topic, got) = bob.receive().await;
+    assert_eq!(topic, "mq/in/bob/d");
+    assert_eq!(
+        (
+            got["text"].as_str(),
+            got["conv"].as_str(),
+            got["seq"].as_u64()
+        ),
+        (Some("Hi"), Some("alice"), Some(1))
+    );
+    let (topic, own) = alice.receive().await;
+    assert_eq!(
+        (topic.as_str(), own["id"].as_str(), own["device"].as_str()),
+        ("mq/in/alice/d", Some("0a03zkqvpmqs1"), Some("phone"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_password_and_foreign_client_ids_are_refused() {
+    let server = server_with_users().await;
+    let refused = |r: Result<Device, ConnectionError>| match r {
+        Err(ConnectionError::ConnectionRefused(code)) => code,
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("connected"),
+    };
+    let code = refused(Device::connect(Device::options(&server, "alice", "phone", "wrong")).await);
+    assert_eq!(code, ConnectReturnCode::BadUserNamePassword);
+    let code = refused(Device::connect(Device::options(&server, "nobody", "phone", "pw")).await);
+    assert_eq!(code, ConnectReturnCode::BadUserNamePassword);
+    let mut spoof = Device::options(&server, "mallory", "phone", "pw");
+    spoof.set_client_id("alice:phone".into());
+    assert_eq!(
+        refused(Device::connect(spoof).await),
+        ConnectReturnCode::NotAuthorized
+    );
+    let mut hub = Device::options(&server, "_hub", "x", "guess");
+    hub.set_client_id("_hub-2".into());
+    assert_eq!(
+        refused(Device::connect(hub).await),
+        ConnectReturnCode::BadUserNamePassword
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn spoofing_and_snooping_are_denied_and_reach_no_one() {
+    let server = server_with_users().await;
+    let mut bob = Device::login(&server, "bob", "phone").await;
+    bob.inbox("bob", "phone").await;
+    let mut mallory = Device::login(&server, "mallory", "phone").await;
+    mallory.inbox("mallory", "phone").await;
+
+    // Publishing as another user or device, or where only the hub writes.
+    for topic in [
+        "mq/up/alice/phone",
+        "mq/up/mallory/laptop",
+        "mq/in/bob/d",
+        "mq/in/bob/r/phone",
+    ] {
+        assert!(
+            !mallory
+                .publish(topic, hi("0a03zkqvpmqs1", "bob", "spoofed"))
+                .await,
+            "publish to {topic}"
+        );
+    }
+    // Another user's presence and profile, and retained messages on upstream.
+    let presence = mallory
+        .registry
+        .from_json(&json!({"type": "presence", "availability": "available"}))
+        .expect("valid")
+        .encode();
+    assert!(
+        !mallory
+            .publish_raw("mq/pr/bob/phone", presence.clone(), true)
+            .await
+    );
+    assert!(
+        !mallory
+            .publish_raw("mq/pf/bob", presence.clone(), true)
+            .await
+    );
+    assert!(!mallory.publish_raw("mq/pf/mallory", presence, true).await);
+    let payload = mallory
+        .registry
+        .from_json(&hi("0a03zkqvpmqs2", "bob", "retained"))
+        .expect("valid")
+        .encode();
+    assert!(
+        !mallory
+            .publish_raw("mq/up/mallory/phone", payload, true)
+            .await
+    );
+
+    // Reading other users' traffic.
+    for filter in [
+        "mq/in/bob/d",
+        "mq/in/bob/#",
+        "mq/in/+/d",
+        "#",
+        "mq/#",
+        "mq/up/+/+",
+        "$share/x/mq/up/+/+",
+        "mq/pr/bob/+",
+        "mq/pr/+/+",
+    ] {
+        assert!(!mallory.subscribe(filter).await, "subscribe to {filter}");
+    }
+    assert!(mallory.subscribe("mq/pf/+").await, "profiles are public");
+
+    // The barrier: a legitimate message to bob arrives, and it is the first thing he gets.
+    assert!(
+        mallory
+            .publish("mq/up/mallory/phone", hi("0a03zkqvpmqs3", "bob", "legit"))
+            .await
+    );
+    let (_, got) = bob.receive().await;
+    assert_eq!(got["text"], "legit");
+    assert_eq!(got["seq"], 1, "nothing else was stored in the conversation");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_payloads_get_error_replies_and_harm_no_one() {
+    let server = server_with_users().await;
+    let mut bob = Device::login(&server, "bob", "phone").await;
+    bob.inbox("bob", "phone").await;
+    let mut mallory = Device::login(&server, "mallory", "phone").await;
+    mallory.inbox("mallory", "phone").await;
+
+    assert!(
+        mallory
+            .publish_raw("mq/up/mallory/phone", vec![0xff, 0x00], false)
+            .await
+    );
+    let (topic, err) = mallory.receive().await;
+    assert_eq!(
+        (topic.as_str(), err["type"].as_str(), err["code"].as_u64()),
+        ("mq/in/mallory/r/phone", Some("error"), Some(1))
+    );
+
+    let big = Message::text("x".repeat(70_000));
+    let mut packet = big.to_packet();
+    packet.id = mqchat_proto::MessageId::new(5).ok();
+    packet.conv = mqchat_proto::ConversationRef::parse("bob").ok();
+    assert!(
+        mallory
+            .publish_raw("mq/up/mallory/phone", packet.encode(), false)
+            .await
+    );
+    let (_, err) = mallory.receive().await;
+    assert_eq!(err["code"], 3, "too large");
+
+    assert!(
+        mallory
+            .publish(
+                "mq/up/mallory/phone",
+                json!({"type": "message", "id": "0a03zkqvpmqs4", "conv": "bob"})
+            )
+            .await
+    );
+    let (_, err) = mallory.receive().await;
+    assert_eq!(
+        (err["code"].as_u64(), err["id"].as_str()),
+        (Some(2), Some("0a03zkqvpmqs4"))
+    );
+
+    assert!(
+        mallory
+            .publish(
+                "mq/up/mallory/phone",
+                hi("0a03zkqvpmqs5", "bob", "after the garbage")
+            )
+            .await
+    );
+    let (_, got) = bob.receive().await;
+    assert_eq!(got["text"], "after the garbage");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn presence_needs_an_accepted_contact_and_the_will_marks_offline() {
+    let server = server_with_users().await;
+    let mut alice = Device::login(&server, "alice", "phone").await;
+    alice.inbox("alice", "phone").await;
+    let mut bob = Device::login(&server, "bob", "phone").await;
+    bob.inbox("bob", "phone").await;
+    assert!(!alice.subscribe("mq/pr/bob/+").await, "not a contact yet");
+    assert!(alice.publish("mq/up/alice/phone", json!({"type": "contact", "id": "0a03zkqvpmqs1", "conv": "bob", "action": "request"})).await);
+    let (_, request) = bob.receive().await;
+    assert_eq!(request["action"], "request");
+    assert!(
+        bob.publish(
+            "mq/up/bob/phone",
+            json!({"type": "contact", "id": "0a03zkqvpmqs1", "conv": "alice", "action": "accept"})
+        )
+        .await
+    );
+    let (_, accepted) = alice.receive().await;
+    assert_eq!(
+        accepted["action"], "request",
+        "her own copy of the request came first"
+    );
+    let (_, accepted) = alice.receive().await;
+    assert_eq!(accepted["action"], "accept");
+
+    // Carol's phone with a will, connecting as bob's second device.
+    let mut options = Device::options(&server, "bob", "tablet", "pw");
+    let will = Registry::with_core()
+        .from_json(&json!({"type": "presence", "availability": "offline"}))
+        .expect("valid")
+        .encode();
+    options.set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
+        "mq/pr/bob/tablet",
+        will,
+        QoS::AtLeastOnce,
+        true,
+        None,
+    ));
+    let mut tablet = Device::connect(options).await.expect("tablet");
+    let online = Registry::with_core()
+        .from_json(&json!({"type": "presence", "availability": "available"}))
+        .expect("valid")
+        .encode();
+    assert!(tablet.publish_raw("mq/pr/bob/tablet", online, true).await);
+
+    assert!(
+        alice.subscribe("mq/pr/bob/+").await,
+        "contacts may see presence"
+    );
+    let (topic, presence) = alice.receive().await;
+    assert_eq!(
+        (topic.as_str(), presence["availability"].as_str()),
+        ("mq/pr/bob/tablet", Some("available"))
+    );
+    // Abrupt drop: the broker publishes the will, the hub stamps it with last-seen.
+    drop(tablet);
+    let (_, will) = alice.receive().await;
+    assert_eq!(will["availability"], "offline");
+    let (_, stamped) = alice.receive().await;
+    assert_eq!(stamped["availability"], "offline");
+    assert!(stamped["last-active"].as_u64().is_some(), "{stamped}");
+    server.stop().await;
+}
