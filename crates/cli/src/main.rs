@@ -1,1 +1,114 @@
-fn main() {}
+//! `mqchat`: run the server, administer users and devices, and chat from the terminal.
+//!
+//! Errors are one line on stderr and a non-zero exit code: 1 for most failures, 2 for bad
+//! usage, 3 for refused credentials, 4 for an unreachable server, 5 for a request the server
+//! refused.
+
+mod admin;
+mod chat;
+mod client;
+mod output;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A lightweight chat server and client on MQTT.
+#[derive(Parser, Debug)]
+#[command(name = "mqchat", version, about, propagate_version = true)]
+struct Cli {
+    /// Log filter (e.g. `info`, `debug`, `mqchat_hub=debug`); RUST_LOG is used when absent.
+    #[arg(long, global = true, env = "MQCHAT_LOG")]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server: embedded MQTT broker, hub and store.
+    Serve(serve::ServeArgs),
+    /// Manage user accounts (works on the data directory; the server may be running).
+    User {
+        #[command(flatten)]
+        data: DataDir,
+        #[command(subcommand)]
+        command: admin::UserCommand,
+    },
+    /// Manage a user's devices and their tokens.
+    Device {
+        #[command(flatten)]
+        data: DataDir,
+        #[command(subcommand)]
+        command: admin::DeviceCommand,
+    },
+    /// Send a message.
+    Send(client::SendArgs),
+    /// Print events as they arrive (messages, receipts, typing, presence...).
+    Listen(client::ListenArgs),
+    /// Show a conversation's history from the server.
+    History(client::HistoryArgs),
+    /// List your conversations with their unread counts.
+    Conversations(client::ConversationsArgs),
+    /// Set your presence.
+    Presence(client::PresenceArgs),
+    /// Set your profile.
+    Profile(client::ProfileArgs),
+    /// Send, accept, decline, cancel or remove a contact request.
+    Contact(client::ContactArgs),
+    /// Chat interactively with someone.
+    Chat(chat::ChatArgs),
+}
+
+/// Where the server keeps its data.
+#[derive(clap::Args, Debug)]
+struct DataDir {
+    /// The server's data directory.
+    #[arg(long, env = "MQCHAT_DATA_DIR", default_value = "mqchat-data", global = true)]
+    data_dir: PathBuf,
+}
+
+fn init_logging(filter: Option<&str>, default: &str) {
+    let filter = match filter {
+        Some(f) => tracing_subscriber::EnvFilter::new(f),
+        None => tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_log = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    init_logging(cli.log.as_deref(), default_log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::User { data, command } => admin::user(&data.data_dir, command),
+            Command::Device { data, command } => admin::device(&data.data_dir, command),
+            Command::Send(args) => client::send(args).await,
+            Command::Listen(args) => client::listen(args).await,
+            Command::History(args) => client::history(args).await,
+            Command::Conversations(args) => client::conversations(args).await,
+            Command::Presence(args) => client::presence(args).await,
+            Command::Profile(args) => client::profile(args).await,
+            Command::Contact(args) => client::contact(args).await,
+            Command::Chat(args) => chat::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", output::one_line(&e));
+            ExitCode::from(output::exit_code(&e))
+        }
+    }
+}

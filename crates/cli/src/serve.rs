@@ -1,0 +1,104 @@
+//! `mqchat serve`: configuration from a TOML file, the environment and flags (in that order
+//! of precedence, flags last), then run until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use mqchat_server::{Server, ServerConfig};
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct ServeArgs {
+    /// A TOML configuration file (keys: data_dir, root, listen_tcp, listen_ws, max_payload,
+    /// max_queue, session_expiry_secs, durability).
+    #[arg(long, env = "MQCHAT_CONFIG")]
+    config: Option<PathBuf>,
+    /// The data directory (the database lives there).
+    #[arg(long, env = "MQCHAT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// MQTT over TCP listen address (port 0: any free port), or `off`.
+    #[arg(long, env = "MQCHAT_LISTEN_TCP")]
+    listen_tcp: Option<String>,
+    /// MQTT over WebSocket listen address (port 0: any free port), or `off`.
+    #[arg(long, env = "MQCHAT_LISTEN_WS")]
+    listen_ws: Option<String>,
+    /// The topic root.
+    #[arg(long, env = "MQCHAT_ROOT")]
+    root: Option<String>,
+    /// The largest upstream payload accepted, in bytes.
+    #[arg(long, env = "MQCHAT_MAX_PAYLOAD")]
+    max_payload: Option<usize>,
+    /// `full` (each commit synced to disk) or `normal` (survives a crash of the process only).
+    #[arg(long, env = "MQCHAT_DURABILITY")]
+    durability: Option<String>,
+}
+
+fn listen(value: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if value == "off" {
+        return Ok(None);
+    }
+    Ok(Some(value.parse().with_context(|| format!("listen address {value:?}"))?))
+}
+
+fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            ServerConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => ServerConfig::default(),
+    };
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(addr) = args.listen_tcp {
+        config.listen_tcp = listen(&addr)?;
+    }
+    if let Some(addr) = args.listen_ws {
+        config.listen_ws = listen(&addr)?;
+    }
+    if let Some(root) = args.root {
+        config.root = root;
+    }
+    if let Some(max) = args.max_payload {
+        config.max_payload = max;
+    }
+    if let Some(durability) = args.durability {
+        config.durability = match durability.as_str() {
+            "full" => mqchat_server::config::Durability::Full,
+            "normal" => mqchat_server::config::Durability::Normal,
+            other => anyhow::bail!("durability {other:?}: use full or normal"),
+        };
+    }
+    Ok(config)
+}
+
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => { r?; Ok("SIGINT") }
+        _ = term.recv() => Ok("SIGTERM"),
+    }
+}
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = config(args)?;
+    let server = Server::start(&config).await?;
+    // One line on stdout with the bound addresses, for people and for scripts (port 0).
+    let mut line = String::from("mqchat listening:");
+    if let Some(addr) = server.tcp_addr() {
+        line.push_str(&format!(" mqtt://{addr}"));
+    }
+    if let Some(addr) = server.ws_addr() {
+        line.push_str(&format!(" ws://{addr}/mqtt"));
+    }
+    line.push_str(&format!(" root={} data={}", server.root(), config.data_dir.display()));
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "{line}")?;
+    stdout.flush()?;
+    let signal = shutdown_signal().await?;
+    tracing::info!(signal, "stopping");
+    server.shutdown().await;
+    Ok(())
+}
