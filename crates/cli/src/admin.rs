@@ -79,17 +79,23 @@ pub(crate) enum DeviceCommand {
 }
 
 fn open(data_dir: &Path) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("data directory {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("data directory {}", data_dir.display()))?;
     Ok(Store::open(&data_dir.join("mqchat.db"), Durability::Full)?)
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn read_password() -> anyhow::Result<String> {
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
     let password = line.trim_end_matches(['\r', '\n']).to_owned();
     anyhow::ensure!(!password.is_empty(), "empty password on standard input");
     Ok(password)
@@ -98,13 +104,20 @@ fn read_password() -> anyhow::Result<String> {
 pub(crate) fn user(data_dir: &Path, command: UserCommand) -> anyhow::Result<()> {
     let mut store = open(data_dir)?;
     match command {
-        UserCommand::Add { user, password, password_stdin, no_password } => {
+        UserCommand::Add {
+            user,
+            password,
+            password_stdin,
+            no_password,
+        } => {
             let user = UserId::parse(&user)?;
             let password = match (password, password_stdin, no_password) {
                 (Some(p), _, _) => Some(p),
                 (None, true, _) => Some(read_password()?),
                 (None, false, true) => None,
-                (None, false, false) => anyhow::bail!("give --password-stdin, --password or --no-password"),
+                (None, false, false) => {
+                    anyhow::bail!("give --password-stdin, --password or --no-password")
+                }
             };
             store.add_user(&user, password.as_deref(), now())?;
             println!("created user {user}");
@@ -146,7 +159,8 @@ pub(crate) fn device(data_dir: &Path, command: DeviceCommand) -> anyhow::Result<
     let mut store = open(data_dir)?;
     match command {
         DeviceCommand::Add { user, device } => {
-            let token = store.add_device(&UserId::parse(&user)?, &DeviceId::parse(&device)?, now())?;
+            let token =
+                store.add_device(&UserId::parse(&user)?, &DeviceId::parse(&device)?, now())?;
             println!("{token}");
         }
         DeviceCommand::List { user, json } => {
@@ -157,7 +171,11 @@ pub(crate) fn device(data_dir: &Path, command: DeviceCommand) -> anyhow::Result<
                         serde_json::json!({"device": d.id.as_str(), "token": d.has_token, "created": d.created_at, "revoked": d.revoked_at, "last-seen": d.last_seen})
                     );
                 } else {
-                    let state = if d.revoked_at.is_some() { " (revoked)" } else { "" };
+                    let state = if d.revoked_at.is_some() {
+                        " (revoked)"
+                    } else {
+                        ""
+                    };
                     println!("{}{state}", d.id);
                 }
             }

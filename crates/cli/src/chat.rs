@@ -45,18 +45,38 @@ fn concerns(event: &Event, conv: &ConversationRef) -> bool {
 }
 
 pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
-    let conv = ConversationRef::parse(&args.peer).with_context(|| format!("peer {:?}", args.peer))?;
-    let (client, mut events) = args.connect.connect(true, Presence::new(Availability::Available)).await?;
+    let conv =
+        ConversationRef::parse(&args.peer).with_context(|| format!("peer {:?}", args.peer))?;
+    let (client, mut events) = args
+        .connect
+        .connect(true, Presence::new(Availability::Available))
+        .await?;
     if let Some(peer) = conv.peer() {
         // Only accepted contacts may see presence; without it the chat still works.
         let _ = client.watch_presence(peer).await;
     }
     let me = UserId::parse(args.connect.user())?;
-    let recent = client.history(conv.clone(), History { limit: Some(10), ..History::default() }).await?;
+    let recent = client
+        .history(
+            conv.clone(),
+            History {
+                limit: Some(10),
+                ..History::default()
+            },
+        )
+        .await?;
     let mut last_seen = 0;
     for packet in &recent.events {
-        let who = if packet.from.as_ref() == Some(&me) { "you".to_owned() } else { args.peer.clone() };
-        println!("#{} {who}: {}", packet.seq.unwrap_or(0), message_text(packet).unwrap_or_default());
+        let who = if packet.from.as_ref() == Some(&me) {
+            "you".to_owned()
+        } else {
+            args.peer.clone()
+        };
+        println!(
+            "#{} {who}: {}",
+            packet.seq.unwrap_or(0),
+            message_text(packet).unwrap_or_default()
+        );
         last_seen = last_seen.max(packet.seq.unwrap_or(0));
     }
     if last_seen > 0 {
@@ -116,7 +136,11 @@ fn print_above(text: &str, line: &str) {
     redraw(line);
 }
 
-async fn run_terminal(client: &Client, events: &mut mqchat_client::Events, conv: &ConversationRef) -> anyhow::Result<()> {
+async fn run_terminal(
+    client: &Client,
+    events: &mut mqchat_client::Events,
+    conv: &ConversationRef,
+) -> anyhow::Result<()> {
     let _raw = RawMode::enable()?;
     let mut keys = spawn_key_reader();
     let mut line = String::new();
@@ -184,7 +208,11 @@ async fn run_terminal(client: &Client, events: &mut mqchat_client::Events, conv:
     Ok(())
 }
 
-async fn run_lines(client: &Client, events: &mut mqchat_client::Events, conv: &ConversationRef) -> anyhow::Result<()> {
+async fn run_lines(
+    client: &Client,
+    events: &mut mqchat_client::Events,
+    conv: &ConversationRef,
+) -> anyhow::Result<()> {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut input_open = true;
     while input_open {

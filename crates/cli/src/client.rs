@@ -36,14 +36,26 @@ pub(crate) struct ConnectArgs {
 impl ConnectArgs {
     /// Connects: persistent for long-running commands, a clean session for one-shot ones
     /// (so the broker does not keep a queue for a device that will not come back).
-    pub(crate) async fn connect(&self, long_running: bool, presence: Presence) -> anyhow::Result<(Client, Events)> {
-        let device = self.device.clone().unwrap_or_else(|| if long_running { "cli" } else { "cli-once" }.to_owned());
-        let config = ClientConfig::new(&self.server, UserId::parse(&self.user)?, DeviceId::parse(&device)?, &self.password)?
-            .root(TopicRoot::parse(&self.root)?)
-            .clean_start(!long_running)
-            .catch_up(long_running)
-            .auto_delivered(long_running)
-            .presence(presence);
+    pub(crate) async fn connect(
+        &self,
+        long_running: bool,
+        presence: Presence,
+    ) -> anyhow::Result<(Client, Events)> {
+        let device = self
+            .device
+            .clone()
+            .unwrap_or_else(|| if long_running { "cli" } else { "cli-once" }.to_owned());
+        let config = ClientConfig::new(
+            &self.server,
+            UserId::parse(&self.user)?,
+            DeviceId::parse(&device)?,
+            &self.password,
+        )?
+        .root(TopicRoot::parse(&self.root)?)
+        .clean_start(!long_running)
+        .catch_up(long_running)
+        .auto_delivered(long_running)
+        .presence(presence);
         Ok(Client::connect(config).await?)
     }
 
@@ -81,12 +93,20 @@ pub(crate) struct SendArgs {
 }
 
 pub(crate) async fn send(args: SendArgs) -> anyhow::Result<()> {
-    let (client, _events) = args.connect.connect(false, Presence::new(Availability::Available)).await?;
-    let sent = client.send(conv(&args.to)?, Message::text(args.text.join(" "))).await;
+    let (client, _events) = args
+        .connect
+        .connect(false, Presence::new(Availability::Available))
+        .await?;
+    let sent = client
+        .send(conv(&args.to)?, Message::text(args.text.join(" ")))
+        .await;
     let _ = client.close().await;
     let sent = sent?;
     if args.connect.json() {
-        println!("{}", json!({"conv": sent.conv.to_string(), "seq": sent.seq, "id": sent.id.to_string(), "ts": sent.ts, "duplicate": sent.duplicate}));
+        println!(
+            "{}",
+            json!({"conv": sent.conv.to_string(), "seq": sent.seq, "id": sent.id.to_string(), "ts": sent.ts, "duplicate": sent.duplicate})
+        );
     } else {
         println!("sent to {} as #{}", sent.conv, sent.seq);
     }
@@ -112,7 +132,10 @@ pub(crate) struct ListenArgs {
 }
 
 pub(crate) async fn listen(args: ListenArgs) -> anyhow::Result<()> {
-    let presence = Presence { status: args.status.clone(), ..Presence::new(availability(&args.presence)?) };
+    let presence = Presence {
+        status: args.status.clone(),
+        ..Presence::new(availability(&args.presence)?)
+    };
     let (client, mut events) = args.connect.connect(true, presence).await?;
     for user in &args.watch {
         client.watch_presence(&UserId::parse(user)?).await?;
@@ -160,8 +183,16 @@ pub(crate) struct HistoryArgs {
 }
 
 pub(crate) async fn history(args: HistoryArgs) -> anyhow::Result<()> {
-    let (client, _events) = args.connect.connect(false, Presence::new(Availability::Available)).await?;
-    let query = History { after: args.after, before: args.before, limit: Some(args.limit), since: None };
+    let (client, _events) = args
+        .connect
+        .connect(false, Presence::new(Availability::Available))
+        .await?;
+    let query = History {
+        after: args.after,
+        before: args.before,
+        limit: Some(args.limit),
+        since: None,
+    };
     let result = client.history(conv(&args.conv)?, query).await;
     let _ = client.close().await;
     let result = result?;
@@ -170,13 +201,32 @@ pub(crate) async fn history(args: HistoryArgs) -> anyhow::Result<()> {
         if args.connect.json() {
             println!("{}", registry.to_json(packet));
         } else {
-            let who = packet.from.as_ref().map_or_else(|| args.conv.clone(), |f| if f.as_str() == args.connect.user { "you".to_owned() } else { f.to_string() });
-            let text = message_text(packet).unwrap_or_else(|| format!("({})", registry.provider(packet.kind).map_or("unknown", |p| p.name())));
+            let who = packet.from.as_ref().map_or_else(
+                || args.conv.clone(),
+                |f| {
+                    if f.as_str() == args.connect.user {
+                        "you".to_owned()
+                    } else {
+                        f.to_string()
+                    }
+                },
+            );
+            let text = message_text(packet).unwrap_or_else(|| {
+                format!(
+                    "({})",
+                    registry
+                        .provider(packet.kind)
+                        .map_or("unknown", |p| p.name())
+                )
+            });
             println!("#{} {who}: {text}", packet.seq.unwrap_or(0));
         }
     }
     if !args.connect.json() && result.more {
-        println!("(more before; use --before {})", result.events.first().and_then(|p| p.seq).unwrap_or(0));
+        println!(
+            "(more before; use --before {})",
+            result.events.first().and_then(|p| p.seq).unwrap_or(0)
+        );
     }
     Ok(())
 }
@@ -197,18 +247,35 @@ pub(crate) struct ConversationsArgs {
 }
 
 pub(crate) async fn conversations(args: ConversationsArgs) -> anyhow::Result<()> {
-    let (client, _events) = args.connect.connect(false, Presence::new(Availability::Available)).await?;
-    let result = client.sync(Sync { limit: Some(args.limit), newest_first: true, ..Sync::default() }).await;
+    let (client, _events) = args
+        .connect
+        .connect(false, Presence::new(Availability::Available))
+        .await?;
+    let result = client
+        .sync(Sync {
+            limit: Some(args.limit),
+            newest_first: true,
+            ..Sync::default()
+        })
+        .await;
     let _ = client.close().await;
     for entry in result?.conversations {
-        let last = entry.last.as_ref().and_then(message_text).unwrap_or_default();
+        let last = entry
+            .last
+            .as_ref()
+            .and_then(message_text)
+            .unwrap_or_default();
         if args.connect.json() {
             println!(
                 "{}",
                 json!({"conv": entry.conv.to_string(), "last-seq": entry.last_seq, "unread": entry.unread, "read": entry.read, "peer-read": entry.peer_read, "last": last})
             );
         } else {
-            let unread = if entry.unread > 0 { format!(" ({} unread)", entry.unread) } else { String::new() };
+            let unread = if entry.unread > 0 {
+                format!(" ({} unread)", entry.unread)
+            } else {
+                String::new()
+            };
             println!("{}{unread}: {last}", entry.conv);
         }
     }
@@ -226,21 +293,37 @@ pub(crate) struct PresenceArgs {
 
 /// Shows the current presence of users: their devices' retained presence arrives at once.
 pub(crate) async fn presence(args: PresenceArgs) -> anyhow::Result<()> {
-    let (client, mut events) = args.connect.connect(false, Presence::new(Availability::Available)).await?;
+    let (client, mut events) = args
+        .connect
+        .connect(false, Presence::new(Availability::Available))
+        .await?;
     for user in &args.users {
         client.watch_presence(&UserId::parse(user)?).await?;
     }
     // Retained presences arrive right after the subscription; a short quiet period ends
     // the listing (a user with no device ever connected has none).
-    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(500), events.next()).await {
-        if let Event::Presence { user, device, presence: Some(p) } = &event {
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(500), events.next()).await
+    {
+        if let Event::Presence {
+            user,
+            device,
+            presence: Some(p),
+        } = &event
+        {
             if args.connect.json() {
                 if let Some(line) = event_json(&event) {
                     println!("{line}");
                 }
             } else {
-                let seen = p.last_active.map(|t| format!(", last active {t}")).unwrap_or_default();
-                println!("{user} ({device}): {}{seen}", availability_name(p.availability));
+                let seen = p
+                    .last_active
+                    .map(|t| format!(", last active {t}"))
+                    .unwrap_or_default();
+                println!(
+                    "{user} ({device}): {}{seen}",
+                    availability_name(p.availability)
+                );
             }
         }
     }
@@ -268,8 +351,17 @@ pub(crate) async fn profile(args: ProfileArgs) -> anyhow::Result<()> {
         args.name.is_some() || args.avatar.is_some() || args.status.is_some(),
         "give --name, --avatar or --status"
     );
-    let (client, _events) = args.connect.connect(false, Presence::new(Availability::Available)).await?;
-    let version = client.set_profile(Profile { name: args.name, avatar: args.avatar, status: args.status }).await;
+    let (client, _events) = args
+        .connect
+        .connect(false, Presence::new(Availability::Available))
+        .await?;
+    let version = client
+        .set_profile(Profile {
+            name: args.name,
+            avatar: args.avatar,
+            status: args.status,
+        })
+        .await;
     let _ = client.close().await;
     let version = version?;
     if args.connect.json() {
@@ -300,14 +392,24 @@ pub(crate) async fn contact(args: ContactArgs) -> anyhow::Result<()> {
         "decline" => ContactAction::Decline,
         "cancel" => ContactAction::Cancel,
         "remove" => ContactAction::Remove,
-        other => anyhow::bail!("contact action {other:?}: use request, accept, decline, cancel or remove"),
+        other => anyhow::bail!(
+            "contact action {other:?}: use request, accept, decline, cancel or remove"
+        ),
     };
-    let (client, _events) = args.connect.connect(false, Presence::new(Availability::Available)).await?;
-    let sent = client.contact(UserId::parse(&args.peer)?, action, args.note).await;
+    let (client, _events) = args
+        .connect
+        .connect(false, Presence::new(Availability::Available))
+        .await?;
+    let sent = client
+        .contact(UserId::parse(&args.peer)?, action, args.note)
+        .await;
     let _ = client.close().await;
     let sent = sent?;
     if args.connect.json() {
-        println!("{}", json!({"conv": sent.conv.to_string(), "seq": sent.seq, "action": args.action}));
+        println!(
+            "{}",
+            json!({"conv": sent.conv.to_string(), "seq": sent.seq, "action": args.action})
+        );
     } else {
         println!("{} sent to {}", args.action, args.peer);
     }

@@ -66,23 +66,39 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct DataDir {
     /// The server's data directory.
-    #[arg(long, env = "MQCHAT_DATA_DIR", default_value = "mqchat-data", global = true)]
+    #[arg(
+        long,
+        env = "MQCHAT_DATA_DIR",
+        default_value = "mqchat-data",
+        global = true
+    )]
     data_dir: PathBuf,
 }
 
 fn init_logging(filter: Option<&str>, default: &str) {
     let filter = match filter {
         Some(f) => tracing_subscriber::EnvFilter::new(f),
-        None => tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_log = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    let default_log = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     init_logging(cli.log.as_deref(), default_log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -7,7 +7,10 @@ use serde_json::{Value, json};
 
 /// The error's message chain on one line.
 pub(crate) fn one_line(e: &anyhow::Error) -> String {
-    e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+    e.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// The exit code for an error (see the crate docs).
@@ -42,9 +45,19 @@ pub(crate) fn availability_name(a: Availability) -> &'static str {
 /// An event as a JSON object (`listen --json`), or `None` for events not worth a line.
 pub(crate) fn event_json(event: &Event) -> Option<Value> {
     Some(match event {
-        Event::Connected { session_present } => json!({"event": "connected", "session-present": session_present}),
+        Event::Connected { session_present } => {
+            json!({"event": "connected", "session-present": session_present})
+        }
         Event::Disconnected { reason } => json!({"event": "disconnected", "reason": reason}),
-        Event::Message { conv, seq, ts, from, own, message, .. } => json!({
+        Event::Message {
+            conv,
+            seq,
+            ts,
+            from,
+            own,
+            message,
+            ..
+        } => json!({
             "event": "message", "conv": conv.to_string(), "seq": seq, "ts": ts, "from": from.as_str(),
             "own": own, "text": message.text,
         }),
@@ -54,27 +67,48 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
         Event::Delivered { conv, by, up_to } => {
             json!({"event": "delivered", "conv": conv.to_string(), "by": by.as_str(), "up-to": up_to})
         }
-        Event::Read { conv, by, up_to, own } => {
+        Event::Read {
+            conv,
+            by,
+            up_to,
+            own,
+        } => {
             json!({"event": "read", "conv": conv.to_string(), "by": by.as_str(), "up-to": up_to, "own": own})
         }
-        Event::Contact { conv, seq, from, own, contact } => json!({
+        Event::Contact {
+            conv,
+            seq,
+            from,
+            own,
+            contact,
+        } => json!({
             "event": "contact", "conv": conv.to_string(), "seq": seq, "from": from.as_str(), "own": own,
             "action": format!("{:?}", contact.action).to_lowercase(), "note": contact.note,
         }),
-        Event::Presence { user, device, presence } => json!({
+        Event::Presence {
+            user,
+            device,
+            presence,
+        } => json!({
             "event": "presence", "user": user.as_str(), "device": device.as_str(),
             "availability": presence.as_ref().map(|p| availability_name(p.availability)),
             "status": presence.as_ref().and_then(|p| p.status.clone()),
             "last-active": presence.as_ref().and_then(|p| p.last_active),
         }),
-        Event::Profile { user, version, profile } => json!({
+        Event::Profile {
+            user,
+            version,
+            profile,
+        } => json!({
             "event": "profile", "user": user.as_str(), "version": version, "name": profile.name,
             "avatar": profile.avatar, "status": profile.status,
         }),
         Event::Error { id, code, detail } => json!({
             "event": "error", "id": id.map(|i| i.to_string()), "code": code.0, "name": code.to_string(), "detail": detail,
         }),
-        Event::Other { packet } => json!({"event": "other", "type": packet.kind.0, "conv": packet.conv.as_ref().map(ToString::to_string)}),
+        Event::Other { packet } => {
+            json!({"event": "other", "type": packet.kind.0, "conv": packet.conv.as_ref().map(ToString::to_string)})
+        }
         _ => return None,
     })
 }
@@ -84,7 +118,14 @@ pub(crate) fn event_text(event: &Event) -> Option<String> {
     Some(match event {
         Event::Connected { .. } => "connected".into(),
         Event::Disconnected { reason } => format!("disconnected: {reason}"),
-        Event::Message { conv, seq, from, own, message, .. } => {
+        Event::Message {
+            conv,
+            seq,
+            from,
+            own,
+            message,
+            ..
+        } => {
             if *own {
                 format!("[{conv} #{seq}] you: {}", message.text)
             } else {
@@ -96,21 +137,61 @@ pub(crate) fn event_text(event: &Event) -> Option<String> {
             other => format!("[{conv}] {from} is {}", state_name(*other)),
         },
         Event::Delivered { conv, by, up_to } => format!("[{conv}] ✓✓ {by} received up to #{up_to}"),
-        Event::Read { conv, by, up_to, own: false } => format!("[{conv}] ✓✓ {by} read up to #{up_to}"),
-        Event::Read { conv, up_to, own: true, .. } => format!("[{conv}] you read up to #{up_to} (on another device)"),
-        Event::Contact { conv, from, contact, .. } => {
-            let note = contact.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default();
+        Event::Read {
+            conv,
+            by,
+            up_to,
+            own: false,
+        } => format!("[{conv}] ✓✓ {by} read up to #{up_to}"),
+        Event::Read {
+            conv,
+            up_to,
+            own: true,
+            ..
+        } => format!("[{conv}] you read up to #{up_to} (on another device)"),
+        Event::Contact {
+            conv,
+            from,
+            contact,
+            ..
+        } => {
+            let note = contact
+                .note
+                .as_deref()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default();
             format!("[{conv}] {from}: contact {:?}{note}", contact.action).to_lowercase()
         }
-        Event::Presence { user, device, presence: Some(p) } => {
-            let status = p.status.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
-            format!("{user} ({device}) is {}{status}", availability_name(p.availability))
+        Event::Presence {
+            user,
+            device,
+            presence: Some(p),
+        } => {
+            let status = p
+                .status
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            format!(
+                "{user} ({device}) is {}{status}",
+                availability_name(p.availability)
+            )
         }
-        Event::Presence { user, device, presence: None } => format!("{user} ({device}) removed"),
+        Event::Presence {
+            user,
+            device,
+            presence: None,
+        } => format!("{user} ({device}) removed"),
         Event::Profile { user, profile, .. } => {
-            format!("{user}'s profile: {}", profile.name.as_deref().unwrap_or("(no name)"))
+            format!(
+                "{user}'s profile: {}",
+                profile.name.as_deref().unwrap_or("(no name)")
+            )
         }
-        Event::Error { code, detail, .. } => format!("error from the server: {code} {}", detail.as_deref().unwrap_or("")),
+        Event::Error { code, detail, .. } => format!(
+            "error from the server: {code} {}",
+            detail.as_deref().unwrap_or("")
+        ),
         Event::Other { packet } => format!("packet of type {}", packet.kind.0),
         _ => return None,
     })

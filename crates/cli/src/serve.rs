@@ -38,13 +38,18 @@ fn listen(value: &str) -> anyhow::Result<Option<SocketAddr>> {
     if value == "off" {
         return Ok(None);
     }
-    Ok(Some(value.parse().with_context(|| format!("listen address {value:?}"))?))
+    Ok(Some(
+        value
+            .parse()
+            .with_context(|| format!("listen address {value:?}"))?,
+    ))
 }
 
 fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     let mut config = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             ServerConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
         }
         None => ServerConfig::default(),
@@ -93,7 +98,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(addr) = server.ws_addr() {
         line.push_str(&format!(" ws://{addr}/mqtt"));
     }
-    line.push_str(&format!(" root={} data={}", server.root(), config.data_dir.display()));
+    line.push_str(&format!(
+        " root={} data={}",
+        server.root(),
+        config.data_dir.display()
+    ));
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{line}")?;
     stdout.flush()?;

@@ -40,7 +40,10 @@ impl Running {
     /// The next line containing `needle`.
     fn line_with(&self, needle: &str) -> String {
         loop {
-            let line = self.lines.recv_timeout(WAIT).unwrap_or_else(|_| panic!("no line with {needle:?} in time"));
+            let line = self
+                .lines
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|_| panic!("no line with {needle:?} in time"));
             if line.contains(needle) {
                 return line;
             }
@@ -65,30 +68,79 @@ fn run(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
         .expect("start mqchat");
     if let Some(input) = stdin {
         use std::io::Write;
-        child.stdin.take().expect("piped").write_all(input.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
     }
     let out = child.wait_with_output().expect("run mqchat");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn two_users_chat_through_the_cli() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().to_str().expect("utf-8 path");
-    assert_eq!(run(&["user", "add", "alice", "--password-stdin", "--data-dir", data], Some("secret-a\n")).0, 0);
-    assert_eq!(run(&["user", "add", "bob", "--password-stdin", "--data-dir", data], Some("secret-b\n")).0, 0);
+    assert_eq!(
+        run(
+            &[
+                "user",
+                "add",
+                "alice",
+                "--password-stdin",
+                "--data-dir",
+                data
+            ],
+            Some("secret-a\n")
+        )
+        .0,
+        0
+    );
+    assert_eq!(
+        run(
+            &["user", "add", "bob", "--password-stdin", "--data-dir", data],
+            Some("secret-b\n")
+        )
+        .0,
+        0
+    );
     let (code, out, _) = run(&["user", "list", "--json", "--data-dir", data], None);
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 2, "{out}");
 
-    let server = Running::spawn(&["serve", "--data-dir", data, "--listen-tcp", "127.0.0.1:0", "--listen-ws", "127.0.0.1:0"]);
+    let server = Running::spawn(&[
+        "serve",
+        "--data-dir",
+        data,
+        "--listen-tcp",
+        "127.0.0.1:0",
+        "--listen-ws",
+        "127.0.0.1:0",
+    ]);
     let banner = server.line_with("mqchat listening:");
-    let url = banner.split_whitespace().find(|w| w.starts_with("mqtt://")).expect("tcp url").to_owned();
+    let url = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("mqtt://"))
+        .expect("tcp url")
+        .to_owned();
 
-    let listener = Running::spawn(&["listen", "--server", &url, "-u", "bob", "-p", "secret-b", "--json", "--count", "1"]);
+    let listener = Running::spawn(&[
+        "listen", "--server", &url, "-u", "bob", "-p", "secret-b", "--json", "--count", "1",
+    ]);
     listener.line_with("\"connected\"");
 
-    let (code, out, err) = run(&["send", "--server", &url, "-u", "alice", "-p", "secret-a", "bob", "Hello", "Bob"], None);
+    let (code, out, err) = run(
+        &[
+            "send", "--server", &url, "-u", "alice", "-p", "secret-a", "bob", "Hello", "Bob",
+        ],
+        None,
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "sent to bob as #1");
 
@@ -98,19 +150,39 @@ fn two_users_chat_through_the_cli() {
     assert_eq!(event["from"], "alice");
     assert_eq!(event["seq"], 1);
 
-    let (code, out, _) = run(&["history", "--server", &url, "-u", "bob", "-p", "secret-b", "alice"], None);
+    let (code, out, _) = run(
+        &[
+            "history", "--server", &url, "-u", "bob", "-p", "secret-b", "alice",
+        ],
+        None,
+    );
     assert_eq!(code, 0);
     assert_eq!(out.trim(), "#1 alice: Hello Bob");
 
     // Errors: one line, and an exit code that says which.
-    let (code, _, err) = run(&["send", "--server", &url, "-u", "alice", "-p", "wrong", "bob", "x"], None);
+    let (code, _, err) = run(
+        &[
+            "send", "--server", &url, "-u", "alice", "-p", "wrong", "bob", "x",
+        ],
+        None,
+    );
     assert_eq!(code, 3, "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    let (code, _, err) = run(&["send", "--server", &url, "-u", "alice", "-p", "secret-a", "nobody", "x"], None);
+    let (code, _, err) = run(
+        &[
+            "send", "--server", &url, "-u", "alice", "-p", "secret-a", "nobody", "x",
+        ],
+        None,
+    );
     assert_eq!(code, 5, "{err}");
     assert!(err.contains("no-such-user"), "{err}");
 
     assert!(server.terminate().success(), "serve exits 0 on SIGTERM");
-    let (code, _, err) = run(&["send", "--server", &url, "-u", "alice", "-p", "secret-a", "bob", "x"], None);
+    let (code, _, err) = run(
+        &[
+            "send", "--server", &url, "-u", "alice", "-p", "secret-a", "bob", "x",
+        ],
+        None,
+    );
     assert_eq!(code, 4, "server unreachable: {err}");
 }

@@ -410,3 +410,121 @@ async fn presence_needs_an_accepted_contact_and_the_will_marks_offline() {
     assert!(stamped["last-active"].as_u64().is_some(), "{stamped}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn mqtt_3_1_1_devices_talk_with_mqtt_5_devices() {
+    let server = server_with_users().await;
+    let addr = server.tcp_addr();
+    let mut options =
+        rumqttc::MqttOptions::new("bob:old-phone", addr.ip().to_string(), addr.port());
+    options
+        .set_credentials("bob", "pw")
+        .set_max_packet_size(1 << 20, 1 << 20);
+    let (old, mut old_loop) = rumqttc::AsyncClient::new(options, 10);
+    old.subscribe("mq/in/bob/d", rumqttc::QoS::AtLeastOnce)
+        .await
+        .expect("queue");
+    loop {
+        match tokio::time::timeout(WAIT, old_loop.poll())
+            .await
+            .expect("in time")
+            .expect("connected")
+        {
+            rumqttc::Event::Incoming(rumqttc::Packet::SubAck(ack)) => {
+                assert!(matches!(
+                    ack.return_codes[0],
+                    rumqttc::mqttbytes::v4::SubscribeReasonCode::Success(_)
+                ));
+                break;
+            }
+            _ => continue,
+        }
+    }
+    let mut alice = Device::login(&server, "alice", "phone").await;
+    alice.inbox("alice", "phone").await;
+    assert!(
+        alice
+            .publish(
+                "mq/up/alice/phone",
+                hi("0a03zkqvpmqs1", "bob", "to an old client")
+            )
+            .await
+    );
+    let payload = loop {
+        match tokio::time::timeout(WAIT, old_loop.poll())
+            .await
+            .expect("in time")
+            .expect("connected")
+        {
+            rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) => break p.payload,
+            _ => continue,
+        }
+    };
+    let got = Registry::with_core().to_json(&Packet::decode(&payload).expect("decodes"));
+    assert_eq!(got["text"], "to an old client");
+
+    // And back: the 3.1.1 device publishes upstream, the MQTT 5 device receives it.
+    let reply = Registry::with_core()
+        .from_json(&hi("0a03zkqvpmqs2", "alice", "hello from 3.1.1"))
+        .expect("valid")
+        .encode();
+    old.publish(
+        "mq/up/bob/old-phone",
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        reply,
+    )
+    .await
+    .expect("queue");
+    let driver = tokio::spawn(async move { while old_loop.poll().await.is_ok() {} });
+    let (_, own_copy) = alice.receive().await;
+    assert_eq!(
+        (own_copy["text"].as_str(), own_copy["seq"].as_u64()),
+        (Some("to an old client"), Some(1))
+    );
+    let (topic, got) = alice.receive().await;
+    assert_eq!(
+        (topic.as_str(), got["text"].as_str(), got["seq"].as_u64()),
+        ("mq/in/alice/d", Some("hello from 3.1.1"), Some(2))
+    );
+    driver.abort();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn device_tokens_log_in_one_device_until_revoked() {
+    let server = server_with_users().await;
+    let token = server.add_device_token("alice", "tablet").expect("token");
+    let mut tablet = Device::connect(Device::options(&server, "alice", "tablet", &token))
+        .await
+        .expect("token login");
+    tablet.inbox("alice", "tablet").await;
+    let other = Device::connect(Device::options(&server, "alice", "phone", &token)).await;
+    assert!(
+        matches!(
+            other,
+            Err(ConnectionError::ConnectionRefused(
+                ConnectReturnCode::BadUserNamePassword
+            ))
+        ),
+        "a token is for its own device only"
+    );
+    server
+        .revoke_device("alice", "tablet")
+        .await
+        .expect("revoke");
+    // The revoked device is disconnected and cannot come back, with the token or the password.
+    while tokio::time::timeout(WAIT, tablet.eventloop.poll())
+        .await
+        .expect("disconnected in time")
+        .is_ok()
+    {}
+    for secret in [token.as_str(), "pw"] {
+        let again = Device::connect(Device::options(&server, "alice", "tablet", secret)).await;
+        assert!(
+            matches!(again, Err(ConnectionError::ConnectionRefused(_))),
+            "revoked device must not connect"
+        );
+    }
+    server.stop().await;
+}
