@@ -46,18 +46,19 @@ impl Endpoint {
             "mqtts" | "ssl" | "wss" => return Err(bad("TLS is not supported by this build")),
             _ => return Err(bad("the scheme must be mqtt or ws")),
         };
-        let (host, port) = split_host_port(authority, default_port).ok_or_else(|| bad("bad host or port"))?;
-        match scheme {
-            "ws" => {
-                let path = if path.is_empty() { "/" } else { path };
-                Ok(Self::WebSocket {
-                    url: format!("ws://{authority}{path}"),
-                })
-                .inspect(|_| drop((host, port)))
-            }
-            _ if !path.is_empty() && path != "/" => Err(bad("an mqtt URL has no path")),
-            _ => Ok(Self::Tcp { host, port }),
+        // Checked for WebSocket URLs too, though the handshake reads them from the URL.
+        let (host, port) =
+            split_host_port(authority, default_port).ok_or_else(|| bad("bad host or port"))?;
+        if scheme == "ws" {
+            let path = if path.is_empty() { "/" } else { path };
+            return Ok(Self::WebSocket {
+                url: format!("ws://{authority}{path}"),
+            });
         }
+        if !path.is_empty() && path != "/" {
+            return Err(bad("an mqtt URL has no path"));
+        }
+        Ok(Self::Tcp { host, port })
     }
 }
 
@@ -241,13 +242,17 @@ impl ClientConfig {
             return Err(Error::invalid("keep-alive must be 5 s to 65535 s"));
         }
         if self.backoff_min.is_zero() {
-            return Err(Error::invalid("the reconnect backoff minimum must be above zero"));
+            return Err(Error::invalid(
+                "the reconnect backoff minimum must be above zero",
+            ));
         }
         if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(Error::invalid("timeouts must be above zero"));
         }
         if self.max_packet_size < 1024 {
-            return Err(Error::invalid("the maximum packet size must be at least 1 KiB"));
+            return Err(Error::invalid(
+                "the maximum packet size must be at least 1 KiB",
+            ));
         }
         Ok(())
     }
@@ -322,8 +327,20 @@ mod tests {
         let device = DeviceId::parse("phone").expect("valid");
         let config = ClientConfig::new("mqtt://h", user, device, "pw").expect("valid");
         assert!(config.validate().is_ok());
-        assert!(config.clone().keep_alive(Duration::from_secs(1)).validate().is_err());
-        assert!(config.clone().request_timeout(Duration::ZERO).validate().is_err());
+        assert!(
+            config
+                .clone()
+                .keep_alive(Duration::from_secs(1))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            config
+                .clone()
+                .request_timeout(Duration::ZERO)
+                .validate()
+                .is_err()
+        );
         assert!(!format!("{config:?}").contains("pw"));
     }
 }

@@ -10,11 +10,12 @@ use mqchat_proto::ErrorCode;
 /// Ask what kind of failure it is with [`Error::is_auth`], [`Error::is_unreachable`],
 /// [`Error::is_timeout`], [`Error::is_closed`], [`Error::is_invalid`] and
 /// [`Error::refused`]; its `Display` explains it for logs.
+#[derive(Clone)]
 pub struct Error {
     kind: Kind,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub(crate) enum Kind {
     /// The configuration or an argument is not valid. The caller is at fault.
     #[error("invalid: {0}")]
@@ -63,7 +64,7 @@ impl Error {
         Self::new(Kind::Protocol(what.to_string()))
     }
 
-    pub(crate) fn refused(code: ErrorCode, detail: Option<String>) -> Self {
+    pub(crate) fn hub_refused(code: ErrorCode, detail: Option<String>) -> Self {
         Self::new(Kind::Refused { code, detail })
     }
 
@@ -136,12 +137,15 @@ mod tests {
 
     #[test]
     fn kinds_and_messages() {
-        let e = Error::refused(ErrorCode::NO_SUCH_USER, Some("bob".into()));
+        let e = Error::hub_refused(ErrorCode::NO_SUCH_USER, Some("bob".into()));
         assert_eq!(e.refused(), Some(ErrorCode::NO_SUCH_USER));
         assert_eq!(e.detail(), Some("bob"));
-        assert_eq!(e.to_string(), "the hub refused the packet: no-such-user (bob)");
         assert_eq!(
-            Error::refused(ErrorCode(999), None).to_string(),
+            e.to_string(),
+            "the hub refused the packet: no-such-user (bob)"
+        );
+        assert_eq!(
+            Error::hub_refused(ErrorCode(999), None).to_string(),
             "the hub refused the packet: error-999"
         );
         let e = Error::new(Kind::Auth("bad user name or password".into()));

@@ -1,1 +1,54 @@
-//! The mqchat SDK.
+//! The mqchat SDK: chat from Rust over MQTT (tokio and rumqttc's MQTT 5 client).
+//!
+//! ```no_run
+//! use mqchat_client::{Client, ClientConfig, Event};
+//! use mqchat_proto::body::Message;
+//! use mqchat_proto::{ConversationRef, DeviceId, UserId};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = ClientConfig::new(
+//!     "mqtt://127.0.0.1:1883",
+//!     UserId::parse("alice")?,
+//!     DeviceId::parse("phone")?,
+//!     "secret",
+//! )?;
+//! let (client, mut events) = Client::connect(config).await?;
+//! let sent = client
+//!     .send(ConversationRef::parse("bob")?, Message::text("Hi"))
+//!     .await?;
+//! println!("stored as #{} of the conversation", sent.seq);
+//! while let Some(event) = events.next().await {
+//!     if let Event::Message { from, message, .. } = event {
+//!         println!("{from}: {}", message.text);
+//!     }
+//! }
+//! client.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The protocol is `docs/PROTOCOL.md`; the types of its packets come from `mqchat-proto`,
+//! whose [`Registry`](mqchat_proto::Registry) is how this crate decodes what arrives: an
+//! application registers its own packet types there and receives them as [`Event::Other`].
+//!
+//! Inside, the protocol logic is a sans-IO state machine (`session`): pending requests and
+//! their answers, deduplication and gap filling by sequence number, markers owed,
+//! subscriptions. Two tasks drive it: one owns rumqttc's event loop and only polls it
+//! (`connection`), the other feeds the session commands, network events and timers
+//! (`driver`).
+
+#![deny(missing_docs)]
+
+mod backoff;
+mod client;
+mod config;
+mod connection;
+mod driver;
+mod error;
+mod event;
+mod session;
+
+pub use client::{Client, Events};
+pub use config::ClientConfig;
+pub use error::Error;
+pub use event::{Event, Sent};

@@ -150,6 +150,12 @@ pub fn hi_exchange() -> Vec<SizeRow> {
     ]
 }
 
+/// Bytes of the whole [`hi_exchange`] on the wire, PUBACKs included.
+pub fn exchange_total(version: MqttVersion) -> usize {
+    let rows = hi_exchange();
+    rows.iter().map(|r| r.publish_len(version)).sum::<usize>() + rows.len() * PUBACK_LEN
+}
+
 /// The wire-size table of the spec, as Markdown.
 pub fn size_table() -> String {
     use std::fmt::Write;
@@ -223,5 +229,8 @@ mod tests {
             spec.contains(&table),
             "docs/PROTOCOL.md's wire-size table is out of date; replace it with:\n{table}"
         );
+        let readme = include_str!("../../../README.md");
+        let total = exchange_total(MqttVersion::V311);
+        assert!(readme.contains(&format!("costs {total} bytes")), "README.md should say the exchange costs {total} bytes");
     }
 }

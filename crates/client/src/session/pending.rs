@@ -136,11 +136,6 @@ impl Pending {
         true
     }
 
-    /// The packet with this id.
-    pub fn get(&self, id: MessageId) -> Option<&Entry> {
-        self.entries.get(&id)
-    }
-
     /// Removes and returns the packet with this id.
     pub fn remove(&mut self, id: MessageId) -> Option<Entry> {
         self.entries.remove(&id)
@@ -225,7 +220,11 @@ mod tests {
     }
 
     fn check(expect: Expect, reply: &str, expected: Reply) {
-        assert_eq!(read_reply(&expect, id(7), &packet(reply)), expected, "{reply}");
+        assert_eq!(
+            read_reply(&expect, id(7), &packet(reply)),
+            expected,
+            "{reply}"
+        );
     }
 
     #[test]
@@ -305,9 +304,18 @@ mod tests {
         let t0 = Instant::now();
         let mut pending = Pending::default();
         assert!(pending.insert(id(3), entry(Expect::Event { conv: conv("bob") }, None)));
-        assert!(pending.insert(id(1), entry(Expect::Sync, Some(t0 + Duration::from_secs(10)))));
-        assert!(pending.insert(id(2), entry(Expect::Profile, Some(t0 + Duration::from_secs(5)))));
-        assert!(!pending.insert(id(3), entry(Expect::Profile, None)), "same id twice");
+        assert!(pending.insert(
+            id(1),
+            entry(Expect::Sync, Some(t0 + Duration::from_secs(10)))
+        ));
+        assert!(pending.insert(
+            id(2),
+            entry(Expect::Profile, Some(t0 + Duration::from_secs(5)))
+        ));
+        assert!(
+            !pending.insert(id(3), entry(Expect::Profile, None)),
+            "same id twice"
+        );
         let order: Vec<u64> = pending.unconfirmed().map(|(i, _)| i.get()).collect();
         assert_eq!(order, [1, 2, 3]);
         assert_eq!(pending.next_deadline(), Some(t0 + Duration::from_secs(5)));
@@ -330,11 +338,26 @@ mod tests {
         pending.insert(id(8), entry(Expect::Profile, None));
         // Another device's copy, a peer's event, a non-event entry: no confirmation.
         let cases = [
-            (r#"{"type":"message","id":"0000000000007","conv":"bob","seq":4,"ts":1000,"from":"alice","device":"laptop","text":"x"}"#, None),
-            (r#"{"type":"message","id":"0000000000007","conv":"bob","seq":4,"ts":1000,"text":"x"}"#, None),
-            (r#"{"type":"message","id":"0000000000008","conv":"bob","seq":4,"ts":1000,"from":"alice","device":"phone","text":"x"}"#, None),
-            (r#"{"type":"message","id":"0000000000007","conv":"bob","seq":4,"ts":1000,"from":"alice","device":"phone","text":"x"}"#, Some(4)),
-            (r#"{"type":"message","id":"0000000000007","conv":"bob","seq":4,"ts":1000,"from":"alice","device":"phone","text":"x"}"#, None),
+            (
+                r#"{"type":"message","id":"0000000000007","conv":"bob","seq":4,"ts":1000,"from":"alice","device":"laptop","text":"x"}"#,
+                None,
+            ),
+            (
+                r#"{"type":"message","id":"0000000000007","conv":"bob","seq":4,"ts":1000,"text":"x"}"#,
+                None,
+            ),
+            (
+                r#"{"type":"message","id":"0000000000008","conv":"bob","seq":4,"ts":1000,"from":"alice","device":"phone","text":"x"}"#,
+                None,
+            ),
+            (
+                r#"{"type":"message","id":"0000000000007","conv":"bob","seq":4,"ts":1000,"from":"alice","device":"phone","text":"x"}"#,
+                Some(4),
+            ),
+            (
+                r#"{"type":"message","id":"0000000000007","conv":"bob","seq":4,"ts":1000,"from":"alice","device":"phone","text":"x"}"#,
+                None,
+            ),
         ];
         for (json, expected) in cases {
             let got = pending.confirm_copy(&packet(json), &me()).map(|s| s.seq);

@@ -58,7 +58,10 @@ impl Receipts {
     }
 
     fn owe_delivered(&mut self, conv: &ConversationRef, up_to: u64, at: Instant) {
-        let due = self.delivered.entry(conv.clone()).or_insert(Due { up_to, at });
+        let due = self
+            .delivered
+            .entry(conv.clone())
+            .or_insert(Due { up_to, at });
         due.up_to = due.up_to.max(up_to);
         due.at = due.at.min(at);
     }
@@ -85,6 +88,15 @@ impl Receipts {
     /// Takes the markers to publish at `now`: every `read`, and each `delivered` whose delay
     /// is over and that is above what was already sent.
     pub fn take(&mut self, now: Instant) -> Vec<Marker> {
+        self.take_where(|due| due.at <= now)
+    }
+
+    /// Takes every marker owed, delayed or not (the device is closing).
+    pub fn take_all(&mut self) -> Vec<Marker> {
+        self.take_where(|_| true)
+    }
+
+    fn take_where(&mut self, ready: impl Fn(&Due) -> bool) -> Vec<Marker> {
         let mut out = Vec::new();
         for (conv, (up_to, private)) in std::mem::take(&mut self.read) {
             let sent = self.sent.entry(conv.clone()).or_default();
@@ -98,7 +110,7 @@ impl Receipts {
         let ready: Vec<ConversationRef> = self
             .delivered
             .iter()
-            .filter(|(_, due)| due.at <= now)
+            .filter(|(_, due)| ready(due))
             .map(|(conv, _)| conv.clone())
             .collect();
         for conv in ready {
@@ -200,6 +212,21 @@ mod tests {
             Received("bob", 6, 600),
             Take(800, &["d bob 6"]),
         ]);
+    }
+
+    #[test]
+    fn closing_takes_everything() {
+        let t0 = Instant::now();
+        let mut r = Receipts::new(Duration::from_millis(200));
+        r.received(&conv("bob"), 3, t0);
+        assert!(r.take(t0).is_empty());
+        assert_eq!(
+            r.take_all(),
+            [Marker::Delivered {
+                conv: conv("bob"),
+                up_to: 3
+            }]
+        );
     }
 
     #[test]

@@ -88,11 +88,6 @@ impl Subscriptions {
         out
     }
 
-    /// Whether the device is active (section 12).
-    pub fn is_active(&self) -> bool {
-        self.active
-    }
-
     /// A new connection. Without a kept session the broker holds nothing. Retained filters
     /// are subscribed to again either way, so that the current presence and profiles arrive
     /// even when they changed while the device was away.
@@ -183,7 +178,11 @@ mod tests {
         let mut s = subscriptions();
         assert_eq!(
             show(s.connected(false)),
-            ["+mq/in/alice/d/1", "+mq/in/alice/e/0", "+mq/in/alice/r/phone/1"]
+            [
+                "+mq/in/alice/d/1",
+                "+mq/in/alice/e/0",
+                "+mq/in/alice/r/phone/1"
+            ]
         );
         // A kept session needs nothing more.
         assert!(show(s.connected(true)).is_empty());
@@ -196,15 +195,9 @@ mod tests {
         assert!(s.watch_presence(&user("bob"), true));
         assert!(!s.watch_presence(&user("bob"), true));
         assert!(s.watch_profile(&user("carol"), true));
-        assert_eq!(
-            show(s.reconcile()),
-            ["+mq/pf/carol/1", "+mq/pr/bob/+/1"]
-        );
+        assert_eq!(show(s.reconcile()), ["+mq/pf/carol/1", "+mq/pr/bob/+/1"]);
         assert!(s.set_active(false));
-        assert_eq!(
-            show(s.reconcile()),
-            ["-mq/in/alice/e", "-mq/pr/bob/+"]
-        );
+        assert_eq!(show(s.reconcile()), ["-mq/in/alice/e", "-mq/pr/bob/+"]);
         // While inactive, a new watch is only remembered.
         s.watch_presence(&user("dave"), true);
         assert!(show(s.reconcile()).is_empty());
@@ -224,10 +217,7 @@ mod tests {
         s.watch_presence(&user("bob"), true);
         s.watch_profile(&user("bob"), true);
         s.reconcile();
-        assert_eq!(
-            show(s.connected(true)),
-            ["+mq/pf/bob/1", "+mq/pr/bob/+/1"]
-        );
+        assert_eq!(show(s.connected(true)), ["+mq/pf/bob/1", "+mq/pr/bob/+/1"]);
         assert_eq!(
             show(s.connected(false)),
             [

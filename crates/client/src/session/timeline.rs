@@ -168,10 +168,8 @@ impl Timelines {
             }
         }
         // Events removed by retention can never be had: start after them.
-        if let Some(first_kept) = first_kept {
-            if first_kept > cursor.contiguous + 1 {
-                cursor.contiguous = first_kept - 1;
-            }
+        if let Some(first_kept) = first_kept.filter(|&f| f > cursor.contiguous + 1) {
+            cursor.contiguous = first_kept - 1;
         }
         for packet in events {
             let Some(seq) = packet.seq else { continue };
@@ -301,7 +299,14 @@ mod tests {
         // The whole gap in one page, then the held events.
         check_fill(&[1, 5], &[2, 3, 4], false, None, &[2, 3, 4, 5], None);
         // The page overlaps what is held and what was delivered.
-        check_fill(&[2, 5, 6], &[1, 2, 3, 4, 5], false, None, &[3, 4, 5, 6], None);
+        check_fill(
+            &[2, 5, 6],
+            &[1, 2, 3, 4, 5],
+            false,
+            None,
+            &[3, 4, 5, 6],
+            None,
+        );
         // Part of the gap, more to come: fetch the next page.
         check_fill(&[1, 9], &[2, 3], true, None, &[2, 3], Some(3));
         // No progress: give up the gap and deliver what is held.
