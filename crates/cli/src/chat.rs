@@ -84,7 +84,7 @@ pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
     }
     let interactive = crossterm::tty::IsTty::is_tty(&std::io::stdin());
     let result = if interactive {
-        run_terminal(&client, &mut events, &conv).await
+        run_terminal(&client, &mut events, &conv, last_seen > 0).await
     } else {
         run_lines(&client, &mut events, &conv).await
     };
@@ -136,10 +136,13 @@ fn print_above(text: &str, line: &str) {
     redraw(line);
 }
 
+/// `started`: whether the conversation exists; the hub refuses typing notifications to
+/// someone one has never written to, so they are sent only once it does.
 async fn run_terminal(
     client: &Client,
     events: &mut mqchat_client::Events,
     conv: &ConversationRef,
+    mut started: bool,
 ) -> anyhow::Result<()> {
     let _raw = RawMode::enable()?;
     let mut keys = spawn_key_reader();
@@ -160,7 +163,10 @@ async fn run_terminal(
                         typing = false;
                         if !text.trim().is_empty() {
                             match client.send(conv.clone(), Message::text(text.clone())).await {
-                                Ok(sent) => print_above(&format!("#{} you: {text}  ✓", sent.seq), &line),
+                                Ok(sent) => {
+                                    started = true;
+                                    print_above(&format!("#{} you: {text}  ✓", sent.seq), &line);
+                                }
                                 Err(e) => print_above(&format!("not sent: {e}"), &line),
                             }
                         }
@@ -172,7 +178,7 @@ async fn run_terminal(
                     KeyCode::Char(c) => {
                         line.push(c);
                         redraw(&line);
-                        if !typing {
+                        if !typing && started {
                             typing = true;
                             let _ = client.chat_state(conv.clone(), State::Composing).await;
                         }
@@ -191,6 +197,7 @@ async fn run_terminal(
                     continue;
                 }
                 if let Event::Message { seq, own: false, .. } = &event {
+                    started = true;
                     let _ = client.mark_read(conv.clone(), *seq, false).await;
                 }
                 if let Event::Message { own: true, .. } = &event {

@@ -57,6 +57,14 @@ impl Running {
     }
 }
 
+impl Drop for Running {
+    /// A failing test must not leave servers behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn run(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     let mut child = Command::new(BIN)
         .args(args)

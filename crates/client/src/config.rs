@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use mqchat_proto::body::{Availability, Presence};
-use mqchat_proto::{DeviceId, DeviceIdentity, Registry, TopicRoot, UserId};
+use mqchat_proto::{DeviceId, DeviceIdentity, MessageId, Registry, TopicRoot, UserId};
 
 use crate::error::Error;
 
@@ -109,6 +109,7 @@ pub struct ClientConfig {
     pub(crate) presence: Presence,
     pub(crate) catch_up: bool,
     pub(crate) max_packet_size: u32,
+    pub(crate) ids_after: Option<MessageId>,
 }
 
 impl ClientConfig {
@@ -139,6 +140,7 @@ impl ClientConfig {
             presence: Presence::new(Availability::Available),
             catch_up: true,
             max_packet_size: 16 * 1024 * 1024,
+            ids_after: None,
         })
     }
 
@@ -232,6 +234,15 @@ impl ClientConfig {
     /// enough for a full page of history.
     pub fn max_packet_size(mut self, bytes: u32) -> Self {
         self.max_packet_size = bytes;
+        self
+    }
+
+    /// Makes message ids greater than `last`, the last id this device used (kept by the
+    /// application across restarts, e.g. from [`Sent::id`](crate::Sent::id)). The hub takes
+    /// a repeated id from the same device for a resend, so ids must never go back, even if
+    /// the device's clock does. Default: ids from the clock alone.
+    pub fn ids_after(mut self, last: MessageId) -> Self {
+        self.ids_after = Some(last);
         self
     }
 

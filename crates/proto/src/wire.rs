@@ -231,6 +231,9 @@ mod tests {
         );
         let readme = include_str!("../../../README.md");
         let total = exchange_total(MqttVersion::V311);
-        assert!(readme.contains(&format!("costs {total} bytes")), "README.md should say the exchange costs {total} bytes");
+        assert!(
+            readme.contains(&format!("costs {total} bytes")),
+            "README.md should say the exchange costs {total} bytes"
+        );
     }
 }

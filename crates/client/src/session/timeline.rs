@@ -48,13 +48,23 @@ struct Cursor {
 }
 
 impl Cursor {
+    /// The sequence number that comes next. Saturates: sequence numbers come from the
+    /// network, and stay below 2^53 only if the hub keeps to the spec.
+    fn next(&self) -> u64 {
+        self.contiguous.saturating_add(1)
+    }
+
     /// Moves held events that are now contiguous into `out`.
     fn release(&mut self, out: &mut Vec<Packet>) {
-        while let Some(entry) = self.held.first_entry() {
+        loop {
+            let next = self.next();
+            let Some(entry) = self.held.first_entry() else {
+                break;
+            };
             let seq = *entry.key();
             if seq <= self.contiguous {
                 entry.remove();
-            } else if seq == self.contiguous + 1 {
+            } else if seq == next {
                 out.push(entry.remove());
                 self.contiguous = seq;
             } else {
@@ -119,7 +129,7 @@ impl Timelines {
             return Admission::Duplicate;
         }
         cursor.known = cursor.known.max(seq);
-        if seq == cursor.contiguous + 1 {
+        if seq == cursor.next() {
             cursor.contiguous = seq;
             let mut out = vec![packet];
             cursor.release(&mut out);
@@ -164,17 +174,17 @@ impl Timelines {
             let first = events.iter().filter_map(|p| p.seq).min();
             let start = first.into_iter().chain(cursor.held.keys().copied()).min();
             if let Some(start) = start {
-                cursor.contiguous = start - 1;
+                cursor.contiguous = start.saturating_sub(1);
             }
         }
         // Events removed by retention can never be had: start after them.
-        if let Some(first_kept) = first_kept.filter(|&f| f > cursor.contiguous + 1) {
-            cursor.contiguous = first_kept - 1;
+        if let Some(first_kept) = first_kept.filter(|&f| f > cursor.next()) {
+            cursor.contiguous = first_kept.saturating_sub(1);
         }
         for packet in events {
             let Some(seq) = packet.seq else { continue };
             cursor.known = cursor.known.max(seq);
-            if seq == cursor.contiguous + 1 {
+            if seq == cursor.next() {
                 cursor.contiguous = seq;
                 cursor.held.remove(&seq);
                 out.push(packet);
@@ -194,6 +204,7 @@ impl Timelines {
             }
             None
         };
+        self.forget_if_empty(conv);
         Fill {
             deliver: out,
             fetch_after,
@@ -208,10 +219,20 @@ impl Timelines {
         cursor.fetching = false;
         let mut out = Vec::new();
         cursor.skip_gaps(&mut out);
-        if cursor.contiguous == 0 && cursor.held.is_empty() {
+        self.forget_if_empty(conv);
+        out
+    }
+
+    /// Forgets a conversation that history found nothing in, so that its next live event
+    /// is taken as the starting point rather than fetched from the very beginning.
+    fn forget_if_empty(&mut self, conv: &ConversationRef) {
+        let empty = self
+            .convs
+            .get(conv)
+            .is_some_and(|c| c.contiguous == 0 && c.held.is_empty() && !c.fetching);
+        if empty {
             self.convs.remove(conv);
         }
-        out
     }
 }
 
@@ -269,6 +290,10 @@ mod tests {
         check_live(&[1, 3, 4, 3], &["d1", "held@1", "held", "dup"]);
         check_live(&[1, 3, 2], &["d1", "held@1", "d2,3"]);
         check_live(&[1, 4, 3, 2, 5], &["d1", "held@1", "held", "d2,3,4", "d5"]);
+        // Out-of-spec numbers from the network do not overflow.
+        let max = u64::MAX;
+        check_live(&[max, max, 1], &[&format!("d{max}"), "dup", "dup"]);
+        check_live(&[1, max], &["d1", "held@1"]);
     }
 
     fn check_fill(
@@ -325,6 +350,15 @@ mod tests {
         let fill = t.fill(&conv(), vec![event(10), event(11)], false, None);
         assert_eq!(seqs(&fill.deliver), [10, 11, 12]);
         assert_eq!(admit(&mut t, 13), "d13");
+        // Nothing found: the next live event is the starting point, not a gap from 0.
+        let other = ConversationRef::parse("carol").expect("valid");
+        t.begin_fetch(&other);
+        assert!(t.fill(&other, Vec::new(), false, None).deliver.is_empty());
+        assert!(!t.knows(&other));
+        assert!(matches!(
+            t.admit(&other, 40, event(40)),
+            Admission::Deliver(_)
+        ));
     }
 
     #[test]

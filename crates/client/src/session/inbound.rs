@@ -1,0 +1,322 @@
+//! What arrives from the broker: packets on the device's inbox, reply, presence and profile
+//! topics, decoded with the registry and turned into events and answers.
+//!
+//! Nothing here trusts the network: a payload that does not decode, or decodes to something
+//! the protocol does not allow where it arrived, is logged and skipped.
+
+use mqchat_proto::body::{Body, ChatState, Contact, Delivered, Presence, Profile, Read};
+use mqchat_proto::{
+    ConversationRef, DeviceId, InboxBranch, MessageId, Packet, PacketKind, Topic, UserId,
+};
+
+use super::pending::{Entry, Expect, Reply, read_reply};
+use super::timeline::Admission;
+use super::{Answer, Now, Output, Session};
+use crate::error::Error;
+use crate::event::Event;
+
+impl Session {
+    /// A PUBLISH arrived from the broker.
+    pub fn handle_publish(&mut self, topic: &str, payload: &[u8], now: Now) {
+        let topic = match self.root.parse_topic(topic) {
+            Ok(topic) => topic,
+            Err(e) => {
+                tracing::warn!(topic, "skipping a message outside the topic tree: {e}");
+                return;
+            }
+        };
+        match topic {
+            Topic::Inbox { user, branch } if user == self.me.user => match branch {
+                InboxBranch::Durable => self.on_durable(payload, now),
+                InboxBranch::Ephemeral => self.on_ephemeral(payload),
+                InboxBranch::Device(device) if device == self.me.device => {
+                    self.on_reply(payload, now);
+                }
+                InboxBranch::Device(device) => {
+                    tracing::warn!(%device, "skipping a reply for another device");
+                }
+            },
+            Topic::Presence { user, device } => self.on_presence(user, device, payload),
+            Topic::Profile { user } => self.on_profile(user, payload),
+            other => tracing::warn!(?other, "skipping a message on a topic not subscribed to"),
+        }
+    }
+
+    fn decode(&self, place: &str, payload: &[u8]) -> Option<Packet> {
+        match self.registry.decode(payload) {
+            Ok(packet) => Some(packet),
+            Err(e) => {
+                tracing::warn!("skipping a malformed packet on the {place}: {e}");
+                None
+            }
+        }
+    }
+
+    /// Who sent `packet` in `conv`: `from` when present, else the peer of a direct
+    /// conversation (spec section 5, "When `from` is present").
+    fn sender(conv: &ConversationRef, packet: &Packet) -> Option<UserId> {
+        let sender = packet.from.clone().or_else(|| conv.peer().cloned());
+        if sender.is_none() {
+            tracing::warn!(%conv, "skipping a group packet without a sender");
+        }
+        sender
+    }
+
+    fn on_durable(&mut self, payload: &[u8], now: Now) {
+        let Some(packet) = self.decode("durable inbox", payload) else {
+            return;
+        };
+        let Some(conv) = packet.conv.clone() else {
+            tracing::warn!(
+                kind = packet.kind.0,
+                "skipping a durable packet without a conversation"
+            );
+            return;
+        };
+        match packet.seq {
+            Some(seq) => self.admit(conv, seq, packet, now),
+            None => self.on_marker(conv, packet),
+        }
+    }
+
+    /// A live conversation event: in order, deduplicated, gaps filled first.
+    fn admit(&mut self, conv: ConversationRef, seq: u64, packet: Packet, now: Now) {
+        if let Some(ts) = packet.ts {
+            self.last_hub_ts = Some(self.last_hub_ts.map_or(ts, |last| last.max(ts)));
+        }
+        match self.timelines.admit(&conv, seq, packet) {
+            Admission::Duplicate => tracing::debug!(%conv, seq, "dropping a duplicate event"),
+            Admission::Deliver(events) => self.deliver_events(&conv, events, now),
+            Admission::Held {
+                fetch_after: Some(after),
+            } => {
+                tracing::debug!(%conv, seq, after, "gap before an event: fetching history");
+                self.fetch(conv, after, now);
+            }
+            Admission::Held { fetch_after: None } => {}
+        }
+    }
+
+    /// Delivers events of `conv`, in order: confirms this device's own pending events,
+    /// tells the application, and owes a `delivered` marker for events from others.
+    pub(super) fn deliver_events(&mut self, conv: &ConversationRef, events: Vec<Packet>, now: Now) {
+        let mut from_others = false;
+        for packet in events {
+            if let Some(sent) = self.pending.confirm_copy(&packet, &self.me) {
+                self.out.push_back(Output::Answer {
+                    id: sent.id,
+                    answer: Ok(Answer::Sent(sent)),
+                });
+            }
+            let own = packet.from.as_ref() == Some(&self.me.user);
+            from_others |= !own;
+            if let Some(event) = Self::conversation_event(conv, packet, own) {
+                self.emit(event);
+            }
+        }
+        if from_others && self.auto_delivered {
+            let up_to = self.timelines.contiguous(conv);
+            self.receipts.received(conv, up_to, now.at);
+        }
+    }
+
+    fn conversation_event(conv: &ConversationRef, packet: Packet, own: bool) -> Option<Event> {
+        let seq = packet.seq?;
+        let from = Self::sender(conv, &packet)?;
+        let conv = conv.clone();
+        let event = match packet.kind {
+            PacketKind::MESSAGE => Event::Message {
+                message: typed(&packet)?,
+                conv,
+                seq,
+                ts: packet.ts.unwrap_or(0),
+                from,
+                own,
+                packet,
+            },
+            PacketKind::CONTACT => Event::Contact {
+                contact: typed::<Contact>(&packet)?,
+                conv,
+                seq,
+                from,
+                own,
+            },
+            _ => Event::Other { packet },
+        };
+        Some(event)
+    }
+
+    fn on_marker(&mut self, conv: ConversationRef, packet: Packet) {
+        let event = match packet.kind {
+            PacketKind::DELIVERED => {
+                let Some(marker) = typed::<Delivered>(&packet) else {
+                    return;
+                };
+                let Some(by) = Self::sender(&conv, &packet) else {
+                    return;
+                };
+                Event::Delivered {
+                    conv,
+                    by,
+                    up_to: marker.up_to,
+                }
+            }
+            PacketKind::READ => {
+                let Some(marker) = typed::<Read>(&packet) else {
+                    return;
+                };
+                let Some(by) = Self::sender(&conv, &packet) else {
+                    return;
+                };
+                Event::Read {
+                    own: by == self.me.user,
+                    conv,
+                    by,
+                    up_to: marker.up_to,
+                }
+            }
+            _ => Event::Other { packet },
+        };
+        self.emit(event);
+    }
+
+    fn on_ephemeral(&mut self, payload: &[u8]) {
+        let Some(packet) = self.decode("ephemeral inbox", payload) else {
+            return;
+        };
+        if packet.kind != PacketKind::CHAT_STATE {
+            self.emit(Event::Other { packet });
+            return;
+        }
+        let Some(conv) = packet.conv.clone() else {
+            tracing::warn!("skipping a chat state without a conversation");
+            return;
+        };
+        let (Some(body), Some(from)) = (typed::<ChatState>(&packet), Self::sender(&conv, &packet))
+        else {
+            return;
+        };
+        self.emit(Event::ChatState {
+            conv,
+            from,
+            state: body.state,
+        });
+    }
+
+    fn on_presence(&mut self, user: UserId, device: DeviceId, payload: &[u8]) {
+        // An empty retained message clears the presence (a removed device).
+        let presence = if payload.is_empty() {
+            None
+        } else {
+            let Some(packet) = self.decode("presence topic", payload) else {
+                return;
+            };
+            let Some(presence) = typed::<Presence>(&packet) else {
+                return;
+            };
+            Some(presence)
+        };
+        self.emit(Event::Presence {
+            user,
+            device,
+            presence,
+        });
+    }
+
+    fn on_profile(&mut self, user: UserId, payload: &[u8]) {
+        if payload.is_empty() {
+            return;
+        }
+        let Some(packet) = self.decode("profile topic", payload) else {
+            return;
+        };
+        let Some(profile) = typed::<Profile>(&packet) else {
+            return;
+        };
+        self.emit(Event::Profile {
+            user,
+            version: packet.seq.unwrap_or(0),
+            profile,
+        });
+    }
+
+    fn on_reply(&mut self, payload: &[u8], now: Now) {
+        let Some(packet) = self.decode("reply topic", payload) else {
+            return;
+        };
+        let pending = packet
+            .id
+            .and_then(|id| Some((id, self.pending.remove(id)?)));
+        match pending {
+            Some((id, entry)) => {
+                let reply = read_reply(&entry.expect, id, &packet);
+                self.resolve(id, entry, reply, now);
+            }
+            None if packet.kind == PacketKind::ERROR => self.unmatched_error(&packet),
+            None => tracing::debug!(
+                kind = packet.kind.0,
+                id = ?packet.id,
+                "ignoring a reply to nothing pending (a late answer to a resend)"
+            ),
+        }
+    }
+
+    /// An error reply to a packet without an id (a marker, a chat state), or to one no
+    /// longer pending.
+    fn unmatched_error(&mut self, packet: &Packet) {
+        let Some(error) = typed::<mqchat_proto::body::ErrorReply>(packet) else {
+            return;
+        };
+        tracing::warn!(code = %error.code, detail = ?error.detail, "the hub refused a packet");
+        self.emit(Event::Error {
+            id: packet.id,
+            code: error.code,
+            detail: error.detail,
+        });
+    }
+
+    fn resolve(&mut self, id: MessageId, entry: Entry, reply: Reply, now: Now) {
+        match (entry.expect, reply) {
+            (Expect::Baseline, Reply::Sync(result)) => {
+                self.token = Some(self.token.map_or(result.token, |t| t.max(result.token)));
+            }
+            (Expect::CatchUp, Reply::Sync(result)) => self.catch_up_page(result, now),
+            (Expect::Fill { conv }, Reply::History(result)) => self.filled(conv, result, now),
+            (expect @ (Expect::Baseline | Expect::CatchUp | Expect::Fill { .. }), reply) => {
+                let error = match reply {
+                    Reply::Refused(e) => Error::hub_refused(e.code, e.detail),
+                    other => Error::protocol(format!("{other:?}")),
+                };
+                self.fail(id, expect, error, now);
+            }
+            (_, reply) => {
+                let answer = match reply {
+                    Reply::Sent(sent) => Ok(Answer::Sent(sent)),
+                    Reply::Version(version) => Ok(Answer::Version(version)),
+                    Reply::Sync(result) => Ok(Answer::Sync(result)),
+                    Reply::History(result) => Ok(Answer::History(result)),
+                    Reply::Refused(e) => Err(Error::hub_refused(e.code, e.detail)),
+                    Reply::Unexpected(what) => {
+                        tracing::warn!("{what}");
+                        Err(Error::protocol(what))
+                    }
+                };
+                self.out.push_back(Output::Answer { id, answer });
+            }
+        }
+    }
+}
+
+/// The typed body of a packet the registry accepted; `None`, logged, if it does not fit.
+fn typed<B: Body>(packet: &Packet) -> Option<B> {
+    match B::from_packet(packet) {
+        Ok(body) => Some(body),
+        Err(e) => {
+            tracing::warn!(
+                kind = packet.kind.0,
+                "skipping a packet that does not fit its type: {e}"
+            );
+            None
+        }
+    }
+}
