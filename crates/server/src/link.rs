@@ -118,21 +118,15 @@ impl Link {
             })
             .await
             .map_err(|_| "publisher not running".to_owned())?;
-        let publisher = tokio::spawn(run_publisher(client.clone(), work_rx, confirm_tx));
-        let worker_pending = pending.clone();
+        let publisher = tokio::spawn(run_publisher(
+            client.clone(),
+            work_rx,
+            confirm_tx,
+            pending.clone(),
+        ));
         let worker = std::thread::Builder::new()
             .name("mqchat-hub".into())
-            .spawn(move || {
-                run_worker(
-                    engine,
-                    store,
-                    root,
-                    inbound_rx,
-                    work_tx,
-                    confirm_rx,
-                    worker_pending,
-                )
-            })
+            .spawn(move || run_worker(engine, store, root, inbound_rx, work_tx, confirm_rx))
             .map_err(|e| format!("cannot start the hub worker: {e}"))?;
         Ok(Self {
             client,
@@ -224,7 +218,6 @@ fn run_worker(
     mut inbound: mpsc::UnboundedReceiver<Publish>,
     work: mpsc::Sender<Work>,
     mut confirmations: mpsc::UnboundedReceiver<Vec<(ConvId, u64)>>,
-    pending: Arc<AtomicUsize>,
 ) {
     let presence_prefix = format!("{root}/pr/");
     while let Some(first) = inbound.blocking_recv() {
@@ -251,13 +244,11 @@ fn run_worker(
         }
         let mut output = engine.process(&mut store, now, &upstream);
         output.publishes.extend(presence);
-        let n = batch.len();
         let sent = work.blocking_send(Work {
             publishes: output.publishes,
             acks: batch,
             delivered: output.delivered,
         });
-        pending.fetch_sub(n, Ordering::SeqCst);
         if sent.is_err() {
             break;
         }
@@ -275,10 +266,13 @@ fn run_worker(
     tracing::debug!("hub worker stopped");
 }
 
+/// `pending` counts PUBLISHes received and not yet fully handled: it goes down only here,
+/// once their effects are published and they are acknowledged, so shutdown can wait for it.
 async fn run_publisher(
     client: AsyncClient,
     mut work: mpsc::Receiver<Work>,
     confirmations: mpsc::UnboundedSender<Vec<(ConvId, u64)>>,
+    pending: Arc<AtomicUsize>,
 ) {
     while let Some(Work {
         publishes,
@@ -300,6 +294,7 @@ async fn run_publisher(
         for publish in &acks {
             let _ = client.ack(publish).await;
         }
+        pending.fetch_sub(acks.len(), Ordering::SeqCst);
         if ok && !delivered.is_empty() {
             let _ = confirmations.send(delivered);
         }
