@@ -61,6 +61,8 @@ codes! {
     RATE_LIMITED = 10, "rate-limited";
     /// The hub failed; retry later. Nothing was stored.
     INTERNAL = 11, "internal";
+    /// An invitation or acceptance would pass the maximum group size.
+    GROUP_FULL = 32, "group-full";
 }
 
 impl fmt::Debug for ErrorCode {

@@ -44,7 +44,19 @@ impl PacketKind {
     pub const HISTORY: Self = Self(12);
     /// History result.
     pub const HISTORY_RESULT: Self = Self(13);
-    /// First number of the range reserved for group packets (32 to 63).
+    /// Creates a group.
+    pub const GROUP_CREATE: Self = Self(32);
+    /// A change to a group (made by the hub, archived in the group).
+    pub const GROUP_EVENT: Self = Self(33);
+    /// An administrative action on a group.
+    pub const GROUP_ADMIN: Self = Self(34);
+    /// Accepting or declining an invitation, or leaving.
+    pub const GROUP_JOIN: Self = Self(35);
+    /// Asks for a group's roster and profile.
+    pub const GROUP_INFO: Self = Self(36);
+    /// A group's roster and profile.
+    pub const GROUP_INFO_RESULT: Self = Self(37);
+    /// The range reserved for group packets (32 to 63).
     pub const GROUP_RANGE: std::ops::RangeInclusive<u32> = 32..=63;
     /// First number third parties may use without registering (1024 and up).
     pub const PRIVATE_USE_START: u32 = 1024;

@@ -178,6 +178,21 @@ proptest! {
     }
 
     #[test]
+    fn group_bodies(name in "[a-zA-Z ]{1,40}", users in proptest::collection::vec(user_id(), 0..4), action in 0usize..7, role in 0usize..3, join in 0usize..3, all in any::<bool>()) {
+        use mqchat_proto::body::{AdminAction, GroupAction, GroupAdmin, GroupCreate, GroupEvent, GroupInfoResult, GroupJoin, HistoryVisibility, JoinAction, Member, Role};
+        let history = if all { HistoryVisibility::All } else { HistoryVisibility::Joined };
+        let roles = [Role::Member, Role::Admin, Role::Owner];
+        round_trip(&GroupCreate { name: name.clone(), avatar: None, description: Some("d".into()), invite: users.clone(), history });
+        let event = GroupEvent { role: Some(roles[role]), name: Some(name.clone()), history: Some(history), ..GroupEvent::new(GroupAction::Invited, users.first().cloned()) };
+        round_trip(&event);
+        let actions = [AdminAction::Invite, AdminAction::Cancel, AdminAction::Remove, AdminAction::Role, AdminAction::Transfer, AdminAction::Update, AdminAction::Delete];
+        round_trip(&GroupAdmin { action: actions[action], user: users.first().cloned(), role: Some(roles[role]), name: Some(name.clone()), avatar: None, description: None, history: None });
+        round_trip(&GroupJoin { action: [JoinAction::Accept, JoinAction::Decline, JoinAction::Leave][join] });
+        let members = users.iter().map(|u| Member { user: u.clone(), role: roles[role], invited: all, since: 3, delivered: 2, read: 1 }).collect();
+        round_trip(&GroupInfoResult { name, avatar: Some("a".into()), description: None, history, members });
+    }
+
+    #[test]
     fn id_text_round_trips(id in message_id()) {
         let text = id.to_string();
         prop_assert_eq!(text.len(), 13);

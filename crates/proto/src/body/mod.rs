@@ -5,6 +5,7 @@
 //! typed value rather than raw fields.
 
 mod contact;
+mod group;
 mod marker;
 mod message;
 mod reply;
@@ -12,6 +13,10 @@ mod state;
 mod sync;
 
 pub use contact::{Contact, ContactAction, ContactState};
+pub use group::{
+    AdminAction, GroupAction, GroupAdmin, GroupCreate, GroupEvent, GroupInfo, GroupInfoResult,
+    GroupJoin, HistoryVisibility, JoinAction, Member, Role,
+};
 pub use marker::{Delivered, Read};
 pub use message::{ChatState, Message, State};
 pub use reply::{Ack, ErrorReply};
@@ -90,6 +95,12 @@ pub fn register_core(registry: &mut Registry) {
         sync::SYNC_RESULT,
         sync::HISTORY,
         sync::HISTORY_RESULT,
+        group::GROUP_CREATE,
+        group::GROUP_EVENT,
+        group::GROUP_ADMIN,
+        group::GROUP_JOIN,
+        group::GROUP_INFO,
+        group::GROUP_INFO_RESULT,
     ] {
         // The core schemas are constants checked by `core_registers` below: registering them
         // into an empty registry cannot fail.
@@ -133,8 +144,8 @@ mod tests {
     fn core_registers() {
         let mut registry = Registry::new();
         register_core(&mut registry);
-        assert_eq!(registry.providers().count(), 13);
-        for n in 1..=13 {
+        assert_eq!(registry.providers().count(), 19);
+        for n in (1..=13).chain(32..=37) {
             assert!(registry.provider(PacketKind(n)).is_some(), "type {n}");
         }
         // Registering again is refused, by number.
