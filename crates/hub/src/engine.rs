@@ -8,10 +8,14 @@ use mqchat_proto::body::{
 };
 use mqchat_proto::upstream::{self, Inbound, Rejection, Route};
 use mqchat_proto::{
-    ConversationRef, ErrorCode, InboxBranch, Packet, PacketKind, Registry, Topic, TopicRoot, UserId,
+    ConversationRef, ErrorCode, GroupId, InboxBranch, Packet, PacketKind, Registry, Topic,
+    TopicRoot, UserId,
 };
 use mqchat_store::archive::Position;
-use mqchat_store::{ConvId, ConversationRow, ParticipantRow, ProfileRow, Store, StoreError, Tx};
+use mqchat_store::{
+    ConvId, ConversationRow, GroupProfile, Membership, ParticipantRow, ProfileRow, Store,
+    StoreError, Tx,
+};
 
 use crate::render::event_for;
 use crate::{Outbound, Qos};
@@ -27,6 +31,8 @@ pub struct HubConfig {
     pub max_payload: usize,
     /// The largest reply (history and sync results) the hub builds, in bytes.
     pub max_reply_bytes: usize,
+    /// The most members (and invited users) a group may have.
+    pub max_group_members: usize,
 }
 
 impl Default for HubConfig {
@@ -36,6 +42,7 @@ impl Default for HubConfig {
             registry: Registry::with_core(),
             max_payload: 65_536,
             max_reply_bytes: 256 * 1024,
+            max_group_members: 1000,
         }
     }
 }
@@ -60,7 +67,7 @@ pub struct Output {
 }
 
 /// Why one packet was not applied.
-enum Failure {
+pub(crate) enum Failure {
     Refused(Rejection),
     Store(StoreError),
 }
@@ -82,7 +89,7 @@ fn rejection(inbound: &Inbound, code: ErrorCode, detail: impl Into<String>) -> R
     }
 }
 
-fn refuse(inbound: &Inbound, code: ErrorCode, detail: impl Into<String>) -> Failure {
+pub(crate) fn refuse(inbound: &Inbound, code: ErrorCode, detail: impl Into<String>) -> Failure {
     Failure::Refused(rejection(inbound, code, detail))
 }
 
@@ -200,7 +207,7 @@ impl Engine {
         }
     }
 
-    fn reply(&self, inbound: &Inbound, packet: &Packet) -> Outbound {
+    pub(crate) fn reply(&self, inbound: &Inbound, packet: &Packet) -> Outbound {
         Outbound {
             topic: self.inbox(
                 &inbound.sender.user,
@@ -235,12 +242,12 @@ impl Engine {
         }
     }
 
-    /// The peer of a direct conversation named in the packet; groups are not served yet.
-    fn direct_peer(&self, tx: &Tx<'_>, inbound: &Inbound) -> Result<UserId, Failure> {
+    /// The conversation a packet names, resolved from the sender's side.
+    pub(crate) fn target(&self, tx: &Tx<'_>, inbound: &Inbound) -> Result<Target, Failure> {
         match &inbound.packet.conv {
             Some(ConversationRef::Direct(peer)) => {
                 if tx.user_exists(peer, true)? {
-                    Ok(peer.clone())
+                    Ok(Target::Direct(peer.clone()))
                 } else {
                     Err(refuse(
                         inbound,
@@ -249,17 +256,78 @@ impl Engine {
                     ))
                 }
             }
-            Some(ConversationRef::Group(_)) => Err(refuse(
-                inbound,
-                ErrorCode::UNSUPPORTED,
-                "group conversations are not available on this hub",
-            )),
+            Some(ConversationRef::Group(gid)) => match tx.group(gid)? {
+                Some((conv, profile)) if !conv.deleted => {
+                    let me = tx.participant(conv.id, &inbound.sender.user)?;
+                    Ok(Target::Group {
+                        gid: gid.clone(),
+                        conv,
+                        profile,
+                        me,
+                    })
+                }
+                _ => Err(refuse(
+                    inbound,
+                    ErrorCode::NOT_FOUND,
+                    format!("no group #{gid}"),
+                )),
+            },
             None => Err(refuse(
                 inbound,
                 ErrorCode::INVALID,
                 "a conversation is required",
             )),
         }
+    }
+
+    /// The sender's membership of the group a packet names, which must be current.
+    pub(crate) fn membership(
+        &self,
+        tx: &Tx<'_>,
+        inbound: &Inbound,
+    ) -> Result<(GroupId, ConversationRow, GroupProfile, ParticipantRow), Failure> {
+        match self.target(tx, inbound)? {
+            Target::Group {
+                gid,
+                conv,
+                profile,
+                me: Some(me),
+            } if me.state == Membership::Member => Ok((gid, conv, profile, me)),
+            Target::Group { gid, .. } => Err(refuse(
+                inbound,
+                ErrorCode::FORBIDDEN,
+                format!("not a member of #{gid}"),
+            )),
+            Target::Direct(_) => Err(refuse(
+                inbound,
+                ErrorCode::INVALID,
+                "this needs a group conversation",
+            )),
+        }
+    }
+
+    /// The answer to a resent event: its stored `conv`, `seq` and `ts`.
+    pub(crate) fn duplicate(
+        &self,
+        tx: &Tx<'_>,
+        inbound: &Inbound,
+    ) -> Result<Option<Packet>, Failure> {
+        let Some(id) = inbound.packet.id else {
+            return Ok(None);
+        };
+        let Some(stored) = tx.find_duplicate(&inbound.sender.user, &inbound.sender.device, id)?
+        else {
+            return Ok(None);
+        };
+        let mut ack = Ack { duplicate: true }.to_packet();
+        ack.id = Some(id);
+        ack.conv = match tx.conversation(stored.conv)?.and_then(|c| c.group) {
+            Some(gid) => Some(ConversationRef::Group(gid)),
+            None => inbound.packet.conv.clone(),
+        };
+        ack.seq = Some(stored.seq);
+        ack.ts = Some(stored.ts);
+        Ok(Some(ack))
     }
 
     fn event(
@@ -269,45 +337,45 @@ impl Engine {
         inbound: &Inbound,
         out: &mut Output,
     ) -> Result<(), Failure> {
-        let peer = self.direct_peer(tx, inbound)?;
         let sender = &inbound.sender;
         let Some(id) = inbound.packet.id else {
             return Err(refuse(inbound, ErrorCode::INVALID, "an event needs an id"));
         };
-        if let Some(stored) = tx.find_duplicate(&sender.user, &sender.device, id)? {
-            let mut ack = Ack { duplicate: true }.to_packet();
-            ack.id = Some(id);
-            ack.conv = inbound.packet.conv.clone();
-            ack.seq = Some(stored.seq);
-            ack.ts = Some(stored.ts);
+        if let Some(ack) = self.duplicate(tx, inbound)? {
             out.publishes.push(self.reply(inbound, &ack));
             return Ok(());
         }
-        let Some(conv) = tx.direct(&sender.user, &peer, true)? else {
-            return Err(Failure::Store(StoreError::NotFound(format!(
-                "conversation {}/{peer}",
-                sender.user
-            ))));
-        };
-        let contact_change = if inbound.packet.kind == PacketKind::CONTACT {
-            Some(self.contact_change(tx, inbound, &conv, &peer)?)
-        } else {
-            None
+        let (conv, contact_change) = match self.target(tx, inbound)? {
+            Target::Direct(peer) => {
+                let Some(conv) = tx.direct(&sender.user, &peer, true)? else {
+                    return Err(Failure::Store(StoreError::NotFound(format!(
+                        "conversation {}/{peer}",
+                        sender.user
+                    ))));
+                };
+                let change = if inbound.packet.kind == PacketKind::CONTACT {
+                    Some((self.contact_change(tx, inbound, &conv, &peer)?, peer))
+                } else {
+                    None
+                };
+                (conv, change)
+            }
+            Target::Group { .. } => (self.membership(tx, inbound)?.1, None),
         };
         let seq = tx.append(
             conv.id,
             now,
             &sender.user,
             &sender.device,
-            id,
+            Some(id),
             inbound.packet.kind,
             &inbound.packet.encode(),
         )?;
-        if let Some((mine, theirs)) = contact_change {
+        if let Some(((mine, theirs), peer)) = contact_change {
             tx.set_contact(conv.id, &sender.user, mine)?;
             tx.set_contact(conv.id, &peer, theirs)?;
         }
-        self.deliver(tx, conv.id, seq, out)?;
+        self.deliver(tx, conv.id, seq, None, out)?;
         Ok(())
     }
 
@@ -349,28 +417,28 @@ impl Engine {
         })
     }
 
-    /// Publishes a stored event to the durable inbox of every participant.
-    fn deliver(
+    /// Publishes a stored event to the durable inbox of every member, and of `extra` (an
+    /// invited or removed user the event concerns).
+    pub(crate) fn deliver(
         &self,
         tx: &Tx<'_>,
         conv: ConvId,
         seq: u64,
+        extra: Option<&UserId>,
         out: &mut Output,
     ) -> Result<(), StoreError> {
-        let Some(event) = tx.event(conv, seq)? else {
+        let (Some(row), Some(event)) = (tx.conversation(conv)?, tx.event(conv, seq)?) else {
             return Ok(());
         };
         for participant in tx.participants(conv)? {
-            let Some(name) = participant.peer.clone().map(ConversationRef::Direct) else {
+            if participant.state != Membership::Member && Some(&participant.user) != extra {
+                continue;
+            }
+            let Some(name) = conv_name(&row, &participant) else {
                 continue;
             };
             if let Some(packet) = event_for(&event, &participant.user, &name) {
-                out.publishes.push(Outbound {
-                    topic: self.inbox(&participant.user, InboxBranch::Durable),
-                    payload: packet.encode(),
-                    qos: Qos::AtLeastOnce,
-                    retain: false,
-                });
+                out.publishes.push(self.durable(&participant.user, &packet));
             }
         }
         out.delivered.push((conv, seq));
@@ -384,7 +452,10 @@ impl Engine {
         inbound: &Inbound,
         out: &mut Output,
     ) -> Result<(), Failure> {
-        let peer = self.direct_peer(tx, inbound)?;
+        let peer = match self.target(tx, inbound)? {
+            Target::Direct(peer) => peer,
+            Target::Group { .. } => return self.group_marker(tx, now, inbound, out),
+        };
         let sender = &inbound.sender;
         let Some(conv) = tx.direct(&sender.user, &peer, false)? else {
             return Err(refuse(
@@ -461,7 +532,94 @@ impl Engine {
         Ok(())
     }
 
-    fn durable(&self, user: &UserId, packet: &Packet) -> Outbound {
+    /// A member's marker in a group: recorded, and delivered to the authors of the events it
+    /// newly covers and (read) to the member's own devices (spec section 9).
+    fn group_marker(
+        &self,
+        tx: &mut Tx<'_>,
+        now: u64,
+        inbound: &Inbound,
+        out: &mut Output,
+    ) -> Result<(), Failure> {
+        let (gid, conv, _, me) = self.membership(tx, inbound)?;
+        let sender = &inbound.sender;
+        let (is_read, up_to, private) = match inbound.packet.kind {
+            PacketKind::READ => {
+                let read = Read::from_packet(&inbound.packet)
+                    .map_err(|e| refuse(inbound, ErrorCode::INVALID, e.to_string()))?;
+                (true, read.up_to, read.private)
+            }
+            PacketKind::DELIVERED => {
+                let d = Delivered::from_packet(&inbound.packet)
+                    .map_err(|e| refuse(inbound, ErrorCode::INVALID, e.to_string()))?;
+                (false, d.up_to, false)
+            }
+            _ => {
+                return Err(refuse(
+                    inbound,
+                    ErrorCode::UNSUPPORTED,
+                    "extension markers are not supported in groups",
+                ));
+            }
+        };
+        let up_to = up_to.min(conv.last_seq);
+        let read = if is_read { me.read.max(up_to) } else { me.read };
+        let delivered = me.delivered.max(up_to).max(read);
+        if read == me.read && delivered == me.delivered {
+            return Ok(());
+        }
+        tx.set_markers(conv.id, &sender.user, delivered, read)?;
+        let name = ConversationRef::Group(gid);
+        let to_author = |kind: PacketKind, value: u64| {
+            let mut packet = marker_packet(kind, value);
+            packet.conv = Some(name.clone());
+            packet.ts = Some(now);
+            packet.from = Some(sender.user.clone());
+            packet
+        };
+        // Only events in the member's window, and not the hub's group events, have authors
+        // to tell.
+        let floor = window(&conv, &me).0.saturating_sub(1);
+        let skip = PacketKind::GROUP_EVENT;
+        let told_read = if read > me.read && !private {
+            tx.authors(conv.id, me.read.max(floor), read, &sender.user, skip)?
+        } else {
+            Vec::new()
+        };
+        for author in &told_read {
+            out.publishes
+                .push(self.durable(author, &to_author(PacketKind::READ, read)));
+        }
+        if delivered > me.delivered {
+            for author in tx.authors(
+                conv.id,
+                me.delivered.max(floor),
+                delivered,
+                &sender.user,
+                skip,
+            )? {
+                if !told_read.contains(&author) {
+                    out.publishes
+                        .push(self.durable(&author, &to_author(PacketKind::DELIVERED, delivered)));
+                }
+            }
+        }
+        if read > me.read {
+            let mut own = Read {
+                up_to: read,
+                private,
+            }
+            .to_packet();
+            own.conv = Some(name);
+            own.ts = Some(now);
+            own.from = Some(sender.user.clone());
+            own.device = Some(sender.device.clone());
+            out.publishes.push(self.durable(&sender.user, &own));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn durable(&self, user: &UserId, packet: &Packet) -> Outbound {
         Outbound {
             topic: self.inbox(user, InboxBranch::Durable),
             payload: packet.encode(),
@@ -471,8 +629,29 @@ impl Engine {
     }
 
     fn signal(&self, tx: &mut Tx<'_>, inbound: &Inbound, out: &mut Output) -> Result<(), Failure> {
-        let peer = self.direct_peer(tx, inbound)?;
         let sender = &inbound.sender;
+        let peer = match self.target(tx, inbound)? {
+            Target::Direct(peer) => peer,
+            Target::Group { .. } => {
+                let (gid, conv, _, _) = self.membership(tx, inbound)?;
+                let mut packet = inbound.packet.clone();
+                packet.conv = Some(ConversationRef::Group(gid));
+                packet.from = Some(sender.user.clone());
+                packet.id = None;
+                let payload = packet.encode();
+                for member in tx.participants(conv.id)? {
+                    if member.state == Membership::Member && member.user != sender.user {
+                        out.publishes.push(Outbound {
+                            topic: self.inbox(&member.user, InboxBranch::Ephemeral),
+                            payload: payload.clone(),
+                            qos: Qos::AtMostOnce,
+                            retain: false,
+                        });
+                    }
+                }
+                return Ok(());
+            }
+        };
         if peer == sender.user {
             return Ok(());
         }
@@ -516,10 +695,37 @@ impl Engine {
             }
             PacketKind::HISTORY => {
                 let query = History::from_packet(&inbound.packet).map_err(bad)?;
-                let peer = self.direct_peer(tx, inbound)?;
-                self.history(tx, &inbound.sender.user, &peer, &query)?
+                let user = &inbound.sender.user;
+                let (conv, name, window) = match self.target(tx, inbound)? {
+                    Target::Direct(peer) => (
+                        tx.direct(user, &peer, false)?,
+                        ConversationRef::Direct(peer),
+                        (1, u64::MAX >> 1),
+                    ),
+                    Target::Group {
+                        gid,
+                        conv,
+                        me: Some(me),
+                        ..
+                    } => {
+                        let window = window(&conv, &me);
+                        (Some(conv), ConversationRef::Group(gid), window)
+                    }
+                    Target::Group { gid, .. } => {
+                        return Err(refuse(
+                            inbound,
+                            ErrorCode::FORBIDDEN,
+                            format!("not a member of #{gid}"),
+                        ));
+                    }
+                };
+                self.history(tx, user, conv, &name, window, &query)?
                     .to_packet()
             }
+            PacketKind::GROUP_CREATE => self.group_create(tx, now, inbound, out)?,
+            PacketKind::GROUP_ADMIN => self.group_admin(tx, now, inbound, out)?,
+            PacketKind::GROUP_JOIN => self.group_join(tx, now, inbound, out)?,
+            PacketKind::GROUP_INFO => self.group_info(tx, inbound)?,
             other => {
                 return Err(refuse(
                     inbound,
@@ -530,7 +736,10 @@ impl Engine {
         };
         let mut reply = reply;
         reply.id = inbound.packet.id;
-        if reply.kind == PacketKind::HISTORY_RESULT {
+        if matches!(
+            reply.kind,
+            PacketKind::HISTORY_RESULT | PacketKind::GROUP_INFO_RESULT
+        ) {
             reply.conv = inbound.packet.conv.clone();
         }
         out.publishes.push(self.reply(inbound, &reply));
@@ -623,23 +832,25 @@ impl Engine {
         me: &ParticipantRow,
         conv: &ConversationRow,
     ) -> Result<ConversationEntry, StoreError> {
-        let peer = me.peer.clone().unwrap_or_else(|| user.clone());
-        let name = ConversationRef::Direct(peer.clone());
+        let name = conv_name(conv, me).unwrap_or_else(|| ConversationRef::Direct(user.clone()));
+        let (floor, ceil) = window(conv, me);
+        let last_seq = conv.last_seq.min(ceil);
         let mut entry = ConversationEntry::new(name.clone(), me.change);
-        entry.last_seq = conv.last_seq;
+        entry.last_seq = last_seq;
         entry.last_ts = conv.last_ts;
         entry.delivered = me.delivered;
         entry.read = me.read;
         entry.contact = me.contact;
         entry.first_seq = (conv.first_seq > 1).then_some(conv.first_seq);
-        if conv.last_seq > 0 {
-            entry.last = tx
-                .event(conv.id, conv.last_seq)?
-                .and_then(|e| event_for(&e, user, &name));
-            entry.unread = tx.unread(conv.id, user, me.read)?;
+        if last_seq > 0 {
+            let last = tx.event(conv.id, last_seq)?;
+            entry.last_ts = last.as_ref().map(|e| e.ts);
+            entry.last = last.and_then(|e| event_for(&e, user, &name));
+            let after = me.read.max(floor.saturating_sub(1));
+            entry.unread = tx.unread(conv.id, user, after, ceil, PacketKind::GROUP_EVENT)?;
         }
-        if peer != *user
-            && let Some(other) = tx.participant(conv.id, &peer)?
+        if let Some(peer) = me.peer.as_ref().filter(|p| *p != user)
+            && let Some(other) = tx.participant(conv.id, peer)?
         {
             entry.peer_delivered = other.delivered;
             entry.peer_read = other.read;
@@ -651,10 +862,12 @@ impl Engine {
         &self,
         tx: &Tx<'_>,
         user: &UserId,
-        peer: &UserId,
+        conv: Option<ConversationRow>,
+        name: &ConversationRef,
+        window: (u64, u64),
         query: &History,
     ) -> Result<HistoryResult, StoreError> {
-        let Some(conv) = tx.direct(user, peer, false)? else {
+        let Some(conv) = conv else {
             return Ok(HistoryResult {
                 last_seq: Some(0),
                 ..HistoryResult::default()
@@ -679,11 +892,10 @@ impl Engine {
             (None, None, None) => Position::Before(u64::MAX >> 1),
         };
         let backward = matches!(position, Position::Before(_));
-        let (events, mut more) = tx.events(conv.id, position, limit)?;
-        let name = ConversationRef::Direct(peer.clone());
+        let (events, mut more) = tx.events(conv.id, position, window, limit)?;
         let mut rendered: Vec<Packet> = events
             .iter()
-            .filter_map(|e| event_for(e, user, &name))
+            .filter_map(|e| event_for(e, user, name))
             .collect();
         let mut budget = self.config.max_reply_bytes.saturating_sub(64);
         let mut keep = 0;
@@ -711,7 +923,7 @@ impl Engine {
             events: rendered,
             more,
             first_seq: Some(conv.first_seq),
-            last_seq: Some(conv.last_seq),
+            last_seq: Some(conv.last_seq.min(window.1)),
             truncated,
         })
     }
@@ -735,7 +947,7 @@ impl Engine {
         let tx = store.transaction()?;
         let mut output = Output::default();
         for (conv, seq) in tx.outbox(100_000)? {
-            self.deliver(&tx, conv, seq, &mut output)?;
+            self.deliver(&tx, conv, seq, None, &mut output)?;
         }
         tx.commit()?;
         Ok(output)
@@ -807,6 +1019,43 @@ impl Engine {
                 Some(clear)
             }
         }
+    }
+}
+
+/// What a packet's conversation names, from the sender's side. One lives per packet, so the
+/// size difference between variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Target {
+    /// A direct conversation with this (existing) user.
+    Direct(UserId),
+    /// A group, with the sender's participation if any.
+    Group {
+        gid: GroupId,
+        conv: ConversationRow,
+        profile: GroupProfile,
+        me: Option<ParticipantRow>,
+    },
+}
+
+/// How `participant` names `conv`.
+fn conv_name(conv: &ConversationRow, participant: &ParticipantRow) -> Option<ConversationRef> {
+    match &conv.group {
+        Some(gid) => Some(ConversationRef::Group(gid.clone())),
+        None => participant.peer.clone().map(ConversationRef::Direct),
+    }
+}
+
+/// The first and last sequence numbers `me` may read in `conv` (spec 7.11, History).
+pub(crate) fn window(conv: &ConversationRow, me: &ParticipantRow) -> (u64, u64) {
+    const END: u64 = u64::MAX >> 1;
+    if conv.group.is_none() {
+        return (1, END);
+    }
+    let floor = if conv.history_all { 1 } else { me.since };
+    match me.state {
+        Membership::Member => (floor, END),
+        Membership::Invited => (me.since, me.since),
+        Membership::Former => (floor, me.until.unwrap_or(me.since)),
     }
 }
 

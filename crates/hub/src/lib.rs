@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod engine;
+mod group;
 mod render;
 
 pub use access::{Admission, Gate, HubCredentials};

@@ -25,7 +25,7 @@ pub(crate) fn event_for(
     packet.seq = Some(event.seq);
     packet.ts = Some(event.ts);
     packet.from = (own || matches!(conv, ConversationRef::Group(_))).then(|| event.sender.clone());
-    packet.id = own.then_some(event.client_id);
+    packet.id = if own { event.client_id } else { None };
     packet.device = own.then(|| event.sender_device.clone());
     Some(packet)
 }
@@ -51,7 +51,7 @@ mod tests {
             ts: 1000,
             sender: user("alice"),
             sender_device: DeviceId::parse("phone").expect("valid"),
-            client_id: MessageId::new(7).expect("valid"),
+            client_id: MessageId::new(7).ok(),
             kind: PacketKind::MESSAGE,
             packet: stored.encode(),
         };

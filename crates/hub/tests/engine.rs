@@ -18,7 +18,7 @@ impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut store = Store::open(&dir.path().join("hub.db"), Durability::Normal).expect("store");
-        for name in ["alice", "bob", "carol"] {
+        for name in ["alice", "bob", "carol", "dave", "erin"] {
             store
                 .add_user(&UserId::parse(name).expect("valid"), Some("pw"), 1)
                 .expect("add");
@@ -38,6 +38,19 @@ impl Fixture {
             .iter()
             .map(|p| Upstream {
                 topic: format!("mq/up/{user}/{device}"),
+                payload: self.registry.from_json(p).expect("test packet").encode(),
+            })
+            .collect();
+        self.raw(batch)
+    }
+
+    /// Sends packets from several devices in one batch (one transaction), as if they arrived
+    /// at the same moment.
+    fn send_together(&mut self, packets: &[(&str, Value)]) -> Vec<(String, Value)> {
+        let batch = packets
+            .iter()
+            .map(|(user, p)| Upstream {
+                topic: format!("mq/up/{user}/phone"),
                 payload: self.registry.from_json(p).expect("test packet").encode(),
             })
             .collect();
@@ -139,7 +152,7 @@ fn refusals_go_to_the_sender_only() {
         )]
     );
     let out = f.send("alice", msg(ID1, "#team", "Hi"));
-    assert_eq!(out[0].1["code"], 5);
+    assert_eq!(out[0].1["code"], 8, "no such group");
     let out = f.raw(vec![Upstream {
         topic: "mq/up/alice/phone".into(),
         payload: vec![0xff],
@@ -502,4 +515,312 @@ fn presence_wills_are_stamped_and_garbage_cleared() {
         .expect("cleared");
     assert!(cleared.payload.is_empty() && cleared.retain);
     assert_eq!(f.engine.presence("mq/pr/alice/phone", &[], 81), None);
+}
+
+mod groups {
+    use super::*;
+
+    /// What `user` received on `topic` in `out`.
+    fn to<'a>(out: &'a [(String, Value)], topic: &str) -> Vec<&'a Value> {
+        out.iter()
+            .filter(|(t, _)| t == topic)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// Creates a group of alice (owner), bob and carol (members); returns its conv name.
+    fn team(f: &mut Fixture) -> String {
+        let out = f.send("alice", json!({"type": "group-create", "id": "0a03zkqvpmqg1", "name": "Team", "invite": ["bob", "carol"]}));
+        let ack = to(&out, "mq/in/alice/r/phone")[0];
+        assert_eq!(ack["type"], "ack", "{out:?}");
+        let conv = ack["conv"].as_str().expect("group conv").to_owned();
+        assert!(conv.starts_with('#'));
+        let invitation = to(&out, "mq/in/bob/d")[0];
+        assert_eq!(
+            (invitation["action"].as_str(), invitation["name"].as_str()),
+            (Some("invited"), Some("Team"))
+        );
+        let out = f.send_together(&[
+            ("bob", json!({"type": "group-join", "id": "0a03zkqvpmqj1", "conv": conv, "action": "accept"})),
+            ("carol", json!({"type": "group-join", "id": "0a03zkqvpmqj2", "conv": conv, "action": "accept"})),
+        ]);
+        assert_eq!(
+            out.iter()
+                .filter(|(t, v)| t.ends_with("/r/phone") && v["type"] == "ack")
+                .count(),
+            2,
+            "both accepts land: {out:?}"
+        );
+        conv
+    }
+
+    fn info(f: &mut Fixture, user: &str, conv: &str) -> Value {
+        let out = f.send(
+            user,
+            json!({"type": "group-info", "id": "0a03zkqvpmqi1", "conv": conv}),
+        );
+        out[0].1.clone()
+    }
+
+    #[test]
+    fn create_invite_accept_and_fan_out() {
+        let mut f = Fixture::new();
+        let conv = team(&mut f);
+        let roster = info(&mut f, "bob", &conv);
+        assert_eq!(roster["type"], "group-info-result");
+        let members: Vec<(&str, &str)> = roster["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .map(|m| {
+                (
+                    m["user"].as_str().unwrap_or(""),
+                    m["role"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(
+            members,
+            vec![("alice", "owner"), ("bob", "member"), ("carol", "member")]
+        );
+
+        let out = f.send("bob", msg("0a03zkqvpmqm1", &conv, "hello team"));
+        for user in ["alice", "bob", "carol"] {
+            let got = to(&out, &format!("mq/in/{user}/d"));
+            assert_eq!(got.len(), 1, "{user}: {out:?}");
+            assert_eq!(
+                (got[0]["from"].as_str(), got[0]["conv"].as_str()),
+                (Some("bob"), Some(conv.as_str()))
+            );
+        }
+        assert!(to(&out, "mq/in/dave/d").is_empty());
+
+        // Every member pages the same ordered history from their joining on.
+        let page = |f: &mut Fixture, user: &str| -> Vec<(u64, String)> {
+            let out = f.send(
+                user,
+                json!({"type": "history", "id": "0a03zkqvpmqh1", "conv": conv, "after": 0}),
+            );
+            out[0].1["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .map(|e| {
+                    (
+                        e["seq"].as_u64().unwrap_or(0),
+                        e["action"]
+                            .as_str()
+                            .or(e["text"].as_str())
+                            .unwrap_or("")
+                            .to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let alice = page(&mut f, "alice");
+        assert_eq!(
+            alice.iter().map(|(_, a)| a.as_str()).collect::<Vec<_>>(),
+            vec![
+                "created",
+                "invited",
+                "invited",
+                "joined",
+                "joined",
+                "hello team"
+            ]
+        );
+        let bob = page(&mut f, "bob");
+        assert_eq!(bob, alice[3..].to_vec(), "bob reads from his joining on");
+    }
+
+    #[test]
+    fn typing_and_markers_in_groups() {
+        let mut f = Fixture::new();
+        let conv = team(&mut f);
+        let out = f.send(
+            "bob",
+            json!({"type": "chat-state", "conv": conv, "state": "composing"}),
+        );
+        let mut topics: Vec<&str> = out.iter().map(|(t, _)| t.as_str()).collect();
+        topics.sort();
+        assert_eq!(topics, vec!["mq/in/alice/e", "mq/in/carol/e"]);
+        let out = f.send("alice", msg("0a03zkqvpmqm1", &conv, "who climbs Saturday?"));
+        let seq = out[0].1["seq"].as_u64().expect("seq");
+        // carol reads: only the author (alice) and carol's own devices hear of it.
+        let out = f.send("carol", json!({"type": "read", "conv": conv, "up-to": seq}));
+        let mut topics: Vec<&str> = out.iter().map(|(t, _)| t.as_str()).collect();
+        topics.sort();
+        assert_eq!(topics, vec!["mq/in/alice/d", "mq/in/carol/d"], "{out:?}");
+        assert_eq!(to(&out, "mq/in/alice/d")[0]["from"], "carol");
+        let roster = info(&mut f, "alice", &conv);
+        let read_by = roster["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .filter(|m| m["read"].as_u64() >= Some(seq))
+            .count();
+        assert_eq!(
+            read_by, 1,
+            "read by 1 of 3 (the author's own marker does not count)"
+        );
+    }
+
+    #[test]
+    fn outsiders_and_removed_members_are_refused_and_hear_nothing() {
+        let mut f = Fixture::new();
+        let conv = team(&mut f);
+        let out = f.send("dave", msg("0a03zkqvpmqm1", &conv, "let me in"));
+        assert_eq!((out.len(), out[0].1["code"].as_u64()), (1, Some(7)));
+        let out = f.send(
+            "dave",
+            json!({"type": "group-info", "id": "0a03zkqvpmqi1", "conv": conv}),
+        );
+        assert_eq!(out[0].1["code"], 7);
+        let out = f.send(
+            "dave",
+            json!({"type": "history", "id": "0a03zkqvpmqh1", "conv": conv}),
+        );
+        assert_eq!(out[0].1["code"], 7);
+        // A member tries admin actions.
+        let out = f.send("bob", json!({"type": "group-admin", "id": "0a03zkqvpmqa1", "conv": conv, "action": "remove", "user": "carol"}));
+        assert_eq!(out[0].1["code"], 7);
+        let out = f.send("bob", json!({"type": "group-admin", "id": "0a03zkqvpmqa2", "conv": conv, "action": "role", "user": "bob", "role": "admin"}));
+        assert_eq!(out[0].1["code"], 7);
+        // The owner removes carol: she learns it, then hears nothing more and cannot send.
+        let out = f.send("alice", json!({"type": "group-admin", "id": "0a03zkqvpmqa3", "conv": conv, "action": "remove", "user": "carol"}));
+        assert_eq!(to(&out, "mq/in/carol/d")[0]["action"], "removed");
+        let out = f.send("bob", msg("0a03zkqvpmqm2", &conv, "without carol"));
+        assert!(to(&out, "mq/in/carol/d").is_empty(), "{out:?}");
+        let out = f.send("carol", msg("0a03zkqvpmqm3", &conv, "still here?"));
+        assert_eq!(out[0].1["code"], 7);
+        let out = f.send(
+            "carol",
+            json!({"type": "chat-state", "conv": conv, "state": "composing"}),
+        );
+        assert_eq!(out[0].1["code"], 7);
+        // Group events cannot be forged by anyone.
+        let out = f.send(
+            "alice",
+            json!({"type": "group-event", "conv": conv, "action": "joined", "user": "dave"}),
+        );
+        assert_eq!(out[0].1["code"], 4);
+    }
+
+    #[test]
+    fn roles_ownership_profile_leave_and_delete() {
+        let mut f = Fixture::new();
+        let conv = team(&mut f);
+        let admin = |action: &str, user: Option<&str>| {
+            let mut p = json!({"type": "group-admin", "id": "0a03zkqvpmqb1", "conv": conv, "action": action});
+            if let Some(u) = user {
+                p["user"] = json!(u);
+            }
+            p
+        };
+        let mut next_id = 10;
+        let mut send_admin = |f: &mut Fixture, who: &str, mut p: Value| {
+            next_id += 1;
+            p["id"] = json!(format!("0a03zkqvpmq{next_id}"));
+            f.send(who, p)
+        };
+        let mut promote = admin("role", Some("bob"));
+        promote["role"] = json!("admin");
+        let out = send_admin(&mut f, "alice", promote);
+        assert_eq!(to(&out, "mq/in/carol/d")[0]["action"], "role");
+        // bob, now admin, invites dave; dave declines; bob invites erin; erin accepts.
+        send_admin(&mut f, "bob", admin("invite", Some("dave")));
+        let out = f.send(
+            "dave",
+            json!({"type": "group-join", "id": "0a03zkqvpmqd1", "conv": conv, "action": "decline"}),
+        );
+        assert_eq!(to(&out, "mq/in/dave/d")[0]["action"], "declined");
+        let out = send_admin(&mut f, "bob", admin("invite", Some("erin")));
+        assert_eq!(to(&out, "mq/in/erin/d")[0]["action"], "invited");
+        let out = send_admin(&mut f, "bob", admin("invite", Some("erin")));
+        assert_eq!(out[0].1["code"], 9, "already invited");
+        // bob may not remove alice; alice transfers ownership to bob.
+        let out = send_admin(&mut f, "bob", admin("remove", Some("alice")));
+        assert_eq!(out[0].1["code"], 7);
+        let out = f.send(
+            "alice",
+            json!({"type": "group-join", "id": "0a03zkqvpmqd2", "conv": conv, "action": "leave"}),
+        );
+        assert_eq!(out[0].1["code"], 7, "the owner cannot just leave");
+        send_admin(&mut f, "alice", admin("transfer", Some("bob")));
+        let roster = info(&mut f, "carol", &conv);
+        let role = |u: &str| {
+            roster["members"]
+                .as_array()
+                .expect("m")
+                .iter()
+                .find(|m| m["user"] == u)
+                .map(|m| m["role"].clone())
+        };
+        assert_eq!(
+            (role("bob"), role("alice")),
+            (Some(json!("owner")), Some(json!("admin")))
+        );
+        let mut rename = admin("update", None);
+        rename["name"] = json!("Climbers");
+        send_admin(&mut f, "alice", rename);
+        assert_eq!(info(&mut f, "carol", &conv)["name"], "Climbers");
+        let out = f.send(
+            "carol",
+            json!({"type": "group-join", "id": "0a03zkqvpmqd3", "conv": conv, "action": "leave"}),
+        );
+        assert_eq!(to(&out, "mq/in/carol/d")[0]["action"], "left");
+        let out = send_admin(&mut f, "alice", admin("delete", None));
+        assert_eq!(out[0].1["code"], 7, "only the owner deletes");
+        let out = send_admin(&mut f, "bob", admin("delete", None));
+        assert_eq!(to(&out, "mq/in/alice/d")[0]["action"], "deleted");
+        let out = f.send("alice", msg("0a03zkqvpmqm9", &conv, "anyone?"));
+        assert_eq!(out[0].1["code"], 8, "a deleted group is gone");
+    }
+
+    #[test]
+    fn resent_requests_are_answered_once_and_size_is_limited() {
+        let mut f = Fixture::new();
+        f.engine = Engine::new(HubConfig {
+            max_group_members: 3,
+            ..HubConfig::default()
+        });
+        let create = json!({"type": "group-create", "id": "0a03zkqvpmqg1", "name": "Small", "invite": ["bob"]});
+        let first = f.send("alice", create.clone());
+        let again = f.send("alice", create);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].1["duplicate"], true);
+        assert_eq!(
+            again[0].1["conv"],
+            first
+                .iter()
+                .find(|(t, _)| t.ends_with("/r/phone"))
+                .expect("ack")
+                .1["conv"]
+        );
+        let conv = again[0].1["conv"].as_str().expect("conv").to_owned();
+        let invite = |u: &str, id: &str| json!({"type": "group-admin", "id": id, "conv": conv, "action": "invite", "user": u});
+        let out = f.send("alice", invite("carol", "0a03zkqvpmqa1"));
+        assert_eq!(out.last().expect("ack").1["type"], "ack");
+        let out = f.send("alice", invite("dave", "0a03zkqvpmqa2"));
+        assert_eq!(out[0].1["code"], 32, "group-full");
+        let too_many = json!({"type": "group-create", "id": "0a03zkqvpmqg2", "name": "Big", "invite": ["bob", "carol", "dave"]});
+        assert_eq!(f.send("alice", too_many)[0].1["code"], 32);
+    }
+
+    #[test]
+    fn sync_lists_groups_with_their_names() {
+        let mut f = Fixture::new();
+        let conv = team(&mut f);
+        f.send("alice", msg("0a03zkqvpmqm1", &conv, "hi all"));
+        let out = f.send("carol", json!({"type": "sync", "id": "0a03zkqvpmqs9"}));
+        let entries = out[0].1["conversations"].as_array().expect("entries");
+        let group = entries
+            .iter()
+            .find(|e| e["conv"] == conv.as_str())
+            .expect("the group is listed");
+        assert_eq!(
+            (group["last"]["text"].as_str(), group["unread"].as_u64()),
+            (Some("hi all"), Some(1))
+        );
+    }
 }

@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub session_expiry_secs: u64,
     /// `full` (every commit synced to disk) or `normal` (survives a process crash only).
     pub durability: Durability,
+    /// The most members (and invited users) of one group.
+    pub max_group_members: usize,
 }
 
 /// The store's durability setting.
@@ -49,6 +51,7 @@ impl Default for ServerConfig {
             max_queue: 1000,
             session_expiry_secs: 7 * 24 * 3600,
             durability: Durability::Full,
+            max_group_members: 1000,
         }
     }
 }

@@ -97,6 +97,7 @@ impl Server {
         let engine = Engine::new(HubConfig {
             root: root.clone(),
             max_payload: config.max_payload,
+            max_group_members: config.max_group_members,
             ..HubConfig::default()
         });
         let link = link::Link::start(broker.internal_addr(), &hub, engine, store)

@@ -104,4 +104,30 @@ impl TestServer {
     pub async fn stop(self) {
         self.server.shutdown().await;
     }
+
+    /// Starts a server on fresh storage with settings adjusted by `adjust` (a small broker
+    /// queue, say); the storage and listeners are the test server's whatever it sets.
+    pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut config = ServerConfig::default();
+        adjust(&mut config);
+        let config = ServerConfig {
+            data_dir: dir.path().to_owned(),
+            listen_tcp: Some(([127, 0, 0, 1], 0).into()),
+            listen_ws: Some(([127, 0, 0, 1], 0).into()),
+            durability: config::Durability::Normal,
+            ..config
+        };
+        let server = Server::start(&config).await?;
+        Ok(Self {
+            server,
+            config,
+            _dir: dir,
+        })
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
 }

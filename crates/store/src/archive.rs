@@ -6,8 +6,8 @@
 //! sequence number of their conversation and recorded in the outbox until the hub has
 //! handed them to the broker.
 
-use mqchat_proto::body::ContactState;
-use mqchat_proto::{DeviceId, MessageId, PacketKind, UserId};
+use mqchat_proto::body::{ContactState, Role};
+use mqchat_proto::{DeviceId, GroupId, MessageId, PacketKind, UserId};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use crate::StoreError;
@@ -28,6 +28,36 @@ pub struct ConversationRow {
     pub last_ts: Option<u64>,
     /// First sequence number still kept.
     pub first_seq: u64,
+    /// The group id, for a group conversation.
+    pub group: Option<GroupId>,
+    /// A deleted group: no more events.
+    pub deleted: bool,
+    /// A group whose new members read the whole history.
+    pub history_all: bool,
+}
+
+/// A group's profile.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct GroupProfile {
+    /// Name.
+    pub name: String,
+    /// Avatar reference.
+    pub avatar: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Whether new members read the whole history (else from their joining on).
+    pub history_all: bool,
+}
+
+/// A participant's membership state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Membership {
+    /// A member (every participant of a direct conversation is one).
+    Member = 0,
+    /// Invited to a group, not answered yet.
+    Invited = 1,
+    /// Left, removed, declined, or the group was deleted.
+    Former = 2,
 }
 
 /// One user's side of a conversation.
@@ -45,6 +75,14 @@ pub struct ParticipantRow {
     pub contact: ContactState,
     /// Change token of the last change.
     pub change: u64,
+    /// Role in a group.
+    pub role: Role,
+    /// Membership state.
+    pub state: Membership,
+    /// Sequence number of the event that made them a member (or invited them).
+    pub since: u64,
+    /// Sequence number of the event that ended their membership.
+    pub until: Option<u64>,
 }
 
 /// A stored event.
@@ -60,8 +98,8 @@ pub struct EventRow {
     pub sender: UserId,
     /// Sending device.
     pub sender_device: DeviceId,
-    /// The sender's message id.
-    pub client_id: MessageId,
+    /// The sender's message id (none for events the hub makes).
+    pub client_id: Option<MessageId>,
     /// Packet type.
     pub kind: PacketKind,
     /// The packet as accepted (hub-only envelope fields removed).
@@ -124,8 +162,11 @@ fn contact_state(v: i64) -> ContactState {
     }
 }
 
-const PARTICIPANT_COLS: &str = "p.user_id, p.peer, p.delivered, p.read, p.contact, p.change";
-const CONVERSATION_COLS: &str = "c.id, c.last_seq, c.last_ts, c.first_seq";
+const PARTICIPANT_COLS: &str = "p.user_id, p.peer, p.delivered, p.read, p.contact, p.change, p.role, p.state, p.since_seq, p.until_seq";
+const PARTICIPANT_N: usize = 10;
+const CONVERSATION_COLS: &str =
+    "c.id, c.last_seq, c.last_ts, c.first_seq, c.group_id, c.deleted, c.history_all";
+const CONVERSATION_N: usize = 7;
 const EVENT_COLS: &str = "conv, seq, ts, sender, sender_device, client_id, kind, packet";
 
 fn participant(row: &Row<'_>, at: usize) -> rusqlite::Result<ParticipantRow> {
@@ -137,6 +178,14 @@ fn participant(row: &Row<'_>, at: usize) -> rusqlite::Result<ParticipantRow> {
         read: u(row.get(at + 3)?),
         contact: contact_state(row.get(at + 4)?),
         change: u(row.get(at + 5)?),
+        role: Role::from_index(usize::try_from(row.get::<_, i64>(at + 6)?).unwrap_or(0)),
+        state: match row.get::<_, i64>(at + 7)? {
+            1 => Membership::Invited,
+            2 => Membership::Former,
+            _ => Membership::Member,
+        },
+        since: u(row.get(at + 8)?),
+        until: row.get::<_, Option<i64>>(at + 9)?.map(u),
     })
 }
 
@@ -146,6 +195,11 @@ fn conversation(row: &Row<'_>, at: usize) -> rusqlite::Result<ConversationRow> {
         last_seq: u(row.get(at + 1)?),
         last_ts: row.get::<_, Option<i64>>(at + 2)?.map(u),
         first_seq: u(row.get(at + 3)?),
+        group: row
+            .get::<_, Option<String>>(at + 4)?
+            .and_then(|g| GroupId::parse(&g).ok()),
+        deleted: row.get(at + 5)?,
+        history_all: row.get(at + 6)?,
     })
 }
 
@@ -160,7 +214,10 @@ fn event(row: &Row<'_>) -> rusqlite::Result<EventRow> {
         ts: u(row.get(2)?),
         sender: user_col(row, 3)?,
         sender_device: DeviceId::parse(&device).map_err(|e| bad(4, e.to_string()))?,
-        client_id: MessageId::new(u(row.get(5)?)).map_err(|e| bad(5, e.to_string()))?,
+        client_id: row
+            .get::<_, Option<i64>>(5)?
+            .map(|id| MessageId::new(u(id)).map_err(|e| bad(5, e.to_string())))
+            .transpose()?,
         kind: PacketKind(u32::try_from(row.get::<_, i64>(6)?).unwrap_or(0)),
         packet: row.get(7)?,
     })
@@ -280,6 +337,9 @@ impl<'c> Tx<'c> {
             last_seq: 0,
             last_ts: None,
             first_seq: 1,
+            group: None,
+            deleted: false,
+            history_all: false,
         }))
     }
 
@@ -344,7 +404,7 @@ impl<'c> Tx<'c> {
         ts: u64,
         sender: &UserId,
         device: &DeviceId,
-        id: MessageId,
+        id: Option<MessageId>,
         kind: PacketKind,
         packet: &[u8],
     ) -> Result<u64, StoreError> {
@@ -362,7 +422,7 @@ impl<'c> Tx<'c> {
                 i(ts),
                 sender.as_str(),
                 device.as_str(),
-                i(id.get()),
+                id.map(|id| i(id.get())),
                 i64::from(kind.0),
                 packet
             ])?;
@@ -463,7 +523,7 @@ impl<'c> Tx<'c> {
         };
         let mut stmt = self.tx.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![user.as_str(), i(bound), limit as i64 + 1], |r| {
-            Ok((participant(r, 0)?, conversation(r, 6)?))
+            Ok((participant(r, 0)?, conversation(r, PARTICIPANT_N)?))
         })?;
         let mut out: Vec<_> = rows.collect::<Result<_, _>>()?;
         let more = out.len() > limit;
@@ -473,10 +533,13 @@ impl<'c> Tx<'c> {
 
     /// A page of events, in ascending sequence order, and whether more remain in the
     /// direction asked.
+    /// Only events within `window` (first and last sequence number the reader may see)
+    /// are considered.
     pub fn events(
         &self,
         conv: ConvId,
         position: Position,
+        window: (u64, u64),
         limit: usize,
     ) -> Result<(Vec<EventRow>, bool), StoreError> {
         let (sql, bound, backward) = match position {
@@ -485,9 +548,12 @@ impl<'c> Tx<'c> {
             Position::Before(seq) => ("seq < ?2 ORDER BY seq DESC", i(seq), true),
         };
         let mut stmt = self.tx.prepare_cached(&format!(
-            "SELECT {EVENT_COLS} FROM events WHERE conv = ?1 AND {sql} LIMIT ?3"
+            "SELECT {EVENT_COLS} FROM events WHERE conv = ?1 AND seq >= ?4 AND seq <= ?5 AND {sql} LIMIT ?3"
         ))?;
-        let rows = stmt.query_map(params![conv, bound, limit as i64 + 1], event)?;
+        let rows = stmt.query_map(
+            params![conv, bound, limit as i64 + 1, i(window.0), i(window.1)],
+            event,
+        )?;
         let mut out: Vec<EventRow> = rows.collect::<Result<_, _>>()?;
         let more = out.len() > limit;
         out.truncate(limit);
@@ -508,15 +574,141 @@ impl<'c> Tx<'c> {
             .optional()?)
     }
 
-    /// Events in `conv` after `read` sent by someone other than `user`.
-    pub fn unread(&self, conv: ConvId, user: &UserId, read: u64) -> Result<u64, StoreError> {
+    /// Events in `conv` after `read`, up to `until`, sent by someone other than `user`, not
+    /// counting events of type `except` (the hub's own group events).
+    pub fn unread(
+        &self,
+        conv: ConvId,
+        user: &UserId,
+        read: u64,
+        until: u64,
+        except: PacketKind,
+    ) -> Result<u64, StoreError> {
         let n: i64 = self
             .tx
             .prepare_cached(
-                "SELECT COUNT(*) FROM events WHERE conv = ?1 AND seq > ?2 AND sender <> ?3",
+                "SELECT COUNT(*) FROM events
+                 WHERE conv = ?1 AND seq > ?2 AND seq <= ?4 AND sender <> ?3 AND kind <> ?5",
             )?
-            .query_row(params![conv, i(read), user.as_str()], |r| r.get(0))?;
+            .query_row(
+                params![conv, i(read), user.as_str(), i(until), i64::from(except.0)],
+                |r| r.get(0),
+            )?;
         Ok(u(n))
+    }
+
+    /// The distinct senders of the events in `(after, up_to]`, other than `except`: the
+    /// authors a member's moving marker concerns.
+    /// Events of type `skip` (the hub's own group events) have no author to tell.
+    pub fn authors(
+        &self,
+        conv: ConvId,
+        after: u64,
+        up_to: u64,
+        except: &UserId,
+        skip: PacketKind,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT DISTINCT sender FROM events
+             WHERE conv = ?1 AND seq > ?2 AND seq <= ?3 AND sender <> ?4 AND kind <> ?5 ORDER BY sender",
+        )?;
+        let rows = stmt.query_map(
+            params![conv, i(after), i(up_to), except.as_str(), i64::from(skip.0)],
+            |r| user_col(r, 0),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Creates a group conversation (no participants yet).
+    pub fn create_group(
+        &self,
+        group: &GroupId,
+        profile: &GroupProfile,
+    ) -> Result<ConversationRow, StoreError> {
+        let id: ConvId = self.tx.query_row(
+            "INSERT INTO conversations (group_id, name, avatar, description, history_all) VALUES (?1, ?2, ?3, ?4, ?5)
+             RETURNING id",
+            params![group.as_str(), profile.name, profile.avatar, profile.description, profile.history_all],
+            |r| r.get(0),
+        )?;
+        Ok(ConversationRow {
+            id,
+            last_seq: 0,
+            last_ts: None,
+            first_seq: 1,
+            group: Some(group.clone()),
+            deleted: false,
+            history_all: profile.history_all,
+        })
+    }
+
+    /// A group conversation and its profile.
+    pub fn group(
+        &self,
+        group: &GroupId,
+    ) -> Result<Option<(ConversationRow, GroupProfile)>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT {CONVERSATION_COLS}, c.name, c.avatar, c.description, c.history_all FROM conversations c
+                 WHERE group_id = ?1"
+            ))?
+            .query_row([group.as_str()], |r| {
+                Ok((
+                    conversation(r, 0)?,
+                    GroupProfile {
+                        name: r.get::<_, Option<String>>(CONVERSATION_N)?.unwrap_or_default(),
+                        avatar: r.get(CONVERSATION_N + 1)?,
+                        description: r.get(CONVERSATION_N + 2)?,
+                        history_all: r.get(CONVERSATION_N + 3)?,
+                    },
+                ))
+            })
+            .optional()?)
+    }
+
+    /// Replaces a group's profile.
+    pub fn set_group_profile(
+        &self,
+        conv: ConvId,
+        profile: &GroupProfile,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "UPDATE conversations SET name = ?2, avatar = ?3, description = ?4, history_all = ?5 WHERE id = ?1",
+            )?
+            .execute(params![conv, profile.name, profile.avatar, profile.description, profile.history_all])?;
+        Ok(())
+    }
+
+    /// Marks a group deleted.
+    pub fn delete_group(&self, conv: ConvId) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE conversations SET deleted = 1 WHERE id = ?1")?
+            .execute([conv])?;
+        self.touch(conv)
+    }
+
+    /// Sets a user's membership of a group (adding them as a participant if needed) and
+    /// marks the conversation changed.
+    pub fn set_membership(
+        &self,
+        conv: ConvId,
+        user: &UserId,
+        role: Role,
+        state: Membership,
+        since: u64,
+        until: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let change = self.next_change()?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO participants (user_id, conv, role, state, since_seq, until_seq, change)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (user_id, conv) DO UPDATE SET role = ?3, state = ?4, since_seq = ?5, until_seq = ?6",
+            )?
+            .execute(params![user.as_str(), conv, role as i64, state as i64, i(since), until.map(i), i(change)])?;
+        self.touch(conv)
     }
 
     /// Events still waiting in the outbox, oldest first.
@@ -544,6 +736,8 @@ impl<'c> Tx<'c> {
 mod tests {
     use super::*;
     use crate::test_store;
+
+    const ALL: (u64, u64) = (0, u64::MAX >> 1);
 
     fn user(s: &str) -> UserId {
         UserId::parse(s).expect("valid")
@@ -603,7 +797,7 @@ mod tests {
                     1000 + n,
                     &user("alice"),
                     &phone,
-                    id,
+                    Some(id),
                     PacketKind::MESSAGE,
                     &[0xa0],
                 )
@@ -619,7 +813,7 @@ mod tests {
             1,
             &user("alice"),
             &phone,
-            MessageId::new(103).expect("valid"),
+            MessageId::new(103).ok(),
             PacketKind::MESSAGE,
             &[],
         );
@@ -628,30 +822,41 @@ mod tests {
             (events.iter().map(|e| e.seq).collect::<Vec<_>>(), more)
         };
         assert_eq!(
-            seqs(tx.events(conv, Position::After(1), 2).expect("page")),
+            seqs(tx.events(conv, Position::After(1), ALL, 2).expect("page")),
             (vec![2, 3], true)
         );
         assert_eq!(
-            seqs(tx.events(conv, Position::After(3), 5).expect("page")),
+            seqs(tx.events(conv, Position::After(3), ALL, 5).expect("page")),
             (vec![4, 5], false)
         );
         assert_eq!(
             seqs(
-                tx.events(conv, Position::Before(u64::MAX), 2)
+                tx.events(conv, Position::Before(u64::MAX), ALL, 2)
                     .expect("page")
             ),
             (vec![4, 5], true)
         );
         assert_eq!(
-            seqs(tx.events(conv, Position::Before(2), 5).expect("page")),
+            seqs(tx.events(conv, Position::Before(2), ALL, 5).expect("page")),
             (vec![1], false)
         );
         assert_eq!(
-            seqs(tx.events(conv, Position::Since(1004), 5).expect("page")),
+            seqs(
+                tx.events(conv, Position::Since(1004), ALL, 5)
+                    .expect("page")
+            ),
             (vec![4, 5], false)
         );
-        assert_eq!(tx.unread(conv, &user("bob"), 2).expect("count"), 3);
-        assert_eq!(tx.unread(conv, &user("alice"), 0).expect("count"), 0);
+        assert_eq!(
+            tx.unread(conv, &user("bob"), 2, u64::MAX >> 1, PacketKind(33))
+                .expect("count"),
+            3
+        );
+        assert_eq!(
+            tx.unread(conv, &user("alice"), 0, u64::MAX >> 1, PacketKind(33))
+                .expect("count"),
+            0
+        );
         assert_eq!(tx.outbox(10).expect("outbox").len(), 5);
         tx.outbox_done(&[(conv, 1), (conv, 2)]).expect("done");
         assert_eq!(
@@ -760,5 +965,97 @@ mod tests {
                 .may_see_presence(&user("alice"), &user("alice"))
                 .expect("query")
         );
+    }
+
+    #[test]
+    fn group_membership_and_windows() {
+        let (_dir, mut store) = setup();
+        let tx = store.transaction().expect("tx");
+        let gid = GroupId::parse("g1").expect("valid");
+        let profile = GroupProfile {
+            name: "Team".into(),
+            ..GroupProfile::default()
+        };
+        let conv = tx.create_group(&gid, &profile).expect("create").id;
+        let phone = DeviceId::parse("phone").expect("valid");
+        tx.set_membership(
+            conv,
+            &user("alice"),
+            Role::Owner,
+            Membership::Member,
+            1,
+            None,
+        )
+        .expect("owner");
+        for n in 1..=4 {
+            tx.append(
+                conv,
+                n,
+                &user("alice"),
+                &phone,
+                None,
+                PacketKind::MESSAGE,
+                &[0xa0],
+            )
+            .expect("append");
+        }
+        tx.set_membership(
+            conv,
+            &user("bob"),
+            Role::Member,
+            Membership::Member,
+            3,
+            None,
+        )
+        .expect("bob");
+        let (found, got) = tx.group(&gid).expect("query").expect("exists");
+        assert_eq!(
+            (found.id, found.last_seq, got.name.as_str()),
+            (conv, 4, "Team")
+        );
+        let bob = tx
+            .participant(conv, &user("bob"))
+            .expect("query")
+            .expect("bob");
+        assert_eq!(
+            (bob.role, bob.state, bob.since),
+            (Role::Member, Membership::Member, 3)
+        );
+        let (events, _) = tx
+            .events(conv, Position::After(0), (bob.since, u64::MAX >> 1), 10)
+            .expect("page");
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(
+            events[0].client_id, None,
+            "hub-made events have no client id"
+        );
+        assert_eq!(
+            tx.authors(conv, 0, 4, &user("bob"), PacketKind(33))
+                .expect("authors"),
+            vec![user("alice")]
+        );
+        assert!(
+            tx.authors(conv, 0, 4, &user("alice"), PacketKind(33))
+                .expect("authors")
+                .is_empty()
+        );
+        tx.set_membership(
+            conv,
+            &user("bob"),
+            Role::Member,
+            Membership::Former,
+            3,
+            Some(4),
+        )
+        .expect("leave");
+        assert_eq!(
+            tx.participant(conv, &user("bob"))
+                .expect("query")
+                .expect("bob")
+                .until,
+            Some(4)
+        );
+        tx.delete_group(conv).expect("delete");
+        assert!(tx.group(&gid).expect("query").expect("exists").0.deleted);
     }
 }

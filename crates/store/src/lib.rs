@@ -15,7 +15,9 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use account::{AuthFailure, DeviceRecord, UserRecord};
-pub use archive::{ConvId, ConversationRow, EventRow, ParticipantRow, ProfileRow, Tx};
+pub use archive::{
+    ConvId, ConversationRow, EventRow, GroupProfile, Membership, ParticipantRow, ProfileRow, Tx,
+};
 
 /// How a store failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +59,10 @@ pub enum Durability {
     Normal,
 }
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_groups.sql"),
+];
 
 /// A connection to the store.
 #[derive(Debug)]
