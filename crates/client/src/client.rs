@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use mqchat_proto::body::{
@@ -14,10 +14,11 @@ use mqchat_proto::{ConversationRef, DeviceId, DeviceIdentity, Packet, UserId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::ClientConfig;
-use crate::driver::{self, Command, Reply};
+use crate::driver::{self, Command, FinalState, Reply};
 use crate::error::Error;
 use crate::event::{Event, Sent};
 use crate::session::Answer;
+use crate::state::SyncState;
 
 /// A connected device. Cheap to clone; every clone talks over the same connection.
 ///
@@ -32,6 +33,7 @@ pub struct Client {
 struct Shared {
     commands: mpsc::UnboundedSender<Command>,
     identity: DeviceIdentity,
+    final_state: FinalState,
 }
 
 impl fmt::Debug for Client {
@@ -51,9 +53,14 @@ impl Client {
     /// Must be called within a tokio runtime: the client runs two tasks on it.
     pub async fn connect(config: ClientConfig) -> Result<(Client, Events), Error> {
         let identity = config.identity.clone();
-        let (commands, events) = driver::start(config).await?;
+        let final_state = Arc::new(Mutex::new(None));
+        let (commands, events) = driver::start(config, final_state.clone()).await?;
         let client = Client {
-            shared: Arc::new(Shared { commands, identity }),
+            shared: Arc::new(Shared {
+                commands,
+                identity,
+                final_state,
+            }),
         };
         Ok((client, Events { events }))
     }
@@ -230,15 +237,36 @@ impl Client {
         self.call(|reply| Command::SetActive(active, reply)).await
     }
 
+    /// Where this device stands with the hub, for an application with storage to keep
+    /// and pass to [`ClientConfig::resume`] after a restart. It covers every event already
+    /// queued on [`Events`] when it returns: save it once those are handled (for instance,
+    /// read [`Events::try_next`] until it returns `None`, then save). [`Client::close`]
+    /// returns the final one.
+    pub async fn sync_state(&self) -> Result<SyncState, Error> {
+        self.call(Command::State).await
+    }
+
     /// Closes the connection properly: publishes this device's presence as offline (with
     /// its last-active time), sends DISCONNECT and drops the connection once it is written.
-    /// Calls still waiting fail with [`Error::is_closed`]. Other clones of this client are
-    /// closed too.
-    pub async fn close(self) -> Result<(), Error> {
+    /// Calls still waiting fail with [`Error::is_closed`] (events sent and not yet
+    /// confirmed may be stored or not: send them again with the same id to be sure). Other
+    /// clones of this client are closed too.
+    ///
+    /// Returns where the device stood, covering exactly the events delivered on
+    /// [`Events`] before it ends: keep it for [`ClientConfig::resume`].
+    pub async fn close(self) -> Result<SyncState, Error> {
         match self.call(Command::Close).await {
-            Err(e) if e.is_closed() => Ok(()),
-            other => other,
+            Ok(()) => {}
+            Err(e) if e.is_closed() => {}
+            Err(e) => return Err(e),
         }
+        let state = self
+            .shared
+            .final_state
+            .lock()
+            .ok()
+            .and_then(|slot| slot.clone());
+        Ok(state.unwrap_or_default())
     }
 }
 

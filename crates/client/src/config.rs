@@ -7,6 +7,7 @@ use mqchat_proto::body::{Availability, Presence};
 use mqchat_proto::{DeviceId, DeviceIdentity, MessageId, Registry, TopicRoot, UserId};
 
 use crate::error::Error;
+use crate::state::SyncState;
 
 /// Where the broker listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +111,7 @@ pub struct ClientConfig {
     pub(crate) catch_up: bool,
     pub(crate) max_packet_size: u32,
     pub(crate) ids_after: Option<MessageId>,
+    pub(crate) resume: Option<SyncState>,
 }
 
 impl ClientConfig {
@@ -141,6 +143,7 @@ impl ClientConfig {
             catch_up: true,
             max_packet_size: 16 * 1024 * 1024,
             ids_after: None,
+            resume: None,
         })
     }
 
@@ -243,6 +246,20 @@ impl ClientConfig {
     /// the device's clock does. Default: ids from the clock alone.
     pub fn ids_after(mut self, last: MessageId) -> Self {
         self.ids_after = Some(last);
+        self
+    }
+
+    /// Continues from where the device stood when it last ran ([`Client::close`] returns it,
+    /// [`Client::sync_state`] reads it): the first connection catches up from there (spec
+    /// section 13), so nothing the device missed meanwhile is lost, even what the broker
+    /// did not keep, and nothing it had is delivered again. Also makes message ids greater
+    /// than the last one it used. Default: a device that knows nothing, whose first
+    /// connection is its starting point.
+    ///
+    /// [`Client::close`]: crate::Client::close
+    /// [`Client::sync_state`]: crate::Client::sync_state
+    pub fn resume(mut self, state: SyncState) -> Self {
+        self.resume = Some(state);
         self
     }
 

@@ -10,6 +10,7 @@
 //! [`Client`]: crate::Client
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mqchat_proto::body::{History, Presence, Profile, State, Sync};
@@ -26,6 +27,10 @@ use crate::connection::{self, NetEvent};
 use crate::error::{Error, Kind};
 use crate::event::Event;
 use crate::session::{Answer, Now, Output, Qos, Readiness, Session, Settings, Transmit};
+use crate::state::SyncState;
+
+/// Where the session stood when it ended, for `Client::close` to return.
+pub(crate) type FinalState = Arc<Mutex<Option<SyncState>>>;
 
 /// Room in rumqttc's request channel.
 const REQUEST_CAPACITY: usize = 256;
@@ -66,6 +71,8 @@ pub(crate) enum Command {
     History(ConversationRef, History, Reply<Answer>),
     /// Ask what changed.
     Sync(Sync, Reply<Answer>),
+    /// Read where the device stands.
+    State(Reply<SyncState>),
     /// Close the connection.
     Close(Reply<()>),
 }
@@ -88,6 +95,7 @@ enum Request {
 /// Starts the two tasks and waits for the first connection to be ready.
 pub(crate) async fn start(
     config: ClientConfig,
+    final_state: FinalState,
 ) -> Result<
     (
         mpsc::UnboundedSender<Command>,
@@ -106,6 +114,7 @@ pub(crate) async fn start(
         catch_up: config.catch_up,
         presence: config.presence.clone(),
         ids_after: config.ids_after,
+        resume: config.resume.clone(),
     });
     let options = mqtt_options(&config, session.will());
     let (mqtt, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
@@ -128,6 +137,7 @@ pub(crate) async fn start(
         ready: Some(ready_tx),
         closing: None,
         close_replies: Vec::new(),
+        final_state,
     };
     tokio::spawn(driver.run());
     match tokio::time::timeout(config.connect_timeout, ready_rx).await {
@@ -217,6 +227,7 @@ struct Driver {
     /// Closing: until when to wait for the DISCONNECT to be written.
     closing: Option<Instant>,
     close_replies: Vec<Reply<()>>,
+    final_state: FinalState,
 }
 
 impl Driver {
@@ -373,6 +384,9 @@ impl Driver {
             Command::SetActive(active, reply) => {
                 let _ = reply.send(session.set_active(active, now));
             }
+            Command::State(reply) => {
+                let _ = reply.send(Ok(session.sync_state()));
+            }
             Command::Close(reply) => {
                 self.close_replies.push(reply);
                 self.begin_close();
@@ -446,6 +460,10 @@ impl Driver {
             .handle_disconnected("the connection task ended".into());
         self.session.close(now());
         self.pump();
+        // Every event is out: the state covers exactly what the application was told.
+        if let Ok(mut slot) = self.final_state.lock() {
+            *slot = Some(self.session.sync_state());
+        }
         for (_, waiters) in self.waiters.drain() {
             for waiter in waiters {
                 let _ = waiter.send(Err(Error::closed()));

@@ -47,8 +47,10 @@ mod driver;
 mod error;
 mod event;
 mod session;
+mod state;
 
 pub use client::{Client, Events};
 pub use config::ClientConfig;
 pub use error::Error;
 pub use event::{Event, Sent};
+pub use state::SyncState;

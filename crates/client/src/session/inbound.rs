@@ -6,9 +6,10 @@
 
 use mqchat_proto::body::{Body, ChatState, Contact, Delivered, Presence, Profile, Read};
 use mqchat_proto::{
-    ConversationRef, DeviceId, InboxBranch, MessageId, Packet, PacketKind, Topic, UserId,
+    ConversationRef, DeviceId, ErrorCode, InboxBranch, MessageId, Packet, PacketKind, Topic, UserId,
 };
 
+use super::markers::Kind;
 use super::pending::{Entry, Expect, Reply, read_reply};
 use super::timeline::Admission;
 use super::{Answer, Now, Output, Session};
@@ -81,10 +82,8 @@ impl Session {
 
     /// A live conversation event: in order, deduplicated, gaps filled first.
     fn admit(&mut self, conv: ConversationRef, seq: u64, packet: Packet, now: Now) {
-        if let Some(ts) = packet.ts {
-            self.last_hub_ts = Some(self.last_hub_ts.map_or(ts, |last| last.max(ts)));
-        }
-        match self.timelines.admit(&conv, seq, packet) {
+        let catching_up = false && self.catching_up();
+        match self.timelines.admit(&conv, seq, packet, catching_up) {
             Admission::Duplicate => tracing::debug!(%conv, seq, "dropping a duplicate event"),
             Admission::Deliver(events) => self.deliver_events(&conv, events, now),
             Admission::Held {
@@ -102,6 +101,9 @@ impl Session {
     pub(super) fn deliver_events(&mut self, conv: &ConversationRef, events: Vec<Packet>, now: Now) {
         let mut from_others = false;
         for packet in events {
+            if let Some(ts) = packet.ts {
+                self.last_hub_ts = Some(self.last_hub_ts.map_or(ts, |last| last.max(ts)));
+            }
             if let Some(sent) = self.pending.confirm_copy(&packet, &self.me) {
                 self.out.push_back(Output::Answer {
                     id: sent.id,
@@ -147,37 +149,51 @@ impl Session {
     }
 
     fn on_marker(&mut self, conv: ConversationRef, packet: Packet) {
-        let event = match packet.kind {
-            PacketKind::DELIVERED => {
-                let Some(marker) = typed::<Delivered>(&packet) else {
-                    return;
-                };
-                let Some(by) = Self::sender(&conv, &packet) else {
-                    return;
-                };
-                Event::Delivered {
-                    conv,
-                    by,
-                    up_to: marker.up_to,
-                }
+        let (kind, up_to) = match packet.kind {
+            PacketKind::DELIVERED => match typed::<Delivered>(&packet) {
+                Some(marker) => (Kind::Delivered, marker.up_to),
+                None => return,
+            },
+            PacketKind::READ => match typed::<Read>(&packet) {
+                Some(marker) => (Kind::Read, marker.up_to),
+                None => return,
+            },
+            _ => {
+                self.emit(Event::Other { packet });
+                return;
             }
-            PacketKind::READ => {
-                let Some(marker) = typed::<Read>(&packet) else {
-                    return;
-                };
-                let Some(by) = Self::sender(&conv, &packet) else {
-                    return;
-                };
-                Event::Read {
-                    own: by == self.me.user,
-                    conv,
-                    by,
-                    up_to: marker.up_to,
-                }
-            }
-            _ => Event::Other { packet },
         };
-        self.emit(event);
+        if let Some(by) = Self::sender(&conv, &packet) {
+            self.tell_marker(&conv, &by, kind, up_to);
+        }
+    }
+
+    /// Tells the application of a marker if it moved, once the events it covers are
+    /// delivered.
+    pub(super) fn tell_marker(
+        &mut self,
+        conv: &ConversationRef,
+        by: &UserId,
+        kind: Kind,
+        up_to: u64,
+    ) {
+        let Some(event) = self.markers.moved(&self.me.user, conv, by, kind, up_to) else {
+            return;
+        };
+        if self.timelines.busy(conv) {
+            self.markers.wait(conv, event);
+        } else {
+            self.emit(event);
+        }
+    }
+
+    /// Tells the markers that waited for `conv`'s events, once none are missing.
+    pub(super) fn release_markers(&mut self, conv: &ConversationRef) {
+        if !self.timelines.busy(conv) {
+            for event in self.markers.release(conv) {
+                self.emit(event);
+            }
+        }
     }
 
     fn on_ephemeral(&mut self, payload: &[u8]) {
@@ -276,9 +292,18 @@ impl Session {
     }
 
     fn resolve(&mut self, id: MessageId, entry: Entry, reply: Reply, now: Now) {
+        if let Reply::Refused(error) = &reply
+            && !entry.expect.is_app()
+            && matches!(error.code, ErrorCode::INTERNAL | ErrorCode::RATE_LIMITED)
+        {
+            tracing::debug!(code = %error.code, "the hub cannot answer now; asking again later");
+            self.retry_later(entry, now);
+            return;
+        }
         match (entry.expect, reply) {
             (Expect::Baseline, Reply::Sync(result)) => {
                 self.token = Some(self.token.map_or(result.token, |t| t.max(result.token)));
+                self.settle();
             }
             (Expect::CatchUp, Reply::Sync(result)) => self.catch_up_page(result, now),
             (Expect::Fill { conv }, Reply::History(result)) => self.filled(conv, result, now),

@@ -9,11 +9,12 @@
 //!
 //! The parts are modules of their own: [`pending`] (upstream packets waiting for an answer,
 //! resent on every connection), [`timeline`] (deduplication and gaps by sequence number),
-//! [`receipt`] (markers owed), [`subscription`] (what the broker should hold), [`sync`]
-//! (catching up after a reconnect, filling gaps) and [`inbound`] (what arrives from the
-//! broker).
+//! [`receipt`] (markers owed), [`markers`] (markers told to the application),
+//! [`subscription`] (what the broker should hold), [`sync`] (catching up after a reconnect,
+//! filling gaps) and [`inbound`] (what arrives from the broker).
 
 mod inbound;
+mod markers;
 mod pending;
 mod receipt;
 mod subscription;
@@ -37,6 +38,8 @@ use mqchat_proto::{
 
 use crate::error::Error;
 use crate::event::{Event, Sent};
+use crate::state::SyncState;
+use markers::Markers;
 use pending::{Entry, Expect, Pending};
 use receipt::{Marker, Receipts};
 use subscription::{Change, Subscriptions};
@@ -140,6 +143,8 @@ pub(crate) struct Settings {
     pub presence: Presence,
     /// The last message id the device used before, if it kept it.
     pub ids_after: Option<MessageId>,
+    /// Where the device stood when it last ran, if the application kept it.
+    pub resume: Option<SyncState>,
 }
 
 /// The device's protocol state.
@@ -154,10 +159,13 @@ pub(crate) struct Session {
     auto_delivered: bool,
     catch_up: bool,
     ids: IdGenerator,
+    /// The last message id made or sent, for [`SyncState::last_id`].
+    last_id: Option<MessageId>,
     presence: Presence,
     pending: Pending,
     timelines: Timelines,
     receipts: Receipts,
+    markers: Markers,
     subscriptions: Subscriptions,
     connected: bool,
     closed: bool,
@@ -172,8 +180,14 @@ pub(crate) struct Session {
     subscribe_filters: HashMap<u16, Vec<String>>,
     /// The hub's change token after which to sync on the next reconnect.
     token: Option<u64>,
-    /// The latest hub time seen on a durable event.
+    /// The latest token whose changes are all fetched: `token` runs ahead of it while the
+    /// events a catch-up found missing are being fetched. What [`SyncState`] keeps.
+    settled: Option<u64>,
+    /// The latest hub time seen on a durable event delivered to the application.
     last_hub_ts: Option<u64>,
+    /// The catch-up under way fetches conversations the device did not know from this hub
+    /// time: `last_hub_ts` when it began, before events queued meanwhile moved it on.
+    catch_up_since: Option<u64>,
     out: VecDeque<Output>,
 }
 
@@ -182,6 +196,15 @@ impl Session {
     pub fn new(settings: Settings) -> Self {
         let me = settings.identity;
         let root = settings.root;
+        let resume = settings.resume.unwrap_or_default();
+        let ids_after = [settings.ids_after, resume.last_id]
+            .into_iter()
+            .flatten()
+            .max();
+        let mut timelines = Timelines::default();
+        for (conv, seq) in resume.positions {
+            timelines.restore(conv, seq);
+        }
         Self {
             upstream: root.topic(&Topic::Upstream {
                 user: me.user.clone(),
@@ -196,13 +219,13 @@ impl Session {
             request_timeout: settings.request_timeout,
             auto_delivered: settings.auto_delivered,
             catch_up: settings.catch_up,
-            ids: settings
-                .ids_after
-                .map_or_else(IdGenerator::new, IdGenerator::resume_after),
+            ids: ids_after.map_or_else(IdGenerator::new, IdGenerator::resume_after),
+            last_id: ids_after,
             presence: settings.presence,
             pending: Pending::default(),
-            timelines: Timelines::default(),
+            timelines,
             receipts: Receipts::new(settings.delivered_delay),
+            markers: Markers::default(),
             connected: false,
             closed: false,
             first_connected_ms: None,
@@ -210,8 +233,12 @@ impl Session {
             unacknowledged: 0,
             subscribe_order: VecDeque::new(),
             subscribe_filters: HashMap::new(),
-            token: None,
-            last_hub_ts: None,
+            token: resume.token,
+            settled: resume.token,
+            // A device that kept a token but never saw an event fetches the conversations
+            // that began while it was away from their start.
+            last_hub_ts: resume.hub_time.or(resume.token.map(|_| 0)),
+            catch_up_since: None,
             out: VecDeque::new(),
             me,
             root,
@@ -278,6 +305,31 @@ impl Session {
         self.out.push_back(Output::Event(event));
     }
 
+    /// A new message id, after every id made or sent before.
+    fn next_id(&mut self, now: Now) -> MessageId {
+        let id = self.ids.next(now.unix_ms, now.entropy);
+        self.note_id(id);
+        id
+    }
+
+    fn note_id(&mut self, id: MessageId) {
+        self.last_id = Some(self.last_id.map_or(id, |last| last.max(id)));
+    }
+
+    /// Where the device stands, for the application to keep across restarts.
+    pub fn sync_state(&self) -> SyncState {
+        let mut state = SyncState::new();
+        state.token = self.settled;
+        state.positions = self
+            .timelines
+            .positions()
+            .map(|(conv, seq)| (conv.clone(), seq))
+            .collect();
+        state.hub_time = self.last_hub_ts;
+        state.last_id = self.last_id;
+        state
+    }
+
     // ---- Commands from the application ----
 
     /// Sends a conversation event; the answer comes as [`Output::Answer`] with the returned
@@ -300,9 +352,12 @@ impl Session {
         };
         self.check(&packet)?;
         strip_hub_fields(&mut packet);
-        let id = *packet
-            .id
-            .get_or_insert_with(|| self.ids.next(now.unix_ms, now.entropy));
+        let id = match packet.id {
+            Some(id) => id,
+            None => self.next_id(now),
+        };
+        packet.id = Some(id);
+        self.note_id(id);
         let payload = packet.encode();
         let entry = Entry {
             expect: Expect::Event { conv },
@@ -429,7 +484,7 @@ impl Session {
     }
 
     fn request(&mut self, mut packet: Packet, expect: Expect, now: Now) -> MessageId {
-        let id = self.ids.next(now.unix_ms, now.entropy);
+        let id = self.next_id(now);
         packet.id = Some(id);
         let payload = packet.encode();
         let entry = Entry {
@@ -547,7 +602,8 @@ impl Session {
         for payload in resend {
             self.publish_upstream(payload, Qos::AtLeastOnce);
         }
-        let reconnect = self.first_connected_ms.is_some();
+        // A device that kept its state catches up on its first connection too.
+        let reconnect = self.first_connected_ms.is_some() || self.token.is_some();
         self.first_connected_ms.get_or_insert(now.unix_ms);
         if reconnect {
             self.start_catch_up(now);
@@ -596,10 +652,15 @@ impl Session {
         }
     }
 
-    /// Time passed: requests time out, delayed markers go out.
+    /// Time passed: requests time out (the session's own are asked again), delayed markers
+    /// go out.
     pub fn handle_timeout(&mut self, now: Now) {
         for (id, entry) in self.pending.expire(now.at) {
-            self.fail(id, entry.expect, Error::timeout(), now);
+            if entry.expect.is_app() {
+                self.fail(id, entry.expect, Error::timeout(), now);
+            } else {
+                self.retry(entry, now);
+            }
         }
         self.flush_receipts(now.at);
     }
@@ -633,16 +694,20 @@ impl Session {
         }
     }
 
-    /// A pending packet failed: tell whoever waits for it.
+    /// A pending packet failed for good: tell whoever waits for it.
     fn fail(&mut self, id: MessageId, expect: Expect, error: Error, now: Now) {
         match expect {
             Expect::Fill { conv } => {
                 tracing::warn!(%conv, "could not fetch missing events: {error}");
                 let events = self.timelines.abandon(&conv);
                 self.deliver_events(&conv, events, now);
+                self.release_markers(&conv);
+                self.settle();
             }
-            Expect::Baseline | Expect::CatchUp => {
+            Expect::Baseline => tracing::warn!("could not sync: {error}"),
+            Expect::CatchUp => {
                 tracing::warn!("could not sync: {error}");
+                self.end_catch_up(now);
             }
             _ => self.out.push_back(Output::Answer {
                 id,

@@ -64,12 +64,14 @@ impl Subscriptions {
     }
 
     /// The retained filters: presence and profiles, whose current value the broker sends on
-    /// subscribing.
+    /// subscribing. Presence at QoS 0 (spec section 4): the broker must not queue stale
+    /// changes for a device that is away, since the current value comes with every
+    /// subscription.
     fn retained(&self) -> BTreeMap<String, Qos> {
         let mut out = BTreeMap::new();
         if self.active {
             for user in &self.presence {
-                out.insert(self.presence_filter(user), Qos::AtLeastOnce);
+                out.insert(self.presence_filter(user), Qos::AtMostOnce);
             }
         }
         for user in &self.profiles {
@@ -195,7 +197,7 @@ mod tests {
         assert!(s.watch_presence(&user("bob"), true));
         assert!(!s.watch_presence(&user("bob"), true));
         assert!(s.watch_profile(&user("carol"), true));
-        assert_eq!(show(s.reconcile()), ["+mq/pf/carol/1", "+mq/pr/bob/+/1"]);
+        assert_eq!(show(s.reconcile()), ["+mq/pf/carol/1", "+mq/pr/bob/+/0"]);
         assert!(s.set_active(false));
         assert_eq!(show(s.reconcile()), ["-mq/in/alice/e", "-mq/pr/bob/+"]);
         // While inactive, a new watch is only remembered.
@@ -204,7 +206,7 @@ mod tests {
         assert!(s.set_active(true));
         assert_eq!(
             show(s.reconcile()),
-            ["+mq/in/alice/e/0", "+mq/pr/bob/+/1", "+mq/pr/dave/+/1"]
+            ["+mq/in/alice/e/0", "+mq/pr/bob/+/0", "+mq/pr/dave/+/0"]
         );
         s.watch_presence(&user("bob"), false);
         assert_eq!(show(s.reconcile()), ["-mq/pr/bob/+"]);
@@ -217,7 +219,7 @@ mod tests {
         s.watch_presence(&user("bob"), true);
         s.watch_profile(&user("bob"), true);
         s.reconcile();
-        assert_eq!(show(s.connected(true)), ["+mq/pf/bob/1", "+mq/pr/bob/+/1"]);
+        assert_eq!(show(s.connected(true)), ["+mq/pf/bob/1", "+mq/pr/bob/+/0"]);
         assert_eq!(
             show(s.connected(false)),
             [
@@ -225,7 +227,7 @@ mod tests {
                 "+mq/in/alice/e/0",
                 "+mq/in/alice/r/phone/1",
                 "+mq/pf/bob/1",
-                "+mq/pr/bob/+/1"
+                "+mq/pr/bob/+/0"
             ]
         );
     }

@@ -1,11 +1,18 @@
 //! Catching up with the hub (spec sections 11 and 13): the change token to sync from, what
 //! a sync after a reconnect says is missing, and the history requests that fetch it, for a
-//! reconnect and for gaps in live traffic alike.
+//! reconnect and for gaps in live traffic alike. The markers a sync result reports are told
+//! when they moved.
+//!
+//! These requests are the session's own and nothing is given up on a timeout or a
+//! temporary refusal: they are asked again, since giving up a gap would lose events.
 
-use mqchat_proto::ConversationRef;
-use mqchat_proto::body::{Body, History, HistoryResult, Sync, SyncResult};
+use std::time::Duration;
 
-use super::pending::Expect;
+use mqchat_proto::body::{Body, ConversationEntry, History, HistoryResult, Sync, SyncResult};
+use mqchat_proto::{ConversationRef, Packet};
+
+use super::markers::Kind;
+use super::pending::{Entry, Expect};
 use super::{Now, Session};
 
 /// Events fetched per history request.
@@ -16,11 +23,64 @@ const FILL_PAGE: u64 = 100;
 /// hub's).
 const CLOCK_SLACK_MS: u64 = 300_000;
 
+/// How long to wait before asking again when the hub could not answer (`internal`,
+/// `rate-limited`).
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
 impl Session {
     fn catch_up_pending(&self) -> bool {
         self.pending
             .unconfirmed()
             .any(|(_, e)| matches!(e.expect, Expect::Baseline | Expect::CatchUp))
+    }
+
+    /// Whether a catch-up after a reconnect is under way.
+    pub(super) fn catching_up(&self) -> bool {
+        self.pending
+            .unconfirmed()
+            .any(|(_, e)| e.expect == Expect::CatchUp)
+    }
+
+    /// Asks again what one of the session's own requests asked, under a new id (a late
+    /// answer to the old one is then ignored).
+    pub(super) fn retry(&mut self, entry: Entry, now: Now) {
+        match Packet::decode(&entry.payload) {
+            Ok(packet) => {
+                self.request(packet, entry.expect, now);
+            }
+            // The session encoded it: this cannot fail.
+            Err(e) => tracing::error!("cannot decode a request to ask again: {e}"),
+        }
+    }
+
+    /// Asks again after [`RETRY_DELAY`]: the request waits, unsent, until its deadline,
+    /// when [`Session::handle_timeout`] retries it (or until a reconnect resends it).
+    pub(super) fn retry_later(&mut self, entry: Entry, now: Now) {
+        let Ok(packet) = Packet::decode(&entry.payload) else {
+            return;
+        };
+        let Some(id) = packet.id else { return };
+        self.pending.insert(
+            id,
+            Entry {
+                deadline: Some(now.at + RETRY_DELAY),
+                ..entry
+            },
+        );
+    }
+
+    /// Promotes the token to the one kept across restarts once nothing it covers is still
+    /// being fetched.
+    pub(super) fn settle(&mut self) {
+        let fetching = self.pending.unconfirmed().any(|(_, e)| {
+            matches!(
+                e.expect,
+                Expect::Baseline | Expect::CatchUp | Expect::Fill { .. }
+            )
+        });
+        if !fetching {
+            self.settled = self.token;
+        }
     }
 
     /// Asks for the hub's current change token, the point to catch up from later.
@@ -43,6 +103,9 @@ impl Session {
         }
         match self.token {
             Some(after) => {
+                if self.catch_up_since.is_none() {
+                    self.catch_up_since = self.last_hub_ts;
+                }
                 let query = Sync {
                     after: Some(after),
                     ..Sync::default()
@@ -53,23 +116,24 @@ impl Session {
         }
     }
 
-    /// A page of what changed: fetches the events missing from each conversation, and asks
-    /// for the next page or keeps the token to sync from next time.
+    /// A page of what changed: fetches the events missing from each conversation, tells the
+    /// markers that moved, and asks for the next page or keeps the token to sync from next
+    /// time.
     pub(super) fn catch_up_page(&mut self, result: SyncResult, now: Now) {
         for entry in &result.conversations {
-            if self.timelines.knows(&entry.conv) {
+            if self.timelines.positioned(&entry.conv) {
                 if let Some(after) = self.timelines.catch_up(&entry.conv, entry.last_seq) {
                     self.fetch(entry.conv.clone(), after, now);
                 }
             } else if entry.last_seq > 0 {
                 // A conversation the device has not seen: no position to fetch after, so it
                 // fetches what was stored since the device last heard from the hub.
-                let since = match (self.last_hub_ts, self.first_connected_ms) {
+                let since = match (self.catch_up_since, self.first_connected_ms) {
                     (Some(ts), _) => ts,
                     (None, Some(ms)) => ms.saturating_sub(CLOCK_SLACK_MS),
                     (None, None) => 0,
                 };
-                self.timelines.begin_fetch(&entry.conv);
+                self.timelines.begin_fetch(&entry.conv, entry.last_seq);
                 let query = History {
                     since: Some(since),
                     limit: Some(FILL_PAGE),
@@ -77,6 +141,7 @@ impl Session {
                 };
                 self.request_fill(entry.conv.clone(), query, now);
             }
+            self.sync_markers(entry);
         }
         let last_change = result.conversations.last().map(|c| c.change);
         if result.more {
@@ -87,6 +152,37 @@ impl Session {
                 .into_iter()
                 .flatten()
                 .max();
+            self.end_catch_up(now);
+        }
+    }
+
+    /// The catch-up is over: conversations it did not place start with their live events.
+    pub(super) fn end_catch_up(&mut self, now: Now) {
+        self.catch_up_since = None;
+        for (conv, fill) in self.timelines.end_catch_up() {
+            self.deliver_events(&conv, fill.deliver, now);
+            match fill.fetch_after {
+                Some(after) => self.fetch(conv, after, now),
+                None => self.release_markers(&conv),
+            }
+        }
+        self.settle();
+    }
+
+    /// Tells the markers of a sync entry that moved: the user's own `read` (made on another
+    /// device) and the peer's `delivered` and `read` of a direct conversation.
+    fn sync_markers(&mut self, entry: &ConversationEntry) {
+        let me = self.me.user.clone();
+        if entry.read > 0 {
+            self.tell_marker(&entry.conv, &me, Kind::Read, entry.read);
+        }
+        if let Some(peer) = entry.conv.peer().filter(|peer| **peer != me).cloned() {
+            if entry.peer_read > 0 {
+                self.tell_marker(&entry.conv, &peer, Kind::Read, entry.peer_read);
+            }
+            if entry.peer_delivered > 0 {
+                self.tell_marker(&entry.conv, &peer, Kind::Delivered, entry.peer_delivered);
+            }
         }
     }
 
@@ -112,8 +208,12 @@ impl Session {
             .timelines
             .fill(&conv, result.events, result.more, result.first_seq);
         self.deliver_events(&conv, fill.deliver, now);
-        if let Some(after) = fill.fetch_after {
-            self.fetch(conv, after, now);
+        match fill.fetch_after {
+            Some(after) => self.fetch(conv, after, now),
+            None => {
+                self.release_markers(&conv);
+                self.settle();
+            }
         }
     }
 }

@@ -4,7 +4,9 @@
 //! For each conversation the device knows the highest sequence number it holds contiguously.
 //! A live event at that number plus one is delivered; at or below it, it is a duplicate; above
 //! it, the event is held and the caller is asked to fetch `history` after the contiguous
-//! number. The first event seen in a conversation with no local state is the starting point.
+//! number. The first event seen in a conversation with no local state is the starting point,
+//! except while a catch-up is under way: the catch-up says where such a conversation starts
+//! (it may have begun while the device was away), so its events wait for it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -45,6 +47,8 @@ struct Cursor {
     held: BTreeMap<u64, Packet>,
     /// A history request for this conversation is in flight.
     fetching: bool,
+    /// No position yet: its events wait for the catch-up under way to say where it starts.
+    awaiting: bool,
 }
 
 impl Cursor {
@@ -85,9 +89,10 @@ impl Cursor {
         self.known = self.contiguous;
     }
 
-    /// Starts a fetch if events are missing and none is under way.
+    /// Starts a fetch if events are missing and none is under way. A conversation awaiting
+    /// the catch-up has no position to fetch after.
     fn next_fetch(&mut self) -> Option<u64> {
-        if self.fetching || self.known <= self.contiguous {
+        if self.fetching || self.awaiting || self.known <= self.contiguous {
             return None;
         }
         self.fetching = true;
@@ -107,14 +112,64 @@ impl Timelines {
         self.convs.get(conv).map_or(0, |c| c.contiguous)
     }
 
-    /// Whether the device has state for `conv`.
-    pub fn knows(&self, conv: &ConversationRef) -> bool {
-        self.convs.contains_key(conv)
+    /// Whether the device has a position in `conv` to fetch after (or a fetch that will
+    /// give it one).
+    pub fn positioned(&self, conv: &ConversationRef) -> bool {
+        self.convs
+            .get(conv)
+            .is_some_and(|c| !c.awaiting && (c.contiguous > 0 || c.fetching))
     }
 
-    /// Admits a live event with sequence number `seq` (at least 1).
-    pub fn admit(&mut self, conv: &ConversationRef, seq: u64, packet: Packet) -> Admission {
+    /// Whether events of `conv` are missing or held: markers wait until they are delivered.
+    pub fn busy(&self, conv: &ConversationRef) -> bool {
+        self.convs
+            .get(conv)
+            .is_some_and(|c| c.fetching || c.awaiting || !c.held.is_empty())
+    }
+
+    /// Every conversation's position, for a device that keeps them across restarts.
+    pub fn positions(&self) -> impl Iterator<Item = (&ConversationRef, u64)> {
+        self.convs
+            .iter()
+            .filter(|(_, c)| c.contiguous > 0)
+            .map(|(conv, c)| (conv, c.contiguous))
+    }
+
+    /// Restores a position kept from an earlier run: the device holds `conv` up to `seq`.
+    pub fn restore(&mut self, conv: ConversationRef, seq: u64) {
+        if seq > 0 {
+            self.convs.insert(
+                conv,
+                Cursor {
+                    contiguous: seq,
+                    known: seq,
+                    ..Cursor::default()
+                },
+            );
+        }
+    }
+
+    /// Admits a live event with sequence number `seq` (at least 1). `catching_up`: a
+    /// catch-up is under way, so an event of a conversation without a position waits for it
+    /// rather than becoming the starting point.
+    pub fn admit(
+        &mut self,
+        conv: &ConversationRef,
+        seq: u64,
+        packet: Packet,
+        catching_up: bool,
+    ) -> Admission {
         let Some(cursor) = self.convs.get_mut(conv) else {
+            if catching_up && seq > 1 {
+                let mut cursor = Cursor {
+                    known: seq,
+                    awaiting: true,
+                    ..Cursor::default()
+                };
+                cursor.held.insert(seq, packet);
+                self.convs.insert(conv.clone(), cursor);
+                return Admission::Held { fetch_after: None };
+            }
             self.convs.insert(
                 conv.clone(),
                 Cursor {
@@ -150,10 +205,41 @@ impl Timelines {
         cursor.next_fetch()
     }
 
-    /// Marks a fetch for an unknown conversation as under way, so live events that arrive
-    /// meanwhile are held rather than taken as the starting point.
-    pub fn begin_fetch(&mut self, conv: &ConversationRef) {
-        self.convs.entry(conv.clone()).or_default().fetching = true;
+    /// Marks a fetch for a conversation without a position as under way (a sync result says
+    /// it has events up to `last_seq`), so live events that arrive meanwhile are held rather
+    /// than taken as the starting point.
+    pub fn begin_fetch(&mut self, conv: &ConversationRef, last_seq: u64) {
+        let cursor = self.convs.entry(conv.clone()).or_default();
+        cursor.fetching = true;
+        cursor.awaiting = false;
+        cursor.known = cursor.known.max(last_seq);
+    }
+
+    /// The catch-up is over: conversations still waiting for it (it did not list them, so
+    /// nothing before what arrived live is new) start at their first held event. Returns,
+    /// per conversation, the events to deliver and where to fetch a gap among the held ones.
+    pub fn end_catch_up(&mut self) -> Vec<(ConversationRef, Fill)> {
+        let mut out = Vec::new();
+        for (conv, cursor) in &mut self.convs {
+            if !cursor.awaiting {
+                continue;
+            }
+            cursor.awaiting = false;
+            if let Some(&first) = cursor.held.keys().next() {
+                cursor.contiguous = first.saturating_sub(1);
+            }
+            let mut deliver = Vec::new();
+            cursor.release(&mut deliver);
+            let fetch_after = cursor.next_fetch();
+            out.push((
+                conv.clone(),
+                Fill {
+                    deliver,
+                    fetch_after,
+                },
+            ));
+        }
+        out
     }
 
     /// Applies a page of history (events in ascending order). `more` says whether the hub
@@ -259,7 +345,7 @@ mod tests {
     /// What `admit` did, in short: "d1,2" delivered 1 and 2; "dup"; "held@3" held and fetch
     /// after 3; "held" held with a fetch already under way.
     fn admit(t: &mut Timelines, seq: u64) -> String {
-        match t.admit(&conv(), seq, event(seq)) {
+        match t.admit(&conv(), seq, event(seq), false) {
             Admission::Duplicate => "dup".into(),
             Admission::Deliver(p) => format!("d{}", join(&seqs(&p))),
             Admission::Held {
@@ -344,7 +430,7 @@ mod tests {
     #[test]
     fn history_starts_unknown_conversations() {
         let mut t = Timelines::default();
-        t.begin_fetch(&conv());
+        t.begin_fetch(&conv(), 0);
         // A live event arriving during the fetch is held, not taken as the start.
         assert_eq!(admit(&mut t, 12), "held");
         let fill = t.fill(&conv(), vec![event(10), event(11)], false, None);
@@ -352,11 +438,11 @@ mod tests {
         assert_eq!(admit(&mut t, 13), "d13");
         // Nothing found: the next live event is the starting point, not a gap from 0.
         let other = ConversationRef::parse("carol").expect("valid");
-        t.begin_fetch(&other);
+        t.begin_fetch(&other, 0);
         assert!(t.fill(&other, Vec::new(), false, None).deliver.is_empty());
-        assert!(!t.knows(&other));
+        assert!(!t.positioned(&other));
         assert!(matches!(
-            t.admit(&other, 40, event(40)),
+            t.admit(&other, 40, event(40), false),
             Admission::Deliver(_)
         ));
     }
@@ -388,8 +474,66 @@ mod tests {
         assert_eq!(admit(&mut t, 6), "d6");
         // An unknown conversation whose first fetch failed is forgotten.
         let other = ConversationRef::parse("carol").expect("valid");
-        t.begin_fetch(&other);
+        t.begin_fetch(&other, 0);
         assert!(t.abandon(&other).is_empty());
-        assert!(!t.knows(&other));
+        assert!(!t.positioned(&other));
+    }
+
+    #[test]
+    fn a_catch_up_places_conversations_it_lists() {
+        let mut t = Timelines::default();
+        let admit_during = |t: &mut Timelines, seq: u64| {
+            matches!(
+                t.admit(&conv(), seq, event(seq), true),
+                Admission::Held { fetch_after: None }
+            )
+        };
+        // Queued live events of a conversation begun while away wait for the catch-up.
+        assert!(admit_during(&mut t, 8));
+        assert!(admit_during(&mut t, 9));
+        assert!(t.busy(&conv()) && !t.positioned(&conv()));
+        // It lists the conversation: fetched from the start (by time), held events after.
+        t.begin_fetch(&conv(), 9);
+        let fill = t.fill(&conv(), vec![event(1), event(2)], true, None);
+        assert_eq!(
+            (seqs(&fill.deliver), fill.fetch_after),
+            (vec![1, 2], Some(2))
+        );
+        let fill = t.fill(&conv(), (3..=7).map(event).collect(), false, None);
+        assert_eq!(seqs(&fill.deliver), [3, 4, 5, 6, 7, 8, 9]);
+        assert!(!t.busy(&conv()));
+    }
+
+    #[test]
+    fn a_catch_up_that_does_not_list_a_conversation_starts_it_live() {
+        let mut t = Timelines::default();
+        // The very first event needs no catch-up to place it.
+        let other = ConversationRef::parse("carol").expect("valid");
+        assert!(matches!(
+            t.admit(&other, 1, event(1), true),
+            Admission::Deliver(_)
+        ));
+        t.admit(&conv(), 20, event(20), true);
+        t.admit(&conv(), 21, event(21), true);
+        t.admit(&conv(), 23, event(23), true);
+        let ended = t.end_catch_up();
+        assert_eq!(ended.len(), 1);
+        let (c, fill) = &ended[0];
+        assert_eq!(c, &conv());
+        assert_eq!(
+            (seqs(&fill.deliver), fill.fetch_after),
+            (vec![20, 21], Some(21))
+        );
+        assert!(t.end_catch_up().is_empty());
+    }
+
+    #[test]
+    fn restored_positions() {
+        let mut t = Timelines::default();
+        t.restore(conv(), 7);
+        t.restore(ConversationRef::parse("carol").expect("valid"), 0);
+        assert_eq!(t.positions().collect::<Vec<_>>(), [(&conv(), 7)]);
+        assert_eq!(admit(&mut t, 7), "dup");
+        assert_eq!(admit(&mut t, 9), "held@7");
     }
 }
