@@ -5,13 +5,14 @@
 //! the same victim through the same hub; the hub processes in order, so when the victim has
 //! received the legitimate one, anything the attack had let through would have arrived first.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use mqchat_proto::body::{Body, Message};
 use mqchat_proto::{Packet, Registry};
 use mqchat_server::testing::TestServer;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, PubAckReason, SubscribeReasonCode};
+use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, PubAckReason, Publish, SubscribeReasonCode};
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions};
 use serde_json::{Value, json};
 
@@ -21,6 +22,8 @@ struct Device {
     client: AsyncClient,
     eventloop: EventLoop,
     registry: Registry,
+    /// Publishes that arrived while waiting for an acknowledgement, kept for `receive`.
+    held: VecDeque<Publish>,
 }
 
 impl Device {
@@ -53,6 +56,7 @@ impl Device {
             client,
             eventloop,
             registry: Registry::with_core(),
+            held: VecDeque::new(),
         })
     }
 
@@ -69,11 +73,15 @@ impl Device {
             .await
             .expect("queue subscribe");
         loop {
-            if let Incoming::SubAck(ack) = self.next_incoming().await {
-                return ack
-                    .return_codes
-                    .iter()
-                    .all(|c| matches!(c, SubscribeReasonCode::Success(_)));
+            match self.next_incoming().await {
+                Incoming::SubAck(ack) => {
+                    return ack
+                        .return_codes
+                        .iter()
+                        .all(|c| matches!(c, SubscribeReasonCode::Success(_)));
+                }
+                Incoming::Publish(p) => self.held.push_back(p),
+                _ => {}
             }
         }
     }
@@ -95,11 +103,15 @@ impl Device {
             .await
             .expect("queue publish");
         loop {
-            if let Incoming::PubAck(ack) = self.next_incoming().await {
-                return matches!(
-                    ack.reason,
-                    PubAckReason::Success | PubAckReason::NoMatchingSubscribers
-                );
+            match self.next_incoming().await {
+                Incoming::PubAck(ack) => {
+                    return matches!(
+                        ack.reason,
+                        PubAckReason::Success | PubAckReason::NoMatchingSubscribers
+                    );
+                }
+                Incoming::Publish(p) => self.held.push_back(p),
+                _ => {}
             }
         }
     }
@@ -128,16 +140,20 @@ impl Device {
 
     /// The next packet published to this device: (topic, JSON rendering).
     async fn receive(&mut self) -> (String, Value) {
-        loop {
-            if let Incoming::Publish(p) = self.next_incoming().await {
-                let topic = String::from_utf8_lossy(&p.topic).into_owned();
-                let json = match Packet::decode(&p.payload) {
-                    Ok(packet) => self.registry.to_json(&packet),
-                    Err(_) => json!({"raw": p.payload.len()}),
-                };
-                return (topic, json);
-            }
-        }
+        let p = match self.held.pop_front() {
+            Some(p) => p,
+            None => loop {
+                if let Incoming::Publish(p) = self.next_incoming().await {
+                    break p;
+                }
+            },
+        };
+        let topic = String::from_utf8_lossy(&p.topic).into_owned();
+        let json = match Packet::decode(&p.payload) {
+            Ok(packet) => self.registry.to_json(&packet),
+            Err(_) => json!({"raw": p.payload.len()}),
+        };
+        (topic, json)
     }
 }
 
@@ -526,5 +542,87 @@ async fn device_tokens_log_in_one_device_until_revoked() {
             "revoked device must not connect"
         );
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn groups_fan_out_through_the_real_broker_and_exclude_removed_members() {
+    let server = server_with_users().await;
+    server.add_user("carol", "pw").expect("user");
+    let mut devices = Vec::new();
+    for user in ["alice", "bob", "carol", "mallory"] {
+        let mut d = Device::login(&server, user, "phone").await;
+        d.inbox(user, "phone").await;
+        devices.push(d);
+    }
+    let [alice, bob, carol, mallory] = &mut devices[..] else {
+        unreachable!("four devices")
+    };
+    assert!(alice.publish("mq/up/alice/phone", json!({"type": "group-create", "id": "0a03zkqvpmqg1", "name": "Crew", "invite": ["bob", "carol"]})).await);
+    let (_, created) = alice.receive().await;
+    assert_eq!(created["action"], "created");
+    let conv = created["conv"].as_str().expect("group").to_owned();
+    for member in [&mut *bob, &mut *carol] {
+        let (_, invited) = member.receive().await;
+        assert_eq!(
+            (invited["action"].as_str(), invited["name"].as_str()),
+            (Some("invited"), Some("Crew"))
+        );
+        let user = invited["user"].as_str().expect("invitee").to_owned();
+        assert!(member.publish(&format!("mq/up/{user}/phone"), json!({"type": "group-join", "id": "0a03zkqvpmqj1", "conv": conv, "action": "accept"})).await);
+    }
+    // Each newcomer sees their own joining (and later ones); events before it are not theirs.
+    loop {
+        let (_, e) = carol.receive().await;
+        if e["action"] == "joined" && e["user"] == "carol" {
+            break;
+        }
+    }
+    // An outsider can neither write to the group nor read it.
+    assert!(
+        mallory
+            .publish(
+                "mq/up/mallory/phone",
+                hi("0a03zkqvpmqm1", &conv, "let me in")
+            )
+            .await
+    );
+    let (_, refused) = mallory.receive().await;
+    assert_eq!(refused["code"], 7);
+    // alice removes carol, then bob writes: carol must not get it.
+    assert!(alice.publish("mq/up/alice/phone", json!({"type": "group-admin", "id": "0a03zkqvpmqa1", "conv": conv, "action": "remove", "user": "carol"})).await);
+    loop {
+        let (topic, e) = carol.receive().await;
+        if topic == "mq/in/carol/d" && e["type"] == "group-event" && e["action"] == "removed" {
+            assert_eq!(e["user"], "carol");
+            break;
+        }
+        assert_ne!(
+            e["type"], "message",
+            "no group message before the removal: {e}"
+        );
+    }
+    assert!(
+        bob.publish("mq/up/bob/phone", hi("0a03zkqvpmqm2", &conv, "just us now"))
+            .await
+    );
+    loop {
+        let (_, e) = bob.receive().await;
+        if e["text"] == "just us now" {
+            break;
+        }
+    }
+    // The barrier: carol writes to bob directly; when bob has it, any group message for her
+    // would have reached her first (same hub, same order).
+    assert!(
+        carol
+            .publish("mq/up/carol/phone", hi("0a03zkqvpmqm3", "bob", "am I out?"))
+            .await
+    );
+    let (_, own) = carol.receive().await;
+    assert_eq!(
+        own["text"], "am I out?",
+        "carol received nothing from the group after her removal"
+    );
     server.stop().await;
 }
