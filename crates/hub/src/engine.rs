@@ -89,6 +89,32 @@ fn rejection(inbound: &Inbound, code: ErrorCode, detail: impl Into<String>) -> R
     }
 }
 
+/// The typed body of an upstream packet; a body that does not fit is refused as `invalid`.
+pub(crate) fn body<B: Body>(inbound: &Inbound) -> Result<B, Failure> {
+    B::from_packet(&inbound.packet).map_err(|e| refuse(inbound, ErrorCode::INVALID, e.to_string()))
+}
+
+/// A core marker's meaning: (is it `read`, up to, private); `None` for other types.
+fn marker_of(inbound: &Inbound) -> Result<Option<(bool, u64, bool)>, Failure> {
+    Ok(match inbound.packet.kind {
+        PacketKind::READ => {
+            let read: Read = body(inbound)?;
+            Some((true, read.up_to, read.private))
+        }
+        PacketKind::DELIVERED => Some((false, body::<Delivered>(inbound)?.up_to, false)),
+        _ => None,
+    })
+}
+
+/// Where a participant's markers move to (spec section 9: forward only, clamped to the
+/// conversation, `read` raising `delivered`); `None` if they do not move.
+fn advance(me: &ParticipantRow, last_seq: u64, is_read: bool, up_to: u64) -> Option<(u64, u64)> {
+    let up_to = up_to.min(last_seq);
+    let read = if is_read { me.read.max(up_to) } else { me.read };
+    let delivered = me.delivered.max(up_to).max(read);
+    (read != me.read || delivered != me.delivered).then_some((delivered, read))
+}
+
 pub(crate) fn refuse(inbound: &Inbound, code: ErrorCode, detail: impl Into<String>) -> Failure {
     Failure::Refused(rejection(inbound, code, detail))
 }
@@ -399,8 +425,7 @@ impl Engine {
                 "one cannot be one's own contact",
             ));
         }
-        let contact = Contact::from_packet(&inbound.packet)
-            .map_err(|e| refuse(inbound, ErrorCode::INVALID, e.to_string()))?;
+        let contact: Contact = body(inbound)?;
         let state = tx
             .participant(conv.id, &inbound.sender.user)?
             .map(|p| p.contact)
@@ -471,36 +496,21 @@ impl Engine {
                 format!("no conversation with {peer}"),
             ));
         };
-        let (is_read, up_to, private) = match inbound.packet.kind {
-            PacketKind::READ => {
-                let read = Read::from_packet(&inbound.packet)
-                    .map_err(|e| refuse(inbound, ErrorCode::INVALID, e.to_string()))?;
-                (true, read.up_to, read.private)
+        let Some((is_read, up_to, private)) = marker_of(inbound)? else {
+            // An extension marker: the hub knows no semantics for it, so it only passes it
+            // on to the peer, like a durable signal.
+            let mut packet = inbound.packet.clone();
+            packet.conv = Some(ConversationRef::Direct(sender.user.clone()));
+            packet.ts = Some(now);
+            packet.id = None;
+            if peer != sender.user {
+                out.publishes.push(self.durable(&peer, &packet));
             }
-            PacketKind::DELIVERED => {
-                let d = Delivered::from_packet(&inbound.packet)
-                    .map_err(|e| refuse(inbound, ErrorCode::INVALID, e.to_string()))?;
-                (false, d.up_to, false)
-            }
-            _ => {
-                // An extension marker: the hub knows no semantics for it, so it only passes
-                // it on to the peer, like a durable signal.
-                let mut packet = inbound.packet.clone();
-                packet.conv = Some(ConversationRef::Direct(sender.user.clone()));
-                packet.ts = Some(now);
-                packet.id = None;
-                if peer != sender.user {
-                    out.publishes.push(self.durable(&peer, &packet));
-                }
-                return Ok(());
-            }
-        };
-        let up_to = up_to.min(conv.last_seq);
-        let read = if is_read { me.read.max(up_to) } else { me.read };
-        let delivered = me.delivered.max(up_to).max(read);
-        if read == me.read && delivered == me.delivered {
             return Ok(());
-        }
+        };
+        let Some((delivered, read)) = advance(&me, conv.last_seq, is_read, up_to) else {
+            return Ok(());
+        };
         tx.set_markers(conv.id, &sender.user, delivered, read)?;
         let to_peer = |kind: PacketKind, value: u64| {
             let mut packet = marker_packet(kind, value);
@@ -543,31 +553,16 @@ impl Engine {
     ) -> Result<(), Failure> {
         let (gid, conv, _, me) = self.membership(tx, inbound)?;
         let sender = &inbound.sender;
-        let (is_read, up_to, private) = match inbound.packet.kind {
-            PacketKind::READ => {
-                let read = Read::from_packet(&inbound.packet)
-                    .map_err(|e| refuse(inbound, ErrorCode::INVALID, e.to_string()))?;
-                (true, read.up_to, read.private)
-            }
-            PacketKind::DELIVERED => {
-                let d = Delivered::from_packet(&inbound.packet)
-                    .map_err(|e| refuse(inbound, ErrorCode::INVALID, e.to_string()))?;
-                (false, d.up_to, false)
-            }
-            _ => {
-                return Err(refuse(
-                    inbound,
-                    ErrorCode::UNSUPPORTED,
-                    "extension markers are not supported in groups",
-                ));
-            }
+        let Some((is_read, up_to, private)) = marker_of(inbound)? else {
+            return Err(refuse(
+                inbound,
+                ErrorCode::UNSUPPORTED,
+                "extension markers are not supported in groups",
+            ));
         };
-        let up_to = up_to.min(conv.last_seq);
-        let read = if is_read { me.read.max(up_to) } else { me.read };
-        let delivered = me.delivered.max(up_to).max(read);
-        if read == me.read && delivered == me.delivered {
+        let Some((delivered, read)) = advance(&me, conv.last_seq, is_read, up_to) else {
             return Ok(());
-        }
+        };
         tx.set_markers(conv.id, &sender.user, delivered, read)?;
         let name = ConversationRef::Group(gid);
         let to_author = |kind: PacketKind, value: u64| {
@@ -681,20 +676,19 @@ impl Engine {
         inbound: &Inbound,
         out: &mut Output,
     ) -> Result<(), Failure> {
-        let bad = |e: mqchat_proto::DecodeError| refuse(inbound, ErrorCode::INVALID, e.to_string());
         let reply = match inbound.packet.kind {
             PacketKind::PROFILE => {
-                let change = Profile::from_packet(&inbound.packet).map_err(bad)?;
+                let change = body::<Profile>(inbound)?;
                 let (retained, ack) = self.set_profile(tx, now, &inbound.sender.user, &change)?;
                 out.publishes.push(retained);
                 ack
             }
             PacketKind::SYNC => {
-                let query = Sync::from_packet(&inbound.packet).map_err(bad)?;
+                let query = body::<Sync>(inbound)?;
                 self.sync(tx, &inbound.sender.user, &query)?.to_packet()
             }
             PacketKind::HISTORY => {
-                let query = History::from_packet(&inbound.packet).map_err(bad)?;
+                let query = body::<History>(inbound)?;
                 let user = &inbound.sender.user;
                 let (conv, name, window) = match self.target(tx, inbound)? {
                     Target::Direct(peer) => (

@@ -12,7 +12,7 @@ use mqchat_proto::{
 };
 use mqchat_store::{ConversationRow, GroupProfile, Membership, ParticipantRow, StoreError, Tx};
 
-use crate::engine::{Engine, Failure, Output, Target, refuse};
+use crate::engine::{Engine, Failure, Output, Target, body, refuse};
 
 /// Letters and digits that cannot be confused when read aloud or typed.
 const GROUP_ID_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
@@ -98,8 +98,7 @@ impl Engine {
         if let Some(ack) = self.duplicate(tx, inbound)? {
             return Ok(ack);
         }
-        let create = GroupCreate::from_packet(&inbound.packet)
-            .map_err(|e| refuse(inbound, ErrorCode::INVALID, e.to_string()))?;
+        let create: GroupCreate = body(inbound)?;
         let actor = &inbound.sender;
         let mut invitees: Vec<UserId> = Vec::new();
         for user in create.invite {
@@ -189,8 +188,7 @@ impl Engine {
         if let Some(ack) = self.duplicate(tx, inbound)? {
             return Ok(ack);
         }
-        let admin = GroupAdmin::from_packet(&inbound.packet)
-            .map_err(|e| refuse(inbound, ErrorCode::INVALID, e.to_string()))?;
+        let admin: GroupAdmin = body(inbound)?;
         let (gid, conv, profile, me) = self.membership(tx, inbound)?;
         let actor = &inbound.sender;
         let id = inbound.packet.id;
@@ -391,8 +389,7 @@ impl Engine {
         if let Some(ack) = self.duplicate(tx, inbound)? {
             return Ok(ack);
         }
-        let join = GroupJoin::from_packet(&inbound.packet)
-            .map_err(|e| refuse(inbound, ErrorCode::INVALID, e.to_string()))?;
+        let join: GroupJoin = body(inbound)?;
         let Target::Group { gid, conv, me, .. } = self.target(tx, inbound)? else {
             return Err(refuse(
                 inbound,

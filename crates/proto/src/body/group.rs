@@ -257,6 +257,45 @@ fn set_text(f: &mut Fields, key: u32, value: &Option<String>) {
     }
 }
 
+/// The fields group events and admin requests share (keys 9 to 14).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+struct Details {
+    user: Option<UserId>,
+    role: Option<Role>,
+    name: Option<String>,
+    avatar: Option<String>,
+    description: Option<String>,
+    history: Option<HistoryVisibility>,
+}
+
+impl Details {
+    fn read(f: &Fields) -> Result<Self, FieldError> {
+        Ok(Self {
+            user: user_of(f, 9, "user")?,
+            role: choice(f, 10, "role", ROLES.len())?.map(Role::from_index),
+            name: text_of(f, 11)?,
+            avatar: text_of(f, 12)?,
+            description: text_of(f, 13)?,
+            history: history_of(f, 14)?,
+        })
+    }
+
+    fn write(&self, f: &mut Fields) {
+        if let Some(user) = &self.user {
+            f.set_text(9, user.as_str());
+        }
+        if let Some(role) = self.role {
+            f.set_uint(10, role as u64);
+        }
+        set_text(f, 11, &self.name);
+        set_text(f, 12, &self.avatar);
+        set_text(f, 13, &self.description);
+        if let Some(h) = self.history {
+            f.set_uint(14, h as u64);
+        }
+    }
+}
+
 /// Creates a group.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct GroupCreate {
@@ -377,32 +416,30 @@ impl Body for GroupEvent {
     fn from_fields(f: &Fields) -> Result<Self, FieldError> {
         let action =
             ALL_EVENT_ACTIONS[required(choice(f, 8, "action", EVENT_ACTIONS.len()), 8, "action")?];
+        let d = Details::read(f)?;
         Ok(Self {
             action,
-            user: user_of(f, 9, "user")?,
-            role: choice(f, 10, "role", ROLES.len())?.map(Role::from_index),
-            name: text_of(f, 11)?,
-            avatar: text_of(f, 12)?,
-            description: text_of(f, 13)?,
-            history: history_of(f, 14)?,
+            user: d.user,
+            role: d.role,
+            name: d.name,
+            avatar: d.avatar,
+            description: d.description,
+            history: d.history,
         })
     }
 
     fn to_fields(&self) -> Fields {
         let mut f = Fields::new();
         f.set_uint(8, self.action as u64);
-        if let Some(user) = &self.user {
-            f.set_text(9, user.as_str());
+        Details {
+            user: self.user.clone(),
+            role: self.role,
+            name: self.name.clone(),
+            avatar: self.avatar.clone(),
+            description: self.description.clone(),
+            history: self.history,
         }
-        if let Some(role) = self.role {
-            f.set_uint(10, role as u64);
-        }
-        set_text(&mut f, 11, &self.name);
-        set_text(&mut f, 12, &self.avatar);
-        set_text(&mut f, 13, &self.description);
-        if let Some(h) = self.history {
-            f.set_uint(14, h as u64);
-        }
+        .write(&mut f);
         f
     }
 }
@@ -470,32 +507,30 @@ impl Body for GroupAdmin {
     fn from_fields(f: &Fields) -> Result<Self, FieldError> {
         let action =
             ALL_ADMIN_ACTIONS[required(choice(f, 8, "action", ADMIN_ACTIONS.len()), 8, "action")?];
+        let d = Details::read(f)?;
         Ok(Self {
             action,
-            user: user_of(f, 9, "user")?,
-            role: choice(f, 10, "role", ROLES.len())?.map(Role::from_index),
-            name: text_of(f, 11)?,
-            avatar: text_of(f, 12)?,
-            description: text_of(f, 13)?,
-            history: history_of(f, 14)?,
+            user: d.user,
+            role: d.role,
+            name: d.name,
+            avatar: d.avatar,
+            description: d.description,
+            history: d.history,
         })
     }
 
     fn to_fields(&self) -> Fields {
         let mut f = Fields::new();
         f.set_uint(8, self.action as u64);
-        if let Some(user) = &self.user {
-            f.set_text(9, user.as_str());
+        Details {
+            user: self.user.clone(),
+            role: self.role,
+            name: self.name.clone(),
+            avatar: self.avatar.clone(),
+            description: self.description.clone(),
+            history: self.history,
         }
-        if let Some(role) = self.role {
-            f.set_uint(10, role as u64);
-        }
-        set_text(&mut f, 11, &self.name);
-        set_text(&mut f, 12, &self.avatar);
-        set_text(&mut f, 13, &self.description);
-        if let Some(h) = self.history {
-            f.set_uint(14, h as u64);
-        }
+        .write(&mut f);
         f
     }
 }
