@@ -52,7 +52,7 @@ enum Command {
     History(client::HistoryArgs),
     /// List your conversations with their unread counts.
     Conversations(client::ConversationsArgs),
-    /// Set your presence.
+    /// Show contacts' presence (set your own with `listen --presence` or in `chat`).
     Presence(client::PresenceArgs),
     /// Set your profile.
     Profile(client::ProfileArgs),
