@@ -1,0 +1,36 @@
+/**
+ * The hub's edge check of an upstream PUBLISH (spec section 8, steps 1-2), as far as it
+ * depends on the packet alone: topic, size, decoding, schema, route and envelope.
+ *
+ * Clients use it to know what the hub will refuse; the test vectors' `invalid/` files name
+ * the error this check must produce.
+ */
+
+import { PacketError, ROUTE_NEEDS, TYPES, decodePacket } from './packet.js';
+
+export const DEFAULT_MAX_PAYLOAD = 65536;
+
+/**
+ * Returns `{ packet, route }` (route `event`, `marker`, `signal` or `request`), or throws
+ * PacketError with the code the hub answers.
+ */
+export function checkUpstream(topics, topic, payload, maxPayload = DEFAULT_MAX_PAYLOAD) {
+  if (topics.parse(topic)?.kind !== 'upstream') throw new PacketError('wrong-topic', `${topic} is not an upstream topic`);
+  if (payload.length > maxPayload) throw new PacketError('too-large', `${payload.length} bytes, the maximum is ${maxPayload}`);
+  const packet = decodePacket(payload);
+  const known = TYPES.get(packet.type);
+  let route;
+  let needs;
+  if (known) {
+    if (!(known.route in ROUTE_NEEDS)) throw new PacketError('wrong-topic', `${known.name} cannot be sent upstream`);
+    route = known.route;
+    needs = [...ROUTE_NEEDS[route], ...known.needs];
+  } else {
+    if (packet.conv === null) throw new PacketError('unsupported', `unknown type ${packet.type} without a conversation`);
+    route = packet.ephemeral ? 'signal' : 'event';
+    needs = ROUTE_NEEDS[route];
+  }
+  const missing = needs.filter((name) => packet[name] === null);
+  if (missing.length > 0) throw new PacketError('invalid', `a ${route} needs ${missing.join(' and ')}`);
+  return { packet, route };
+}
