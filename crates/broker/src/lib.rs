@@ -253,6 +253,9 @@ impl Broker {
                 .max_session_expiry_interval(config.session_expiry)
                 .message_expiry_interval(config.session_expiry)
                 .max_mqueue_len(config.max_queue)
+                // A server restarted after a crash must get its port back at once, not after
+                // the dead process's connections leave TIME_WAIT.
+                .reuseaddr(Some(true))
         };
         let mut server = MqttServer::new(scx.clone());
         let mut tcp = None;

@@ -24,6 +24,10 @@ pub struct Sent {
 /// Durable events (`Message`, `Contact`, and sequenced extension packets in `Other`) come in
 /// sequence order per conversation, without duplicates: a gap is filled from the hub's
 /// history before later events are delivered.
+///
+/// Markers (`Delivered`, `Read`) are told when they move forward, whether they arrive live
+/// or a sync after a reconnect finds that they moved while the device was away, and after
+/// the events they cover.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Event {

@@ -31,6 +31,12 @@
 //! whose [`Registry`](mqchat_proto::Registry) is how this crate decodes what arrives: an
 //! application registers its own packet types there and receives them as [`Event::Other`].
 //!
+//! An application with storage keeps the [`SyncState`] that [`Client::close`] returns and
+//! passes it to [`ClientConfig::resume`] next time: the device then catches up from where
+//! it stood, whatever the broker kept or lost meanwhile. Without it, a device's first
+//! connection is its starting point, and earlier events are history
+//! ([`Client::history`], [`Client::sync`]).
+//!
 //! Inside, the protocol logic is a sans-IO state machine (`session`): pending requests and
 //! their answers, deduplication and gap filling by sequence number, markers owed,
 //! subscriptions. Two tasks drive it: one owns rumqttc's event loop and only polls it

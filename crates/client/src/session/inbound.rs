@@ -82,7 +82,7 @@ impl Session {
 
     /// A live conversation event: in order, deduplicated, gaps filled first.
     fn admit(&mut self, conv: ConversationRef, seq: u64, packet: Packet, now: Now) {
-        let catching_up = false && self.catching_up();
+        let catching_up = self.catching_up();
         match self.timelines.admit(&conv, seq, packet, catching_up) {
             Admission::Duplicate => tracing::debug!(%conv, seq, "dropping a duplicate event"),
             Admission::Deliver(events) => self.deliver_events(&conv, events, now),

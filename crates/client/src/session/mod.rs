@@ -186,7 +186,7 @@ pub(crate) struct Session {
     /// The latest hub time seen on a durable event delivered to the application.
     last_hub_ts: Option<u64>,
     /// The catch-up under way fetches conversations the device did not know from this hub
-    /// time: `last_hub_ts` when it began, before events queued meanwhile moved it on.
+    /// time, fixed when it began, before events queued meanwhile moved `last_hub_ts` on.
     catch_up_since: Option<u64>,
     out: VecDeque<Output>,
 }

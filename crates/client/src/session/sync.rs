@@ -83,6 +83,16 @@ impl Session {
         }
     }
 
+    /// From when to fetch a conversation the device did not know: the last hub time it saw,
+    /// or by its own clock, a while before its first connection.
+    fn since_bound(&self) -> u64 {
+        match (self.last_hub_ts, self.first_connected_ms) {
+            (Some(ts), _) => ts,
+            (None, Some(ms)) => ms.saturating_sub(CLOCK_SLACK_MS),
+            (None, None) => 0,
+        }
+    }
+
     /// Asks for the hub's current change token, the point to catch up from later.
     pub(super) fn request_baseline(&mut self, now: Now) {
         if self.catch_up_pending() {
@@ -104,7 +114,7 @@ impl Session {
         match self.token {
             Some(after) => {
                 if self.catch_up_since.is_none() {
-                    self.catch_up_since = self.last_hub_ts;
+                    self.catch_up_since = Some(self.since_bound());
                 }
                 let query = Sync {
                     after: Some(after),
@@ -128,11 +138,7 @@ impl Session {
             } else if entry.last_seq > 0 {
                 // A conversation the device has not seen: no position to fetch after, so it
                 // fetches what was stored since the device last heard from the hub.
-                let since = match (self.catch_up_since, self.first_connected_ms) {
-                    (Some(ts), _) => ts,
-                    (None, Some(ms)) => ms.saturating_sub(CLOCK_SLACK_MS),
-                    (None, None) => 0,
-                };
+                let since = self.catch_up_since.unwrap_or_else(|| self.since_bound());
                 self.timelines.begin_fetch(&entry.conv, entry.last_seq);
                 let query = History {
                     since: Some(since),

@@ -1,0 +1,240 @@
+//! A TCP proxy between devices and the broker that plays the network: it can go down (every
+//! connection closed, new ones refused) and up again, and it counts the MQTT packets the
+//! broker sends to the device, by kind and topic, for measurements.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// What the broker sent through the proxy, from the MQTT framing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// MQTT packets of every kind (PUBLISH, PUBACK, SUBACK, PINGRESP...).
+    pub packets: u64,
+    /// Their bytes, headers included.
+    pub bytes: u64,
+    /// PUBLISH packets and their bytes per topic kind: `d`, `e`, `r` (the device's inbox
+    /// branches), `pr` (presence), `pf` (profiles).
+    pub publishes: BTreeMap<&'static str, (u64, u64)>,
+}
+
+impl Traffic {
+    /// PUBLISH packets on topics of `kind`.
+    pub fn publishes(&self, kind: &str) -> u64 {
+        self.publishes.get(kind).map_or(0, |(n, _)| *n)
+    }
+
+    /// What was sent after `earlier` was taken.
+    pub fn since(&self, earlier: &Traffic) -> Traffic {
+        let mut publishes = self.publishes.clone();
+        for (kind, (n, bytes)) in &earlier.publishes {
+            if let Some(entry) = publishes.get_mut(kind) {
+                entry.0 -= n;
+                entry.1 -= bytes;
+            }
+        }
+        Traffic {
+            packets: self.packets - earlier.packets,
+            bytes: self.bytes - earlier.bytes,
+            publishes,
+        }
+    }
+
+    fn record(&mut self, kind: u8, topic: Option<&[u8]>, size: usize) {
+        let size = size as u64;
+        self.packets += 1;
+        self.bytes += size;
+        if kind == PUBLISH {
+            let class = topic.map_or("?", classify);
+            let entry = self.publishes.entry(class).or_default();
+            entry.0 += 1;
+            entry.1 += size;
+        }
+    }
+}
+
+const PUBLISH: u8 = 3;
+
+/// The kind of a topic of the tree: `{root}/in/{user}/d` is `d`, and so on.
+fn classify(topic: &[u8]) -> &'static str {
+    let topic = String::from_utf8_lossy(topic);
+    let levels: Vec<&str> = topic.split('/').collect();
+    match levels.as_slice() {
+        [_, "in", _, "d"] => "d",
+        [_, "in", _, "e"] => "e",
+        [_, "in", _, "r", _] => "r",
+        [_, "pr", _, _] => "pr",
+        [_, "pf", _] => "pf",
+        // An empty topic: a topic alias.
+        [""] => "alias",
+        _ => "other",
+    }
+}
+
+/// Splits MQTT packets out of a byte stream.
+#[derive(Default)]
+struct Framer {
+    buffer: Vec<u8>,
+}
+
+impl Framer {
+    /// Adds bytes; reports each whole packet: its kind, its topic if a PUBLISH, its size.
+    fn push(&mut self, bytes: &[u8], mut packet: impl FnMut(u8, Option<&[u8]>, usize)) {
+        self.buffer.extend_from_slice(bytes);
+        loop {
+            let Some((remaining, header)) = remaining_length(&self.buffer) else {
+                return;
+            };
+            let size = header + remaining;
+            if self.buffer.len() < size {
+                return;
+            }
+            let kind = self.buffer[0] >> 4;
+            let topic = (kind == PUBLISH && remaining >= 2)
+                .then(|| {
+                    let len = usize::from(u16::from_be_bytes([
+                        self.buffer[header],
+                        self.buffer[header + 1],
+                    ]));
+                    self.buffer.get(header + 2..header + 2 + len)
+                })
+                .flatten();
+            packet(kind, topic, size);
+            self.buffer.drain(..size);
+        }
+    }
+}
+
+/// The remaining length of the packet at the start of `buffer` and the size of its fixed
+/// header, once enough bytes are there.
+fn remaining_length(buffer: &[u8]) -> Option<(usize, usize)> {
+    let mut value = 0usize;
+    for (i, byte) in buffer.iter().skip(1).take(4).enumerate() {
+        value |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 2));
+        }
+    }
+    None
+}
+
+struct Shared {
+    up: watch::Sender<bool>,
+    /// Bumped to close every current connection.
+    cuts: watch::Sender<u64>,
+    traffic: Mutex<Traffic>,
+}
+
+/// A proxy to one broker address.
+pub struct Proxy {
+    url: String,
+    shared: Arc<Shared>,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("mqtt://{}", listener.local_addr()?);
+        let shared = Arc::new(Shared {
+            up: watch::channel(true).0,
+            cuts: watch::channel(0).0,
+            traffic: Mutex::default(),
+        });
+        let accepting = shared.clone();
+        tokio::spawn(async move {
+            while let Ok((device, _)) = listener.accept().await {
+                if !*accepting.up.borrow() {
+                    // The network is down: the connection attempt fails at once.
+                    drop(device);
+                    continue;
+                }
+                tokio::spawn(relay(device, target, accepting.clone()));
+            }
+        });
+        Ok(Self { url, shared })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The network goes down: every connection is closed, new ones are refused.
+    pub fn down(&self) {
+        self.shared.up.send_replace(false);
+        self.shared.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// The network is back.
+    pub fn up(&self) {
+        self.shared.up.send_replace(true);
+    }
+
+    /// What the broker sent to devices through this proxy so far.
+    pub fn traffic(&self) -> Traffic {
+        self.shared
+            .traffic
+            .lock()
+            .expect("no test thread panicked holding it")
+            .clone()
+    }
+}
+
+async fn relay(mut device: TcpStream, target: SocketAddr, shared: Arc<Shared>) {
+    let mut cuts = shared.cuts.subscribe();
+    cuts.borrow_and_update();
+    let Ok(mut broker) = TcpStream::connect(target).await else {
+        return;
+    };
+    let _ = device.set_nodelay(true);
+    let _ = broker.set_nodelay(true);
+    let (mut device_read, mut device_write) = device.split();
+    let (mut broker_read, mut broker_write) = broker.split();
+    let upstream = tokio::io::copy(&mut device_read, &mut broker_write);
+    let downstream = async {
+        let mut framer = Framer::default();
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let n = broker_read.read(&mut buffer).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            {
+                let mut traffic = shared
+                    .traffic
+                    .lock()
+                    .expect("no test thread panicked holding it");
+                framer.push(&buffer[..n], |kind, topic, size| {
+                    traffic.record(kind, topic, size);
+                });
+            }
+            device_write.write_all(&buffer[..n]).await?;
+        }
+    };
+    tokio::select! {
+        _ = upstream => {}
+        _ = downstream => {}
+        _ = cuts.changed() => {}
+    }
+}
+
+#[test]
+fn framing() {
+    let mut framer = Framer::default();
+    let mut seen = Vec::new();
+    // A PUBLISH on "mq/in/bob/d" with a 2-byte payload, split in two, then a PUBACK.
+    let topic = b"mq/in/bob/d";
+    let mut publish = vec![0x32, (2 + topic.len() + 2 + 2) as u8, 0, topic.len() as u8];
+    publish.extend_from_slice(topic);
+    publish.extend_from_slice(&[0, 1, 0xa0, 0x00]);
+    let puback = [0x40, 2, 0, 1];
+    framer.push(&publish[..5], |k, t, s| seen.push((k, t.map(classify), s)));
+    assert!(seen.is_empty());
+    let mut rest = publish[5..].to_vec();
+    rest.extend_from_slice(&puback);
+    framer.push(&rest, |k, t, s| seen.push((k, t.map(classify), s)));
+    assert_eq!(seen, [(3, Some("d"), publish.len()), (4, None, 4)]);
+}
