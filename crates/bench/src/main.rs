@@ -1,29 +1,37 @@
 //! `mqchat-bench`: load generators for mqchat and its peers (a plain MQTT broker, XMPP
 //! servers), run side by side on one machine. Benchmarks, not tests: run on demand, results
-//! in docs/BENCHMARKS.md (`scripts/bench compare` runs everything and writes it).
+//! in docs/BENCHMARKS.md (`scripts/bench compare` installs the peers, builds, runs
+//! everything and writes it).
 //!
 //! Every server runs as its own process, so that its CPU time is read from /proc alone; the
 //! load generator is this one process, with many simulated devices on tokio.
 
+mod compare;
 mod direct;
 mod load;
 mod mqchat;
 mod mqtt;
+mod peer;
 mod plain;
 mod process;
+mod report;
+mod sessions;
 mod wire;
+mod xmpp;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use tokio::task::JoinSet;
+
+use crate::compare::Setup;
+use crate::report::Results;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "mqchat-bench",
-    about = "mqchat's benchmarks and the comparison with its peers"
+    about = "mqchat's benchmarks and the comparison with a plain broker and XMPP servers"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,12 +40,75 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Runs the workloads against `mqchat serve`.
-    Mqchat(MqchatArgs),
+    /// Workloads 1 and 5 (one-to-one messages with receipts; wire bytes) on `mqchat serve`.
+    Mqchat(Common),
+    /// Workloads 1 and 5 on a peer, started and stopped by the harness.
+    Peer {
+        /// Which peer.
+        #[arg(value_enum)]
+        kind: peer::Kind,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Workload 3: idle connected devices, up to `--connections`.
+    Idle {
+        #[command(flatten)]
+        common: Common,
+        /// Devices to connect.
+        #[arg(long, default_value_t = 20_000)]
+        connections: usize,
+    },
+    /// Workload 4: a reconnect storm of `--devices` devices that sync.
+    Storm {
+        #[command(flatten)]
+        common: Common,
+        /// Devices in the storm.
+        #[arg(long, default_value_t = 5_000)]
+        devices: usize,
+    },
+    /// Everything: mqchat and every installed peer, workloads 1, 3, 4, 5; writes the
+    /// results into `--out` (and the raw figures into `--json`).
+    Compare {
+        #[command(flatten)]
+        common: Common,
+        /// Devices for workload 3 (0 skips it).
+        #[arg(long, default_value_t = 20_000)]
+        connections: usize,
+        /// Devices for workload 4 (0 skips it).
+        #[arg(long, default_value_t = 5_000)]
+        devices: usize,
+        /// Peers to run (default: every installed one).
+        #[arg(long = "peer", value_enum)]
+        peers: Vec<peer::Kind>,
+        /// The results file to update (only the generated part is replaced).
+        #[arg(long, default_value = "docs/BENCHMARKS.md")]
+        out: PathBuf,
+        /// Where to keep the raw figures.
+        #[arg(long, default_value = "target/bench/results.json")]
+        json: PathBuf,
+    },
+    /// Renders saved raw figures into the results file again.
+    Report {
+        /// The raw figures.
+        #[arg(long, default_value = "target/bench/results.json")]
+        json: PathBuf,
+        /// The results file to update.
+        #[arg(long, default_value = "docs/BENCHMARKS.md")]
+        out: PathBuf,
+    },
+    /// The embedded broker alone (the `rmqtt` peer's server process).
+    #[command(hide = true)]
+    RmqttAlone,
 }
 
 #[derive(Args, Debug, Clone)]
-struct DirectArgs {
+struct Common {
+    /// The mqchat binary.
+    #[arg(long, default_value = "target/release/mqchat")]
+    bin: PathBuf,
+    /// mqchat's durability mode: `full` (each commit synced to disk) or `normal`.
+    #[arg(long, default_value = "full")]
+    durability: String,
     /// User pairs (each a sender and a recipient device).
     #[arg(long, default_value_t = 100)]
     pairs: usize,
@@ -50,69 +121,153 @@ struct DirectArgs {
     /// Messages in flight per pair at saturation.
     #[arg(long, default_value_t = 16)]
     window: u32,
-    /// Fixed offered rates (messages/s, total), besides half the saturation rate.
+    /// Fixed offered rates (messages/s in total), besides half the saturation rate.
     #[arg(long = "rate", default_value = "3000")]
     rates: Vec<f64>,
     /// Length of the wire-bytes run, seconds.
     #[arg(long, default_value_t = 3)]
     wire_seconds: u64,
+    /// Print deliveries, latency and server CPU for every second of every run (diagnosis).
+    #[arg(long)]
+    timeline: bool,
 }
 
-impl DirectArgs {
-    fn plan(&self) -> direct::Plan {
-        direct::Plan {
-            warmup: Duration::from_secs(self.warmup),
-            duration: Duration::from_secs(self.duration),
+impl Common {
+    fn setup(&self) -> Setup {
+        Setup {
+            bin: self.bin.clone(),
+            durability: self.durability.clone(),
+            pairs: self.pairs,
+            plan: direct::Plan {
+                warmup: Duration::from_secs(self.warmup),
+                duration: Duration::from_secs(self.duration),
+                window: self.window,
+                rates: self.rates.clone(),
+                drain: Duration::from_secs(300),
+                timeline: self.timeline,
+            },
+            wire: Duration::from_secs(self.wire_seconds),
+        }
+    }
+
+    fn results(&self) -> Results {
+        Results {
+            date: utc_now(),
+            command: std::env::var("MQCHAT_BENCH_COMMAND").unwrap_or_else(|_| {
+                std::iter::once("mqchat-bench".to_owned())
+                    .chain(std::env::args().skip(1))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+            machine: report::Machine::read(),
+            durability: self.durability.clone(),
+            pairs: self.pairs,
             window: self.window,
+            warmup_s: self.warmup,
+            duration_s: self.duration,
             rates: self.rates.clone(),
-            drain: Duration::from_secs(180),
+            load_before: direct::load_average(),
+            ..Results::default()
         }
     }
 }
 
-#[derive(Args, Debug)]
-struct MqchatArgs {
-    /// The mqchat binary.
-    #[arg(long, default_value = "target/release/mqchat")]
-    bin: PathBuf,
-    /// The server's durability mode (`full`: every commit synced; `normal`).
-    #[arg(long, default_value = "full")]
-    durability: String,
-    #[command(flatten)]
-    direct: DirectArgs,
+fn utc_now() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
 }
 
-async fn run_mqchat(args: MqchatArgs) -> anyhow::Result<()> {
-    mqchat::check_binary(&args.bin)?;
-    let dir = tempfile::Builder::new().prefix("mqchat-bench-").tempdir()?;
-    let pairs = args.direct.pairs;
-    let users: Vec<String> = (0..pairs)
-        .flat_map(|i| {
-            let (a, b) = mqchat::pair_users(i);
-            [a, b]
-        })
-        .collect();
-    let tokens = mqchat::add_devices(dir.path(), &users)?;
-    let server = mqchat::Server::start(&args.bin, dir.path(), &args.durability)?;
-    let meter = load::Meter::new(pairs);
-    let mut tasks = JoinSet::new();
-    mqchat::start_pairs(server.addr(), &tokens, &meter, &mut tasks).await?;
-    let plan = args.direct.plan();
-    let system = format!("mqchat (durability {})", args.durability);
-    let runs = direct::sequence(&system, &meter, server.pid(), &plan, true).await?;
-    let wire = direct::wire_bytes(
-        &meter,
-        server.addr().port(),
-        Duration::from_secs(args.direct.wire_seconds),
-        true,
-    )
-    .await?;
-    eprintln!("{system}: wire bytes per message + receipt: {wire:?}");
-    let _ = runs;
-    tasks.abort_all();
-    drop(Arc::clone(&meter));
-    server.stop();
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Mqchat(common) => print_json(&compare::mqchat_direct(&common.setup()).await?),
+        Command::Peer { kind, common } => {
+            print_json(&compare::peer_direct(kind, &common.setup()).await?)
+        }
+        Command::Idle {
+            common,
+            connections,
+        } => {
+            process::raise_nofile(connections as u64 * 2 + 10_000);
+            let steps = compare::idle_steps(connections);
+            print_json(&sessions::idle(&common.bin, &common.durability, connections, &steps).await?)
+        }
+        Command::Storm { common, devices } => {
+            process::raise_nofile(devices as u64 * 2 + 10_000);
+            print_json(&sessions::storm(&common.bin, &common.durability, devices).await?)
+        }
+        Command::Compare {
+            common,
+            connections,
+            devices,
+            peers,
+            out,
+            json,
+        } => {
+            let limit = process::raise_nofile(connections.max(devices) as u64 * 2 + 10_000);
+            let mut results = common.results();
+            if (limit as usize) < connections + 1000 {
+                results.notes.push(format!(
+                    "the open-file limit is {limit}: workload 3 cannot reach {connections}"
+                ));
+            }
+            let peers: Vec<peer::Kind> = if peers.is_empty() {
+                [
+                    peer::Kind::Mosquitto,
+                    peer::Kind::Rmqtt,
+                    peer::Kind::Prosody,
+                    peer::Kind::Ejabberd,
+                ]
+                .into_iter()
+                .filter(|&k| {
+                    let ok = compare::installed(k);
+                    if !ok {
+                        results
+                            .notes
+                            .push(format!("{k:?} is not installed: not measured"));
+                    }
+                    ok
+                })
+                .collect()
+            } else {
+                peers
+            };
+            let outcome =
+                compare::compare(&common.setup(), &peers, connections, devices, &mut results).await;
+            if let Err(e) = &outcome {
+                results.notes.push(format!("the comparison stopped: {e:#}"));
+            }
+            if let Some(dir) = json.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&json, serde_json::to_string_pretty(&results)?)
+                .with_context(|| format!("writing {}", json.display()))?;
+            report::write_into(&out, &results)?;
+            println!("{}", results.markdown());
+            eprintln!(
+                "raw figures in {}, results in {}",
+                json.display(),
+                out.display()
+            );
+            outcome
+        }
+        Command::Report { json, out } => {
+            let text = std::fs::read_to_string(&json)
+                .with_context(|| format!("reading {}", json.display()))?;
+            let results: Results = serde_json::from_str(&text)?;
+            report::write_into(&out, &results)?;
+            println!("{}", results.markdown());
+            Ok(())
+        }
+        Command::RmqttAlone => peer::run_rmqtt_alone().await,
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -121,8 +276,15 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        match cli.command {
-            Command::Mqchat(args) => run_mqchat(args).await,
+        // Stopping on a signal drops the running workload, and with it the guards of the
+        // servers it started, which stop them: no server outlives an interrupted run.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::select! {
+            r = run(cli.command) => r,
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted (SIGINT)"),
+            _ = term.recv() => anyhow::bail!("interrupted (SIGTERM)"),
+            _ = hangup.recv() => anyhow::bail!("interrupted (SIGHUP)"),
         }
     })
 }
