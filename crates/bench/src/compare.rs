@@ -94,6 +94,12 @@ pub async fn peer_direct(kind: Kind, setup: &Setup) -> anyhow::Result<SystemResu
     Ok(SystemResult::from_outcome(name, storage, outcome))
 }
 
+/// The most device connections one server process can hold under the open-file limit
+/// `limit` (which it inherits from us), leaving room for its own files.
+pub fn connection_cap(limit: u64) -> usize {
+    usize::try_from(limit.saturating_sub(100)).unwrap_or(usize::MAX)
+}
+
 /// The steps at which workload 3 measures, up to `target`.
 pub fn idle_steps(target: usize) -> Vec<usize> {
     let mut steps: Vec<usize> = [1_000, 2_000, 5_000, 10_000, 15_000, 20_000, 30_000, 50_000]
@@ -129,9 +135,12 @@ pub async fn compare(
         results.systems.push(r);
     }
     if idle > 0 {
-        match sessions::idle(&setup.bin, &setup.durability, idle, &idle_steps(idle)).await {
-            Ok(r) => results.idle = Some(r),
-            Err(e) => results.notes.push(format!("workload 3 failed: {e:#}")),
+        for rmqtt_alone in [false, true] {
+            let steps = idle_steps(idle);
+            match sessions::idle(&setup.bin, &setup.durability, idle, &steps, rmqtt_alone).await {
+                Ok(r) => results.idle.push(r),
+                Err(e) => results.notes.push(format!("workload 3 failed: {e:#}")),
+            }
         }
     }
     if storm > 0 {

@@ -14,6 +14,7 @@ mod mqtt;
 mod peer;
 mod plain;
 mod process;
+mod profile;
 mod report;
 mod sessions;
 mod wire;
@@ -57,6 +58,9 @@ enum Command {
         /// Devices to connect.
         #[arg(long, default_value_t = 20_000)]
         connections: usize,
+        /// Connect them to the embedded broker alone instead (no hub, no store).
+        #[arg(long)]
+        rmqtt_alone: bool,
     },
     /// Workload 4: a reconnect storm of `--devices` devices that sync.
     Storm {
@@ -86,6 +90,17 @@ enum Command {
         /// Where to keep the raw figures.
         #[arg(long, default_value = "target/bench/results.json")]
         json: PathBuf,
+    },
+    /// Where mqchat's server spends its time: perf during a fixed-rate run.
+    Profile {
+        #[command(flatten)]
+        common: Common,
+        /// Offered rate, messages/s.
+        #[arg(long = "at", default_value_t = 2000.0)]
+        at: f64,
+        /// Seconds to profile.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
     },
     /// Renders saved raw figures into the results file again.
     Report {
@@ -194,10 +209,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Idle {
             common,
             connections,
+            rmqtt_alone,
         } => {
-            process::raise_nofile(connections as u64 * 2 + 10_000);
+            let limit = process::raise_nofile(connections as u64 * 2 + 10_000);
+            let cap = compare::connection_cap(limit);
+            if connections > cap {
+                eprintln!(
+                    "the open-file limit ({limit}) allows {cap} connections, not {connections}"
+                );
+            }
+            let connections = connections.min(cap);
             let steps = compare::idle_steps(connections);
-            print_json(&sessions::idle(&common.bin, &common.durability, connections, &steps).await?)
+            let result = sessions::idle(
+                &common.bin,
+                &common.durability,
+                connections,
+                &steps,
+                rmqtt_alone,
+            )
+            .await?;
+            print_json(&result)
         }
         Command::Storm { common, devices } => {
             process::raise_nofile(devices as u64 * 2 + 10_000);
@@ -213,11 +244,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let limit = process::raise_nofile(connections.max(devices) as u64 * 2 + 10_000);
             let mut results = common.results();
-            if (limit as usize) < connections + 1000 {
+            let cap = compare::connection_cap(limit);
+            if connections > cap {
                 results.notes.push(format!(
-                    "the open-file limit is {limit}: workload 3 cannot reach {connections}"
+                    "The open-file limit of this machine is {limit} per process and cannot be \
+                     raised here (no CAP_SYS_RESOURCE): one server process can hold at most \
+                     about {cap} connections, so workload 3 stops there instead of at \
+                     {connections}."
                 ));
             }
+            let connections = connections.min(cap);
+            let devices = devices.min(cap);
             let peers: Vec<peer::Kind> = if peers.is_empty() {
                 [
                     peer::Kind::Mosquitto,
@@ -266,6 +303,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", results.markdown());
             Ok(())
         }
+        Command::Profile {
+            common,
+            at,
+            seconds,
+        } => print_json(&profile::profile(&common.setup(), at, seconds).await?),
         Command::RmqttAlone => peer::run_rmqtt_alone().await,
     }
 }

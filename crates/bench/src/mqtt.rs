@@ -44,7 +44,9 @@ pub fn options(addr: SocketAddr, login: &Login) -> MqttOptions {
         .set_keep_alive(Duration::from_secs(60))
         .set_max_packet_size(Some(1 << 20))
         .set_clean_start(!login.persistent)
-        .set_outgoing_inflight_upper_limit(INFLIGHT);
+        .set_outgoing_inflight_upper_limit(INFLIGHT)
+        // TCP connect plus CONNACK (rumqttc's default is 5 s).
+        .set_connection_timeout(120);
     if login.persistent {
         options.set_session_expiry_interval(Some(SESSION_EXPIRY_SECS));
     }

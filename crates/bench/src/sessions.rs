@@ -45,6 +45,8 @@ pub struct IdleStep {
 /// Workload 3's figures.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IdleResult {
+    /// The server measured.
+    pub server: String,
     /// Devices asked for.
     pub target: usize,
     /// Server RSS before any device connected (with all accounts created), KiB.
@@ -129,27 +131,76 @@ fn users(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}")).collect()
 }
 
-/// Workload 3: connects `target` idle devices, measuring at each of `steps`.
+/// The server of workload 3: mqchat, or the embedded broker alone (to tell its share of the
+/// memory from the hub's).
+#[derive(Debug)]
+enum IdleServer {
+    Mqchat(Server),
+    Rmqtt(crate::peer::Peer),
+}
+
+impl IdleServer {
+    fn pid(&self) -> u32 {
+        match self {
+            Self::Mqchat(s) => s.pid(),
+            Self::Rmqtt(p) => p.pid(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Self::Mqchat(s) => s.addr(),
+            Self::Rmqtt(p) => p.addr,
+        }
+    }
+
+    fn stop(self) {
+        match self {
+            Self::Mqchat(s) => s.stop(),
+            Self::Rmqtt(p) => p.stop(),
+        }
+    }
+}
+
+/// Workload 3: connects `target` idle devices, measuring at each of `steps`; on mqchat, or
+/// with `rmqtt_alone` on the embedded broker alone (no hub, no store, no access checks).
 pub async fn idle(
     bin: &Path,
     durability: &str,
     target: usize,
     steps: &[usize],
+    rmqtt_alone: bool,
 ) -> anyhow::Result<IdleResult> {
     let dir = tempfile::Builder::new().prefix("mqchat-idle-").tempdir()?;
     let names = users("c", target);
-    let t = Instant::now();
-    let tokens = mqchat::add_devices(dir.path(), &names)?;
-    eprintln!(
-        "idle: {target} accounts created in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    let server = Server::start(bin, dir.path(), durability)?;
+    let (server, tokens, name) = if rmqtt_alone {
+        let peer = crate::peer::start(crate::peer::Kind::Rmqtt)?;
+        let name = peer.name.clone();
+        (
+            IdleServer::Rmqtt(peer),
+            vec!["bench".to_owned(); target],
+            name,
+        )
+    } else {
+        let t = Instant::now();
+        let tokens = mqchat::add_devices(dir.path(), &names)?;
+        eprintln!(
+            "idle: {target} accounts created in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let server = Server::start(bin, dir.path(), durability)?;
+        let name = format!(
+            "mqchat {} (durability {durability})",
+            env!("CARGO_PKG_VERSION")
+        );
+        (IdleServer::Mqchat(server), tokens, name)
+    };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let baseline = process::usage(server.pid())?;
     let alive = Arc::new(AtomicUsize::new(0));
     let mut holders = JoinSet::new();
     let mut result = IdleResult {
+        server: name.clone(),
         target,
         baseline_rss_kib: baseline.rss_kib,
         steps: Vec::new(),
@@ -188,7 +239,7 @@ pub async fn idle(
             elapsed_s: start.elapsed().as_secs_f64(),
         };
         eprintln!(
-            "idle: {} devices connected, server RSS {} MiB, CPU {:.1} s, {:.0} s",
+            "idle on {name}: {} devices connected, server RSS {} MiB, CPU {:.1} s, {:.0} s",
             s.connections,
             s.server_rss_kib / 1024,
             s.server_cpu_s,
