@@ -13,7 +13,7 @@ use crate::direct::{self, Plan};
 use crate::load::Meter;
 use crate::peer::{self, Kind};
 use crate::report::{Results, SystemResult};
-use crate::{mqchat, plain, sessions, xmpp};
+use crate::{mqchat, plain, profile, sessions, xmpp};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -125,6 +125,11 @@ pub async fn compare(
     };
     let mine = mqchat_direct(setup).await?;
     report(&mine);
+    let saturation = mine
+        .runs
+        .iter()
+        .find(|r| r.window.is_some())
+        .map_or(0.0, |r| r.delivered_per_s);
     results.systems.push(mine);
     for &kind in peers {
         let r = match peer_direct(kind, setup).await {
@@ -142,6 +147,18 @@ pub async fn compare(
                 Err(e) => results.notes.push(format!("workload 3 failed: {e:#}")),
             }
         }
+    }
+    if profile::available() && saturation > 0.0 {
+        // Profiled where a real deployment runs: well below saturation, at most 3,000/s.
+        let rate = (saturation * 0.5).min(3000.0).round();
+        match profile::profile(setup, rate, 5).await {
+            Ok(p) => results.profile = Some(p),
+            Err(e) => results.notes.push(format!("profile failed: {e:#}")),
+        }
+    } else {
+        results
+            .notes
+            .push("perf is not available: no profile".to_owned());
     }
     if storm > 0 {
         match sessions::storm(&setup.bin, &setup.durability, storm).await {

@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::direct::{RunResult, WireResult};
+use crate::profile::Profile;
 use crate::sessions::{IdleResult, StormResult};
 
 /// Start of the generated part of the results file.
@@ -149,6 +150,8 @@ pub struct Results {
     pub idle: Vec<IdleResult>,
     /// Workload 4.
     pub storm: Option<StormResult>,
+    /// Where mqchat's server spends its time.
+    pub profile: Option<Profile>,
     /// Anything that went wrong or needs saying.
     pub notes: Vec<String>,
 }
@@ -221,6 +224,7 @@ impl Results {
         self.write_rates(o)?;
         self.write_wire(o)?;
         self.write_sessions(o)?;
+        self.write_profile(o)?;
         if !self.notes.is_empty() {
             writeln!(o, "### Notes from the run\n")?;
             for n in &self.notes {
@@ -550,6 +554,50 @@ impl Results {
             }
         }
         Ok(())
+    }
+}
+
+impl Results {
+    fn write_profile(&self, o: &mut String) -> std::fmt::Result {
+        let Some(p) = &self.profile else {
+            return Ok(());
+        };
+        writeln!(o, "### Where mqchat's server spends its time\n")?;
+        writeln!(
+            o,
+            "`perf record -e cpu-clock --call-graph dwarf` on the server for {:.0} s of \
+             workload 1 at {:.0} messages/s ({} delivered, {} samples, {:.0} µs of server CPU \
+             per message with perf attached). Shares are inclusive and nest (the store's lines \
+             are inside the hub worker's).\n",
+            p.seconds, p.rate, p.delivered, p.samples, p.server_cpu_us_per_msg
+        )?;
+        writeln!(o, "| part | share of server CPU | µs per message |")?;
+        writeln!(o, "|---|---:|---:|")?;
+        for s in &p.shares {
+            writeln!(
+                o,
+                "| {} | {:.1} % | {:.0} |",
+                s.part, s.percent, s.us_per_msg
+            )?;
+        }
+        let threads: Vec<String> = p
+            .threads
+            .iter()
+            .take(4)
+            .map(|(t, v)| format!("{t} {v:.0} %"))
+            .collect();
+        let calls: Vec<String> = p
+            .syscalls_per_msg
+            .iter()
+            .filter(|(_, v)| *v >= 0.005)
+            .map(|(n, v)| format!("{n} {v:.2}"))
+            .collect();
+        writeln!(
+            o,
+            "\nThreads: {}. System calls per delivered message: {}.\n",
+            threads.join(", "),
+            calls.join(", ")
+        )
     }
 }
 
