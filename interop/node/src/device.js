@@ -4,9 +4,10 @@
  * It connects as `{user}:{device}` with a persistent session and the offline presence as its
  * will, subscribes to its inbox topics when the broker kept no session, publishes its
  * presence, and records every packet it receives in `received` (an EventLog to wait on, kept
- * for the device's lifetime; each is also emitted as a `received` event). Requests (profile, sync, history) are answered on
- * the reply topic and matched by id; an event is "sent" when its copy, with this device's name
- * and the event's id, arrives on the user's durable inbox (or an `ack` marks it a duplicate).
+ * for the device's lifetime; each is also emitted as a `received` event). Requests (profile,
+ * sync, history, groups) are answered on the reply topic and matched by id; an event is
+ * "sent" when its copy, with this device's name and the event's id, arrives on the user's
+ * durable inbox (or an `ack` marks it a duplicate).
  */
 
 import { EventEmitter } from 'node:events';
@@ -221,7 +222,7 @@ export class Device extends EventEmitter {
     return packet;
   }
 
-  // Requests (sections 7.6, 7.9, 7.10, 11).
+  // Requests (sections 7.6, 7.9, 7.10, 7.11, 11).
 
   /**
    * Sends a request (a new id is given if it has none) and resolves with the reply with its
@@ -253,5 +254,36 @@ export class Device extends EventEmitter {
   /** One page of a conversation's events, ascending (section 11); a `history-result`. */
   history(conv, { after, before, since, limit } = {}) {
     return this.request(new Packet(TYPE_NUMBERS.history, { conv, body: present({ after, before, since, limit }) }));
+  }
+
+  // Groups (section 7.11). Each request resolves with an `ack` (carrying the group's `conv`
+  // and the `seq` of the group-event it produced) or rejects with Refused.
+
+  /**
+   * Creates a group (this user is its owner), inviting `invite` at once; resolves with the
+   * ack, whose `conv` is the new group (`#...`) and `seq` that of its `created` event.
+   */
+  createGroup(name, { invite, avatar, description, history } = {}) {
+    const body = present({ name, invite, avatar, description, history });
+    return this.request(new Packet(TYPE_NUMBERS['group-create'], { body }));
+  }
+
+  /**
+   * An admin action (invite, cancel, remove, role, transfer, update, delete) on `group`;
+   * `name`, `avatar`, `description`, `history` for update. Resolves with the ack.
+   */
+  groupAdmin(group, action, { user, role, name, avatar, description, history } = {}) {
+    const body = present({ action, user, role, name, avatar, description, history });
+    return this.request(new Packet(TYPE_NUMBERS['group-admin'], { conv: group, body }));
+  }
+
+  /** Answers an invitation (accept, decline) or leaves (leave); resolves with the ack. */
+  groupJoin(group, action) {
+    return this.request(new Packet(TYPE_NUMBERS['group-join'], { conv: group, body: { action } }));
+  }
+
+  /** The group's profile, members, roles and markers: a `group-info-result`. */
+  groupInfo(group) {
+    return this.request(new Packet(TYPE_NUMBERS['group-info'], { conv: group }));
   }
 }

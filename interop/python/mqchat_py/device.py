@@ -3,7 +3,7 @@
 It connects as `{user}:{device}` with a persistent session and the offline presence as its
 will, subscribes to its inbox topics when the broker kept no session, publishes its presence,
 and records every packet it receives in `received`, an EventLog to wait on (kept for the
-device's lifetime). Requests (profile, sync, history) are answered on the reply topic and
+device's lifetime). Requests (profile, sync, history, groups) are answered on the reply topic and
 matched by id; an event is "sent" when its copy, with this device's name and the event's id,
 arrives on the user's durable inbox (or an `ack` marks it a duplicate).
 """
@@ -288,7 +288,7 @@ class Device:
             raise Refused(found)
         return found
 
-    # Requests (sections 7.6, 7.9, 7.10, 11).
+    # Requests (sections 7.6, 7.9, 7.10, 7.11, 11).
 
     def request(self, packet: Packet, timeout: float = TIMEOUT) -> Packet:
         """Sends a request (a new id is given if it has none) and returns the reply with its
@@ -338,6 +338,47 @@ class Device:
         """One page of a conversation's events, ascending (section 11); a `history-result`."""
         body = {"after": after, "before": before, "since": since, "limit": limit}
         return self.request(Packet(TYPE_NUMBERS["history"], conv=conv, body=_present(body)), timeout)
+
+    # Groups (section 7.11). Each request is answered by an `ack` (carrying the group's `conv`
+    # and the `seq` of the group-event it produced) or an error, raised as Refused.
+
+    def create_group(
+        self,
+        name: str,
+        *,
+        invite: list[str] | None = None,
+        avatar: str | None = None,
+        description: str | None = None,
+        history: str | None = None,
+        timeout: float = TIMEOUT,
+    ) -> Packet:
+        """Creates a group (this user is its owner), inviting `invite` at once; returns the
+        ack, whose `conv` is the new group (`#...`) and `seq` that of its `created` event."""
+        body = {"name": name, "invite": invite, "avatar": avatar, "description": description, "history": history}
+        return self.request(Packet(TYPE_NUMBERS["group-create"], body=_present(body)), timeout)
+
+    def group_admin(
+        self,
+        group: str,
+        action: str,
+        *,
+        user: str | None = None,
+        role: str | None = None,
+        timeout: float = TIMEOUT,
+        **changes: str,
+    ) -> Packet:
+        """An admin action (invite, cancel, remove, role, transfer, update, delete) on
+        `group`; `changes`: name, avatar, description, history (update). Returns the ack."""
+        body = {"action": action, "user": user, "role": role, **changes}
+        return self.request(Packet(TYPE_NUMBERS["group-admin"], conv=group, body=_present(body)), timeout)
+
+    def group_join(self, group: str, action: str, timeout: float = TIMEOUT) -> Packet:
+        """Answers an invitation (accept, decline) or leaves (leave); returns the ack."""
+        return self.request(Packet(TYPE_NUMBERS["group-join"], conv=group, body={"action": action}), timeout)
+
+    def group_info(self, group: str, timeout: float = TIMEOUT) -> Packet:
+        """The group's profile, members, roles and markers: a `group-info-result`."""
+        return self.request(Packet(TYPE_NUMBERS["group-info"], conv=group), timeout)
 
 
 def _present(values: dict[str, Any]) -> dict[str, Any]:
