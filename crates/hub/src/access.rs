@@ -79,7 +79,11 @@ impl Gate {
         if username == Some(self.hub.username.as_str()) {
             let ok = password
                 .is_some_and(|p| constant_time_eq(p.as_bytes(), self.hub.secret.as_bytes()));
-            if ok && client_id.starts_with(&self.hub.username) {
+            // The hub connects as itself, and briefly as a revoked device's client id to
+            // take over and discard that device's session (spec 7.12).
+            let hub_client = client_id.starts_with(&self.hub.username)
+                || DeviceIdentity::parse_client_id(client_id).is_ok();
+            if ok && hub_client {
                 return Admission::Hub;
             }
             tracing::warn!(client_id, "refused hub login");

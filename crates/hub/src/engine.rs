@@ -8,8 +8,8 @@ use mqchat_proto::body::{
 };
 use mqchat_proto::upstream::{self, Inbound, Rejection, Route};
 use mqchat_proto::{
-    ConversationRef, ErrorCode, GroupId, InboxBranch, Packet, PacketKind, Registry, Topic,
-    TopicRoot, UserId,
+    ConversationRef, DeviceIdentity, ErrorCode, GroupId, InboxBranch, Packet, PacketKind, Registry,
+    Topic, TopicRoot, UserId,
 };
 use mqchat_store::archive::Position;
 use mqchat_store::{
@@ -64,6 +64,8 @@ pub struct Output {
     /// Stored events whose delivery is among `publishes`: confirm them with
     /// [`Engine::confirm`] once the broker has them, so they leave the outbox.
     pub delivered: Vec<(ConvId, u64)>,
+    /// Devices revoked by this batch: their broker sessions must be removed (spec 7.12).
+    pub evict: Vec<DeviceIdentity>,
 }
 
 /// Why one packet was not applied.
@@ -178,6 +180,7 @@ impl Engine {
                 Ok(local) => {
                     output.publishes.extend(local.publishes);
                     output.delivered.extend(local.delivered);
+                    output.evict.extend(local.evict);
                 }
                 Err(Failure::Refused(rejection)) => {
                     tracing::info!(
@@ -720,6 +723,8 @@ impl Engine {
             PacketKind::GROUP_ADMIN => self.group_admin(tx, now, inbound, out)?,
             PacketKind::GROUP_JOIN => self.group_join(tx, now, inbound, out)?,
             PacketKind::GROUP_INFO => self.group_info(tx, inbound)?,
+            PacketKind::DEVICE_LIST => self.device_list(tx, inbound)?,
+            PacketKind::DEVICE_REVOKE => self.device_revoke(tx, now, inbound, out)?,
             other => {
                 return Err(refuse(
                     inbound,
@@ -965,8 +970,15 @@ impl Engine {
 
     /// Handles a PUBLISH seen on a presence topic (spec section 10): an `offline` without
     /// `last-active` (a will) is replaced by one stamped with the hub's time; a payload that
-    /// is not a presence is cleared. Returns the publish to make, if any.
-    pub fn presence(&self, topic: &str, payload: &[u8], now: u64) -> Option<Outbound> {
+    /// is not a presence, or the presence of a revoked device, is cleared. Returns the
+    /// publish to make, if any.
+    pub fn presence(
+        &self,
+        store: &Store,
+        topic: &str,
+        payload: &[u8],
+        now: u64,
+    ) -> Option<Outbound> {
         let Ok(Topic::Presence { user, device }) = self.config.root.parse_topic(topic) else {
             return None;
         };
@@ -979,6 +991,16 @@ impl Engine {
             qos: Qos::AtLeastOnce,
             retain: true,
         };
+        match store.device_active(&user, &device) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(user = %user, device = %device, "clearing the presence of a revoked device");
+                return Some(clear);
+            }
+            Err(e) => {
+                tracing::error!(user = %user, device = %device, error = %e, "store failed checking a presence");
+            }
+        }
         let decoded = self
             .config
             .registry

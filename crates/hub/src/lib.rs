@@ -6,6 +6,7 @@
 //! store synchronously: callers run them on blocking threads.
 
 pub mod access;
+mod device;
 pub mod engine;
 mod group;
 mod render;

@@ -483,7 +483,10 @@ fn outbox_redelivers_what_was_not_confirmed() {
 
 #[test]
 fn presence_wills_are_stamped_and_garbage_cleared() {
-    let f = Fixture::new();
+    let mut f = Fixture::new();
+    f.store
+        .add_device(&user("alice"), &device("phone"), 1)
+        .expect("device");
     let will = f
         .registry
         .from_json(&json!({"type": "presence", "availability": "offline"}))
@@ -491,7 +494,7 @@ fn presence_wills_are_stamped_and_garbage_cleared() {
         .encode();
     let stamped = f
         .engine
-        .presence("mq/pr/alice/phone", &will, 77)
+        .presence(&f.store, "mq/pr/alice/phone", &will, 77)
         .expect("stamped");
     assert!(stamped.retain);
     assert_eq!(
@@ -499,7 +502,8 @@ fn presence_wills_are_stamped_and_garbage_cleared() {
         json!({"type": "presence", "ts": 77, "availability": "offline", "last-active": 77, "retained": true})
     );
     assert_eq!(
-        f.engine.presence("mq/pr/alice/phone", &stamped.payload, 78),
+        f.engine
+            .presence(&f.store, "mq/pr/alice/phone", &stamped.payload, 78),
         None,
         "no loop on its own stamp"
     );
@@ -508,13 +512,116 @@ fn presence_wills_are_stamped_and_garbage_cleared() {
         .from_json(&json!({"type": "presence", "availability": "available"}))
         .expect("valid")
         .encode();
-    assert_eq!(f.engine.presence("mq/pr/alice/phone", &online, 79), None);
+    assert_eq!(
+        f.engine
+            .presence(&f.store, "mq/pr/alice/phone", &online, 79),
+        None
+    );
     let cleared = f
         .engine
-        .presence("mq/pr/alice/phone", b"garbage", 80)
+        .presence(&f.store, "mq/pr/alice/phone", b"garbage", 80)
         .expect("cleared");
     assert!(cleared.payload.is_empty() && cleared.retain);
-    assert_eq!(f.engine.presence("mq/pr/alice/phone", &[], 81), None);
+    assert_eq!(
+        f.engine.presence(&f.store, "mq/pr/alice/phone", &[], 81),
+        None
+    );
+}
+
+fn user(s: &str) -> UserId {
+    UserId::parse(s).expect("valid")
+}
+
+fn device(s: &str) -> mqchat_proto::DeviceId {
+    mqchat_proto::DeviceId::parse(s).expect("valid")
+}
+
+#[test]
+fn devices_are_listed_and_revoked() {
+    let mut f = Fixture::new();
+    for d in ["phone", "laptop"] {
+        f.store
+            .add_device(&user("alice"), &device(d), 5)
+            .expect("device");
+    }
+    f.store
+        .add_device(&user("bob"), &device("tablet"), 5)
+        .expect("device");
+    let out = f.send("alice", json!({"type": "device-list", "id": ID1}));
+    assert_eq!(
+        out,
+        vec![(
+            "mq/in/alice/r/phone".to_owned(),
+            json!({"type": "device-list-result", "id": ID1, "devices": [
+                {"device-id": "laptop", "created": 5, "token": true},
+                {"device-id": "phone", "created": 5, "token": true}
+            ]})
+        )]
+    );
+
+    // alice revokes her laptop from her phone: ack, presence cleared, session evicted.
+    let batch = vec![Upstream {
+        topic: "mq/up/alice/phone".into(),
+        payload: f
+            .registry
+            .from_json(&json!({"type": "device-revoke", "id": ID2, "device-id": "laptop"}))
+            .expect("valid")
+            .encode(),
+    }];
+    f.now += 1000;
+    let output = f.engine.process(&mut f.store, f.now, &batch);
+    assert_eq!(output.publishes.len(), 2);
+    let clear = &output.publishes[0];
+    assert_eq!(clear.topic, "mq/pr/alice/laptop");
+    assert!(clear.payload.is_empty() && clear.retain);
+    assert_eq!(
+        f.show(&output.publishes[1]),
+        (
+            "mq/in/alice/r/phone".to_owned(),
+            json!({"type": "ack", "id": ID2})
+        )
+    );
+    assert_eq!(output.evict.len(), 1);
+    assert_eq!(output.evict[0].to_string(), "alice:laptop");
+    let revoked = f.store.devices(&user("alice")).expect("list");
+    assert!(
+        revoked
+            .iter()
+            .any(|d| d.id == device("laptop") && d.revoked_at == Some(f.now))
+    );
+
+    // The list no longer shows it; revoking it again, or bob's device, is not-found.
+    let out = f.send("alice", json!({"type": "device-list", "id": ID3}));
+    assert_eq!(
+        out[0].1["devices"],
+        json!([{"device-id": "phone", "created": 5, "token": true}])
+    );
+    for name in ["laptop", "tablet", "nothing"] {
+        let out = f.send(
+            "alice",
+            json!({"type": "device-revoke", "id": ID1, "device-id": name}),
+        );
+        assert_eq!(out.len(), 1, "{name}");
+        assert_eq!(out[0].1["type"], json!("error"), "{name}");
+        assert_eq!(out[0].1["code"], json!(8), "{name}");
+    }
+    assert!(
+        f.store
+            .device_active(&user("bob"), &device("tablet"))
+            .expect("query")
+    );
+
+    // A presence the revoked laptop publishes later (its will) is cleared, not stamped.
+    let will = f
+        .registry
+        .from_json(&json!({"type": "presence", "availability": "offline"}))
+        .expect("valid")
+        .encode();
+    let cleared = f
+        .engine
+        .presence(&f.store, "mq/pr/alice/laptop", &will, 99)
+        .expect("cleared");
+    assert!(cleared.payload.is_empty() && cleared.retain);
 }
 
 mod groups {

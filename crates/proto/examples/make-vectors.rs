@@ -432,6 +432,30 @@ fn valid() -> Vec<Valid> {
             None,
         ),
         (
+            "device-list-upstream",
+            "alice asks which devices she has",
+            up,
+            json!({"type": "device-list", "id": ID}),
+            Some("request"),
+        ),
+        (
+            "device-list-result",
+            "alice's devices: a laptop with a device token, a phone that logs in with her password",
+            "mq/in/alice/r/phone",
+            json!({"type": "device-list-result", "id": ID, "devices": [
+                {"device-id": "laptop", "created": 1789000000000_u64, "last-login": 1789999000000_u64, "token": true},
+                {"device-id": "phone", "created": 1789500000000_u64, "last-login": 1790000000000_u64}
+            ]}),
+            None,
+        ),
+        (
+            "device-revoke-upstream",
+            "alice revokes her lost laptop",
+            up,
+            json!({"type": "device-revoke", "id": ID, "device-id": "laptop"}),
+            Some("request"),
+        ),
+        (
             "reaction-as-unknown",
             "a reaction (registered extension 128) seen by a registry without the extension",
             up,
@@ -453,6 +477,22 @@ type Invalid = (
 fn invalid() -> Vec<Invalid> {
     let up = "mq/up/alice/phone";
     vec![
+        (
+            "device-revoke-bad-id",
+            "device-revoke naming \"A/B\", not a device id",
+            up,
+            "a3 001842 011b05007f9df76a5f3c 0863412f42",
+            "invalid",
+            None,
+        ),
+        (
+            "device-revoke-no-device",
+            "device-revoke without the device to revoke",
+            up,
+            "a2 001842 011b05007f9df76a5f3c",
+            "invalid",
+            None,
+        ),
         (
             "not-cbor",
             "0xff alone is a break with nothing to end",

@@ -56,6 +56,12 @@ impl PacketKind {
     pub const GROUP_INFO: Self = Self(36);
     /// A group's roster and profile.
     pub const GROUP_INFO_RESULT: Self = Self(37);
+    /// Asks for the sender's own devices.
+    pub const DEVICE_LIST: Self = Self(64);
+    /// The sender's devices.
+    pub const DEVICE_LIST_RESULT: Self = Self(65);
+    /// Revokes one of the sender's devices.
+    pub const DEVICE_REVOKE: Self = Self(66);
     /// The range reserved for group packets (32 to 63).
     pub const GROUP_RANGE: std::ops::RangeInclusive<u32> = 32..=63;
     /// First number third parties may use without registering (1024 and up).

@@ -61,6 +61,8 @@ pub enum FieldType {
     Choice(&'static [&'static str]),
     /// A user id.
     User,
+    /// A device id.
+    Device,
     /// An array of user ids.
     Users {
         /// Maximum number of items.
@@ -413,7 +415,7 @@ impl Registry {
     fn value_to_json(&self, fields: &Fields, spec: &FieldSpec, depth: usize) -> Option<Value> {
         let k = spec.key;
         Some(match spec.ty {
-            FieldType::Text { .. } | FieldType::User | FieldType::Conv => {
+            FieldType::Text { .. } | FieldType::User | FieldType::Device | FieldType::Conv => {
                 Value::from(fields.text(k).ok()??)
             }
             FieldType::Uint { .. } => Value::from(fields.uint(k).ok()??),
@@ -580,7 +582,7 @@ impl Registry {
         let k = spec.key;
         let wrong = |what: &str| JsonError(format!("must be {what}"));
         match spec.ty {
-            FieldType::Text { .. } | FieldType::User | FieldType::Conv => {
+            FieldType::Text { .. } | FieldType::User | FieldType::Device | FieldType::Conv => {
                 fields.set_text(k, value.as_str().ok_or_else(|| wrong("a string"))?);
             }
             FieldType::Uint { .. } => fields.set_uint(
@@ -689,6 +691,10 @@ pub fn validate_fields(fields: &Fields, schema: &[FieldSpec]) -> Result<(), Fiel
             FieldType::User => {
                 let text = fields.text(k).map_err(with_name)?.unwrap_or_default();
                 UserId::parse(text).map_err(|e| err(e.to_string()))?;
+            }
+            FieldType::Device => {
+                let text = fields.text(k).map_err(with_name)?.unwrap_or_default();
+                DeviceId::parse(text).map_err(|e| err(e.to_string()))?;
             }
             FieldType::Conv => {
                 let text = fields.text(k).map_err(with_name)?.unwrap_or_default();

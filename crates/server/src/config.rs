@@ -27,6 +27,13 @@ pub struct ServerConfig {
     pub durability: Durability,
     /// The most members (and invited users) of one group.
     pub max_group_members: usize,
+    /// Archive retention: remove events older than this many days (absent: keep).
+    pub retention_days: Option<u64>,
+    /// Archive retention: keep at most this many of the newest events per conversation
+    /// (absent: keep all).
+    pub retention_max_events: Option<u64>,
+    /// How often the hub applies retention, in seconds (also once at start).
+    pub retention_interval_secs: u64,
 }
 
 /// The store's durability setting.
@@ -52,6 +59,9 @@ impl Default for ServerConfig {
             session_expiry_secs: 7 * 24 * 3600,
             durability: Durability::Full,
             max_group_members: 1000,
+            retention_days: None,
+            retention_max_events: None,
+            retention_interval_secs: 3600,
         }
     }
 }
@@ -65,6 +75,27 @@ impl ServerConfig {
     /// The database file.
     pub fn database(&self) -> PathBuf {
         self.data_dir.join("mqchat.db")
+    }
+
+    /// The archive retention policy these settings ask for.
+    pub fn retention(&self) -> Result<mqchat_store::RetentionPolicy, String> {
+        if self.retention_days == Some(0) {
+            return Err(
+                "retention_days must be at least 1 (leave it out to keep everything)".into(),
+            );
+        }
+        if self.retention_max_events == Some(0) {
+            return Err(
+                "retention_max_events must be at least 1 (leave it out to keep everything)".into(),
+            );
+        }
+        if self.retention_interval_secs == 0 {
+            return Err("retention_interval_secs must be at least 1".into());
+        }
+        Ok(mqchat_store::RetentionPolicy {
+            max_age_ms: self.retention_days.map(|d| d.saturating_mul(86_400_000)),
+            max_events: self.retention_max_events,
+        })
     }
 }
 
@@ -95,5 +126,18 @@ mod tests {
         assert_eq!(c.durability, Durability::Normal);
         assert_eq!(c.max_payload, 65_536);
         assert!(ServerConfig::from_toml("nonsense = 1").is_err());
+    }
+
+    #[test]
+    fn retention_settings() {
+        let none = ServerConfig::default().retention().expect("valid");
+        assert!(!none.is_active());
+        let c = ServerConfig::from_toml("retention_days = 30\nretention_max_events = 1000")
+            .expect("valid");
+        let policy = c.retention().expect("valid");
+        assert_eq!(policy.max_age_ms, Some(30 * 86_400_000));
+        assert_eq!(policy.max_events, Some(1000));
+        let zero = ServerConfig::from_toml("retention_days = 0").expect("parses");
+        assert!(zero.retention().is_err());
     }
 }

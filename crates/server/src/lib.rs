@@ -15,6 +15,7 @@
 pub mod config;
 mod gate;
 mod link;
+mod retention;
 pub mod testing;
 
 use std::net::SocketAddr;
@@ -40,6 +41,7 @@ pub(crate) fn now_ms() -> u64 {
 pub struct Server {
     broker: Broker,
     link: link::Link,
+    retention: Option<retention::RetentionJob>,
     root: TopicRoot,
 }
 
@@ -66,6 +68,7 @@ impl Server {
     /// subscribed (devices may connect and publish).
     pub async fn start(config: &ServerConfig) -> Result<Self, StartError> {
         let root = TopicRoot::parse(&config.root).map_err(|e| StartError::Config(e.to_string()))?;
+        let policy = config.retention().map_err(StartError::Config)?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Config(format!("data directory {}: {e}", config.data_dir.display()))
         })?;
@@ -103,6 +106,12 @@ impl Server {
         let link = link::Link::start(broker.internal_addr(), &hub, engine, store)
             .await
             .map_err(StartError::Link)?;
+        let retention = retention::RetentionJob::start(
+            Store::open(&config.database(), durability)?,
+            policy,
+            Duration::from_secs(config.retention_interval_secs),
+        )
+        .map_err(|e| StartError::Config(format!("cannot start the retention job: {e}")))?;
         tracing::info!(
             tcp = ?broker.tcp_addr(),
             ws = ?broker.ws_addr(),
@@ -110,7 +119,12 @@ impl Server {
             data = %config.data_dir.display(),
             "mqchat is serving"
         );
-        Ok(Self { broker, link, root })
+        Ok(Self {
+            broker,
+            link,
+            retention,
+            root,
+        })
     }
 
     /// The bound MQTT/TCP address.
@@ -140,6 +154,9 @@ impl Server {
         self.broker.stop_accepting().await;
         self.broker.disconnect_all(link::HUB_USERNAME).await;
         self.link.stop().await;
+        if let Some(job) = self.retention {
+            let _ = tokio::task::spawn_blocking(move || job.stop()).await;
+        }
         tracing::info!("shut down");
     }
 }

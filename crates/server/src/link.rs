@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mqchat_hub::{Engine, HubCredentials, Outbound, Qos, Upstream};
-use mqchat_proto::TopicRoot;
+use mqchat_proto::{DeviceIdentity, TopicRoot};
 use mqchat_store::{ConvId, Store};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Publish;
@@ -37,6 +37,7 @@ struct Work {
     publishes: Vec<Outbound>,
     acks: Vec<Publish>,
     delivered: Vec<(ConvId, u64)>,
+    evict: Vec<DeviceIdentity>,
 }
 
 #[derive(Debug)]
@@ -115,14 +116,20 @@ impl Link {
                 publishes: startup.publishes,
                 acks: Vec::new(),
                 delivered: startup.delivered,
+                evict: Vec::new(),
             })
             .await
             .map_err(|_| "publisher not running".to_owned())?;
+        let evictor = Evictor {
+            broker,
+            credentials: credentials.clone(),
+        };
         let publisher = tokio::spawn(run_publisher(
             client.clone(),
             work_rx,
             confirm_tx,
             pending.clone(),
+            evictor,
         ));
         let worker = std::thread::Builder::new()
             .name("mqchat-hub".into())
@@ -234,7 +241,7 @@ fn run_worker(
         for publish in &batch {
             let topic = String::from_utf8_lossy(&publish.topic).into_owned();
             if topic.starts_with(&presence_prefix) {
-                presence.extend(engine.presence(&topic, &publish.payload, now));
+                presence.extend(engine.presence(&store, &topic, &publish.payload, now));
             } else {
                 upstream.push(Upstream {
                     topic,
@@ -248,6 +255,7 @@ fn run_worker(
             publishes: output.publishes,
             acks: batch,
             delivered: output.delivered,
+            evict: output.evict,
         });
         if sent.is_err() {
             break;
@@ -273,11 +281,13 @@ async fn run_publisher(
     mut work: mpsc::Receiver<Work>,
     confirmations: mpsc::UnboundedSender<Vec<(ConvId, u64)>>,
     pending: Arc<AtomicUsize>,
+    evictor: Evictor,
 ) {
     while let Some(Work {
         publishes,
         acks,
         delivered,
+        evict,
     }) = work.recv().await
     {
         let mut ok = true;
@@ -297,6 +307,74 @@ async fn run_publisher(
         pending.fetch_sub(acks.len(), Ordering::SeqCst);
         if ok && !delivered.is_empty() {
             let _ = confirmations.send(delivered);
+        }
+        for device in evict {
+            tokio::spawn(evictor.clone().evict(device));
+        }
+    }
+}
+
+/// Removes revoked devices' broker sessions by MQTT session takeover (spec 7.12): connect
+/// with the device's client id, clean start and no session expiry, then disconnect. Any
+/// broker closes the device's connection and discards its session and queue.
+#[derive(Clone, Debug)]
+struct Evictor {
+    broker: SocketAddr,
+    credentials: HubCredentials,
+}
+
+impl Evictor {
+    const ATTEMPTS: u32 = 5;
+
+    async fn evict(self, device: DeviceIdentity) {
+        for attempt in 1..=Self::ATTEMPTS {
+            match tokio::time::timeout(Duration::from_secs(10), self.take_over(&device)).await {
+                Ok(Ok(())) => {
+                    tracing::info!(device = %device, "revoked device's session removed");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(device = %device, attempt, error = %e, "could not remove a revoked device's session");
+                }
+                Err(_) => {
+                    tracing::warn!(device = %device, attempt, "removing a revoked device's session timed out");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+        }
+        tracing::error!(device = %device, "gave up removing a revoked device's session; it cannot reconnect, and the broker drops the session when it expires");
+    }
+
+    async fn take_over(&self, device: &DeviceIdentity) -> Result<(), String> {
+        let mut options = MqttOptions::new(
+            device.client_id(),
+            self.broker.ip().to_string(),
+            self.broker.port(),
+        );
+        options
+            .set_credentials(&self.credentials.username, &self.credentials.secret)
+            .set_keep_alive(Duration::from_secs(10))
+            .set_clean_start(true);
+        let (client, mut eventloop) = AsyncClient::new(options, 4);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(rumqttc::v5::Incoming::ConnAck(ack))) => {
+                    if ack.code != rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success {
+                        return Err(format!("the broker refused the takeover: {:?}", ack.code));
+                    }
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        client.disconnect().await.map_err(|e| e.to_string())?;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
         }
     }
 }

@@ -108,7 +108,14 @@ impl TestServer {
     /// Starts a server on fresh storage with settings adjusted by `adjust` (a small broker
     /// queue, say); the storage and listeners are the test server's whatever it sets.
     pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
+        Self::start_in_with(tempfile::tempdir()?, adjust).await
+    }
+
+    /// [`TestServer::start_with`] on the storage in `dir` (to test restarts).
+    pub async fn start_in_with(
+        dir: tempfile::TempDir,
+        adjust: impl FnOnce(&mut ServerConfig),
+    ) -> anyhow::Result<Self> {
         let mut config = ServerConfig::default();
         adjust(&mut config);
         let config = ServerConfig {

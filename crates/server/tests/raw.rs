@@ -626,3 +626,197 @@ async fn groups_fan_out_through_the_real_broker_and_exclude_removed_members() {
     );
     server.stop().await;
 }
+
+/// Connects and returns the CONNACK's session-present flag, or the refusal.
+async fn session_present(options: MqttOptions) -> Result<bool, ConnectionError> {
+    let (_client, mut eventloop) = AsyncClient::new(options, 10);
+    loop {
+        match tokio::time::timeout(WAIT, eventloop.poll())
+            .await
+            .expect("connect timed out")?
+        {
+            Event::Incoming(Incoming::ConnAck(ack)) => return Ok(ack.session_present),
+            _ => continue,
+        }
+    }
+}
+
+fn persistent(mut options: MqttOptions) -> MqttOptions {
+    options
+        .set_clean_start(false)
+        .set_session_expiry_interval(Some(3600));
+    options
+}
+
+#[tokio::test]
+async fn a_user_revokes_a_device_which_loses_its_session_and_presence() {
+    let server = server_with_users().await;
+    let token = server.add_device_token("alice", "laptop").expect("token");
+    let mut laptop = Device::connect(persistent(Device::options(
+        &server, "alice", "laptop", &token,
+    )))
+    .await
+    .expect("laptop");
+    laptop.inbox("alice", "laptop").await;
+    let available = Registry::with_core()
+        .from_json(&json!({"type": "presence", "availability": "available"}))
+        .expect("valid")
+        .encode();
+    assert!(
+        laptop
+            .publish_raw("mq/pr/alice/laptop", available, true)
+            .await
+    );
+
+    let mut phone = Device::login(&server, "alice", "phone").await;
+    phone.inbox("alice", "phone").await;
+    assert!(phone.subscribe("mq/pr/alice/laptop").await);
+    let (topic, retained) = phone.receive().await;
+    assert_eq!(topic, "mq/pr/alice/laptop");
+    assert_eq!(retained["availability"], json!("available"));
+
+    assert!(
+        phone
+            .publish(
+                "mq/up/alice/phone",
+                json!({"type": "device-list", "id": "0a03zkqvpmqs1"})
+            )
+            .await
+    );
+    let (topic, list) = phone.receive().await;
+    assert_eq!(topic, "mq/in/alice/r/phone");
+    let ids: Vec<&Value> = list["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .map(|d| &d["device-id"])
+        .collect();
+    assert_eq!(ids, [&json!("laptop"), &json!("phone")]);
+    assert_eq!(list["devices"][0]["token"], json!(true));
+
+    assert!(
+        phone
+            .publish(
+                "mq/up/alice/phone",
+                json!({"type": "device-revoke", "id": "0a03zkqvpmqs2", "device-id": "laptop"})
+            )
+            .await
+    );
+    // The phone sees the ack, and the laptop's presence cleared (an empty retained message;
+    // a will from the closed connection may come and be cleared again).
+    let (mut acked, mut cleared) = (false, false);
+    while !(acked && cleared) {
+        let (topic, packet) = phone.receive().await;
+        match topic.as_str() {
+            "mq/in/alice/r/phone" => {
+                assert_eq!(packet, json!({"type": "ack", "id": "0a03zkqvpmqs2"}));
+                acked = true;
+            }
+            "mq/pr/alice/laptop" => cleared = packet == json!({"raw": 0}),
+            other => panic!("unexpected publish on {other}: {packet}"),
+        }
+    }
+    // The laptop's connection is closed by the takeover...
+    while tokio::time::timeout(WAIT, laptop.eventloop.poll())
+        .await
+        .expect("disconnected in time")
+        .is_ok()
+    {}
+    // ...and it cannot come back.
+    let again = session_present(persistent(Device::options(
+        &server, "alice", "laptop", &token,
+    )))
+    .await;
+    assert!(
+        matches!(again, Err(ConnectionError::ConnectionRefused(_))),
+        "revoked: {again:?}"
+    );
+    // Its session is gone: re-admitted by administration, it starts from nothing.
+    let token = server.add_device_token("alice", "laptop").expect("token");
+    let present = session_present(persistent(Device::options(
+        &server, "alice", "laptop", &token,
+    )))
+    .await
+    .expect("re-admitted");
+    assert!(
+        !present,
+        "the revoked device's broker session must be removed"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn retention_keeps_the_newest_events_and_history_says_what_is_gone() {
+    let server = server_with_users().await;
+    let mut alice = Device::login(&server, "alice", "phone").await;
+    alice.inbox("alice", "phone").await;
+    for n in 1..=10u64 {
+        let id = mqchat_proto::MessageId::new(1000 + n)
+            .expect("id")
+            .to_string();
+        assert!(
+            alice
+                .publish("mq/up/alice/phone", hi(&id, "bob", &format!("m{n}")))
+                .await
+        );
+        let (_, own) = alice.receive().await;
+        assert_eq!(own["seq"], json!(n));
+    }
+    drop(alice);
+    let dir = server.stop_keep().await;
+
+    let server = TestServer::start_in_with(dir, |c| c.retention_max_events = Some(4))
+        .await
+        .expect("restart with retention");
+    let mut bob = Device::login(&server, "bob", "phone").await;
+    bob.inbox("bob", "phone").await;
+    // The job runs at start, in the background: ask until it has run.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let result = loop {
+        assert!(
+            bob.publish(
+                "mq/up/bob/phone",
+                json!({"type": "history", "id": "0a03zkqvpmqs3", "conv": "alice", "after": 0})
+            )
+            .await
+        );
+        let (_, result) = bob.receive().await;
+        if result["first-seq"] == json!(7) || tokio::time::Instant::now() > deadline {
+            break result;
+        }
+    };
+    assert_eq!(result["first-seq"], json!(7), "{result}");
+    assert_eq!(result["truncated"], json!(true));
+    assert_eq!(result["last-seq"], json!(10));
+    let texts: Vec<&Value> = result["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| &e["text"])
+        .collect();
+    assert_eq!(
+        texts,
+        [&json!("m7"), &json!("m8"), &json!("m9"), &json!("m10")]
+    );
+    // A cursor inside what is kept is not truncated; sync shows the first kept event.
+    assert!(
+        bob.publish(
+            "mq/up/bob/phone",
+            json!({"type": "history", "id": "0a03zkqvpmqs4", "conv": "alice", "after": 8})
+        )
+        .await
+    );
+    let (_, result) = bob.receive().await;
+    assert_eq!(result["truncated"], Value::Null, "{result}");
+    assert_eq!(result["events"].as_array().map(Vec::len), Some(2));
+    assert!(
+        bob.publish(
+            "mq/up/bob/phone",
+            json!({"type": "sync", "id": "0a03zkqvpmqs5"})
+        )
+        .await
+    );
+    let (_, sync) = bob.receive().await;
+    assert_eq!(sync["conversations"][0]["first-seq"], json!(7), "{sync}");
+    server.stop().await;
+}

@@ -206,50 +206,40 @@ impl Store {
         Ok(token)
     }
 
-    /// A user's devices, by id.
+    /// A user's devices, by id, revoked ones included.
     pub fn devices(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, token_hash IS NOT NULL, created_at, revoked_at, last_seen FROM devices
-             WHERE user_id = ?1 ORDER BY id",
-        )?;
-        let rows = stmt.query_map([user.as_str()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, bool>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, Option<i64>>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (id, has_token, created_at, revoked_at, last_seen) = row?;
-            let id = DeviceId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            Ok(DeviceRecord {
-                id,
-                has_token,
-                created_at: to_u64(created_at),
-                revoked_at: revoked_at.map(to_u64),
-                last_seen: last_seen.map(to_u64),
-            })
-        })
-        .collect()
+        list_devices(&self.conn, user)
     }
 
-    /// Revokes a device: its token stops working and it may not connect at all.
+    /// Revokes a device: its token stops working and it may not connect at all. Revoking a
+    /// revoked device again changes nothing.
     pub fn revoke_device(
         &mut self,
         user: &UserId,
         device: &DeviceId,
         now: u64,
     ) -> Result<(), StoreError> {
-        let n = self.conn.execute(
-            "UPDATE devices SET revoked_at = ?3, token_hash = NULL WHERE user_id = ?1 AND id = ?2",
-            params![user.as_str(), device.as_str(), to_i64(now)],
-        )?;
-        if n == 0 {
+        let known = list_devices(&self.conn, user)?
+            .iter()
+            .any(|d| &d.id == device);
+        if !known {
             return Err(StoreError::NotFound(format!("device {user}:{device}")));
         }
+        revoke(&self.conn, user, device, now)?;
         Ok(())
+    }
+
+    /// Whether a device is registered and not revoked (its account may be disabled).
+    pub fn device_active(&self, user: &UserId, device: &DeviceId) -> Result<bool, StoreError> {
+        let revoked: Option<Option<i64>> = self
+            .conn
+            .query_row(
+                "SELECT revoked_at FROM devices WHERE user_id = ?1 AND id = ?2",
+                params![user.as_str(), device.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(matches!(revoked, Some(None)))
     }
 
     /// Checks the credentials a device presents at CONNECT: a device token (starting with
@@ -328,6 +318,54 @@ impl Store {
             .optional()?;
         Ok(contact == Some(crate::archive::CONTACT_ACCEPTED))
     }
+}
+
+/// A user's devices, by id, revoked ones included.
+pub(crate) fn list_devices(
+    conn: &rusqlite::Connection,
+    user: &UserId,
+) -> Result<Vec<DeviceRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, token_hash IS NOT NULL, created_at, revoked_at, last_seen FROM devices
+         WHERE user_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([user.as_str()], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, bool>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Option<i64>>(3)?,
+            r.get::<_, Option<i64>>(4)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (id, has_token, created_at, revoked_at, last_seen) = row?;
+        let id = DeviceId::parse(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(DeviceRecord {
+            id,
+            has_token,
+            created_at: to_u64(created_at),
+            revoked_at: revoked_at.map(to_u64),
+            last_seen: last_seen.map(to_u64),
+        })
+    })
+    .collect()
+}
+
+/// Marks a device revoked and forgets its token. False if it does not exist or was revoked
+/// already.
+pub(crate) fn revoke(
+    conn: &rusqlite::Connection,
+    user: &UserId,
+    device: &DeviceId,
+    now: u64,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE devices SET revoked_at = ?3, token_hash = NULL
+         WHERE user_id = ?1 AND id = ?2 AND revoked_at IS NULL",
+        params![user.as_str(), device.as_str(), to_i64(now)],
+    )?;
+    Ok(n > 0)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -10,7 +10,7 @@ use mqchat_proto::body::{ContactState, Role};
 use mqchat_proto::{DeviceId, GroupId, MessageId, PacketKind, UserId};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use crate::StoreError;
+use crate::{DeviceRecord, StoreError};
 
 /// A conversation's row id.
 pub type ConvId = i64;
@@ -228,6 +228,23 @@ impl<'c> Tx<'c> {
         Ok(Self {
             tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)?,
         })
+    }
+
+    /// A user's devices that may connect, by id.
+    pub fn active_devices(&self, user: &UserId) -> Result<Vec<DeviceRecord>, StoreError> {
+        let mut all = crate::account::list_devices(&self.tx, user)?;
+        all.retain(|d| d.revoked_at.is_none());
+        Ok(all)
+    }
+
+    /// Revokes one of a user's devices. False if it is unknown or revoked already.
+    pub fn revoke_device(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        crate::account::revoke(&self.tx, user, device, now)
     }
 
     /// Commits everything done in the transaction.

@@ -8,6 +8,7 @@
 
 pub mod account;
 pub mod archive;
+pub mod retention;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +19,7 @@ pub use account::{AuthFailure, DeviceRecord, UserRecord};
 pub use archive::{
     ConvId, ConversationRow, EventRow, GroupProfile, Membership, ParticipantRow, ProfileRow, Tx,
 };
+pub use retention::{RetentionPass, RetentionPolicy};
 
 /// How a store failed.
 #[derive(Debug, thiserror::Error)]

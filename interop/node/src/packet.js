@@ -158,6 +158,13 @@ const MEMBER = [
   field(14, 'read', COUNT),
 ];
 
+const DEVICE = [
+  field(8, 'device-id', new Text({ pattern: DEVICE_ID }), true),
+  field(9, 'created', TIME, true),
+  field(10, 'last-login', TIME),
+  field(11, 'token', new Bool()),
+];
+
 const GROUP_CHANGES = [
   field(9, 'user', new Text({ pattern: USER_ID })),
   field(10, 'role', ROLE),
@@ -212,6 +219,9 @@ export const TYPES = new Map([
     field(8, 'name', new Text(), true), field(9, 'avatar', new Text()), field(10, 'description', new Text()),
     field(11, 'history', HISTORY_SETTING), field(12, 'members', new ListOf(new RecordKind(MEMBER)), true),
   ], { rules: [groupConv] }),
+  type(64, 'device-list', 'request', []),
+  type(65, 'device-list-result', 'reply', [field(8, 'devices', new ListOf(new RecordKind(DEVICE), 256), true)]),
+  type(66, 'device-revoke', 'request', [field(8, 'device-id', new Text({ pattern: DEVICE_ID }), true)]),
 ].map((t) => [t.number, t]));
 
 export const TYPE_NUMBERS = Object.fromEntries([...TYPES.values()].map((t) => [t.name, t.number]));

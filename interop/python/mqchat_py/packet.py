@@ -294,6 +294,14 @@ GROUP_INFO_RESULT: Schema = (
     Field(11, "history", HISTORY_SETTING),
     Field(12, "members", ListOf(RecordKind(MEMBER)), required=True),
 )
+DEVICE: Schema = (
+    Field(8, "device-id", Text(pattern=DEVICE_ID), required=True),
+    Field(9, "created", TIME, required=True),
+    Field(10, "last-login", TIME),
+    Field(11, "token", Bool()),
+)
+DEVICE_LIST_RESULT: Schema = (Field(8, "devices", ListOf(RecordKind(DEVICE), 256), required=True),)
+DEVICE_REVOKE: Schema = (Field(8, "device-id", Text(pattern=DEVICE_ID), required=True),)
 
 GROUP = ("conv",)
 TYPES: dict[int, PacketType] = {
@@ -318,6 +326,9 @@ TYPES: dict[int, PacketType] = {
         PacketType(35, "group-join", "request", GROUP_JOIN, needs=GROUP, rules=(_group_conv,)),
         PacketType(36, "group-info", "request", (), needs=GROUP, rules=(_group_conv,)),
         PacketType(37, "group-info-result", "reply", GROUP_INFO_RESULT, rules=(_group_conv,)),
+        PacketType(64, "device-list", "request", ()),
+        PacketType(65, "device-list-result", "reply", DEVICE_LIST_RESULT),
+        PacketType(66, "device-revoke", "request", DEVICE_REVOKE),
     )
 }
 """The known packet types by number. Route `hub`: made by the hub only, never upstream."""

@@ -5,6 +5,7 @@
 //! typed value rather than raw fields.
 
 mod contact;
+mod device;
 mod group;
 mod marker;
 mod message;
@@ -13,6 +14,7 @@ mod state;
 mod sync;
 
 pub use contact::{Contact, ContactAction, ContactState};
+pub use device::{DeviceEntry, DeviceList, DeviceListResult, DeviceRevoke, MAX_DEVICES};
 pub use group::{
     AdminAction, GroupAction, GroupAdmin, GroupCreate, GroupEvent, GroupInfo, GroupInfoResult,
     GroupJoin, HistoryVisibility, JoinAction, Member, Role,
@@ -101,6 +103,9 @@ pub fn register_core(registry: &mut Registry) {
         group::GROUP_JOIN,
         group::GROUP_INFO,
         group::GROUP_INFO_RESULT,
+        device::DEVICE_LIST,
+        device::DEVICE_LIST_RESULT,
+        device::DEVICE_REVOKE,
     ] {
         // The core schemas are constants checked by `core_registers` below: registering them
         // into an empty registry cannot fail.
@@ -144,8 +149,8 @@ mod tests {
     fn core_registers() {
         let mut registry = Registry::new();
         register_core(&mut registry);
-        assert_eq!(registry.providers().count(), 19);
-        for n in (1..=13).chain(32..=37) {
+        assert_eq!(registry.providers().count(), 22);
+        for n in (1..=13).chain(32..=37).chain(64..=66) {
             assert!(registry.provider(PacketKind(n)).is_some(), "type {n}");
         }
         // Registering again is refused, by number.
