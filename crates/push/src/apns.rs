@@ -157,7 +157,7 @@ impl ApnsSender {
     async fn provider_token(&self) -> String {
         let mut cached = self.token.lock().await;
         if let Some(token) = cached.as_ref()
-            && token.issued.elapsed() < TOKEN_REUSE
+            && fresh(token.issued.elapsed())
         {
             return token.value.clone();
         }
@@ -172,6 +172,12 @@ impl ApnsSender {
         });
         value
     }
+}
+
+/// Whether a provider token of this age is still used: Apple refuses tokens older than an
+/// hour and rate-limits new ones issued within 20 minutes of the last.
+fn fresh(age: Duration) -> bool {
+    age < TOKEN_REUSE
 }
 
 /// The APNs JSON body: `aps` plus the payload's keys beside it.
@@ -241,6 +247,14 @@ mod tests {
         ));
         assert_eq!(alert["aps"]["alert"]["body"], "hi");
         assert_eq!(alert["preview"], "hi");
+    }
+
+    #[test]
+    fn provider_tokens_live_between_20_and_60_minutes() {
+        assert!(fresh(Duration::from_secs(20 * 60)));
+        assert!(fresh(Duration::from_secs(39 * 60)));
+        assert!(!fresh(Duration::from_secs(40 * 60)));
+        assert!(!fresh(Duration::from_secs(60 * 60)));
     }
 
     #[test]

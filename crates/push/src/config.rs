@@ -38,6 +38,11 @@ pub struct PushConfig {
     pub request_timeout_ms: u64,
     /// How long a provider keeps a push for an unreachable device, in seconds.
     pub ttl_secs: u64,
+    /// Allows device-registered endpoints (Web Push, UnifiedPush) on loopback, private,
+    /// link-local and other non-public addresses. Off by default, so that a device cannot
+    /// make the server send requests into its own network; turn it on for a distributor on
+    /// the local network.
+    pub allow_private_endpoints: bool,
     /// Extra PEM certificate authorities to trust besides the system's (a TLS-inspecting
     /// proxy, a self-hosted push service).
     pub extra_ca_file: Option<PathBuf>,
@@ -58,6 +63,7 @@ impl Default for PushConfig {
             max_backoff_ms: 300_000,
             request_timeout_ms: 10_000,
             ttl_secs: 86_400,
+            allow_private_endpoints: false,
             extra_ca_file: None,
         }
     }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
 use http_body_util::Full;
 
-use crate::http::{HttpClient, Response};
+use crate::http::{HttpClient, Response, TransportError};
 use crate::model::Outcome;
 
 /// A URL a device registered, parsed. Devices choose these, so only absolute `https` URLs (or
@@ -16,7 +16,7 @@ pub(crate) struct Endpoint {
 }
 
 impl Endpoint {
-    pub fn parse(text: &str, allow_plain_http: bool) -> Result<Self, String> {
+    pub fn parse(text: &str, allow_plain_http: bool, allow_private: bool) -> Result<Self, String> {
         let uri: Uri = text
             .parse()
             .map_err(|error| format!("endpoint is not a URL: {error}"))?;
@@ -32,6 +32,13 @@ impl Endpoint {
         }
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
             return Err("endpoint carries user information".into());
+        }
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse::<std::net::IpAddr>()
+            && !allow_private
+            && !crate::guard::is_public(ip)
+        {
+            return Err(format!("endpoint address {ip} is not public"));
         }
         Ok(Endpoint { uri })
     }
@@ -54,6 +61,7 @@ impl Endpoint {
 pub(crate) async fn deliver(http: &HttpClient, request: Request<Full<Bytes>>) -> Outcome {
     match http.send(request).await {
         Ok(response) => classify(&response),
+        Err(error @ TransportError::NotPublic(_)) => Outcome::invalid(error.to_string()),
         Err(error) => Outcome::retry(None, error.to_string()),
     }
 }
@@ -100,7 +108,8 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        let origin = |text: &str, plain: bool| Endpoint::parse(text, plain).map(|e| e.origin());
+        let origin =
+            |text: &str, plain: bool| Endpoint::parse(text, plain, true).map(|e| e.origin());
         assert_eq!(
             origin("https://push.example.net/wpush/v2/abc", false),
             Ok("https://push.example.net".into())
@@ -122,6 +131,13 @@ mod tests {
         assert!(origin("/relative", true).is_err());
         assert!(origin("https://user:pw@host/x", true).is_err());
         assert!(origin("not a url", true).is_err());
+        let public = |text: &str| Endpoint::parse(text, false, false).is_ok();
+        assert!(public("https://push.example.net/x"));
+        assert!(public("https://8.8.8.8/x"));
+        assert!(!public("https://127.0.0.1:8443/x"));
+        assert!(!public("https://[::1]/x"));
+        assert!(!public("https://169.254.169.254/latest"));
+        assert!(!public("https://10.0.0.7/x"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 
 use crate::error::ConfigError;
+use crate::guard::{self, Resolver};
 
 /// Providers answer with short JSON; anything longer is cut off and not read.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -70,6 +71,15 @@ pub(crate) enum Versions {
     Http2Only,
 }
 
+/// Which addresses a client may connect to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Any: URLs the operator configured (FCM, APNs, the token endpoint).
+    Anywhere,
+    /// Public addresses only, unless the operator allowed private ones: URLs from devices.
+    Public { allow_private: bool },
+}
+
 /// A response, read whole (up to the cap).
 #[derive(Debug)]
 pub(crate) struct Response {
@@ -99,6 +109,8 @@ impl Response {
 /// Why no response came back.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TransportError {
+    #[error("{0}")]
+    NotPublic(guard::NotPublic),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("request failed: {0}")]
@@ -109,12 +121,12 @@ pub(crate) enum TransportError {
 
 #[derive(Clone, Debug)]
 pub(crate) struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector<Resolver>>, Full<Bytes>>,
     timeout: Duration,
 }
 
 impl HttpClient {
-    pub fn new(trust: &Trust, versions: Versions, timeout: Duration) -> Self {
+    pub fn new(trust: &Trust, versions: Versions, reach: Reach, timeout: Duration) -> Self {
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -129,6 +141,15 @@ impl HttpClient {
             Ok(tls) => tls,
             Err(error) => unreachable!("ring supports TLS 1.2 and 1.3: {error}"),
         };
+        let allow_private = match reach {
+            Reach::Anywhere => true,
+            Reach::Public { allow_private } => allow_private,
+        };
+        let mut tcp = HttpConnector::new_with_resolver(Resolver::new(allow_private));
+        // The TLS layer above decides which schemes are allowed.
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(timeout));
         let builder = HttpsConnectorBuilder::new().with_tls_config(tls);
         let mut client = Client::builder(TokioExecutor::new());
         client.pool_idle_timeout(Duration::from_secs(90));
@@ -139,11 +160,11 @@ impl HttpClient {
                 } else {
                     builder.https_only()
                 };
-                builder.enable_http1().enable_http2().build()
+                builder.enable_http1().enable_http2().wrap_connector(tcp)
             }
             Versions::Http2Only => {
                 client.http2_only(true);
-                builder.https_only().enable_http2().build()
+                builder.https_only().enable_http2().wrap_connector(tcp)
             }
         };
         HttpClient {
@@ -154,11 +175,13 @@ impl HttpClient {
 
     pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response, TransportError> {
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|error| TransportError::Request(error_chain(&error)))?;
+            let response = self.client.request(request).await.map_err(|error| {
+                if guard::refused(&error) {
+                    TransportError::NotPublic(guard::NotPublic)
+                } else {
+                    TransportError::Request(error_chain(&error))
+                }
+            })?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_RESPONSE_BYTES)
                 .collect()

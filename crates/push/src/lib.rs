@@ -68,7 +68,9 @@
 //! # Configuration
 //!
 //! [`PushConfig`] is the `[push]` table of the server's TOML file. Endpoints given by devices
-//! must be `https` (UnifiedPush may allow `http` for a distributor on a trusted network).
+//! must be `https` (UnifiedPush may allow `http` for a distributor on a trusted network) and
+//! reach a public address: loopback, private, link-local and other special ranges are
+//! refused, as literals and after name resolution, unless `allow_private_endpoints` is set.
 //! TLS uses rustls with the system's root certificates plus an optional extra CA file.
 
 mod apns;
@@ -78,6 +80,7 @@ mod ece;
 mod endpoint;
 mod error;
 mod fcm;
+mod guard;
 mod http;
 mod jwt;
 mod model;
@@ -94,7 +97,7 @@ pub use model::{ApnsEnvironment, Device, Notification, Outcome, Target};
 pub use unified_push::UnifiedPushSender;
 pub use web_push::WebPushSender;
 
-use crate::http::{HttpClient, Trust, Versions};
+use crate::http::{HttpClient, Reach, Trust, Versions};
 
 /// The configured senders, one per provider.
 #[derive(Debug)]
@@ -110,29 +113,46 @@ impl Senders {
     pub fn from_config(config: &PushConfig) -> Result<Self, ConfigError> {
         let trust = Trust::load(config.extra_ca_file.as_deref())?;
         let timeout = config.request_timeout();
-        let any =
-            |allow_plain_http| HttpClient::new(&trust, Versions::Any { allow_plain_http }, timeout);
+        // Operator-configured URLs may be anywhere; device-registered endpoints must be
+        // public unless the operator allowed private addresses.
+        let operator = HttpClient::new(
+            &trust,
+            Versions::Any {
+                allow_plain_http: false,
+            },
+            Reach::Anywhere,
+            timeout,
+        );
+        let devices = Reach::Public {
+            allow_private: config.allow_private_endpoints,
+        };
         let fcm = match &config.fcm {
-            Some(fcm) => Some(FcmSender::new(fcm, any(false), config.ttl())?),
+            Some(fcm) => Some(FcmSender::new(fcm, operator, config.ttl())?),
             None => None,
         };
         let apns = match &config.apns {
             Some(apns) => {
-                let http = HttpClient::new(&trust, Versions::Http2Only, timeout);
+                let http = HttpClient::new(&trust, Versions::Http2Only, Reach::Anywhere, timeout);
                 Some(ApnsSender::new(apns, http, config.ttl())?)
             }
             None => None,
         };
         let web_push = match &config.web_push {
-            Some(web) => Some(WebPushSender::new(web, any(false), config.ttl())?),
+            Some(web) => {
+                let versions = Versions::Any {
+                    allow_plain_http: false,
+                };
+                let http = HttpClient::new(&trust, versions, devices, timeout);
+                Some(WebPushSender::new(web, http, config)?)
+            }
             None => None,
         };
         let unified_push = config.unified_push.enabled.then(|| {
-            UnifiedPushSender::new(
-                &config.unified_push,
-                any(config.unified_push.allow_plain_http),
-                config.ttl(),
-            )
+            let versions = Versions::Any {
+                allow_plain_http: config.unified_push.allow_plain_http,
+            };
+            let http = HttpClient::new(&trust, versions, devices, timeout);
+            UnifiedPushSender::new(http, config)
         });
         Ok(Senders {
             fcm,

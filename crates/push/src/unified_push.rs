@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
 
-use crate::config::UnifiedPushConfig;
+use crate::config::PushConfig;
 use crate::endpoint::{self, Endpoint};
 use crate::http::HttpClient;
 use crate::model::{Notification, Outcome};
@@ -17,15 +17,17 @@ use crate::payload::Payload;
 pub struct UnifiedPushSender {
     http: HttpClient,
     allow_plain_http: bool,
+    allow_private: bool,
     ttl: Duration,
 }
 
 impl UnifiedPushSender {
-    pub(crate) fn new(config: &UnifiedPushConfig, http: HttpClient, ttl: Duration) -> Self {
+    pub(crate) fn new(http: HttpClient, config: &PushConfig) -> Self {
         UnifiedPushSender {
             http,
-            allow_plain_http: config.allow_plain_http,
-            ttl,
+            allow_plain_http: config.unified_push.allow_plain_http,
+            allow_private: config.allow_private_endpoints,
+            ttl: config.ttl(),
         }
     }
 
@@ -36,7 +38,7 @@ impl UnifiedPushSender {
         preview: bool,
         notification: &Notification,
     ) -> Outcome {
-        let endpoint = match Endpoint::parse(endpoint, self.allow_plain_http) {
+        let endpoint = match Endpoint::parse(endpoint, self.allow_plain_http, self.allow_private) {
             Ok(endpoint) => endpoint,
             // A device registered a URL we will never send to: drop it.
             Err(reason) => return Outcome::invalid(reason),

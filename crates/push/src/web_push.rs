@@ -12,7 +12,7 @@ use p256::ecdsa::SigningKey;
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use crate::config::WebPushConfig;
+use crate::config::{PushConfig, WebPushConfig};
 use crate::ece;
 use crate::endpoint::{self, Endpoint};
 use crate::error::ConfigError;
@@ -34,6 +34,7 @@ pub struct WebPushSender {
     public_key: String,
     subject: String,
     ttl: Duration,
+    allow_private: bool,
     /// VAPID tokens per push-service origin, with their expiry.
     tokens: Mutex<HashMap<String, (String, u64)>>,
 }
@@ -51,7 +52,7 @@ impl WebPushSender {
     pub(crate) fn new(
         config: &WebPushConfig,
         http: HttpClient,
-        ttl: Duration,
+        push: &PushConfig,
     ) -> Result<Self, ConfigError> {
         let secret = parse_vapid_key(&config.vapid_private_key)?;
         if !(config.subject.starts_with("mailto:") || config.subject.starts_with("https://")) {
@@ -66,7 +67,8 @@ impl WebPushSender {
             key: SigningKey::from(secret),
             public_key,
             subject: config.subject.clone(),
-            ttl,
+            ttl: push.ttl(),
+            allow_private: push.allow_private_endpoints,
             tokens: Mutex::new(HashMap::new()),
         })
     }
@@ -86,7 +88,7 @@ impl WebPushSender {
         preview: bool,
         notification: &Notification,
     ) -> Outcome {
-        let endpoint = match Endpoint::parse(endpoint, false) {
+        let endpoint = match Endpoint::parse(endpoint, false, self.allow_private) {
             Ok(endpoint) => endpoint,
             Err(reason) => return Outcome::invalid(reason),
         };

@@ -22,6 +22,8 @@ fn config(server_ca: &std::path::Path) -> PushConfig {
             enabled: true,
             allow_plain_http: false,
         },
+        // The test servers are on loopback.
+        allow_private_endpoints: true,
         extra_ca_file: Some(server_ca.to_owned()),
         coalesce_window_ms: 400,
         initial_backoff_ms: 50,

@@ -279,6 +279,23 @@ async fn one_token_for_many_sends_and_documented_errors() {
     assert_eq!(setup.google.n_token_requests.load(Ordering::SeqCst), 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_share_one_token_request() {
+    let setup = setup(3600).await;
+    let senders = &setup.senders;
+    let outcomes = tokio::join!(
+        send(senders, "ok"),
+        send(senders, "ok"),
+        send(senders, "ok"),
+        send(senders, "ok"),
+    );
+    assert_eq!(
+        [outcomes.0, outcomes.1, outcomes.2, outcomes.3],
+        [(); 4].map(|_| Outcome::Delivered)
+    );
+    assert_eq!(setup.google.n_token_requests.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn an_expired_token_is_replaced() {
     // A token that expires at once is never reused.

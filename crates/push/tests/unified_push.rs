@@ -15,6 +15,8 @@ async fn setup() -> (TestServer, Senders) {
             allow_plain_http: false,
         },
         ttl_secs: 600,
+        // The test servers are on loopback.
+        allow_private_endpoints: true,
         extra_ca_file: Some(server.ca_file.clone()),
         ..PushConfig::default()
     };
@@ -100,4 +102,35 @@ async fn a_refused_connection_is_retried_later() {
         )
         .await;
     assert!(matches!(outcome, Outcome::Retry { .. }), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn endpoints_on_the_servers_own_network_are_refused_by_default() {
+    let (mut server, _) = setup().await;
+    let config = PushConfig {
+        unified_push: UnifiedPushConfig {
+            enabled: true,
+            allow_plain_http: false,
+        },
+        extra_ca_file: Some(server.ca_file.clone()),
+        ..PushConfig::default()
+    };
+    let senders = Senders::from_config(&config).unwrap();
+    let port = server.addr.port();
+    for endpoint in [
+        format!("https://127.0.0.1:{port}/up/x"),
+        format!("https://[::1]:{port}/up/x"),
+        // A name is checked after resolution.
+        format!("https://localhost:{port}/up/x"),
+    ] {
+        let target = Target::UnifiedPush { endpoint };
+        let outcome = senders
+            .send(&target, false, &Notification::new("bob", 1))
+            .await;
+        match outcome {
+            Outcome::Invalid { reason } => assert!(reason.contains("public"), "{reason}"),
+            other => panic!("{target:?} gave {other:?}"),
+        }
+    }
+    assert!(server.drain().is_empty(), "nothing reached the server");
 }

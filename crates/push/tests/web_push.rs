@@ -99,6 +99,8 @@ async fn setup() -> Setup {
             vapid_private_key: b64url(&vapid.to_bytes()),
             subject: "mailto:ops@example.com".into(),
         }),
+        // The test servers are on loopback.
+        allow_private_endpoints: true,
         extra_ca_file: Some(server.ca_file.clone()),
         ..PushConfig::default()
     };
