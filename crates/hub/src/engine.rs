@@ -17,6 +17,7 @@ use mqchat_store::{
     StoreError, Tx,
 };
 
+use crate::push::Push;
 use crate::render::event_for;
 use crate::{Outbound, Qos};
 
@@ -66,6 +67,8 @@ pub struct Output {
     pub delivered: Vec<(ConvId, u64)>,
     /// Devices revoked by this batch: their broker sessions must be removed (spec 7.12).
     pub evict: Vec<DeviceIdentity>,
+    /// Devices to wake through their push service (spec 7.13), once `publishes` are out.
+    pub pushes: Vec<Push>,
 }
 
 /// Why one packet was not applied.
@@ -171,6 +174,18 @@ impl Engine {
         let mut tx = store.transaction()?;
         let mut output = Output::default();
         for input in batch {
+            if let Ok(Topic::Presence { user, device }) = self.config.root.parse_topic(&input.topic)
+            {
+                output.publishes.extend(self.presence_in(
+                    &tx,
+                    &input.topic,
+                    &user,
+                    &device,
+                    &input.payload,
+                    now,
+                ));
+                continue;
+            }
             let result = tx.item(|tx| {
                 let mut local = Output::default();
                 self.handle(tx, now, input, &mut local)?;
@@ -181,6 +196,7 @@ impl Engine {
                     output.publishes.extend(local.publishes);
                     output.delivered.extend(local.delivered);
                     output.evict.extend(local.evict);
+                    output.pushes.extend(local.pushes);
                 }
                 Err(Failure::Refused(rejection)) => {
                     tracing::info!(
@@ -458,11 +474,12 @@ impl Engine {
         let (Some(row), Some(event)) = (tx.conversation(conv)?, tx.event(conv, seq)?) else {
             return Ok(());
         };
-        for participant in tx.participants(conv)? {
+        let participants = tx.participants(conv)?;
+        for participant in &participants {
             if participant.state != Membership::Member && Some(&participant.user) != extra {
                 continue;
             }
-            let Some(name) = conv_name(&row, &participant) else {
+            let Some(name) = conv_name(&row, participant) else {
                 continue;
             };
             if let Some(packet) = event_for(&event, &participant.user, &name) {
@@ -470,7 +487,7 @@ impl Engine {
             }
         }
         out.delivered.push((conv, seq));
-        Ok(())
+        self.pushes(tx, conv, &event, &participants, extra, out)
     }
 
     fn marker(
@@ -725,6 +742,10 @@ impl Engine {
             PacketKind::GROUP_INFO => self.group_info(tx, inbound)?,
             PacketKind::DEVICE_LIST => self.device_list(tx, inbound)?,
             PacketKind::DEVICE_REVOKE => self.device_revoke(tx, now, inbound, out)?,
+            PacketKind::CLIENT_STATE => self.client_state(tx, inbound)?,
+            PacketKind::PUSH_REGISTER => self.push_register(tx, now, inbound)?,
+            PacketKind::PUSH_UNREGISTER => self.push_unregister(tx, inbound)?,
+            PacketKind::MUTE => self.mute(tx, inbound)?,
             other => {
                 return Err(refuse(
                     inbound,
@@ -841,6 +862,7 @@ impl Engine {
         entry.read = me.read;
         entry.contact = me.contact;
         entry.first_seq = (conv.first_seq > 1).then_some(conv.first_seq);
+        entry.muted_until = (me.muted_until > 0).then_some(me.muted_until);
         if last_seq > 0 {
             let last = tx.event(conv.id, last_seq)?;
             entry.last_ts = last.as_ref().map(|e| e.ts);
@@ -968,13 +990,11 @@ impl Engine {
         Ok(out)
     }
 
-    /// Handles a PUBLISH seen on a presence topic (spec section 10): an `offline` without
-    /// `last-active` (a will) is replaced by one stamped with the hub's time; a payload that
-    /// is not a presence, or the presence of a revoked device, is cleared. Returns the
-    /// publish to make, if any.
+    /// Handles a PUBLISH seen on a presence topic (spec section 10) in a transaction of its
+    /// own; [`Engine::process`] does the same for presence PUBLISHes in its batches.
     pub fn presence(
         &self,
-        store: &Store,
+        store: &mut Store,
         topic: &str,
         payload: &[u8],
         now: u64,
@@ -982,6 +1002,33 @@ impl Engine {
         let Ok(Topic::Presence { user, device }) = self.config.root.parse_topic(topic) else {
             return None;
         };
+        let tx = match store.transaction() {
+            Ok(tx) => tx,
+            Err(e) => {
+                tracing::error!(error = %e, "store failed on a presence");
+                return None;
+            }
+        };
+        let out = self.presence_in(&tx, topic, &user, &device, payload, now);
+        if let Err(e) = tx.commit() {
+            tracing::error!(error = %e, "store failed on a presence");
+        }
+        out
+    }
+
+    /// A presence PUBLISH: records whether the device is connected; an `offline` without
+    /// `last-active` (a will) is replaced by one stamped with the hub's time; a payload that
+    /// is not a presence, or the presence of a revoked device, is cleared. Returns the
+    /// publish to make, if any.
+    fn presence_in(
+        &self,
+        tx: &Tx<'_>,
+        topic: &str,
+        user: &UserId,
+        device: &mqchat_proto::DeviceId,
+        payload: &[u8],
+        now: u64,
+    ) -> Option<Outbound> {
         if payload.is_empty() {
             return None;
         }
@@ -991,7 +1038,7 @@ impl Engine {
             qos: Qos::AtLeastOnce,
             retain: true,
         };
-        match store.device_active(&user, &device) {
+        match tx.device_active(user, device) {
             Ok(true) => {}
             Ok(false) => {
                 tracing::info!(user = %user, device = %device, "clearing the presence of a revoked device");
@@ -1013,6 +1060,9 @@ impl Engine {
                     Err("not a presence".into())
                 }
             });
+        if let Ok(presence) = &decoded {
+            self.presence_state(tx, user, device, presence);
+        }
         match decoded {
             Ok(presence)
                 if presence.availability == Availability::Offline
@@ -1054,7 +1104,10 @@ pub(crate) enum Target {
 }
 
 /// How `participant` names `conv`.
-fn conv_name(conv: &ConversationRow, participant: &ParticipantRow) -> Option<ConversationRef> {
+pub(crate) fn conv_name(
+    conv: &ConversationRow,
+    participant: &ParticipantRow,
+) -> Option<ConversationRef> {
     match &conv.group {
         Some(gid) => Some(ConversationRef::Group(gid.clone())),
         None => participant.peer.clone().map(ConversationRef::Direct),

@@ -9,10 +9,12 @@ pub mod access;
 mod device;
 pub mod engine;
 mod group;
+mod push;
 mod render;
 
 pub use access::{Admission, Gate, HubCredentials};
 pub use engine::{Engine, HubConfig, Output, Upstream};
+pub use push::Push;
 
 /// MQTT delivery guarantee of an outbound publish.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -494,7 +494,7 @@ fn presence_wills_are_stamped_and_garbage_cleared() {
         .encode();
     let stamped = f
         .engine
-        .presence(&f.store, "mq/pr/alice/phone", &will, 77)
+        .presence(&mut f.store, "mq/pr/alice/phone", &will, 77)
         .expect("stamped");
     assert!(stamped.retain);
     assert_eq!(
@@ -503,7 +503,7 @@ fn presence_wills_are_stamped_and_garbage_cleared() {
     );
     assert_eq!(
         f.engine
-            .presence(&f.store, "mq/pr/alice/phone", &stamped.payload, 78),
+            .presence(&mut f.store, "mq/pr/alice/phone", &stamped.payload, 78),
         None,
         "no loop on its own stamp"
     );
@@ -514,16 +514,17 @@ fn presence_wills_are_stamped_and_garbage_cleared() {
         .encode();
     assert_eq!(
         f.engine
-            .presence(&f.store, "mq/pr/alice/phone", &online, 79),
+            .presence(&mut f.store, "mq/pr/alice/phone", &online, 79),
         None
     );
     let cleared = f
         .engine
-        .presence(&f.store, "mq/pr/alice/phone", b"garbage", 80)
+        .presence(&mut f.store, "mq/pr/alice/phone", b"garbage", 80)
         .expect("cleared");
     assert!(cleared.payload.is_empty() && cleared.retain);
     assert_eq!(
-        f.engine.presence(&f.store, "mq/pr/alice/phone", &[], 81),
+        f.engine
+            .presence(&mut f.store, "mq/pr/alice/phone", &[], 81),
         None
     );
 }
@@ -619,7 +620,7 @@ fn devices_are_listed_and_revoked() {
         .encode();
     let cleared = f
         .engine
-        .presence(&f.store, "mq/pr/alice/laptop", &will, 99)
+        .presence(&mut f.store, "mq/pr/alice/laptop", &will, 99)
         .expect("cleared");
     assert!(cleared.payload.is_empty() && cleared.retain);
 }
@@ -928,6 +929,241 @@ mod groups {
         assert_eq!(
             (group["last"]["text"].as_str(), group["unread"].as_u64()),
             (Some("hi all"), Some(1))
+        );
+    }
+}
+
+mod push {
+    use super::*;
+    use mqchat_hub::Output;
+
+    impl Fixture {
+        /// Sends one packet from `user:device` and returns the whole output.
+        fn output(&mut self, user: &str, device: &str, packet: Value) -> Output {
+            let batch = vec![Upstream {
+                topic: format!("mq/up/{user}/{device}"),
+                payload: self
+                    .registry
+                    .from_json(&packet)
+                    .expect("test packet")
+                    .encode(),
+            }];
+            self.now += 1000;
+            let output = self.engine.process(&mut self.store, self.now, &batch);
+            self.engine
+                .confirm(&mut self.store, &output.delivered)
+                .expect("confirm");
+            output
+        }
+
+        /// Sends a packet that the hub must acknowledge.
+        fn acked(&mut self, user: &str, device: &str, packet: Value) {
+            let out = self.output(user, device, packet);
+            let reply = out.publishes.last().map(|o| self.show(o).1);
+            assert_eq!(
+                reply.as_ref().map(|r| &r["type"]),
+                Some(&json!("ack")),
+                "{reply:?}"
+            );
+        }
+
+        fn presence(&mut self, user: &str, device: &str, availability: &str) {
+            let payload = self
+                .registry
+                .from_json(
+                    &json!({"type": "presence", "availability": availability, "last-active": 1}),
+                )
+                .expect("valid")
+                .encode();
+            self.now += 1000;
+            self.engine.process(
+                &mut self.store,
+                self.now,
+                &[Upstream {
+                    topic: format!("mq/pr/{user}/{device}"),
+                    payload,
+                }],
+            );
+        }
+
+        /// (user:device, conversation, seq, preview) of every push `packet` from alice causes.
+        fn pushes(
+            &mut self,
+            from: &str,
+            packet: Value,
+        ) -> Vec<(String, String, u64, Option<String>)> {
+            self.output(from, "phone", packet)
+                .pushes
+                .into_iter()
+                .map(|p| {
+                    (
+                        format!("{}:{}", p.user, p.device),
+                        p.conversation.to_string(),
+                        p.seq,
+                        p.preview,
+                    )
+                })
+                .collect()
+        }
+    }
+
+    fn register(preview: bool) -> Value {
+        json!({"type": "push-register", "id": ID1, "provider": "fcm", "address": "tok-bob", "preview": preview})
+    }
+
+    #[test]
+    fn pushes_go_to_devices_that_are_away_or_in_the_background() {
+        let mut f = Fixture::new();
+        for (u, d) in [("alice", "phone"), ("bob", "phone"), ("bob", "laptop")] {
+            f.store.add_device(&user(u), &device(d), 1).expect("device");
+        }
+        f.acked("bob", "phone", register(false));
+        // alice registers too: her own messages never wake her devices.
+        f.acked(
+            "alice",
+            "phone",
+            json!({"type": "push-register", "id": ID1, "provider": "unified-push", "address": "https://up.example/a"}),
+        );
+
+        // bob's phone has never connected: one push, no text.
+        assert_eq!(
+            f.pushes("alice", msg(ID1, "bob", "Hi")),
+            [("bob:phone".into(), "alice".into(), 1, None)]
+        );
+        // Connected and active (in the foreground): none. The laptop has no target.
+        f.presence("bob", "phone", "available");
+        assert!(
+            f.pushes("alice", msg(ID2, "bob", "Still there?"))
+                .is_empty()
+        );
+        // In the background: pushed again.
+        f.acked(
+            "bob",
+            "phone",
+            json!({"type": "client-state", "id": ID2, "active": false}),
+        );
+        assert_eq!(f.pushes("alice", msg(ID3, "bob", "Hello?")).len(), 1);
+        // Reconnecting makes it active; going offline makes it pushable.
+        f.presence("bob", "phone", "offline");
+        f.presence("bob", "phone", "available");
+        assert!(
+            f.pushes("alice", msg("0a03zkqvpmqs4", "bob", "x"))
+                .is_empty()
+        );
+        f.presence("bob", "phone", "offline");
+
+        // Previews only when the device asked for them.
+        f.acked("bob", "phone", register(true));
+        assert_eq!(
+            f.pushes("alice", msg("0a03zkqvpmqs5", "bob", "Lunch?")),
+            [("bob:phone".into(), "alice".into(), 5, Some("Lunch?".into()))]
+        );
+
+        // Muted until later: nothing; the mute shows in bob's sync; unmuted: pushed again.
+        f.acked(
+            "bob",
+            "phone",
+            json!({"type": "mute", "id": ID3, "conv": "alice", "until": 9_007_199_254_740_991_u64}),
+        );
+        assert!(
+            f.pushes("alice", msg("0a03zkqvpmqs6", "bob", "muted"))
+                .is_empty()
+        );
+        let sync = f.send("bob", json!({"type": "sync", "id": ID1}));
+        assert_eq!(
+            sync[0].1["conversations"][0]["muted-until"],
+            json!(9_007_199_254_740_991_u64)
+        );
+        f.acked(
+            "bob",
+            "phone",
+            json!({"type": "mute", "id": ID3, "conv": "alice", "until": 0}),
+        );
+        assert_eq!(
+            f.pushes("alice", msg("0a03zkqvpmqs7", "bob", "back")).len(),
+            1
+        );
+
+        // Markers and chat states never push.
+        assert!(
+            f.pushes("alice", json!({"type": "read", "conv": "bob", "up-to": 1}))
+                .is_empty()
+        );
+
+        // Unregistered: nothing.
+        f.acked(
+            "bob",
+            "phone",
+            json!({"type": "push-unregister", "id": ID2}),
+        );
+        assert!(
+            f.pushes("alice", msg("0a03zkqvpmqs8", "bob", "gone"))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn contact_requests_and_invitations_push_other_group_events_do_not() {
+        let mut f = Fixture::new();
+        for u in ["alice", "bob", "carol"] {
+            f.store
+                .add_device(&user(u), &device("phone"), 1)
+                .expect("device");
+        }
+        f.acked("bob", "phone", register(false));
+        f.acked(
+            "carol",
+            "phone",
+            json!({"type": "push-register", "id": ID1, "provider": "fcm", "address": "tok-carol"}),
+        );
+        assert_eq!(
+            f.pushes(
+                "alice",
+                json!({"type": "contact", "id": ID1, "conv": "bob", "action": "request"})
+            ),
+            [("bob:phone".into(), "alice".into(), 1, None)]
+        );
+        // bob's acceptance does not wake alice (no target) nor bob.
+        assert!(
+            f.pushes(
+                "bob",
+                json!({"type": "contact", "id": ID2, "conv": "alice", "action": "accept"})
+            )
+            .is_empty()
+        );
+        // A group with bob invited: bob is woken by his invitation, carol by hers.
+        let out = f.output(
+            "alice",
+            "phone",
+            json!({"type": "group-create", "id": ID3, "name": "Climbing", "invite": ["bob", "carol"]}),
+        );
+        let mut woken: Vec<String> = out.pushes.iter().map(|p| p.user.to_string()).collect();
+        woken.sort();
+        assert_eq!(woken, ["bob", "carol"]);
+        let gid = out.pushes[0].conversation.to_string();
+        // bob joins: no push for that; a message to the group wakes bob (member), not carol
+        // (only invited).
+        assert!(
+            f.pushes(
+                "bob",
+                json!({"type": "group-join", "id": ID1, "conv": gid, "action": "accept"})
+            )
+            .is_empty()
+        );
+        let pushes = f.pushes("alice", msg("0a03zkqvpmqs9", &gid, "Sunday?"));
+        assert_eq!(pushes.len(), 1);
+        assert_eq!(pushes[0].0, "bob:phone");
+        assert_eq!(pushes[0].1, gid);
+
+        // A revoked device is never pushed.
+        f.acked(
+            "bob",
+            "phone",
+            json!({"type": "device-revoke", "id": ID2, "device-id": "phone"}),
+        );
+        assert!(
+            f.pushes("alice", msg("0a03zkqvpmqsa", &gid, "anyone?"))
+                .is_empty()
         );
     }
 }

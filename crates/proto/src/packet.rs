@@ -62,6 +62,14 @@ impl PacketKind {
     pub const DEVICE_LIST_RESULT: Self = Self(65);
     /// Revokes one of the sender's devices.
     pub const DEVICE_REVOKE: Self = Self(66);
+    /// The sending device's app went to the background or came back.
+    pub const CLIENT_STATE: Self = Self(67);
+    /// Registers the sending device's push target.
+    pub const PUSH_REGISTER: Self = Self(68);
+    /// Removes the sending device's push target.
+    pub const PUSH_UNREGISTER: Self = Self(69);
+    /// Mutes a conversation for the user until a time.
+    pub const MUTE: Self = Self(70);
     /// The range reserved for group packets (32 to 63).
     pub const GROUP_RANGE: std::ops::RangeInclusive<u32> = 32..=63;
     /// First number third parties may use without registering (1024 and up).

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mqchat_hub::{Engine, HubCredentials, Outbound, Qos, Upstream};
-use mqchat_proto::{DeviceIdentity, TopicRoot};
+use mqchat_proto::DeviceIdentity;
 use mqchat_store::{ConvId, Store};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Publish;
@@ -133,7 +133,7 @@ impl Link {
         ));
         let worker = std::thread::Builder::new()
             .name("mqchat-hub".into())
-            .spawn(move || run_worker(engine, store, root, inbound_rx, work_tx, confirm_rx))
+            .spawn(move || run_worker(engine, store, inbound_rx, work_tx, confirm_rx))
             .map_err(|e| format!("cannot start the hub worker: {e}"))?;
         Ok(Self {
             client,
@@ -221,12 +221,10 @@ async fn run_link(
 fn run_worker(
     engine: Engine,
     mut store: Store,
-    root: TopicRoot,
     mut inbound: mpsc::UnboundedReceiver<Publish>,
     work: mpsc::Sender<Work>,
     mut confirmations: mpsc::UnboundedReceiver<Vec<(ConvId, u64)>>,
 ) {
-    let presence_prefix = format!("{root}/pr/");
     while let Some(first) = inbound.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -236,21 +234,15 @@ fn run_worker(
             }
         }
         let now = crate::now_ms();
-        let mut upstream = Vec::with_capacity(batch.len());
-        let mut presence = Vec::new();
-        for publish in &batch {
-            let topic = String::from_utf8_lossy(&publish.topic).into_owned();
-            if topic.starts_with(&presence_prefix) {
-                presence.extend(engine.presence(&store, &topic, &publish.payload, now));
-            } else {
-                upstream.push(Upstream {
-                    topic,
-                    payload: publish.payload.to_vec(),
-                });
-            }
-        }
-        let mut output = engine.process(&mut store, now, &upstream);
-        output.publishes.extend(presence);
+        // Upstream packets and presence alike: the engine tells them apart by topic.
+        let upstream: Vec<Upstream> = batch
+            .iter()
+            .map(|publish| Upstream {
+                topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+                payload: publish.payload.to_vec(),
+            })
+            .collect();
+        let output = engine.process(&mut store, now, &upstream);
         let sent = work.blocking_send(Work {
             publishes: output.publishes,
             acks: batch,

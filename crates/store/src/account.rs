@@ -231,15 +231,7 @@ impl Store {
 
     /// Whether a device is registered and not revoked (its account may be disabled).
     pub fn device_active(&self, user: &UserId, device: &DeviceId) -> Result<bool, StoreError> {
-        let revoked: Option<Option<i64>> = self
-            .conn
-            .query_row(
-                "SELECT revoked_at FROM devices WHERE user_id = ?1 AND id = ?2",
-                params![user.as_str(), device.as_str()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(matches!(revoked, Some(None)))
+        device_active(&self.conn, user, device)
     }
 
     /// Checks the credentials a device presents at CONNECT: a device token (starting with
@@ -352,6 +344,19 @@ pub(crate) fn list_devices(
     .collect()
 }
 
+/// Whether a device is registered and not revoked.
+pub(crate) fn device_active(
+    conn: &rusqlite::Connection,
+    user: &UserId,
+    device: &DeviceId,
+) -> Result<bool, StoreError> {
+    let revoked: Option<Option<i64>> = conn
+        .prepare_cached("SELECT revoked_at FROM devices WHERE user_id = ?1 AND id = ?2")?
+        .query_row(params![user.as_str(), device.as_str()], |r| r.get(0))
+        .optional()?;
+    Ok(matches!(revoked, Some(None)))
+}
+
 /// Marks a device revoked and forgets its token. False if it does not exist or was revoked
 /// already.
 pub(crate) fn revoke(
@@ -361,10 +366,11 @@ pub(crate) fn revoke(
     now: u64,
 ) -> Result<bool, StoreError> {
     let n = conn.execute(
-        "UPDATE devices SET revoked_at = ?3, token_hash = NULL
+        "UPDATE devices SET revoked_at = ?3, token_hash = NULL, connected = 0
          WHERE user_id = ?1 AND id = ?2 AND revoked_at IS NULL",
         params![user.as_str(), device.as_str(), to_i64(now)],
     )?;
+    crate::push::remove_target(conn, user, device)?;
     Ok(n > 0)
 }
 

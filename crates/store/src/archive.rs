@@ -83,6 +83,8 @@ pub struct ParticipantRow {
     pub since: u64,
     /// Sequence number of the event that ended their membership.
     pub until: Option<u64>,
+    /// No pushes for this conversation before this time (ms; 0: not muted).
+    pub muted_until: u64,
 }
 
 /// A stored event.
@@ -162,8 +164,8 @@ fn contact_state(v: i64) -> ContactState {
     }
 }
 
-const PARTICIPANT_COLS: &str = "p.user_id, p.peer, p.delivered, p.read, p.contact, p.change, p.role, p.state, p.since_seq, p.until_seq";
-const PARTICIPANT_N: usize = 10;
+const PARTICIPANT_COLS: &str = "p.user_id, p.peer, p.delivered, p.read, p.contact, p.change, p.role, p.state, p.since_seq, p.until_seq, p.muted_until";
+const PARTICIPANT_N: usize = 11;
 const CONVERSATION_COLS: &str =
     "c.id, c.last_seq, c.last_ts, c.first_seq, c.group_id, c.deleted, c.history_all";
 const CONVERSATION_N: usize = 7;
@@ -186,6 +188,7 @@ fn participant(row: &Row<'_>, at: usize) -> rusqlite::Result<ParticipantRow> {
         },
         since: u(row.get(at + 8)?),
         until: row.get::<_, Option<i64>>(at + 9)?.map(u),
+        muted_until: u(row.get(at + 10)?),
     })
 }
 
@@ -245,6 +248,11 @@ impl<'c> Tx<'c> {
         now: u64,
     ) -> Result<bool, StoreError> {
         crate::account::revoke(&self.tx, user, device, now)
+    }
+
+    /// The transaction's connection, for the other modules of this crate.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.tx
     }
 
     /// Commits everything done in the transaction.
@@ -478,6 +486,18 @@ impl<'c> Tx<'c> {
             )?
             .execute(params![conv, user.as_str(), state as i64])?;
         self.touch(conv)
+    }
+
+    /// Sets a participant's mute and marks the conversation changed for them (so their
+    /// other devices learn it by sync).
+    pub fn set_mute(&self, conv: ConvId, user: &UserId, until: u64) -> Result<(), StoreError> {
+        let change = self.next_change()?;
+        self.tx
+            .prepare_cached(
+                "UPDATE participants SET muted_until = ?3, change = ?4 WHERE conv = ?1 AND user_id = ?2",
+            )?
+            .execute(params![conv, user.as_str(), i(until), i(change)])?;
+        Ok(())
     }
 
     /// A user's profile.

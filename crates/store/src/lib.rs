@@ -8,6 +8,7 @@
 
 pub mod account;
 pub mod archive;
+pub mod push;
 pub mod retention;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ pub use account::{AuthFailure, DeviceRecord, UserRecord};
 pub use archive::{
     ConvId, ConversationRow, EventRow, GroupProfile, Membership, ParticipantRow, ProfileRow, Tx,
 };
+pub use push::PushDevice;
 pub use retention::{RetentionPass, RetentionPolicy};
 
 /// How a store failed.
@@ -64,6 +66,7 @@ pub enum Durability {
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_groups.sql"),
+    include_str!("../migrations/0003_push.sql"),
 ];
 
 /// A connection to the store.

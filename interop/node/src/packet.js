@@ -118,6 +118,29 @@ function adminFields(p) {
   return null;
 }
 
+const base64urlOf = (text, size) =>
+  /^[A-Za-z0-9_-]*=*$/.test(text) && text.replace(/=+$/, '').length === Math.ceil((size * 4) / 3);
+
+function pushTarget(p) {
+  const { provider, address } = p.body;
+  if (provider === 'web-push' || provider === 'unified-push') {
+    const rest = address.startsWith('https://') ? address.slice(8) : null;
+    if (!rest || rest.startsWith('/')) return 'address must be an https URL';
+  } else if (!address || /[\s\x00-\x1f]/.test(address)) {
+    return 'address must be a token without spaces';
+  }
+  if (provider === 'web-push') {
+    if (!base64urlOf(p.body.p256dh ?? '', 65)) return 'p256dh must be a P-256 public key (65 bytes, base64url)';
+    if (!base64urlOf(p.body.auth ?? '', 16)) return 'auth must be a 16-byte secret (base64url)';
+  }
+  for (const [name, allowed] of [['topic', 'apns'], ['sandbox', 'apns'], ['p256dh', 'web-push'], ['auth', 'web-push']]) {
+    if (name in p.body && provider !== allowed) return `${name} does not apply to ${provider}`;
+  }
+  return null;
+}
+
+const needsConv = (p) => (p.conv === null ? 'conv is required' : null);
+
 const STATE = new Choice(['active', 'composing', 'paused', 'inactive', 'gone']);
 const ACTION = new Choice(['request', 'accept', 'decline', 'cancel', 'remove']);
 const AVAILABILITY = new Choice(['offline', 'available', 'away', 'busy']);
@@ -147,6 +170,7 @@ const CONVERSATION = [
   field(14, 'peer-read', COUNT),
   field(15, 'first-seq', COUNT),
   field(16, 'contact', CONTACT_STATE),
+  field(17, 'muted-until', COUNT),
 ];
 
 const MEMBER = [
@@ -222,6 +246,14 @@ export const TYPES = new Map([
   type(64, 'device-list', 'request', []),
   type(65, 'device-list-result', 'reply', [field(8, 'devices', new ListOf(new RecordKind(DEVICE), 256), true)]),
   type(66, 'device-revoke', 'request', [field(8, 'device-id', new Text({ pattern: DEVICE_ID }), true)]),
+  type(67, 'client-state', 'request', [field(8, 'active', new Bool(), true)]),
+  type(68, 'push-register', 'request', [
+    field(8, 'provider', new Choice(['fcm', 'apns', 'web-push', 'unified-push']), true), field(9, 'address', text(4096), true),
+    field(10, 'topic', text(256)), field(11, 'sandbox', new Bool()), field(12, 'p256dh', text(128)), field(13, 'auth', text(64)),
+    field(14, 'preview', new Bool()),
+  ], { rules: [pushTarget] }),
+  type(69, 'push-unregister', 'request', []),
+  type(70, 'mute', 'request', [field(8, 'until', TIME, true)], { rules: [needsConv] }),
 ].map((t) => [t.number, t]));
 
 export const TYPE_NUMBERS = Object.fromEntries([...TYPES.values()].map((t) => [t.name, t.number]));

@@ -9,6 +9,7 @@ and encoded back byte for byte.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -185,6 +186,37 @@ def _admin_fields(p: Packet) -> str | None:
     return None
 
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*=*")
+
+
+def _base64url_of(text: str, size: int) -> bool:
+    unpadded = text.rstrip("=")
+    return _BASE64URL.fullmatch(text) is not None and len(unpadded) == -(-size * 4 // 3)
+
+
+def _push_target(p: Packet) -> str | None:
+    provider, address = p.body["provider"], p.body["address"]
+    if provider in ("web-push", "unified-push"):
+        rest = address.removeprefix("https://")
+        if rest == address or not rest or rest.startswith("/"):
+            return "address must be an https URL"
+    elif not address or any(c.isspace() or ord(c) < 0x20 for c in address):
+        return "address must be a token without spaces"
+    if provider == "web-push":
+        if not _base64url_of(p.body.get("p256dh", ""), 65):
+            return "p256dh must be a P-256 public key (65 bytes, base64url)"
+        if not _base64url_of(p.body.get("auth", ""), 16):
+            return "auth must be a 16-byte secret (base64url)"
+    for name, allowed in (("topic", "apns"), ("sandbox", "apns"), ("p256dh", "web-push"), ("auth", "web-push")):
+        if name in p.body and provider != allowed:
+            return f"{name} does not apply to {provider}"
+    return None
+
+
+def _needs_conv(p: Packet) -> str | None:
+    return "conv is required" if p.conv is None else None
+
+
 STATE = Choice(("active", "composing", "paused", "inactive", "gone"))
 ACTION = Choice(("request", "accept", "decline", "cancel", "remove"))
 AVAILABILITY = Choice(("offline", "available", "away", "busy"))
@@ -242,6 +274,7 @@ CONVERSATION: Schema = (
     Field(14, "peer-read", COUNT),
     Field(15, "first-seq", COUNT),
     Field(16, "contact", CONTACT_STATE),
+    Field(17, "muted-until", COUNT),
 )
 SYNC_RESULT: Schema = (
     Field(8, "conversations", ListOf(RecordKind(CONVERSATION), 500), required=True),
@@ -302,6 +335,15 @@ DEVICE: Schema = (
 )
 DEVICE_LIST_RESULT: Schema = (Field(8, "devices", ListOf(RecordKind(DEVICE), 256), required=True),)
 DEVICE_REVOKE: Schema = (Field(8, "device-id", Text(pattern=DEVICE_ID), required=True),)
+PUSH_REGISTER: Schema = (
+    Field(8, "provider", Choice(("fcm", "apns", "web-push", "unified-push")), required=True),
+    Field(9, "address", Text(4096), required=True),
+    Field(10, "topic", Text(256)),
+    Field(11, "sandbox", Bool()),
+    Field(12, "p256dh", Text(128)),
+    Field(13, "auth", Text(64)),
+    Field(14, "preview", Bool()),
+)
 
 GROUP = ("conv",)
 TYPES: dict[int, PacketType] = {
@@ -329,6 +371,10 @@ TYPES: dict[int, PacketType] = {
         PacketType(64, "device-list", "request", ()),
         PacketType(65, "device-list-result", "reply", DEVICE_LIST_RESULT),
         PacketType(66, "device-revoke", "request", DEVICE_REVOKE),
+        PacketType(67, "client-state", "request", (Field(8, "active", Bool(), required=True),)),
+        PacketType(68, "push-register", "request", PUSH_REGISTER, rules=(_push_target,)),
+        PacketType(69, "push-unregister", "request", ()),
+        PacketType(70, "mute", "request", (Field(8, "until", TIME, required=True),), rules=(_needs_conv,)),
     )
 }
 """The known packet types by number. Route `hub`: made by the hub only, never upstream."""

@@ -9,6 +9,7 @@ mod device;
 mod group;
 mod marker;
 mod message;
+mod push;
 mod reply;
 mod state;
 mod sync;
@@ -21,6 +22,9 @@ pub use group::{
 };
 pub use marker::{Delivered, Read};
 pub use message::{ChatState, Message, State};
+pub use push::{
+    ClientState, MAX_ADDRESS_BYTES, MUTED_FOREVER, Mute, PushRegister, PushTarget, PushUnregister,
+};
 pub use reply::{Ack, ErrorReply};
 pub use state::{Availability, Presence, Profile};
 pub use sync::{ConversationEntry, History, HistoryResult, Sync, SyncResult};
@@ -106,6 +110,10 @@ pub fn register_core(registry: &mut Registry) {
         device::DEVICE_LIST,
         device::DEVICE_LIST_RESULT,
         device::DEVICE_REVOKE,
+        push::CLIENT_STATE,
+        push::PUSH_REGISTER,
+        push::PUSH_UNREGISTER,
+        push::MUTE,
     ] {
         // The core schemas are constants checked by `core_registers` below: registering them
         // into an empty registry cannot fail.
@@ -149,8 +157,8 @@ mod tests {
     fn core_registers() {
         let mut registry = Registry::new();
         register_core(&mut registry);
-        assert_eq!(registry.providers().count(), 22);
-        for n in (1..=13).chain(32..=37).chain(64..=66) {
+        assert_eq!(registry.providers().count(), 26);
+        for n in (1..=13).chain(32..=37).chain(64..=70) {
             assert!(registry.provider(PacketKind(n)).is_some(), "type {n}");
         }
         // Registering again is refused, by number.

@@ -69,6 +69,7 @@ const ENTRY_SCHEMA: &[FieldSpec] = &[
     FieldSpec::optional(14, "peer-read", COUNT),
     FieldSpec::optional(15, "first-seq", COUNT),
     FieldSpec::optional(16, "contact", FieldType::Choice(CONTACT_STATES)),
+    FieldSpec::optional(17, "muted-until", COUNT),
 ];
 
 const SYNC_RESULT_SCHEMA: &[FieldSpec] = &[
@@ -170,6 +171,8 @@ pub struct ConversationEntry {
     pub first_seq: Option<u64>,
     /// The contact relationship (direct conversations).
     pub contact: ContactState,
+    /// The user muted the conversation until this time (ms; see `MUTED_FOREVER`).
+    pub muted_until: Option<u64>,
 }
 
 impl ConversationEntry {
@@ -188,6 +191,7 @@ impl ConversationEntry {
             peer_read: 0,
             first_seq: None,
             contact: ContactState::None,
+            muted_until: None,
         }
     }
 
@@ -216,6 +220,7 @@ impl ConversationEntry {
             peer_read: f.uint(14)?.unwrap_or(0),
             first_seq: f.uint(15)?,
             contact,
+            muted_until: f.uint(17)?,
         })
     }
 
@@ -238,6 +243,7 @@ impl ConversationEntry {
         if self.contact != ContactState::None {
             f.set_uint(16, self.contact as u64);
         }
+        set_opt(&mut f, 17, self.muted_until);
         f
     }
 }
