@@ -1124,6 +1124,9 @@ pub(crate) fn window(conv: &ConversationRow, me: &ParticipantRow) -> (u64, u64) 
     match me.state {
         Membership::Member => (floor, END),
         Membership::Invited => (me.since, me.since),
+        // An invitation declined or cancelled ends where it began (`until` = `since`): such
+        // a user was never a member and reads only the invitation.
+        Membership::Former if me.until == Some(me.since) => (me.since, me.since),
         Membership::Former => (floor, me.until.unwrap_or(me.since)),
     }
 }

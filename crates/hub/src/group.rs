@@ -234,13 +234,14 @@ impl Engine {
             (AdminAction::Cancel, Some((user, Some(p)))) if p.state == Membership::Invited => {
                 let event = GroupEvent::new(GroupAction::Cancelled, Some(user.clone()));
                 let seq = self.append_group_event(tx, now, &conv, actor, id, &event)?;
+                // Never a member: `until` = `since` keeps their window to the invitation.
                 tx.set_membership(
                     conv.id,
                     &user,
                     Role::Member,
                     Membership::Former,
                     p.since,
-                    Some(seq),
+                    Some(p.since),
                 )?;
                 self.deliver(tx, conv.id, seq, Some(&user), out)?;
                 seq
@@ -433,13 +434,14 @@ impl Engine {
             (JoinAction::Decline, Some(p)) if p.state == Membership::Invited => {
                 let event = GroupEvent::new(GroupAction::Declined, Some(actor.user.clone()));
                 let seq = self.append_group_event(tx, now, &conv, actor, id, &event)?;
+                // Never a member: `until` = `since` keeps their window to the invitation.
                 tx.set_membership(
                     conv.id,
                     &actor.user,
                     Role::Member,
                     Membership::Former,
                     p.since,
-                    Some(seq),
+                    Some(p.since),
                 )?;
                 self.deliver(tx, conv.id, seq, Some(&actor.user), out)?;
                 seq

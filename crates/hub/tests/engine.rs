@@ -846,6 +846,18 @@ mod groups {
         assert_eq!(to(&out, "mq/in/erin/d")[0]["action"], "invited");
         let out = send_admin(&mut f, "bob", admin("invite", Some("erin")));
         assert_eq!(out[0].1["code"], 9, "already invited");
+        // dave never was a member: his history is his invitation, not what followed it.
+        let out = f.send(
+            "dave",
+            json!({"type": "history", "id": "0a03zkqvpmqh1", "conv": conv, "after": 0}),
+        );
+        let seen: Vec<(Value, Value)> = out[0].1["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| (e["action"].clone(), e["user"].clone()))
+            .collect();
+        assert_eq!(seen, [(json!("invited"), json!("dave"))]);
         // bob may not remove alice; alice transfers ownership to bob.
         let out = send_admin(&mut f, "bob", admin("remove", Some("alice")));
         assert_eq!(out[0].1["code"], 7);
