@@ -7,16 +7,17 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use mqchat_proto::body::{
-    Body, Contact, ContactAction, History, HistoryResult, Message, Presence, Profile, State, Sync,
-    SyncResult,
+    AdminAction, Body, Contact, ContactAction, GroupAdmin, GroupCreate, GroupJoin, History,
+    HistoryResult, JoinAction, Message, Presence, Profile, Role, State, Sync, SyncResult,
 };
-use mqchat_proto::{ConversationRef, DeviceId, DeviceIdentity, Packet, UserId};
+use mqchat_proto::{ConversationRef, DeviceId, DeviceIdentity, ErrorCode, GroupId, Packet, UserId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::ClientConfig;
 use crate::driver::{self, Command, FinalState, Reply};
 use crate::error::Error;
 use crate::event::{Event, Sent};
+use crate::group::{Group, GroupUpdate, Receipt};
 use crate::session::Answer;
 use crate::state::SyncState;
 
@@ -225,6 +226,213 @@ impl Client {
     pub async fn sync(&self, query: Sync) -> Result<SyncResult, Error> {
         match self.answer(|reply| Command::Sync(query, reply)).await? {
             Answer::Sync(result) => Ok(result),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Creates a group (spec section 7.11) with this user as its owner, and invites
+    /// `create.invite` at once. Resolves with the `created` event: [`Sent::group`] is the new
+    /// group's id. An invitee who does not exist fails it with `no-such-user`, too many with
+    /// `group-full`.
+    pub async fn create_group(&self, create: GroupCreate) -> Result<Sent, Error> {
+        self.group_change(create.to_packet()).await
+    }
+
+    /// Invites `user` to `group` (admins and the owner). The invitation reaches the user
+    /// as [`Event::Invitation`]; a full group refuses it with `group-full`.
+    pub async fn invite(&self, group: &GroupId, user: &UserId) -> Result<Sent, Error> {
+        self.admin(group, GroupAdmin::on(AdminAction::Invite, user.clone()))
+            .await
+    }
+
+    /// Withdraws `user`'s invitation to `group` (admins and the owner).
+    pub async fn cancel_invitation(&self, group: &GroupId, user: &UserId) -> Result<Sent, Error> {
+        self.admin(group, GroupAdmin::on(AdminAction::Cancel, user.clone()))
+            .await
+    }
+
+    /// Removes (kicks) `user` from `group`: admins remove members, the owner removes
+    /// admins too. The removed user receives nothing more from the group.
+    pub async fn remove_member(&self, group: &GroupId, user: &UserId) -> Result<Sent, Error> {
+        self.admin(group, GroupAdmin::on(AdminAction::Remove, user.clone()))
+            .await
+    }
+
+    /// Promotes `user` to admin ([`Role::Admin`]) or demotes them to member
+    /// ([`Role::Member`]) (admins and the owner; only the owner demotes another admin).
+    /// Ownership changes only by [`Client::transfer_ownership`].
+    pub async fn set_role(
+        &self,
+        group: &GroupId,
+        user: &UserId,
+        role: Role,
+    ) -> Result<Sent, Error> {
+        let admin = GroupAdmin {
+            role: Some(role),
+            ..GroupAdmin::on(AdminAction::Role, user.clone())
+        };
+        self.admin(group, admin).await
+    }
+
+    /// Makes the member `user` the owner of `group` (the owner only); this user becomes
+    /// an admin.
+    pub async fn transfer_ownership(&self, group: &GroupId, user: &UserId) -> Result<Sent, Error> {
+        self.admin(group, GroupAdmin::on(AdminAction::Transfer, user.clone()))
+            .await
+    }
+
+    /// Changes `group`'s name, avatar, description or history setting (admins and the
+    /// owner).
+    pub async fn update_group(&self, group: &GroupId, update: GroupUpdate) -> Result<Sent, Error> {
+        let admin = GroupAdmin {
+            action: AdminAction::Update,
+            user: None,
+            role: None,
+            name: update.name,
+            avatar: update.avatar,
+            description: update.description,
+            history: update.history,
+        };
+        self.admin(group, admin).await
+    }
+
+    /// Renames `group` (admins and the owner).
+    pub async fn rename_group(&self, group: &GroupId, name: &str) -> Result<Sent, Error> {
+        self.update_group(group, GroupUpdate::name(name)).await
+    }
+
+    /// Deletes `group` (the owner only): every member is told, and nothing more can be
+    /// sent to it.
+    pub async fn delete_group(&self, group: &GroupId) -> Result<Sent, Error> {
+        let admin = GroupAdmin {
+            action: AdminAction::Delete,
+            user: None,
+            role: None,
+            name: None,
+            avatar: None,
+            description: None,
+            history: None,
+        };
+        self.admin(group, admin).await
+    }
+
+    /// Accepts an invitation to `group`: this user becomes a member and reads the group
+    /// from here on (or all of it, if the group says so).
+    pub async fn accept_invitation(&self, group: &GroupId) -> Result<Sent, Error> {
+        self.join(group, JoinAction::Accept).await
+    }
+
+    /// Declines an invitation to `group`.
+    pub async fn decline_invitation(&self, group: &GroupId) -> Result<Sent, Error> {
+        self.join(group, JoinAction::Decline).await
+    }
+
+    /// Leaves `group`. The owner transfers ownership or deletes the group first
+    /// (`forbidden` otherwise).
+    pub async fn leave_group(&self, group: &GroupId) -> Result<Sent, Error> {
+        self.join(group, JoinAction::Leave).await
+    }
+
+    async fn admin(&self, group: &GroupId, admin: GroupAdmin) -> Result<Sent, Error> {
+        let mut packet = admin.to_packet();
+        packet.conv = Some(ConversationRef::Group(group.clone()));
+        self.group_change(packet).await
+    }
+
+    async fn join(&self, group: &GroupId, action: JoinAction) -> Result<Sent, Error> {
+        let mut packet = GroupJoin { action }.to_packet();
+        packet.conv = Some(ConversationRef::Group(group.clone()));
+        self.group_change(packet).await
+    }
+
+    /// Sends a group request that changes a group and waits for the event it made. Like
+    /// [`Client::send`], it waits for the connection while offline and is resent with the
+    /// same id after a reconnect (the hub applies it once).
+    async fn group_change(&self, packet: Packet) -> Result<Sent, Error> {
+        match self
+            .answer(|reply| Command::GroupChange(packet, reply))
+            .await?
+        {
+            Answer::Sent(sent) => Ok(sent),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Asks the hub for `group`'s current profile, members, roles and markers (members
+    /// and invited users may ask; others get `forbidden`, a deleted or unknown group
+    /// `not-found`).
+    pub async fn group_info(&self, group: &GroupId) -> Result<Group, Error> {
+        let group = group.clone();
+        match self
+            .answer(|reply| Command::GroupInfo(group, reply))
+            .await?
+        {
+            Answer::Group(group) => Ok(group),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The groups this user is a member of or invited to, most recently active first
+    /// (from a sync of every conversation, then a group-info request for each group).
+    pub async fn groups(&self) -> Result<Vec<Group>, Error> {
+        let mut ids = Vec::new();
+        let mut before = None;
+        loop {
+            let page = self
+                .sync(Sync {
+                    before,
+                    limit: Some(500),
+                    newest_first: true,
+                    ..Sync::default()
+                })
+                .await?;
+            for entry in &page.conversations {
+                if let ConversationRef::Group(group) = &entry.conv {
+                    ids.push(group.clone());
+                }
+            }
+            match page.conversations.last() {
+                Some(last) if page.more => before = Some(last.change),
+                _ => break,
+            }
+        }
+        // Every request goes out before the first answer is awaited.
+        let mut answers = Vec::with_capacity(ids.len());
+        for group in ids {
+            let (reply, answer) = oneshot::channel();
+            self.shared
+                .commands
+                .send(Command::GroupInfo(group, reply))
+                .map_err(|_| Error::closed())?;
+            answers.push(answer);
+        }
+        let mut groups = Vec::new();
+        for answer in answers {
+            match answer.await.map_err(|_| Error::closed())? {
+                Ok(Answer::Group(group)) => groups.push(group),
+                Ok(other) => return Err(unexpected(&other)),
+                // Groups this user left, was removed from or that were deleted.
+                Err(e)
+                    if matches!(
+                        e.refused(),
+                        Some(ErrorCode::FORBIDDEN | ErrorCode::NOT_FOUND)
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Who received and who read this user's message `seq` in `conv`, from the markers
+    /// the hub delivered (spec section 9): each member, and the counts for "read by 3 of
+    /// 5". For a group the client keeps the roster current from the group's events, asking
+    /// the hub for it once when it has none.
+    pub async fn receipt(&self, conv: ConversationRef, seq: u64) -> Result<Receipt, Error> {
+        match self
+            .answer(|reply| Command::Receipt(conv, seq, reply))
+            .await?
+        {
+            Answer::Receipt(receipt) => Ok(receipt),
             other => Err(unexpected(&other)),
         }
     }

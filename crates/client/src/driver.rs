@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mqchat_proto::body::{History, Presence, Profile, State, Sync};
-use mqchat_proto::{ConversationRef, MessageId, Packet, UserId};
+use mqchat_proto::{ConversationRef, GroupId, MessageId, Packet, UserId};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Filter, LastWill};
 use rumqttc::v5::{AsyncClient, MqttOptions};
@@ -71,6 +71,12 @@ pub(crate) enum Command {
     History(ConversationRef, History, Reply<Answer>),
     /// Ask what changed.
     Sync(Sync, Reply<Answer>),
+    /// Send a group request that changes a group; answered with its group event.
+    GroupChange(Packet, Reply<Answer>),
+    /// Ask for a group's profile and members.
+    GroupInfo(GroupId, Reply<Answer>),
+    /// Ask who received and read a message.
+    Receipt(ConversationRef, u64, Reply<Answer>),
     /// Read where the device stands.
     State(Reply<SyncState>),
     /// Close the connection.
@@ -360,6 +366,23 @@ impl Driver {
                 let id = session.sync(&query, now);
                 self.wait(id, reply);
             }
+            Command::GroupChange(packet, reply) => {
+                let id = session.group_change(packet, now);
+                self.wait(id, reply);
+            }
+            Command::GroupInfo(group, reply) => {
+                let id = session.group_info(&group, now);
+                self.wait(id, reply);
+            }
+            Command::Receipt(conv, seq, reply) => match session.receipt(conv, seq, now) {
+                Ok(Ok(receipt)) => {
+                    let _ = reply.send(Ok(Answer::Receipt(receipt)));
+                }
+                Ok(Err(id)) => self.wait(Ok(id), reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::Signal(packet, reply) => {
                 let _ = reply.send(session.signal(packet));
             }

@@ -1,8 +1,8 @@
 //! What the SDK tells the application: the events of its connection and conversations, and
 //! the confirmation of a sent event.
 
-use mqchat_proto::body::{Contact, Message, Presence, Profile, State};
-use mqchat_proto::{ConversationRef, DeviceId, ErrorCode, MessageId, Packet, UserId};
+use mqchat_proto::body::{Contact, GroupEvent, Message, Presence, Profile, State};
+use mqchat_proto::{ConversationRef, DeviceId, ErrorCode, GroupId, MessageId, Packet, UserId};
 
 /// The hub stored a conversation event this device sent: the "sent" receipt (spec section 9).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,9 +19,20 @@ pub struct Sent {
     pub duplicate: bool,
 }
 
+impl Sent {
+    /// The group, when the event belongs to one (a created group's id, for instance).
+    pub fn group(&self) -> Option<&GroupId> {
+        match &self.conv {
+            ConversationRef::Group(group) => Some(group),
+            ConversationRef::Direct(_) => None,
+        }
+    }
+}
+
 /// Something that happened on the connection or in a conversation.
 ///
-/// Durable events (`Message`, `Contact`, and sequenced extension packets in `Other`) come in
+/// Durable events (`Message`, `Contact`, `Invitation`, `Group`, and sequenced extension
+/// packets in `Other`) come in
 /// sequence order per conversation, without duplicates: a gap is filled from the hub's
 /// history before later events are delivered.
 ///
@@ -67,7 +78,9 @@ pub enum Event {
         /// The state.
         state: State,
     },
-    /// A participant received the conversation's events up to `up_to`.
+    /// A participant received the conversation's events up to `up_to`. In a group, the hub
+    /// tells a member's markers only to the authors of the events they cover:
+    /// `Client::receipt` adds them up per message.
     Delivered {
         /// The conversation.
         conv: ConversationRef,
@@ -99,6 +112,38 @@ pub enum Event {
         own: bool,
         /// The request or answer.
         contact: Contact,
+    },
+    /// This user was invited to a group (the group's `invited` event, as the invitee
+    /// receives it). Answer with `Client::accept_invitation` or `Client::decline_invitation`.
+    Invitation {
+        /// The group.
+        group: GroupId,
+        /// The event's sequence number in the group.
+        seq: u64,
+        /// When the hub stored it (ms since the Unix epoch).
+        ts: u64,
+        /// Who invited.
+        by: UserId,
+        /// The group's name.
+        name: String,
+    },
+    /// A change to a group this user is in (or was, for the change that ended it): it was
+    /// created, someone was invited, joined, declined, left or was removed, a role or the
+    /// owner changed, the profile was updated, the group was deleted. Every member sees
+    /// the same changes in the same order, between the group's messages.
+    Group {
+        /// The group.
+        group: GroupId,
+        /// The event's sequence number in the group.
+        seq: u64,
+        /// When the hub stored it (ms since the Unix epoch).
+        ts: u64,
+        /// Who made the change (for `joined`, `declined` and `left`, the user themselves).
+        by: UserId,
+        /// Made by this user.
+        own: bool,
+        /// What changed: `change.user` is whom it concerns, `change.role` their new role.
+        change: GroupEvent,
     },
     /// A device's presence changed (or was there already when the watch began).
     Presence {

@@ -52,6 +52,7 @@ mod connection;
 mod driver;
 mod error;
 mod event;
+mod group;
 mod session;
 mod state;
 
@@ -59,4 +60,5 @@ pub use client::{Client, Events};
 pub use config::ClientConfig;
 pub use error::Error;
 pub use event::{Event, Sent};
+pub use group::{Group, GroupUpdate, MemberReceipt, Receipt};
 pub use state::SyncState;

@@ -4,13 +4,15 @@
 //! Nothing here trusts the network: a payload that does not decode, or decodes to something
 //! the protocol does not allow where it arrived, is logged and skipped.
 
-use mqchat_proto::body::{Body, ChatState, Contact, Delivered, Presence, Profile, Read};
+use mqchat_proto::body::{
+    Body, ChatState, Contact, Delivered, GroupAction, GroupEvent, Presence, Profile, Read,
+};
 use mqchat_proto::{
     ConversationRef, DeviceId, ErrorCode, InboxBranch, MessageId, Packet, PacketKind, Topic, UserId,
 };
 
 use super::markers::Kind;
-use super::pending::{Entry, Expect, Reply, read_reply};
+use super::pending::{Entry, Expect, InfoFor, Reply, read_reply};
 use super::timeline::Admission;
 use super::{Answer, Now, Output, Session};
 use crate::error::Error;
@@ -112,21 +114,62 @@ impl Session {
             }
             let own = packet.from.as_ref() == Some(&self.me.user);
             from_others |= !own;
-            if let Some(event) = Self::conversation_event(conv, packet, own) {
+            if let Some(event) = self.conversation_event(conv, packet, own) {
                 self.emit(event);
             }
         }
-        if from_others && self.auto_delivered {
+        let group = match conv {
+            ConversationRef::Group(group) => Some(group),
+            ConversationRef::Direct(_) => None,
+        };
+        let wants_markers = group.is_none_or(|g| self.groups.wants_markers(g));
+        if from_others && self.auto_delivered && wants_markers {
             let up_to = self.timelines.contiguous(conv);
             self.receipts.received(conv, up_to, now.at);
         }
+        if let Some(group) = group {
+            self.want_roster(group, now);
+        }
     }
 
-    fn conversation_event(conv: &ConversationRef, packet: Packet, own: bool) -> Option<Event> {
+    fn conversation_event(
+        &mut self,
+        conv: &ConversationRef,
+        packet: Packet,
+        own: bool,
+    ) -> Option<Event> {
         let seq = packet.seq?;
         let from = Self::sender(conv, &packet)?;
         let conv = conv.clone();
         let event = match packet.kind {
+            PacketKind::GROUP_EVENT => {
+                let ConversationRef::Group(group) = &conv else {
+                    tracing::warn!(%conv, "skipping a group event outside a group");
+                    return None;
+                };
+                let change = typed::<GroupEvent>(&packet)?;
+                self.groups.event(&self.me.user, group, seq, &from, &change);
+                let invited_me = change.action == GroupAction::Invited
+                    && change.user.as_ref() == Some(&self.me.user);
+                if invited_me {
+                    Event::Invitation {
+                        group: group.clone(),
+                        seq,
+                        ts: packet.ts.unwrap_or(0),
+                        by: from,
+                        name: change.name.unwrap_or_default(),
+                    }
+                } else {
+                    Event::Group {
+                        group: group.clone(),
+                        seq,
+                        ts: packet.ts.unwrap_or(0),
+                        by: from,
+                        own,
+                        change,
+                    }
+                }
+            }
             PacketKind::MESSAGE => Event::Message {
                 message: typed(&packet)?,
                 conv,
@@ -164,6 +207,11 @@ impl Session {
             }
         };
         if let Some(by) = Self::sender(&conv, &packet) {
+            if let ConversationRef::Group(group) = &conv
+                && by != self.me.user
+            {
+                self.groups.marker(group, &by, kind, up_to);
+            }
             self.tell_marker(&conv, &by, kind, up_to);
         }
     }
@@ -307,7 +355,46 @@ impl Session {
             }
             (Expect::CatchUp, Reply::Sync(result)) => self.catch_up_page(result, now),
             (Expect::Fill { conv }, Reply::History(result)) => self.filled(conv, result, now),
-            (expect @ (Expect::Baseline | Expect::CatchUp | Expect::Fill { .. }), reply) => {
+            (Expect::GroupInfo { group, purpose }, Reply::GroupInfo(result, seq)) => {
+                self.groups.roster(&self.me.user, &group, &result, seq);
+                let answer = match purpose {
+                    InfoFor::Session => return,
+                    InfoFor::App => Answer::Group(crate::group::Group {
+                        id: group,
+                        name: result.name,
+                        avatar: result.avatar,
+                        description: result.description,
+                        history: result.history,
+                        members: result.members,
+                        last_seq: seq,
+                    }),
+                    InfoFor::Receipt(at) => match self.groups.receipt(&self.me.user, &group, at) {
+                        Some(receipt) => Answer::Receipt(receipt),
+                        None => {
+                            let what = "no roster after a group-info answer";
+                            self.out.push_back(Output::Answer {
+                                id,
+                                answer: Err(Error::protocol(what)),
+                            });
+                            return;
+                        }
+                    },
+                };
+                self.out.push_back(Output::Answer {
+                    id,
+                    answer: Ok(answer),
+                });
+            }
+            (
+                expect @ (Expect::Baseline
+                | Expect::CatchUp
+                | Expect::Fill { .. }
+                | Expect::GroupInfo {
+                    purpose: InfoFor::Session,
+                    ..
+                }),
+                reply,
+            ) => {
                 let error = match reply {
                     Reply::Refused(e) => Error::hub_refused(e.code, e.detail),
                     other => Error::protocol(format!("{other:?}")),
@@ -320,6 +407,7 @@ impl Session {
                     Reply::Version(version) => Ok(Answer::Version(version)),
                     Reply::Sync(result) => Ok(Answer::Sync(result)),
                     Reply::History(result) => Ok(Answer::History(result)),
+                    Reply::GroupInfo(..) => Err(Error::protocol("an unexpected group-info result")),
                     Reply::Refused(e) => Err(Error::hub_refused(e.code, e.detail)),
                     Reply::Unexpected(what) => {
                         tracing::warn!("{what}");

@@ -66,6 +66,15 @@ impl Markers {
         })
     }
 
+    /// The highest marker of `kind` told for `by` in `conv` (0 if none); a `read` counts as
+    /// `delivered` too.
+    pub fn told(&self, conv: &ConversationRef, by: &UserId, kind: Kind) -> u64 {
+        self.told
+            .get(&(conv.clone(), by.clone(), kind))
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// Holds a marker event until `conv`'s missing events are delivered.
     pub fn wait(&mut self, conv: &ConversationRef, event: Event) {
         self.waiting.entry(conv.clone()).or_default().push(event);

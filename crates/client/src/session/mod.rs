@@ -11,8 +11,10 @@
 //! resent on every connection), [`timeline`] (deduplication and gaps by sequence number),
 //! [`receipt`] (markers owed), [`markers`] (markers told to the application),
 //! [`subscription`] (what the broker should hold), [`sync`] (catching up after a reconnect,
-//! filling gaps) and [`inbound`] (what arrives from the broker).
+//! filling gaps), [`group`] (standing, rosters and receipts in groups) and [`inbound`] (what
+//! arrives from the broker).
 
+mod group;
 mod inbound;
 mod markers;
 mod pending;
@@ -32,15 +34,17 @@ use mqchat_proto::body::{
     State, Sync, SyncResult,
 };
 use mqchat_proto::{
-    ConversationRef, DeviceIdentity, IdGenerator, MessageId, Packet, Registry, Routing, Topic,
-    TopicRoot, UserId,
+    ConversationRef, DeviceIdentity, GroupId, IdGenerator, MessageId, Packet, PacketKind, Registry,
+    Routing, Topic, TopicRoot, UserId,
 };
 
 use crate::error::Error;
 use crate::event::{Event, Sent};
+use crate::group::{Group, MemberReceipt, Receipt};
 use crate::state::SyncState;
+use group::Groups;
 use markers::Markers;
-use pending::{Entry, Expect, Pending};
+use pending::{Entry, Expect, InfoFor, Pending};
 use receipt::{Marker, Receipts};
 use subscription::{Change, Subscriptions};
 use timeline::Timelines;
@@ -89,6 +93,10 @@ pub(crate) enum Answer {
     Sync(SyncResult),
     /// A history result.
     History(HistoryResult),
+    /// A group's profile and members.
+    Group(Group),
+    /// Who received and read a message.
+    Receipt(Receipt),
 }
 
 /// What the session asks of the driver.
@@ -166,6 +174,7 @@ pub(crate) struct Session {
     timelines: Timelines,
     receipts: Receipts,
     markers: Markers,
+    groups: Groups,
     subscriptions: Subscriptions,
     connected: bool,
     closed: bool,
@@ -226,6 +235,7 @@ impl Session {
             timelines,
             receipts: Receipts::new(settings.delivered_delay),
             markers: Markers::default(),
+            groups: Groups::default(),
             connected: false,
             closed: false,
             first_connected_ms: None,
@@ -483,6 +493,96 @@ impl Session {
         Ok(self.request(packet, Expect::History, now))
     }
 
+    /// Sends a group request that changes a group (group-create, group-admin, group-join);
+    /// answered with the [`Sent`] of the group event it made. Like an event, it waits for
+    /// as long as the session lives and is resent on every connection: the hub
+    /// deduplicates it by its id.
+    pub fn group_change(&mut self, mut packet: Packet, now: Now) -> Result<MessageId, Error> {
+        self.check_open()?;
+        if !matches!(
+            packet.kind,
+            PacketKind::GROUP_CREATE | PacketKind::GROUP_ADMIN | PacketKind::GROUP_JOIN
+        ) {
+            return Err(Error::invalid(format!(
+                "packet type {} does not change a group",
+                packet.kind.0
+            )));
+        }
+        self.check(&packet)?;
+        strip_hub_fields(&mut packet);
+        let id = self.next_id(now);
+        packet.id = Some(id);
+        let payload = packet.encode();
+        let entry = Entry {
+            expect: Expect::GroupChange,
+            payload: payload.clone(),
+            deadline: None,
+        };
+        if self.pending.insert(id, entry) && self.connected {
+            self.publish_upstream(payload, Qos::AtLeastOnce);
+        }
+        Ok(id)
+    }
+
+    /// Asks the hub for a group's profile and members.
+    pub fn group_info(&mut self, group: &GroupId, now: Now) -> Result<MessageId, Error> {
+        self.check_open()?;
+        Ok(self.request_group_info(group, InfoFor::App, now))
+    }
+
+    fn request_group_info(&mut self, group: &GroupId, purpose: InfoFor, now: Now) -> MessageId {
+        let mut packet = mqchat_proto::body::GroupInfo.to_packet();
+        packet.conv = Some(ConversationRef::Group(group.clone()));
+        if purpose == InfoFor::Session {
+            self.groups.fetching(group);
+        }
+        let expect = Expect::GroupInfo {
+            group: group.clone(),
+            purpose,
+        };
+        self.request(packet, expect, now)
+    }
+
+    /// Asks for `group`'s roster if the session keeps receipts there and has none.
+    pub(super) fn want_roster(&mut self, group: &GroupId, now: Now) {
+        if self.groups.needs_roster(group) {
+            self.request_group_info(group, InfoFor::Session, now);
+        }
+    }
+
+    /// Who received and read this user's message `seq` in `conv`: at once from what the
+    /// session knows (`Ok`), or once the group's roster has been asked for (`Err`, the id
+    /// of the request to wait for).
+    pub fn receipt(
+        &mut self,
+        conv: ConversationRef,
+        seq: u64,
+        now: Now,
+    ) -> Result<Result<Receipt, MessageId>, Error> {
+        self.check_open()?;
+        check_marker(seq)?;
+        match &conv {
+            ConversationRef::Group(group) => match self.groups.receipt(&self.me.user, group, seq) {
+                Some(receipt) => Ok(Ok(receipt)),
+                None => Ok(Err(self.request_group_info(
+                    group,
+                    InfoFor::Receipt(seq),
+                    now,
+                ))),
+            },
+            ConversationRef::Direct(peer) => {
+                let members = if *peer == self.me.user {
+                    Vec::new()
+                } else {
+                    let delivered = self.markers.told(&conv, peer, markers::Kind::Delivered);
+                    let read = self.markers.told(&conv, peer, markers::Kind::Read);
+                    vec![MemberReceipt::new(peer.clone(), delivered, read, seq)]
+                };
+                Ok(Ok(Receipt { conv, seq, members }))
+            }
+        }
+    }
+
     fn request(&mut self, mut packet: Packet, expect: Expect, now: Now) -> MessageId {
         let id = self.next_id(now);
         packet.id = Some(id);
@@ -705,6 +805,13 @@ impl Session {
                 self.settle();
             }
             Expect::Baseline => tracing::warn!("could not sync: {error}"),
+            Expect::GroupInfo {
+                group,
+                purpose: InfoFor::Session,
+            } => {
+                tracing::debug!(%group, "could not fetch the group's roster: {error}");
+                self.groups.fetch_failed(&group);
+            }
             Expect::CatchUp => {
                 tracing::warn!("could not sync: {error}");
                 self.end_catch_up(now);

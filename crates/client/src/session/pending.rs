@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use mqchat_proto::body::{Ack, Body, ErrorReply, HistoryResult, SyncResult};
-use mqchat_proto::{ConversationRef, DeviceIdentity, MessageId, Packet, PacketKind};
+use mqchat_proto::body::{Ack, Body, ErrorReply, GroupInfoResult, HistoryResult, SyncResult};
+use mqchat_proto::{ConversationRef, DeviceIdentity, GroupId, MessageId, Packet, PacketKind};
 
 use crate::event::Sent;
 
@@ -38,6 +38,27 @@ pub(crate) enum Expect {
         /// The conversation with the gap.
         conv: ConversationRef,
     },
+    /// A group request that changes the group (create, admin, join): confirmed by an
+    /// `ack`, or by the copy of the group event it made on the durable inbox.
+    GroupChange,
+    /// A `group-info` request.
+    GroupInfo {
+        /// The group asked about.
+        group: GroupId,
+        /// Who wants the answer.
+        purpose: InfoFor,
+    },
+}
+
+/// Who asked for a group's roster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InfoFor {
+    /// The application's `group_info`.
+    App,
+    /// The application's `receipt` for this sequence number.
+    Receipt(u64),
+    /// The session, to keep receipts (a group it has no roster of).
+    Session,
 }
 
 impl Expect {
@@ -45,7 +66,15 @@ impl Expect {
     pub fn is_app(&self) -> bool {
         matches!(
             self,
-            Self::Event { .. } | Self::Profile | Self::Sync | Self::History
+            Self::Event { .. }
+                | Self::Profile
+                | Self::Sync
+                | Self::History
+                | Self::GroupChange
+                | Self::GroupInfo {
+                    purpose: InfoFor::App | InfoFor::Receipt(_),
+                    ..
+                }
         )
     }
 }
@@ -72,6 +101,8 @@ pub(crate) enum Reply {
     Sync(SyncResult),
     /// A history result.
     History(HistoryResult),
+    /// A group-info result, as of the group's event `seq`.
+    GroupInfo(GroupInfoResult, u64),
     /// The hub refused the packet.
     Refused(ErrorReply),
     /// The reply does not fit the request: the hub broke the protocol.
@@ -98,6 +129,22 @@ pub(crate) fn read_reply(expect: &Expect, id: MessageId, reply: &Packet) -> Repl
                 ts: reply.ts.unwrap_or(0),
                 duplicate,
             })
+        }
+        (PacketKind::ACK, Expect::GroupChange) => match (&reply.conv, reply.seq) {
+            (Some(conv @ ConversationRef::Group(_)), Some(seq)) => Reply::Sent(Sent {
+                id,
+                conv: conv.clone(),
+                seq,
+                ts: reply.ts.unwrap_or(0),
+                duplicate: Ack::from_packet(reply).is_ok_and(|ack| ack.duplicate),
+            }),
+            _ => unexpected("a group ack without a group and a sequence number"),
+        },
+        (PacketKind::GROUP_INFO_RESULT, Expect::GroupInfo { .. }) => {
+            match GroupInfoResult::from_packet(reply) {
+                Ok(result) => Reply::GroupInfo(result, reply.seq.unwrap_or(0)),
+                Err(e) => Reply::Unexpected(format!("unreadable group-info result: {e}")),
+            }
         }
         (PacketKind::ACK, Expect::Profile) => match reply.seq {
             Some(version) => Reply::Version(version),
@@ -155,7 +202,10 @@ impl Pending {
         }
         let seq = event.seq?;
         let conv = event.conv.clone()?;
-        if !matches!(self.entries.get(&id)?.expect, Expect::Event { .. }) {
+        if !matches!(
+            self.entries.get(&id)?.expect,
+            Expect::Event { .. } | Expect::GroupChange
+        ) {
             return None;
         }
         self.entries.remove(&id);

@@ -77,6 +77,22 @@ impl Cursor {
         }
     }
 
+    /// Takes `to` as held contiguously: held events up to it are delivered in order.
+    fn skip_to(&mut self, to: u64, out: &mut Vec<Packet>) {
+        while let Some(entry) = self.held.first_entry() {
+            let seq = *entry.key();
+            if seq > to {
+                break;
+            }
+            let packet = entry.remove();
+            if seq > self.contiguous {
+                self.contiguous = seq;
+                out.push(packet);
+            }
+        }
+        self.contiguous = self.contiguous.max(to);
+    }
+
     /// Gives up on the missing events: delivers everything held, in order, and forgets what
     /// was known to exist beyond it.
     fn skip_gaps(&mut self, out: &mut Vec<Packet>) {
@@ -270,6 +286,12 @@ impl Timelines {
         for packet in events {
             let Some(seq) = packet.seq else { continue };
             cursor.known = cursor.known.max(seq);
+            // A page answers for the range it covers (spec section 13): numbers missing
+            // before one of its events are events this reader may not see (a group's
+            // events before the reader joined), so the gap is filled.
+            if seq > cursor.next() {
+                cursor.skip_to(seq - 1, &mut out);
+            }
             if seq == cursor.next() {
                 cursor.contiguous = seq;
                 cursor.held.remove(&seq);
@@ -425,6 +447,9 @@ mod tests {
         check_fill(&[1, 9], &[1], true, None, &[9], None);
         // Retention removed the missing events.
         check_fill(&[1, 9], &[7, 8], false, Some(7), &[7, 8, 9], None);
+        // Numbers a page skips are events this reader may not see (a group before joining).
+        check_fill(&[1, 9], &[5, 6, 7], true, None, &[5, 6, 7], Some(7));
+        check_fill(&[1, 4, 9], &[6], false, None, &[4, 6, 9], None);
     }
 
     #[test]

@@ -3,5 +3,6 @@
 
 mod common;
 mod connection;
+mod groups;
 mod messaging;
 mod presence;

@@ -9,6 +9,7 @@ use mqchat_proto::{ConversationRef, DeviceIdentity, MessageId, Packet, Registry,
 use super::*;
 
 mod catch_up;
+mod group;
 
 const T0_MS: u64 = 1_790_000_000_000;
 
@@ -127,6 +128,22 @@ impl Device {
                         Ok(Answer::Version(v)) => format!("version {v}"),
                         Ok(Answer::Sync(r)) => format!("sync token={}", r.token),
                         Ok(Answer::History(r)) => format!("history n={}", r.events.len()),
+                        Ok(Answer::Group(g)) => format!(
+                            "group {} {:?} members={} seq={}",
+                            g.id,
+                            g.name,
+                            g.members.len(),
+                            g.last_seq
+                        ),
+                        Ok(Answer::Receipt(r)) => format!(
+                            "receipt {}#{} read {}/{} delivered {}/{}",
+                            r.conv,
+                            r.seq,
+                            r.n_read(),
+                            r.n_total(),
+                            r.n_delivered(),
+                            r.n_total()
+                        ),
                         Err(e) => format!("error: {e}"),
                     };
                     format!("answer {name} {answer}")
@@ -199,6 +216,25 @@ fn show_event(event: &Event) -> String {
         } => format!("profile {user} v{version} {:?}", profile.name),
         Event::Error { id, code, .. } => format!("error {id:?} {code}"),
         Event::Other { packet } => format!("other type {}", packet.kind.0),
+        Event::Invitation {
+            group,
+            seq,
+            by,
+            name,
+            ..
+        } => format!("invitation #{group}#{seq} by={by} {name:?}"),
+        Event::Group {
+            group,
+            seq,
+            by,
+            own,
+            change,
+            ..
+        } => format!(
+            "group #{group}#{seq} by={by} own={own} {:?} {}",
+            change.action,
+            change.user.as_ref().map_or("-", |u| u.as_str())
+        ),
     }
 }
 
