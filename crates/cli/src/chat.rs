@@ -24,7 +24,7 @@ use crate::output::event_text;
 pub(crate) struct ChatArgs {
     #[command(flatten)]
     connect: ConnectArgs,
-    /// Whom to chat with.
+    /// Whom to chat with: a user id, or #group.
     peer: String,
 }
 
@@ -38,6 +38,7 @@ fn concerns(event: &Event, conv: &ConversationRef) -> bool {
         | Event::Delivered { conv: c, .. }
         | Event::Read { conv: c, .. }
         | Event::Contact { conv: c, .. } => c == conv,
+        Event::Group { group, .. } => *conv == ConversationRef::Group(group.clone()),
         Event::Presence { user, .. } => Some(user) == conv.peer(),
         Event::Error { .. } | Event::Disconnected { .. } => true,
         _ => false,
@@ -67,16 +68,16 @@ pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
         .await?;
     let mut last_seen = 0;
     for packet in &recent.events {
-        let who = if packet.from.as_ref() == Some(&me) {
-            "you".to_owned()
-        } else {
-            args.peer.clone()
+        let who = match &packet.from {
+            Some(from) if *from == me => "you".to_owned(),
+            // In a group every event names its sender.
+            Some(from) => from.to_string(),
+            None => args.peer.clone(),
         };
-        println!(
-            "#{} {who}: {}",
-            packet.seq.unwrap_or(0),
-            message_text(packet).unwrap_or_default()
-        );
+        let text = message_text(packet)
+            .or_else(|| crate::group::packet_text(packet))
+            .unwrap_or_default();
+        println!("#{} {who}: {text}", packet.seq.unwrap_or(0));
         last_seen = last_seen.max(packet.seq.unwrap_or(0));
     }
     if last_seen > 0 {

@@ -200,6 +200,8 @@ pub(crate) async fn history(args: HistoryArgs) -> anyhow::Result<()> {
     for packet in &result.events {
         if args.connect.json() {
             println!("{}", registry.to_json(packet));
+        } else if let Some(change) = crate::group::packet_text(packet) {
+            println!("#{} {change}", packet.seq.unwrap_or(0));
         } else {
             let who = packet.from.as_ref().map_or_else(
                 || args.conv.clone(),

@@ -7,6 +7,7 @@
 mod admin;
 mod chat;
 mod client;
+mod group;
 mod output;
 mod serve;
 
@@ -58,8 +59,10 @@ enum Command {
     Profile(client::ProfileArgs),
     /// Send, accept, decline, cancel or remove a contact request.
     Contact(client::ContactArgs),
-    /// Chat interactively with someone.
+    /// Chat interactively with someone (or in a #group).
     Chat(chat::ChatArgs),
+    /// Create and manage groups; chat in one with send, listen, chat and history on #group.
+    Group(group::GroupArgs),
 }
 
 /// Where the server keeps its data.
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
             Command::Profile(args) => client::profile(args).await,
             Command::Contact(args) => client::contact(args).await,
             Command::Chat(args) => chat::run(args).await,
+            Command::Group(args) => group::run(args).await,
         }
     });
     match result {
@@ -126,5 +130,15 @@ fn main() -> ExitCode {
             eprintln!("error: {}", output::one_line(&e));
             ExitCode::from(output::exit_code(&e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -109,7 +109,7 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
         Event::Other { packet } => {
             json!({"event": "other", "type": packet.kind.0, "conv": packet.conv.as_ref().map(ToString::to_string)})
         }
-        _ => return None,
+        _ => return crate::group::event_json(event),
     })
 }
 
@@ -193,6 +193,6 @@ pub(crate) fn event_text(event: &Event) -> Option<String> {
             detail.as_deref().unwrap_or("")
         ),
         Event::Other { packet } => format!("packet of type {}", packet.kind.0),
-        _ => return None,
+        _ => return crate::group::event_text(event),
     })
 }
