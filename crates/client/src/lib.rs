@@ -27,6 +27,12 @@
 //! # }
 //! ```
 //!
+//! Groups (spec section 7.11): [`Client::create_group`] and the other group calls change a
+//! group and resolve with the event they made; [`Event::Invitation`] and [`Event::Group`]
+//! tell of invitations and of every membership and profile change; messages and chat
+//! states in a group are the ordinary ones with the conversation `#id`; and
+//! [`Client::receipt`] says who received and read a message sent there ("read by 3 of 5").
+//!
 //! The protocol is `docs/PROTOCOL.md`; the types of its packets come from `mqchat-proto`,
 //! whose [`Registry`](mqchat_proto::Registry) is how this crate decodes what arrives: an
 //! application registers its own packet types there and receives them as [`Event::Other`].

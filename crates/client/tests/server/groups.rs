@@ -384,6 +384,18 @@ async fn five_users_share_one_ordered_group() -> anyhow::Result<()> {
     let stored: Vec<u64> = history.events.iter().filter_map(|p| p.seq).collect();
     let live: Vec<u64> = alice_log.iter().map(|(seq, _)| *seq).collect();
     assert_eq!(&stored[..live.len()], &live[..]);
+    // Each lists the groups they are in: carol left, dave declined, erin was removed.
+    for m in [&bob, &carol, &dave, &erin] {
+        let names: Vec<String> = m
+            .client
+            .groups()
+            .await?
+            .into_iter()
+            .map(|g| g.name)
+            .collect();
+        let expected: &[&str] = if m.name == "bob" { &["Crew 2"] } else { &[] };
+        assert_eq!(names, expected, "{}", m.name);
+    }
     for m in [alice, bob, carol, dave, erin] {
         m.client.close().await?;
     }
@@ -748,4 +760,30 @@ async fn attacks_on_a_group_are_refused_and_reach_no_one() -> anyhow::Result<()>
 
 fn conv_of(name: &str) -> ConversationRef {
     conv(name)
+}
+
+#[tokio::test]
+async fn direct_receipts_come_from_the_peer_markers() -> anyhow::Result<()> {
+    let server = server().await?;
+    let mut alice = Member::connect(&server, "alice").await?;
+    let mut bob = Member::connect(&server, "bob").await?;
+    let sent = alice
+        .client
+        .send(conv_of("bob"), Message::text("Hi"))
+        .await?;
+    bob.wait_text("Hi").await;
+    bob.client
+        .mark_read(conv_of("alice"), sent.seq, false)
+        .await?;
+    let receipt = receipt_when(&mut alice, &conv_of("bob"), sent.seq, |r| r.n_read() == 1).await;
+    assert_eq!(
+        (
+            receipt.n_delivered(),
+            receipt.n_total(),
+            receipt.members[0].user.as_str()
+        ),
+        (1, 1, "bob")
+    );
+    server.stop().await;
+    Ok(())
 }
