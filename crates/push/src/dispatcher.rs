@@ -193,7 +193,7 @@ impl Shared {
 /// Queues pushes and sends them in the background.
 pub struct Dispatcher {
     shared: Arc<Shared>,
-    workers: Vec<JoinHandle<()>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -207,15 +207,19 @@ impl std::fmt::Debug for Dispatcher {
 
 impl Drop for Dispatcher {
     fn drop(&mut self) {
-        for worker in &self.workers {
+        let workers = self
+            .workers
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for worker in workers.iter() {
             worker.abort();
         }
     }
 }
 
 impl Dispatcher {
-    /// Starts the workers on the current tokio runtime. The receiver reports targets that
-    /// providers found invalid, for the caller to delete.
+    /// Starts the workers on the current tokio runtime (it must be called from within one).
+    /// The receiver reports targets that providers found invalid, for the caller to delete.
     pub fn start(senders: Senders, config: &PushConfig) -> (Self, mpsc::Receiver<InvalidTarget>) {
         let settings = Settings {
             capacity: config.queue_size.max(1),
@@ -237,6 +241,7 @@ impl Dispatcher {
         let workers = (0..config.workers.max(1))
             .map(|_| tokio::spawn(work(shared.clone())))
             .collect();
+        let workers = Mutex::new(workers);
         (Dispatcher { shared, workers }, invalid_rx)
     }
 
@@ -309,12 +314,18 @@ impl Dispatcher {
         }
     }
 
-    /// Stops taking pushes; workers finish the send they are in and stop. Pushes still
-    /// waiting are dropped (and logged).
-    pub async fn shutdown(mut self) {
+    /// Stops taking pushes ([`push`](Self::push) answers [`Enqueued::Closed`]); workers finish
+    /// the send they are in and stop. Pushes still waiting are dropped (and logged).
+    pub async fn shutdown(&self) {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.wake.notify_waiters();
-        for worker in std::mem::take(&mut self.workers) {
+        let workers = std::mem::take(
+            &mut *self
+                .workers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for worker in workers {
             let _ = worker.await;
         }
         let waiting = self.shared.queue().entries.len();

@@ -101,7 +101,33 @@ async fn notifications_within_the_window_become_one_push_with_their_count() {
     assert_eq!(stats.coalesced, 3);
     assert_eq!(stats.enqueued, 6);
     assert_eq!((stats.queued, stats.failed), (0, 0));
-    dispatcher.shutdown().await;
+}
+
+#[tokio::test]
+async fn after_shutdown_pushes_are_refused() {
+    let server = TestServer::start(common::status_from_path).await;
+    let config = config(&server.ca_file);
+    let (dispatcher, _invalid) = Dispatcher::start(Senders::from_config(&config).unwrap(), &config);
+    let (other, _) = Dispatcher::start(Senders::from_config(&config).unwrap(), &config);
+    tokio::time::timeout(Duration::from_secs(10), other.shutdown())
+        .await
+        .expect("shutdown returns while idle");
+    let phone = device("a:b", server.url("/up/phone"));
+    dispatcher.push(phone.clone(), Notification::new("x", 1));
+    wait_for(&dispatcher, |stats| stats.sent == 1).await;
+    // The coalescing window holds this one; shutting down drops it.
+    assert_eq!(
+        dispatcher.push(phone.clone(), Notification::new("x", 2)),
+        Enqueued::Queued
+    );
+    tokio::time::timeout(Duration::from_secs(10), dispatcher.shutdown())
+        .await
+        .expect("shutdown does not wait for the window");
+    assert_eq!(
+        dispatcher.push(phone, Notification::new("x", 3)),
+        Enqueued::Closed
+    );
+    assert_eq!(dispatcher.stats().sent, 1);
 }
 
 #[tokio::test]
