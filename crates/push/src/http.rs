@@ -115,8 +115,6 @@ pub(crate) enum TransportError {
     Timeout(Duration),
     #[error("request failed: {0}")]
     Request(String),
-    #[error("reading the answer failed: {0}")]
-    Body(String),
 }
 
 #[derive(Clone, Debug)]
@@ -183,11 +181,14 @@ impl HttpClient {
                 }
             })?;
             let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|error| TransportError::Body(error.to_string()))?
-                .to_bytes();
+            // The status is the answer; a body too long or cut short only loses the detail.
+            let body = match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(error) => {
+                    tracing::debug!(status = %parts.status, %error, "push: response body not read");
+                    Bytes::new()
+                }
+            };
             Ok(Response {
                 status: parts.status,
                 headers: parts.headers,

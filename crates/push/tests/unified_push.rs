@@ -85,6 +85,43 @@ async fn gone_endpoints_are_invalid() {
 }
 
 #[tokio::test]
+async fn a_long_answer_is_judged_by_its_status() {
+    let mut server = TestServer::start(|request| {
+        let status = if request.uri.path() == "/up/gone" {
+            410
+        } else {
+            201
+        };
+        common::Reply::new(status, "x".repeat(200_000))
+    })
+    .await;
+    let config = PushConfig {
+        unified_push: UnifiedPushConfig {
+            enabled: true,
+            allow_plain_http: false,
+        },
+        allow_private_endpoints: true,
+        extra_ca_file: Some(server.ca_file.clone()),
+        ..PushConfig::default()
+    };
+    let senders = Senders::from_config(&config).unwrap();
+    let send = |path: &str| {
+        let target = Target::UnifiedPush {
+            endpoint: server.url(path),
+        };
+        let senders = &senders;
+        async move {
+            senders
+                .send(&target, false, &Notification::new("a", 1))
+                .await
+        }
+    };
+    assert_eq!(send("/up/ok").await, Outcome::Delivered);
+    assert!(matches!(send("/up/gone").await, Outcome::Invalid { .. }));
+    assert_eq!(server.drain().len(), 2);
+}
+
+#[tokio::test]
 async fn a_refused_connection_is_retried_later() {
     // Bind, learn the port, close: nothing listens there any more.
     let port = {
