@@ -117,6 +117,7 @@ pub async fn compare(
     peers: &[Kind],
     idle: usize,
     storm: usize,
+    fanout: Option<&crate::fanout::Plan>,
     results: &mut Results,
 ) -> anyhow::Result<()> {
     let report = |r: &SystemResult| {
@@ -170,6 +171,15 @@ pub async fn compare(
         results
             .notes
             .push("perf is not available: no profile".to_owned());
+    }
+    if let Some(plan) = fanout {
+        match crate::fanout::fanout(&setup.bin, &setup.durability, plan).await {
+            Ok(mut r) => {
+                r.command.clone_from(&results.command);
+                results.fanout = Some(r);
+            }
+            Err(e) => results.notes.push(format!("workload 2 failed: {e:#}")),
+        }
     }
     if storm > 0 {
         match sessions::storm(&setup.bin, &setup.durability, storm).await {

@@ -8,6 +8,7 @@
 
 mod compare;
 mod direct;
+mod fanout;
 mod load;
 mod mqchat;
 mod mqtt;
@@ -70,11 +71,31 @@ enum Command {
         #[arg(long, default_value_t = 5_000)]
         devices: usize,
     },
-    /// Everything: mqchat and every installed peer, workloads 1, 3, 4, 5; writes the
+    /// Workload 2: group fan-out (one message to a big group; sustained to a small one).
+    /// Prints the figures; with the saved raw figures of a comparison in `--json`, adds
+    /// them there and renders `--out` again.
+    Fanout {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        groups: Groups,
+        /// The raw figures to add these to (created if missing).
+        #[arg(long, default_value = "target/bench/results.json")]
+        json: PathBuf,
+        /// The results file to update (only the generated part is replaced).
+        #[arg(long, default_value = "docs/BENCHMARKS.md")]
+        out: PathBuf,
+        /// Only print the figures; touch no file.
+        #[arg(long)]
+        print_only: bool,
+    },
+    /// Everything: mqchat and every installed peer, workloads 1 to 5; writes the
     /// results into `--out` (and the raw figures into `--json`).
     Compare {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        groups: Groups,
         /// Devices for workload 3 (0 skips it).
         #[arg(long, default_value_t = 20_000)]
         connections: usize,
@@ -114,6 +135,33 @@ enum Command {
     /// The embedded broker alone (the `rmqtt` peer's server process).
     #[command(hide = true)]
     RmqttAlone,
+}
+
+/// Workload 2's groups.
+#[derive(Args, Debug, Clone)]
+struct Groups {
+    /// Members of the big group, all online (0 skips workload 2 in a comparison).
+    #[arg(long, default_value_t = 1000)]
+    group_members: usize,
+    /// One-message rounds to the big group.
+    #[arg(long, default_value_t = 10)]
+    group_rounds: usize,
+    /// Members of the group of the sustained run.
+    #[arg(long, default_value_t = 100)]
+    small_group_members: usize,
+}
+
+impl Groups {
+    fn plan(&self, common: &Common) -> fanout::Plan {
+        fanout::Plan {
+            members: self.group_members,
+            rounds: self.group_rounds,
+            small_members: self.small_group_members,
+            window: common.window,
+            warmup: Duration::from_secs(common.warmup),
+            duration: Duration::from_secs(common.duration),
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -234,8 +282,44 @@ async fn run(command: Command) -> anyhow::Result<()> {
             process::raise_nofile(devices as u64 * 2 + 10_000);
             print_json(&sessions::storm(&common.bin, &common.durability, devices).await?)
         }
+        Command::Fanout {
+            common,
+            groups,
+            json,
+            out,
+            print_only,
+        } => {
+            process::raise_nofile(groups.group_members as u64 * 2 + 10_000);
+            let mut figures = fanout::fanout(&common.bin, &common.durability, &groups.plan(&common))
+                .await?;
+            figures.command = common.results().command;
+            print_json(&figures)?;
+            if print_only {
+                return Ok(());
+            }
+            let mut results: Results = match std::fs::read_to_string(&json) {
+                Ok(text) => serde_json::from_str(&text)
+                    .with_context(|| format!("reading {}", json.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => common.results(),
+                Err(e) => return Err(e).with_context(|| format!("reading {}", json.display())),
+            };
+            results.fanout = Some(figures);
+            if let Some(dir) = json.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&json, serde_json::to_string_pretty(&results)?)
+                .with_context(|| format!("writing {}", json.display()))?;
+            report::write_into(&out, &results)?;
+            eprintln!(
+                "raw figures in {}, results in {}",
+                json.display(),
+                out.display()
+            );
+            Ok(())
+        }
         Command::Compare {
             common,
+            groups,
             connections,
             devices,
             peers,
@@ -276,8 +360,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             } else {
                 peers
             };
-            let outcome =
-                compare::compare(&common.setup(), &peers, connections, devices, &mut results).await;
+            let plan = groups.plan(&common);
+            let fanout = (groups.group_members > 0).then_some(&plan);
+            let outcome = compare::compare(
+                &common.setup(),
+                &peers,
+                connections,
+                devices,
+                fanout,
+                &mut results,
+            )
+            .await;
             if let Err(e) = &outcome {
                 results.notes.push(format!("the comparison stopped: {e:#}"));
             }

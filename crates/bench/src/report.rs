@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::direct::{RunResult, WireResult};
+use crate::fanout::FanoutResult;
 use crate::profile::Profile;
 use crate::sessions::{IdleResult, StormResult};
 
@@ -150,6 +151,8 @@ pub struct Results {
     pub idle: Vec<IdleResult>,
     /// Workload 4.
     pub storm: Option<StormResult>,
+    /// Workload 2 (absent from figures saved before it existed).
+    pub fanout: Option<FanoutResult>,
     /// Where mqchat's server spends its time.
     pub profile: Option<Profile>,
     /// Anything that went wrong or needs saying.
@@ -456,13 +459,101 @@ impl Results {
         writeln!(o)
     }
 
-    fn write_sessions(&self, o: &mut String) -> std::fmt::Result {
+    fn write_fanout(&self, o: &mut String) -> std::fmt::Result {
+        writeln!(o, "### Workload 2: group fan-out\n")?;
+        let Some(f) = &self.fanout else {
+            return writeln!(o, "Not run.\n");
+        };
         writeln!(
             o,
-            "### Workload 2: group fan-out\n\nPending on issue 4: groups are not implemented \
-             (the hub refuses group conversations with `unsupported`), so there is nothing to \
-             measure yet.\n"
+            "Measured {} with `{}`; durability {}; load average before: {}.\n",
+            f.date, f.command, f.durability, f.load_before
         )?;
+        writeln!(
+            o,
+            "{} users with one device each, all connected to one `mqchat serve` ({:.1} s to \
+             connect them all), in a group of {} (everyone) and a group of {} (the first \
+             {}); the group memberships are written into the store before the server starts. \
+             One user sends; every member's device receives on its durable inbox and \
+             acknowledges with a `delivered` marker (at once, or covering a burst a second \
+             later, as section 9 allows), which the hub forwards to the author.\n",
+            f.members,
+            f.connect_s,
+            f.members,
+            f.sustained.members,
+            f.sustained.members
+        )?;
+        writeln!(
+            o,
+            "**One message to the {}-member group**, {} times, one at a time (times from the \
+             sender's publish call):\n",
+            f.members,
+            f.rounds.len()
+        )?;
+        writeln!(
+            o,
+            "| round | last member has it, ms | member p50 ms | member p99 ms | every marker back at the author, ms |"
+        )?;
+        writeln!(o, "|---:|---:|---:|---:|---:|")?;
+        for (i, r) in f.rounds.iter().enumerate() {
+            writeln!(
+                o,
+                "| {} | {:.1} | {} | {} | {:.1} |",
+                i + 1,
+                r.last_ms,
+                ms(r.delivery_us.p50),
+                ms(r.delivery_us.p99),
+                r.receipts_ms
+            )?;
+        }
+        writeln!(
+            o,
+            "\nMedian time to the last member: **{:.1} ms**; over all {} deliveries p50 {} ms, \
+             p99 {} ms. Server CPU per delivered copy (fan-out, the members' markers and their \
+             forwarding): {:.1} µs.\n",
+            f.median_last_ms(),
+            f.delivery_us.n,
+            ms(f.delivery_us.p50),
+            ms(f.delivery_us.p99),
+            f.rounds_cpu_us_per_copy
+        )?;
+        let s = &f.sustained;
+        writeln!(
+            o,
+            "**Sustained to the {}-member group**: the sender keeps {} messages in flight \
+             (until every member has them), {:.0} s measured after a warm-up.\n",
+            s.members, s.window, s.seconds
+        )?;
+        writeln!(
+            o,
+            "| messages/s | copies delivered/s | copy p50 ms | p99 ms | p99.9 ms | server CPU µs per copy | per message | server cores | generator cores | missing | markers to the author |"
+        )?;
+        writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+        writeln!(
+            o,
+            "| {:.0} | {:.0} | {} | {} | {} | {:.1} | {:.0} | {:.2} | {:.2} | {} | {} |",
+            s.messages_per_s,
+            s.copies_per_s,
+            ms(s.latency_us.p50),
+            ms(s.latency_us.p99),
+            ms(s.latency_us.p999),
+            s.cpu_us_per_copy,
+            s.cpu_us_per_message,
+            s.server_cores,
+            s.generator_cores,
+            s.missing,
+            s.receipts
+        )?;
+        writeln!(
+            o,
+            "\nServer RSS at the end: {:.1} MiB. Errors: {}.\n",
+            f.server_rss_kib as f64 / 1024.0,
+            f.errors
+        )
+    }
+
+    fn write_sessions(&self, o: &mut String) -> std::fmt::Result {
+        self.write_fanout(o)?;
         writeln!(
             o,
             "### Workload 3: idle connected devices (persistent sessions, presence)\n"
