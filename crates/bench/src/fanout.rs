@@ -219,7 +219,9 @@ pub async fn fanout(bin: &Path, durability: &str, plan: &Plan) -> anyhow::Result
         bail!("need 2 <= small group <= big group");
     }
     mqchat::check_binary(bin)?;
-    let dir = tempfile::Builder::new().prefix("mqchat-fanout-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("mqchat-fanout-")
+        .tempdir()?;
     let users: Vec<String> = (0..plan.members).map(|i| format!("g{i}")).collect();
     let t = Instant::now();
     let tokens = setup(dir.path(), &users, plan.small_members)?;
@@ -367,8 +369,7 @@ async fn measure(
     all.sort_unstable();
     result.delivery_us = Percentiles::of(&all);
     let copies = (others * plan.rounds as u64).max(1);
-    result.rounds_cpu_us_per_copy =
-        (after.cpu - before.cpu).as_secs_f64() * 1e6 / copies as f64;
+    result.rounds_cpu_us_per_copy = (after.cpu - before.cpu).as_secs_f64() * 1e6 / copies as f64;
 
     // 2. Sustained to the small group.
     result.sustained = sustained(client, shared, plan, server, &mut ids).await?;

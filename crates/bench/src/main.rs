@@ -290,8 +290,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             print_only,
         } => {
             process::raise_nofile(groups.group_members as u64 * 2 + 10_000);
-            let mut figures = fanout::fanout(&common.bin, &common.durability, &groups.plan(&common))
-                .await?;
+            let mut figures =
+                fanout::fanout(&common.bin, &common.durability, &groups.plan(&common)).await?;
             figures.command = common.results().command;
             print_json(&figures)?;
             if print_only {

@@ -477,11 +477,7 @@ impl Results {
              One user sends; every member's device receives on its durable inbox and \
              acknowledges with a `delivered` marker (at once, or covering a burst a second \
              later, as section 9 allows), which the hub forwards to the author.\n",
-            f.members,
-            f.connect_s,
-            f.members,
-            f.sustained.members,
-            f.sustained.members
+            f.members, f.connect_s, f.members, f.sustained.members, f.sustained.members
         )?;
         writeln!(
             o,
@@ -528,7 +524,10 @@ impl Results {
             o,
             "| messages/s | copies delivered/s | copy p50 ms | p99 ms | p99.9 ms | server CPU µs per copy | per message | server cores | generator cores | missing | markers to the author |"
         )?;
-        writeln!(o, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+        writeln!(
+            o,
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        )?;
         writeln!(
             o,
             "| {:.0} | {:.0} | {} | {} | {} | {:.1} | {:.0} | {:.2} | {:.2} | {} | {} |",
