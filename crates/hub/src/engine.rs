@@ -475,6 +475,9 @@ impl Engine {
             return Ok(());
         };
         let participants = tx.participants(conv)?;
+        // In a group every reader but the author gets the same bytes: render them once, not
+        // once per member (decoding the stored event and encoding it again each time).
+        let mut others_copy: Option<Option<Vec<u8>>> = None;
         for participant in &participants {
             if participant.state != Membership::Member && Some(&participant.user) != extra {
                 continue;
@@ -482,6 +485,20 @@ impl Engine {
             let Some(name) = conv_name(&row, participant) else {
                 continue;
             };
+            if row.group.is_some() && participant.user != event.sender {
+                let payload = others_copy.get_or_insert_with(|| {
+                    event_for(&event, &participant.user, &name).map(|p| p.encode())
+                });
+                if let Some(payload) = payload {
+                    out.publishes.push(Outbound {
+                        topic: self.inbox(&participant.user, InboxBranch::Durable),
+                        payload: payload.clone(),
+                        qos: Qos::AtLeastOnce,
+                        retain: false,
+                    });
+                }
+                continue;
+            }
             if let Some(packet) = event_for(&event, &participant.user, &name) {
                 out.publishes.push(self.durable(&participant.user, &packet));
             }
@@ -583,7 +600,7 @@ impl Engine {
         let Some((delivered, read)) = advance(&me, conv.last_seq, is_read, up_to) else {
             return Ok(());
         };
-        tx.set_markers(conv.id, &sender.user, delivered, read)?;
+        tx.set_own_markers(conv.id, &sender.user, delivered, read)?;
         let name = ConversationRef::Group(gid);
         let to_author = |kind: PacketKind, value: u64| {
             let mut packet = marker_packet(kind, value);

@@ -473,6 +473,26 @@ impl<'c> Tx<'c> {
         self.touch(conv)
     }
 
+    /// Sets a group member's delivered and read markers and marks the conversation changed
+    /// for that member only: in a group, a member's markers appear in no other member's
+    /// sync entry (others see them in the roster), so touching every member's row, as
+    /// [`Tx::set_markers`] does, would cost a write per member for every marker.
+    pub fn set_own_markers(
+        &self,
+        conv: ConvId,
+        user: &UserId,
+        delivered: u64,
+        read: u64,
+    ) -> Result<(), StoreError> {
+        let change = self.next_change()?;
+        self.tx
+            .prepare_cached(
+                "UPDATE participants SET delivered = ?3, read = ?4, change = ?5 WHERE conv = ?1 AND user_id = ?2",
+            )?
+            .execute(params![conv, user.as_str(), i(delivered), i(read), i(change)])?;
+        Ok(())
+    }
+
     /// Sets a participant's contact state and marks the conversation changed.
     pub fn set_contact(
         &self,
@@ -942,6 +962,45 @@ mod tests {
             .expect("page");
         assert!(!more);
         assert_eq!(rest[0].1.id, ab);
+    }
+
+    #[test]
+    fn own_markers_change_only_the_member() {
+        let (_dir, mut store) = setup();
+        let tx = store.transaction().expect("tx");
+        let profile = GroupProfile {
+            name: "g".into(),
+            avatar: None,
+            description: None,
+            history_all: false,
+        };
+        let group = tx
+            .create_group(&GroupId::parse("crew").expect("gid"), &profile)
+            .expect("group");
+        for name in ["alice", "bob"] {
+            tx.set_membership(
+                group.id,
+                &user(name),
+                Role::Member,
+                Membership::Member,
+                1,
+                None,
+            )
+            .expect("member");
+        }
+        let change_of = |name: &str| {
+            tx.participant(group.id, &user(name))
+                .expect("query")
+                .expect("member")
+        };
+        let (alice, bob) = (change_of("alice"), change_of("bob"));
+        tx.set_own_markers(group.id, &user("alice"), 3, 2)
+            .expect("markers");
+        let (alice_after, bob_after) = (change_of("alice"), change_of("bob"));
+        assert_eq!((alice_after.delivered, alice_after.read), (3, 2));
+        assert!(alice_after.change > alice.change);
+        assert_eq!(bob_after.change, bob.change);
+        assert_eq!((bob_after.delivered, bob_after.read), (0, 0));
     }
 
     #[test]
