@@ -132,9 +132,10 @@ class RustCli:
         self.server, self.user = server, user
 
     def args(self, command: str, *rest: str) -> list[Any]:
+        """`command` may have several words (`group accept`)."""
         return [
             MQCHAT,
-            command,
+            *command.split(),
             "--json",
             "--server",
             self.server.tcp_url,
