@@ -5,9 +5,11 @@
 //! refused.
 
 mod admin;
+mod broker_config;
 mod chat;
 mod client;
 mod group;
+mod hub;
 mod output;
 mod serve;
 
@@ -31,6 +33,10 @@ struct Cli {
 enum Command {
     /// Run the server: embedded MQTT broker, hub and store.
     Serve(serve::ServeArgs),
+    /// Run the hub alone against an external MQTT broker (see docs/BROKERS.md).
+    Hub(hub::HubArgs),
+    /// Write an external broker's configuration from the store (users, ACL, listener).
+    BrokerConfig(broker_config::BrokerConfigArgs),
     /// Manage user accounts (works on the data directory; the server may be running).
     User {
         #[command(flatten)]
@@ -92,7 +98,7 @@ fn init_logging(filter: Option<&str>, default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_log = if matches!(cli.command, Command::Serve(_)) {
+    let default_log = if matches!(cli.command, Command::Serve(_) | Command::Hub(_)) {
         "info"
     } else {
         "warn"
@@ -111,6 +117,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Hub(args) => hub::run(args).await,
+            Command::BrokerConfig(args) => broker_config::run(args),
             Command::User { data, command } => admin::user(&data.data_dir, command),
             Command::Device { data, command } => admin::device(&data.data_dir, command),
             Command::Send(args) => client::send(args).await,

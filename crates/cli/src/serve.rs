@@ -34,7 +34,7 @@ pub(crate) struct ServeArgs {
     durability: Option<String>,
 }
 
-fn listen(value: &str) -> anyhow::Result<Option<SocketAddr>> {
+pub(crate) fn listen(value: &str) -> anyhow::Result<Option<SocketAddr>> {
     if value == "off" {
         return Ok(None);
     }
@@ -79,7 +79,7 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     Ok(config)
 }
 
-async fn shutdown_signal() -> anyhow::Result<&'static str> {
+pub(crate) async fn shutdown_signal() -> anyhow::Result<&'static str> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = tokio::signal::ctrl_c() => { r?; Ok("SIGINT") }

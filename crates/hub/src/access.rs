@@ -123,6 +123,12 @@ impl Gate {
         }
     }
 
+    /// The hub's own broker username: a broker that authenticated a client under this name
+    /// authenticated the hub (no user id can take it), which may do anything.
+    pub fn hub_username(&self) -> &str {
+        &self.hub.username
+    }
+
     /// Decides a publish or subscribe by a device. Blocking (SQLite, for the contact rule).
     pub fn authorize(&self, identity: &DeviceIdentity, access: Access, topic: &str) -> bool {
         let principal = Principal::Device(identity.clone());

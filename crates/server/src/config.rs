@@ -79,24 +79,177 @@ impl ServerConfig {
 
     /// The archive retention policy these settings ask for.
     pub fn retention(&self) -> Result<mqchat_store::RetentionPolicy, String> {
-        if self.retention_days == Some(0) {
-            return Err(
-                "retention_days must be at least 1 (leave it out to keep everything)".into(),
-            );
-        }
-        if self.retention_max_events == Some(0) {
-            return Err(
-                "retention_max_events must be at least 1 (leave it out to keep everything)".into(),
-            );
-        }
-        if self.retention_interval_secs == 0 {
-            return Err("retention_interval_secs must be at least 1".into());
-        }
-        Ok(mqchat_store::RetentionPolicy {
-            max_age_ms: self.retention_days.map(|d| d.saturating_mul(86_400_000)),
-            max_events: self.retention_max_events,
-        })
+        retention_policy(
+            self.retention_days,
+            self.retention_max_events,
+            self.retention_interval_secs,
+        )
     }
+}
+
+/// Everything `mqchat hub` (the hub as its own process, against an external broker) can be
+/// told. Field names are the TOML keys.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubProcessConfig {
+    /// Where the database lives.
+    pub data_dir: PathBuf,
+    /// The topic root.
+    pub root: String,
+    /// The broker, `mqtt://host:port` (port 1883 when absent).
+    pub broker: String,
+    /// The hub's MQTT username at the broker (must start with `_`, which no user id can).
+    pub broker_username: String,
+    /// The hub's MQTT password. When neither this nor `broker_password_file` is set, the hub
+    /// makes up a random one at each start: enough when the broker asks this hub's HTTP
+    /// endpoint, not for a broker with a password file.
+    pub broker_password: Option<String>,
+    /// A file whose first line is the hub's MQTT password (kept out of the main file).
+    pub broker_password_file: Option<PathBuf>,
+    /// The hub's MQTT client id; must start with `broker_username`. Give each hub of a
+    /// cluster its own.
+    pub client_id: String,
+    /// Consume the upstream topics through `$share/mqchat/...` (several hubs can share the
+    /// load); `false` for a broker without shared subscriptions.
+    pub shared_subscription: bool,
+    /// How long the broker keeps the hub's session (and the upstream packets waiting for
+    /// it) while the hub is away, in seconds.
+    pub broker_session_expiry_secs: u32,
+    /// The HTTP endpoint brokers ask for authentication and authorization; `"off"` (or
+    /// `""`) in TOML disables it.
+    #[serde(deserialize_with = "address_or_off")]
+    pub http_listen: Option<SocketAddr>,
+    /// The largest upstream payload the hub accepts, in bytes.
+    pub max_payload: usize,
+    /// `full` (every commit synced to disk) or `normal` (survives a process crash only).
+    pub durability: Durability,
+    /// The most members (and invited users) of one group.
+    pub max_group_members: usize,
+    /// Archive retention, as for `serve`: remove events older than this many days.
+    pub retention_days: Option<u64>,
+    /// Archive retention, as for `serve`: keep at most this many events per conversation.
+    pub retention_max_events: Option<u64>,
+    /// How often retention runs, in seconds (also once at start).
+    pub retention_interval_secs: u64,
+}
+
+impl Default for HubProcessConfig {
+    fn default() -> Self {
+        let server = ServerConfig::default();
+        Self {
+            data_dir: server.data_dir,
+            root: server.root,
+            broker: "mqtt://127.0.0.1:1883".to_owned(),
+            broker_username: "_hub".to_owned(),
+            broker_password: None,
+            broker_password_file: None,
+            client_id: "_hub-1".to_owned(),
+            shared_subscription: true,
+            broker_session_expiry_secs: 24 * 3600,
+            http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8090))),
+            max_payload: server.max_payload,
+            durability: server.durability,
+            max_group_members: server.max_group_members,
+            retention_days: server.retention_days,
+            retention_max_events: server.retention_max_events,
+            retention_interval_secs: server.retention_interval_secs,
+        }
+    }
+}
+
+impl HubProcessConfig {
+    /// Reads a TOML file; keys not given keep their defaults.
+    pub fn from_toml(text: &str) -> Result<Self, toml_error::Error> {
+        toml_error::parse(text)
+    }
+
+    /// The database file.
+    pub fn database(&self) -> PathBuf {
+        self.data_dir.join("mqchat.db")
+    }
+
+    /// The archive retention policy these settings ask for.
+    pub fn retention(&self) -> Result<mqchat_store::RetentionPolicy, String> {
+        retention_policy(
+            self.retention_days,
+            self.retention_max_events,
+            self.retention_interval_secs,
+        )
+    }
+
+    /// The broker's host and port, from `broker`.
+    pub fn broker_address(&self) -> Result<(String, u16), String> {
+        parse_broker_url(&self.broker)
+    }
+}
+
+/// Checks the retention settings (shared by `serve` and `hub`).
+fn retention_policy(
+    days: Option<u64>,
+    max_events: Option<u64>,
+    interval_secs: u64,
+) -> Result<mqchat_store::RetentionPolicy, String> {
+    if days == Some(0) {
+        return Err("retention_days must be at least 1 (leave it out to keep everything)".into());
+    }
+    if max_events == Some(0) {
+        return Err(
+            "retention_max_events must be at least 1 (leave it out to keep everything)".into(),
+        );
+    }
+    if interval_secs == 0 {
+        return Err("retention_interval_secs must be at least 1".into());
+    }
+    Ok(mqchat_store::RetentionPolicy {
+        max_age_ms: days.map(|d| d.saturating_mul(86_400_000)),
+        max_events,
+    })
+}
+
+/// An address, or `off` / empty for none.
+fn address_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.as_str() {
+        "" | "off" => Ok(None),
+        addr => addr.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses `mqtt://host:port`, `tcp://host:port` or `host:port` (port 1883 by default;
+/// IPv6 addresses in brackets).
+pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
+    let rest = match url.split_once("://") {
+        Some(("mqtt" | "tcp", rest)) => rest,
+        Some((scheme, _)) => {
+            return Err(format!(
+                "broker {url:?}: scheme {scheme:?} is not supported (use mqtt://host:port)"
+            ));
+        }
+        None => url,
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((host, "")) => (host, None),
+            Some((host, port)) => (host, Some(port.strip_prefix(':').unwrap_or(port))),
+            None => return Err(format!("broker {url:?}: unclosed '['")),
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() || host.contains('/') {
+        return Err(format!("broker {url:?}: expected mqtt://host:port"));
+    }
+    let port = match port {
+        None => 1883,
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("broker {url:?}: bad port {p:?}"))?,
+    };
+    Ok((host.to_owned(), port))
 }
 
 /// TOML parsing, kept behind a small module so the error type stays ours.
@@ -139,5 +292,43 @@ mod tests {
         assert_eq!(policy.max_events, Some(1000));
         let zero = ServerConfig::from_toml("retention_days = 0").expect("parses");
         assert!(zero.retention().is_err());
+    }
+
+    #[test]
+    fn hub_settings() {
+        let c = HubProcessConfig::from_toml(
+            "broker = \"mqtt://10.0.0.5:1884\"\nshared_subscription = false\nhttp_listen = \"127.0.0.1:0\"",
+        )
+        .expect("valid");
+        assert_eq!(c.broker_address(), Ok(("10.0.0.5".to_owned(), 1884)));
+        assert!(!c.shared_subscription);
+        assert_eq!(c.client_id, "_hub-1");
+        assert_eq!(c.http_listen, Some(SocketAddr::from(([127, 0, 0, 1], 0))));
+        assert!(HubProcessConfig::from_toml("listen_tcp = \"x\"").is_err());
+        let off = HubProcessConfig::from_toml("http_listen = \"off\"").expect("valid");
+        assert_eq!(off.http_listen, None);
+        assert!(HubProcessConfig::from_toml("http_listen = \"nowhere\"").is_err());
+    }
+
+    #[test]
+    fn broker_urls() {
+        let check = |url: &str, expected: Result<(&str, u16), ()>| {
+            assert_eq!(
+                parse_broker_url(url).map_err(|_| ()),
+                expected.map(|(h, p)| (h.to_owned(), p)),
+                "{url}"
+            );
+        };
+        check("mqtt://localhost:1883", Ok(("localhost", 1883)));
+        check("mqtt://broker.example", Ok(("broker.example", 1883)));
+        check("tcp://127.0.0.1:2000/", Ok(("127.0.0.1", 2000)));
+        check("127.0.0.1:2000", Ok(("127.0.0.1", 2000)));
+        check("mqtt://[::1]:1999", Ok(("::1", 1999)));
+        check("mqtt://[::1]", Ok(("::1", 1883)));
+        check("mqtts://host:8883", Err(()));
+        check("ws://host:8083/mqtt", Err(()));
+        check("mqtt://host:port", Err(()));
+        check("mqtt://:1883", Err(()));
+        check("mqtt://[::1", Err(()));
     }
 }

@@ -9,11 +9,15 @@
 //! ```
 //!
 //! The hub is an ordinary MQTT client of the broker, on a loopback listener of its own, so
-//! the same code serves an external broker later. The worker thread owns the store's writer
+//! the same code serves an external broker: [`Hub`] (`mqchat hub`) runs it against one,
+//! with the HTTP endpoint of [`auth_http`] for the broker's authentication and
+//! authorization. The worker thread owns the store's writer
 //! connection and processes upstream packets in batches (one transaction each).
 
+pub mod auth_http;
 pub mod config;
 mod gate;
+mod hub;
 mod link;
 mod retention;
 pub mod testing;
@@ -27,7 +31,8 @@ use mqchat_hub::{Engine, Gate, HubConfig, HubCredentials};
 use mqchat_proto::TopicRoot;
 use mqchat_store::Store;
 
-pub use config::ServerConfig;
+pub use config::{HubProcessConfig, ServerConfig};
+pub use hub::Hub;
 
 /// The current time in milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
@@ -103,7 +108,8 @@ impl Server {
             max_group_members: config.max_group_members,
             ..HubConfig::default()
         });
-        let link = link::Link::start(broker.internal_addr(), &hub, engine, store)
+        let options = link::LinkOptions::embedded(broker.internal_addr());
+        let link = link::Link::start(&options, &hub, engine, store)
             .await
             .map_err(StartError::Link)?;
         let retention = retention::RetentionJob::start(

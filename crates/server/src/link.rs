@@ -9,13 +9,18 @@
 //!   then reports the delivered events back to the worker, which removes them from the
 //!   outbox.
 //!
+//! The link survives broker restarts: rumqttc reconnects on the next poll (with a growing
+//! pause), the subscriptions are made again after every CONNACK, and acknowledgements are
+//! tagged with the connection they belong to, so an input received before a reconnection is
+//! never acknowledged on the new connection (where its packet id may name another message);
+//! the broker sends it again and the engine's deduplication makes that harmless.
+//!
 //! The inbound channel is unbounded on purpose: the broker's in-flight window for the hub's
 //! session bounds it, and a bounded channel here would close a cycle of bounded channels
 //! (event loop → worker → publisher → event loop) that could deadlock under load.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mqchat_hub::{Engine, HubCredentials, Outbound, Qos, Upstream};
@@ -32,12 +37,59 @@ pub(crate) const HUB_USERNAME: &str = "_hub";
 /// Most packets processed in one store transaction.
 const MAX_BATCH: usize = 512;
 
+/// A PUBLISH received on a connection: the number of the connection (counted from 1 by
+/// CONNACKs) and the packet.
+type Received = (u64, Publish);
+
 /// What the worker hands to the publisher.
 struct Work {
     publishes: Vec<Outbound>,
-    acks: Vec<Publish>,
+    acks: Vec<Received>,
     delivered: Vec<(ConvId, u64)>,
     evict: Vec<DeviceIdentity>,
+}
+
+/// How the hub connects to its broker.
+#[derive(Clone, Debug)]
+pub(crate) struct LinkOptions {
+    /// Broker host name or address.
+    pub(crate) host: String,
+    /// Broker port.
+    pub(crate) port: u16,
+    /// The hub's MQTT client id (starts with its username).
+    pub(crate) client_id: String,
+    /// Subscribe through `$share/mqchat/` (several hubs share the load), or plainly (a
+    /// broker without shared subscriptions; then only one hub may run).
+    pub(crate) shared: bool,
+    /// `Some(seconds)`: a persistent session (clean start off) that the broker keeps that
+    /// long, so upstream packets published while the hub is away wait for it. `None`: a
+    /// clean session (the embedded broker, which lives and dies with the hub).
+    pub(crate) session_expiry: Option<u32>,
+    /// Keep trying to connect at start (a separate hub process whose broker may come up
+    /// later); otherwise the first failure is returned.
+    pub(crate) wait_for_broker: bool,
+}
+
+impl LinkOptions {
+    /// The options for the embedded broker's internal listener.
+    pub(crate) fn embedded(addr: std::net::SocketAddr) -> Self {
+        Self {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            client_id: format!("{HUB_USERNAME}-1"),
+            shared: true,
+            session_expiry: None,
+            wait_for_broker: false,
+        }
+    }
+
+    fn filters(&self, root: &mqchat_proto::TopicRoot) -> Vec<String> {
+        let share = if self.shared { "$share/mqchat/" } else { "" };
+        vec![
+            format!("{share}{root}/up/+/+"),
+            format!("{share}{root}/pr/+/+"),
+        ]
+    }
 }
 
 #[derive(Debug)]
@@ -53,21 +105,18 @@ impl Link {
     /// Connects to the broker, subscribes, starts the worker, and returns once the
     /// subscriptions are acknowledged.
     pub(crate) async fn start(
-        broker: SocketAddr,
+        link: &LinkOptions,
         credentials: &HubCredentials,
         engine: Engine,
         mut store: Store,
     ) -> Result<Self, String> {
         let root = engine.config().root.clone();
-        let mut options = MqttOptions::new(
-            format!("{HUB_USERNAME}-1"),
-            broker.ip().to_string(),
-            broker.port(),
-        );
+        let mut options = MqttOptions::new(&link.client_id, &link.host, link.port);
         options
             .set_credentials(&credentials.username, &credentials.secret)
             .set_keep_alive(Duration::from_secs(30))
-            .set_clean_start(true)
+            .set_clean_start(link.session_expiry.is_none())
+            .set_session_expiry_interval(link.session_expiry)
             .set_manual_acks(true)
             .set_max_packet_size(Some(16 * 1024 * 1024))
             .set_request_channel_capacity(4096);
@@ -84,23 +133,33 @@ impl Link {
                 .map_err(|e| format!("profiles: {e}"))?,
         );
 
-        let (inbound_tx, inbound_rx) = mpsc::unbounded_channel::<Publish>();
+        let (inbound_tx, inbound_rx) = mpsc::unbounded_channel::<Received>();
         let (work_tx, work_rx) = mpsc::channel::<Work>(64);
         let (confirm_tx, confirm_rx) = mpsc::unbounded_channel::<Vec<(ConvId, u64)>>();
         let pending = Arc::new(AtomicUsize::new(0));
+        let connection = Arc::new(AtomicU64::new(0));
 
         let (ready_tx, ready_rx) = oneshot::channel();
-        let link_task = tokio::spawn(run_link(eventloop, inbound_tx, ready_tx, pending.clone()));
-        for filter in [
-            format!("$share/mqchat/{root}/up/+/+"),
-            format!("$share/mqchat/{root}/pr/+/+"),
-        ] {
-            client
-                .subscribe(filter, QoS::AtLeastOnce)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
+        let link_task = tokio::spawn(run_link(
+            eventloop,
+            LinkState {
+                client: client.clone(),
+                filters: link.filters(&root),
+                wait_for_broker: link.wait_for_broker,
+                inbound: inbound_tx,
+                pending: pending.clone(),
+                connection: connection.clone(),
+            },
+            ready_tx,
+        ));
+        // An external hub waits for its broker as long as it takes (its caller decides when
+        // to give up); the embedded broker is up already, so 10 s is a fault.
+        let ready = if link.wait_for_broker {
+            Ok(ready_rx.await)
+        } else {
+            tokio::time::timeout(Duration::from_secs(10), ready_rx).await
+        };
+        match ready {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => return Err(e),
             Ok(Err(_)) => return Err("the link stopped before subscribing".into()),
@@ -121,7 +180,8 @@ impl Link {
             .await
             .map_err(|_| "publisher not running".to_owned())?;
         let evictor = Evictor {
-            broker,
+            host: link.host.clone(),
+            port: link.port,
             credentials: credentials.clone(),
         };
         let publisher = tokio::spawn(run_publisher(
@@ -130,6 +190,7 @@ impl Link {
             confirm_tx,
             pending.clone(),
             evictor,
+            connection,
         ));
         let worker = std::thread::Builder::new()
             .name("mqchat-hub".into())
@@ -161,14 +222,26 @@ impl Link {
     }
 }
 
-/// How many subscriptions the hub makes (upstream and presence).
-const SUBSCRIPTIONS: usize = 2;
+/// What the link task works with.
+struct LinkState {
+    client: AsyncClient,
+    filters: Vec<String>,
+    wait_for_broker: bool,
+    inbound: mpsc::UnboundedSender<Received>,
+    pending: Arc<AtomicUsize>,
+    /// The number of the current connection (incremented at each CONNACK).
+    connection: Arc<AtomicU64>,
+}
+
+/// The pause before the `failures`-th reconnection attempt: 100 ms doubling up to 5 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis((100u64 << failures.saturating_sub(1).min(6)).min(5000))
+}
 
 async fn run_link(
     mut eventloop: EventLoop,
-    inbound: mpsc::UnboundedSender<Publish>,
+    state: LinkState,
     ready: oneshot::Sender<Result<(), String>>,
-    pending: Arc<AtomicUsize>,
 ) {
     let mut ready = Some(ready);
     let mut subacks = 0;
@@ -177,10 +250,34 @@ async fn run_link(
         match eventloop.poll().await {
             Ok(Event::Incoming(rumqttc::v5::Incoming::Publish(publish))) => {
                 failures = 0;
-                pending.fetch_add(1, Ordering::SeqCst);
-                if inbound.send(publish).is_err() {
+                state.pending.fetch_add(1, Ordering::SeqCst);
+                let connection = state.connection.load(Ordering::SeqCst);
+                if state.inbound.send((connection, publish)).is_err() {
                     return;
                 }
+            }
+            Ok(Event::Incoming(rumqttc::v5::Incoming::ConnAck(connack))) => {
+                failures = 0;
+                let n = state.connection.fetch_add(1, Ordering::SeqCst) + 1;
+                if n > 1 {
+                    tracing::info!(
+                        session_present = connack.session_present,
+                        "hub reconnected to the broker"
+                    );
+                }
+                // Subscribing again is harmless when the session survived and necessary
+                // when it did not (a broker restarted without persistence). The requests
+                // go through the client's queue, which this task drains: send them from
+                // another task.
+                let client = state.client.clone();
+                let filters = state.filters.clone();
+                tokio::spawn(async move {
+                    for filter in filters {
+                        if let Err(e) = client.subscribe(filter, QoS::AtLeastOnce).await {
+                            tracing::error!(error = %e, "hub could not subscribe");
+                        }
+                    }
+                });
             }
             Ok(Event::Incoming(rumqttc::v5::Incoming::SubAck(suback))) => {
                 let refused = suback.return_codes.iter().any(|c| {
@@ -193,26 +290,34 @@ async fn run_link(
                     tracing::error!(?suback, "the broker refused a hub subscription");
                 }
                 subacks += 1;
-                if subacks == SUBSCRIPTIONS
+                if subacks == state.filters.len()
                     && let Some(ready) = ready.take()
                 {
                     let _ = ready.send(if refused {
-                        Err("subscription refused".into())
+                        Err("the broker refused the hub's subscription (check its ACL)".into())
                     } else {
                         Ok(())
                     });
                 }
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
-            Ok(_) => failures = 0,
+            Ok(_) => {}
             Err(e) => {
-                if let Some(ready) = ready.take() {
+                let refused = matches!(e, rumqttc::v5::ConnectionError::ConnectionRefused(_));
+                if (refused || !state.wait_for_broker)
+                    && let Some(ready) = ready.take()
+                {
                     let _ = ready.send(Err(e.to_string()));
                     return;
                 }
-                failures += 1;
-                tracing::error!(error = %e, "hub link to the broker failed; reconnecting");
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(50)))).await;
+                failures = failures.saturating_add(1);
+                let pause = backoff(failures);
+                if ready.is_some() {
+                    tracing::warn!(error = %e, retry_in = ?pause, "broker not reachable yet");
+                } else {
+                    tracing::error!(error = %e, retry_in = ?pause, "hub link to the broker failed; reconnecting");
+                }
+                tokio::time::sleep(pause).await;
             }
         }
     }
@@ -221,7 +326,7 @@ async fn run_link(
 fn run_worker(
     engine: Engine,
     mut store: Store,
-    mut inbound: mpsc::UnboundedReceiver<Publish>,
+    mut inbound: mpsc::UnboundedReceiver<Received>,
     work: mpsc::Sender<Work>,
     mut confirmations: mpsc::UnboundedReceiver<Vec<(ConvId, u64)>>,
 ) {
@@ -237,7 +342,7 @@ fn run_worker(
         // Upstream packets and presence alike: the engine tells them apart by topic.
         let upstream: Vec<Upstream> = batch
             .iter()
-            .map(|publish| Upstream {
+            .map(|(_, publish)| Upstream {
                 topic: String::from_utf8_lossy(&publish.topic).into_owned(),
                 payload: publish.payload.to_vec(),
             })
@@ -274,6 +379,7 @@ async fn run_publisher(
     confirmations: mpsc::UnboundedSender<Vec<(ConvId, u64)>>,
     pending: Arc<AtomicUsize>,
     evictor: Evictor,
+    connection: Arc<AtomicU64>,
 ) {
     while let Some(Work {
         publishes,
@@ -293,8 +399,13 @@ async fn run_publisher(
                 ok = false;
             }
         }
-        for publish in &acks {
-            let _ = client.ack(publish).await;
+        // An input from an earlier connection is not acknowledged: its packet id means
+        // nothing (or another message) now, and the broker delivers it again.
+        let current = connection.load(Ordering::SeqCst);
+        for (received_on, publish) in &acks {
+            if *received_on == current {
+                let _ = client.ack(publish).await;
+            }
         }
         pending.fetch_sub(acks.len(), Ordering::SeqCst);
         if ok && !delivered.is_empty() {
@@ -311,7 +422,8 @@ async fn run_publisher(
 /// broker closes the device's connection and discards its session and queue.
 #[derive(Clone, Debug)]
 struct Evictor {
-    broker: SocketAddr,
+    host: String,
+    port: u16,
     credentials: HubCredentials,
 }
 
@@ -338,11 +450,7 @@ impl Evictor {
     }
 
     async fn take_over(&self, device: &DeviceIdentity) -> Result<(), String> {
-        let mut options = MqttOptions::new(
-            device.client_id(),
-            self.broker.ip().to_string(),
-            self.broker.port(),
-        );
+        let mut options = MqttOptions::new(device.client_id(), &self.host, self.port);
         options
             .set_credentials(&self.credentials.username, &self.credentials.secret)
             .set_keep_alive(Duration::from_secs(10))

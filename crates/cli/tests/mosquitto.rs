@@ -1,0 +1,757 @@
+//! Mosquitto as the broker: `mqchat broker-config mosquitto` writes its files, the test
+//! starts Mosquitto on a free loopback port and `mqchat hub` against it, and Rust SDK
+//! clients chat through it: a message with receipts, presence, sync after being offline,
+//! restarts of the broker and of the hub, and the attacks Mosquitto's ACL must refuse.
+//!
+//! Mosquitto is a Debian package (`apt-get install -y mosquitto`, which scripts/test does
+//! when it is missing); without it these tests fail, they do not skip. Every wait is for an
+//! event (a port accepting, a printed line, an MQTT packet) with a deadline.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mqchat_client::{Client, ClientConfig, Event, Events};
+use mqchat_proto::body::{ContactAction, Message};
+use mqchat_proto::{ConversationRef, DeviceId, Registry, UserId};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mqchat");
+const WAIT: Duration = Duration::from_secs(20);
+const USERS: [&str; 3] = ["alice", "bob", "carol"];
+
+/// Fails the test clearly when Mosquitto is not installed.
+fn require_mosquitto() {
+    match Command::new("mosquitto")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "mosquitto is not installed: run `apt-get install -y mosquitto` (scripts/test does)"
+        ),
+        Err(e) => panic!("cannot run mosquitto: {e}"),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Waits until something accepts connections on `addr`.
+fn wait_for_port(addr: SocketAddr, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn mqchat(args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("MQCHAT_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mqchat");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input.as_bytes())
+            .expect("stdin");
+    }
+    let out = child.wait_with_output().expect("run mqchat");
+    assert!(
+        out.status.success(),
+        "mqchat {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A child process, killed if the test ends without stopping it.
+struct Process {
+    child: Child,
+    name: &'static str,
+}
+
+impl Process {
+    /// SIGTERM, then waits for the exit.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not stop", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Mosquitto, the hub and the users' broker passwords, in a temporary directory.
+struct Deployment {
+    dir: tempfile::TempDir,
+    port: u16,
+    passwords: BTreeMap<String, String>,
+    broker: Option<Process>,
+    hub: Option<Process>,
+}
+
+impl Deployment {
+    fn start() -> Self {
+        require_mosquitto();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let data = data.to_str().expect("utf-8");
+        for user in USERS {
+            mqchat(
+                &["user", "add", user, "--password-stdin", "--data-dir", data],
+                Some(&format!("{user}-account-password\n")),
+            );
+        }
+        let port = free_port();
+        let ws_port = free_port();
+        let out = dir.path().join("mosquitto");
+        let mut args = vec![
+            "broker-config".to_owned(),
+            "mosquitto".to_owned(),
+            "--data-dir".to_owned(),
+            data.to_owned(),
+            "--out".to_owned(),
+            out.to_str().expect("utf-8").to_owned(),
+            "--listen".to_owned(),
+            format!("127.0.0.1:{port}"),
+            "--listen-ws".to_owned(),
+            format!("127.0.0.1:{ws_port}"),
+        ];
+        // Started as root, Mosquitto drops to the `mosquitto` user, which could not read
+        // the test's files; as anyone else the setting is ignored.
+        if let Ok(user) = std::env::var("USER").or_else(|_| whoami()) {
+            args.extend(["--run-as".to_owned(), user]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let printed = mqchat(&args, None);
+        let passwords: BTreeMap<String, String> = printed
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(u, p)| (u.to_owned(), p.to_owned()))
+            .collect();
+        assert_eq!(
+            passwords.keys().map(String::as_str).collect::<Vec<_>>(),
+            USERS,
+            "one broker password per user: {printed}"
+        );
+        let mut deployment = Self {
+            dir,
+            port,
+            passwords,
+            broker: None,
+            hub: None,
+        };
+        if std::env::var("MQCHAT_TEST_BROKER_DEBUG").is_ok() {
+            let conf = deployment.conf_dir().join("mosquitto.conf");
+            let text = std::fs::read_to_string(&conf).expect("conf");
+            std::fs::write(&conf, text.replace("log_type notice", "log_type all")).expect("conf");
+        }
+        deployment.start_broker();
+        // The WebSocket listener came up on loopback only (`socket_domain`).
+        wait_for_port(
+            ([127, 0, 0, 1], ws_port).into(),
+            "Mosquitto's WebSocket listener",
+        );
+        deployment.start_hub();
+        deployment
+    }
+
+    fn conf_dir(&self) -> PathBuf {
+        self.dir.path().join("mosquitto")
+    }
+
+    fn start_broker(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("mosquitto.log"))
+            .expect("log file");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.conf_dir().join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start mosquitto");
+        self.broker = Some(Process {
+            child,
+            name: "mosquitto",
+        });
+        wait_for_port(([127, 0, 0, 1], self.port).into(), "Mosquitto");
+    }
+
+    fn stop_broker(&mut self) {
+        let status = self.broker.take().expect("running").stop();
+        assert!(
+            status.success(),
+            "mosquitto exited with {status}: {}",
+            self.broker_log()
+        );
+    }
+
+    fn broker_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+
+    fn start_hub(&mut self) {
+        let mut child = Command::new(BIN)
+            .arg("hub")
+            .arg("--config")
+            .arg(self.conf_dir().join("hub.toml"))
+            .env(
+                "MQCHAT_LOG",
+                std::env::var("MQCHAT_TEST_HUB_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start mqchat hub");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let process = Process {
+            child,
+            name: "mqchat hub",
+        };
+        loop {
+            let line = lines
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|_| panic!("the hub did not start: {}", self.broker_log()));
+            if line.starts_with("mqchat hub running") {
+                break;
+            }
+        }
+        self.hub = Some(process);
+    }
+
+    fn stop_hub(&mut self) {
+        let status = self.hub.take().expect("running").stop();
+        assert!(status.success(), "mqchat hub exited with {status}");
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    fn config(&self, user: &str, device: &str) -> ClientConfig {
+        ClientConfig::new(
+            &self.url(),
+            UserId::parse(user).expect("valid"),
+            DeviceId::parse(device).expect("valid"),
+            &self.passwords[user],
+        )
+        .expect("valid URL")
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
+    }
+
+    async fn connect(&self, user: &str, device: &str) -> (Client, Events) {
+        Client::connect(self.config(user, device))
+            .await
+            .unwrap_or_else(|e| panic!("{user}:{device} cannot connect: {e}"))
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        // The hub first, so it does not log a lost broker.
+        drop(self.hub.take());
+        drop(self.broker.take());
+    }
+}
+
+fn whoami() -> Result<String, std::env::VarError> {
+    Command::new("id")
+        .arg("-un")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .ok_or(std::env::VarError::NotPresent)
+}
+
+fn conv(name: &str) -> ConversationRef {
+    ConversationRef::parse(name).expect("valid")
+}
+
+fn user(name: &str) -> UserId {
+    UserId::parse(name).expect("valid")
+}
+
+async fn expect<T>(events: &mut Events, what: &str, mut pick: impl FnMut(Event) -> Option<T>) -> T {
+    let found = tokio::time::timeout(WAIT, async {
+        while let Some(event) = events.next().await {
+            if let Some(found) = pick(event) {
+                return Some(found);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(found)) => found,
+        Ok(None) => panic!("the events ended before {what}"),
+        Err(_) => panic!("no {what} within {WAIT:?}"),
+    }
+}
+
+/// The next message from someone else: (conversation, seq, sender, text).
+async fn incoming(events: &mut Events) -> (ConversationRef, u64, UserId, String) {
+    expect(events, "a message", |e| match e {
+        Event::Message {
+            conv,
+            seq,
+            from,
+            own: false,
+            message,
+            ..
+        } => Some((conv, seq, from, message.text)),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_receipts_and_presence_through_mosquitto() {
+    let deployment = Deployment::start();
+    let (alice, mut alice_events) = deployment.connect("alice", "phone").await;
+    let (bob, mut bob_events) = deployment.connect("bob", "laptop").await;
+
+    let sent = alice
+        .send(conv("bob"), Message::text("Hi Bob, via Mosquitto"))
+        .await
+        .expect("sent: the hub stored it");
+    assert_eq!(
+        incoming(&mut bob_events).await,
+        (
+            conv("alice"),
+            sent.seq,
+            user("alice"),
+            "Hi Bob, via Mosquitto".to_owned()
+        )
+    );
+    let delivered = expect(&mut alice_events, "a delivered receipt", |e| match e {
+        Event::Delivered { by, up_to, .. } => Some((by, up_to)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(delivered, (user("bob"), sent.seq));
+    bob.mark_read(conv("alice"), sent.seq, false)
+        .await
+        .expect("read marker");
+    let read = expect(&mut alice_events, "a read receipt", |e| match e {
+        Event::Read {
+            by,
+            up_to,
+            own: false,
+            ..
+        } => Some((by, up_to)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(read, (user("bob"), sent.seq));
+
+    // Contacts, then presence: alice sees bob online (a retained message on his self
+    // topic, through Mosquitto's `pattern read mq/pr/+/+`).
+    alice
+        .contact(user("bob"), ContactAction::Request, None)
+        .await
+        .expect("contact request");
+    expect(&mut bob_events, "the contact request", |e| {
+        matches!(e, Event::Contact { own: false, .. }).then_some(())
+    })
+    .await;
+    bob.contact(user("alice"), ContactAction::Accept, None)
+        .await
+        .expect("accept");
+    alice.watch_presence(&user("bob")).await.expect("watch");
+    let presence = expect(&mut alice_events, "bob's presence", |e| match e {
+        Event::Presence {
+            user: u, presence, ..
+        } if u == user("bob") => presence,
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        presence.availability,
+        mqchat_proto::body::Availability::Available
+    );
+
+    alice.close().await.expect("close");
+    bob.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_after_being_offline_through_mosquitto() {
+    let deployment = Deployment::start();
+    let (alice, _alice_events) = deployment.connect("alice", "phone").await;
+    let (bob, mut bob_events) = deployment.connect("bob", "phone").await;
+    let first = alice
+        .send(conv("bob"), Message::text("before"))
+        .await
+        .expect("sent");
+    incoming(&mut bob_events).await;
+    let state = bob.close().await.expect("close keeps the sync state");
+
+    let mut seqs = vec![first.seq];
+    for i in 0..3 {
+        let sent = alice
+            .send(conv("bob"), Message::text(format!("while away {i}")))
+            .await
+            .expect("sent");
+        seqs.push(sent.seq);
+    }
+    // Bob's phone comes back with its sync state: the three arrive, once each, in order.
+    let (_bob, mut bob_events) = Client::connect(deployment.config("bob", "phone").resume(state))
+        .await
+        .expect("reconnect");
+    for (i, seq) in seqs[1..].iter().enumerate() {
+        let (_, got_seq, from, text) = incoming(&mut bob_events).await;
+        assert_eq!(
+            (got_seq, from, text),
+            (*seq, user("alice"), format!("while away {i}"))
+        );
+    }
+    // A new device with no storage pages the history instead.
+    let (carol_less, _events) = deployment.connect("bob", "tablet").await;
+    let page = carol_less
+        .history(conv("alice"), mqchat_proto::body::History::default())
+        .await
+        .expect("history");
+    assert_eq!(page.events.len(), 4, "{page:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_across_broker_and_hub_restarts() {
+    let mut deployment = Deployment::start();
+    let (alice, _alice_events) = deployment.connect("alice", "phone").await;
+    let (_bob, mut bob_events) = deployment.connect("bob", "phone").await;
+    alice
+        .send(conv("bob"), Message::text("one"))
+        .await
+        .expect("sent");
+    assert_eq!(incoming(&mut bob_events).await.3, "one");
+
+    // Mosquitto restarts under a running hub: the hub reconnects by itself.
+    deployment.stop_broker();
+    deployment.start_broker();
+    let Ok(sent) = tokio::time::timeout(WAIT, alice.send(conv("bob"), Message::text("two"))).await
+    else {
+        panic!(
+            "not sent after the broker came back: {}",
+            deployment.broker_log()
+        );
+    };
+    let sent = sent.expect("sent");
+    assert_eq!(
+        incoming(&mut bob_events).await,
+        (conv("alice"), sent.seq, user("alice"), "two".to_owned())
+    );
+
+    // The hub is down while alice writes; then Mosquitto restarts too. The upstream
+    // packets wait in the hub's persistent session (kept in Mosquitto's persistence file),
+    // and nothing is lost or doubled once both are back.
+    deployment.stop_hub();
+    let sending = {
+        let alice = alice.clone();
+        tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..5 {
+                let sent = alice
+                    .send(conv("bob"), Message::text(format!("queued {i}")))
+                    .await
+                    .expect("sent");
+                seqs.push(sent.seq);
+            }
+            seqs
+        })
+    };
+    deployment.stop_broker();
+    deployment.start_broker();
+    deployment.start_hub();
+    let seqs = tokio::time::timeout(WAIT, sending)
+        .await
+        .expect("all five sent")
+        .expect("task");
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let (_, seq, _, text) = incoming(&mut bob_events).await;
+        got.push((seq, text));
+    }
+    let expected: Vec<_> = seqs
+        .iter()
+        .enumerate()
+        .map(|(i, seq)| (*seq, format!("queued {i}")))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(
+        seqs,
+        vec![3, 4, 5, 6, 7],
+        "no gap and no duplicate in the archive"
+    );
+}
+
+/// A raw MQTT 5 client, to try what the SDK never would.
+struct Raw {
+    client: rumqttc::v5::AsyncClient,
+    packets: tokio::sync::mpsc::UnboundedReceiver<rumqttc::v5::mqttbytes::v5::Packet>,
+}
+
+impl Raw {
+    async fn connect(deployment: &Deployment, user: &str, client_id: &str) -> Self {
+        let mut options = rumqttc::v5::MqttOptions::new(client_id, "127.0.0.1", deployment.port);
+        options.set_credentials(user, &deployment.passwords[user]);
+        let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 16);
+        let (tx, packets) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(event) = eventloop.poll().await {
+                if let rumqttc::v5::Event::Incoming(packet) = event
+                    && tx.send(packet).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let mut raw = Self { client, packets };
+        raw.expect("CONNACK", |p| {
+            matches!(p, rumqttc::v5::mqttbytes::v5::Packet::ConnAck(_))
+        })
+        .await;
+        raw
+    }
+
+    async fn expect(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&rumqttc::v5::mqttbytes::v5::Packet) -> bool,
+    ) -> rumqttc::v5::mqttbytes::v5::Packet {
+        tokio::time::timeout(WAIT, async {
+            while let Some(packet) = self.packets.recv().await {
+                if pick(&packet) {
+                    return packet;
+                }
+            }
+            panic!("connection ended before {what}");
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_refuses_spoofing_and_snooping() {
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
+
+    let deployment = Deployment::start();
+    let (bob, _bob_events) = deployment.connect("bob", "phone").await;
+    let (_carol, mut carol_events) = deployment.connect("carol", "phone").await;
+    let mut alice = Raw::connect(&deployment, "alice", "alice:raw").await;
+
+    // Alice publishes a message to carol on bob's upstream topic, to pass it off as his.
+    let forged = Registry::with_core()
+        .from_json(
+            &json!({"type": "message", "id": "0a03zkqvpmqg1", "conv": "carol", "text": "I am bob"}),
+        )
+        .expect("packet")
+        .encode();
+    alice
+        .client
+        .publish("mq/up/bob/phone", QoS::AtLeastOnce, false, forged)
+        .await
+        .expect("queued");
+    let puback = alice
+        .expect("PUBACK", |p| matches!(p, Packet::PubAck(_)))
+        .await;
+    let Packet::PubAck(puback) = puback else {
+        unreachable!("picked a PUBACK")
+    };
+    assert_eq!(puback.reason, PubAckReason::NotAuthorized);
+
+    // Snooping: Mosquitto grants any subscription and applies its ACL at delivery, so
+    // alice subscribes to bob's inbox (directly and by wildcard) and to the upstream topics
+    // and must receive none of it.
+    for filter in ["mq/in/bob/#", "mq/in/+/d", "mq/up/+/+", "mq/in/alice/#"] {
+        alice
+            .client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .expect("queued");
+        alice
+            .expect("SUBACK", |p| matches!(p, Packet::SubAck(_)))
+            .await;
+    }
+    // Carol writes to bob, then to alice: the hub publishes bob's copy first, and Mosquitto
+    // delivers to alice's connection in order, so by the time alice has her own message,
+    // bob's would have reached her if the ACL let it.
+    let (carol, _carol_events) = deployment.connect("carol", "laptop").await;
+    carol
+        .send(conv("bob"), Message::text("for bob only"))
+        .await
+        .expect("sent");
+    carol
+        .send(conv("alice"), Message::text("for alice"))
+        .await
+        .expect("sent");
+    let Packet::Publish(publish) = alice
+        .expect("a message in alice's inbox", |p| {
+            matches!(p, Packet::Publish(_))
+        })
+        .await
+    else {
+        unreachable!("picked a PUBLISH")
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&publish.topic),
+        "mq/in/alice/d",
+        "the first message alice's connection got is her own"
+    );
+
+    // The barrier for the forgery: the real bob writes to carol; the forged message never
+    // came before it.
+    bob.send(conv("carol"), Message::text("the real bob"))
+        .await
+        .expect("sent");
+    let (_, _, from, text) = incoming(&mut carol_events).await;
+    assert_eq!((from, text.as_str()), (user("bob"), "the real bob"));
+
+    // Nor can anyone write into an inbox, where only the hub writes.
+    alice
+        .client
+        .publish("mq/in/carol/d", QoS::AtLeastOnce, false, vec![0xa0])
+        .await
+        .expect("queued");
+    let Packet::PubAck(puback) = alice
+        .expect("PUBACK", |p| matches!(p, Packet::PubAck(_)))
+        .await
+    else {
+        unreachable!("picked a PUBACK")
+    };
+    assert_eq!(puback.reason, PubAckReason::NotAuthorized);
+
+    // A wrong password does not get in.
+    let mut options = rumqttc::v5::MqttOptions::new("alice:guess", "127.0.0.1", deployment.port);
+    options.set_credentials("alice", "alice-account-password");
+    let (_client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 4);
+    let refused = tokio::time::timeout(WAIT, eventloop.poll())
+        .await
+        .expect("an answer");
+    assert!(
+        matches!(
+            refused,
+            Err(rumqttc::v5::ConnectionError::ConnectionRefused(_))
+        ),
+        "the account password is not the broker password: {refused:?}"
+    );
+}
+
+/// The generated files: Mosquitto accepts them (the deployment started), and a second run
+/// keeps issued passwords, issues new users theirs, and drops disabled users.
+#[test]
+fn broker_config_is_idempotent() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8");
+    let out = dir.path().join("out");
+    let out = out.to_str().expect("utf-8");
+    for user in ["alice", "bob"] {
+        mqchat(
+            &["user", "add", user, "--password-stdin", "--data-dir", data],
+            Some("pw\n"),
+        );
+    }
+    let config = |extra: &[&str]| {
+        let mut args = vec![
+            "broker-config",
+            "mosquitto",
+            "--data-dir",
+            data,
+            "--out",
+            out,
+        ];
+        args.extend(extra);
+        mqchat(&args, None)
+    };
+    let first = config(&[]);
+    assert_eq!(first.lines().count(), 2, "{first}");
+    let passwd =
+        |out: &str| std::fs::read_to_string(Path::new(out).join("passwd")).expect("passwd");
+    let before = passwd(out);
+    let hub_before = std::fs::read_to_string(Path::new(out).join("hub.toml")).expect("hub.toml");
+
+    mqchat(
+        &[
+            "user",
+            "add",
+            "carol",
+            "--password-stdin",
+            "--data-dir",
+            data,
+        ],
+        Some("pw\n"),
+    );
+    mqchat(&["user", "disable", "bob", "--data-dir", data], None);
+    let second = config(&[]);
+    assert!(second.starts_with("carol\tmqb_"), "{second}");
+    assert_eq!(second.lines().count(), 1, "{second}");
+    let after = passwd(out);
+    let line = |text: &str, user: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{user}:")))
+            .map(str::to_owned)
+    };
+    assert_eq!(line(&before, "alice"), line(&after, "alice"));
+    assert_eq!(line(&before, "_hub"), line(&after, "_hub"));
+    assert!(line(&after, "bob").is_none(), "{after}");
+    assert!(line(&after, "carol").is_some(), "{after}");
+    assert_eq!(
+        hub_before,
+        std::fs::read_to_string(Path::new(out).join("hub.toml")).expect("hub.toml")
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(Path::new(out).join("passwd"))
+            .expect("metadata")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    let third = config(&["--reissue", "alice"]);
+    assert!(third.starts_with("alice\tmqb_"), "{third}");
+    assert_ne!(line(&after, "alice"), line(&passwd(out), "alice"));
+}

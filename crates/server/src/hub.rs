@@ -1,0 +1,169 @@
+//! `mqchat hub`: the hub as its own process, an MQTT client of an external broker
+//! (Mosquitto, EMQX, VerneMQ, rmqtt...), with the HTTP endpoint such brokers ask for
+//! authentication and authorization.
+//!
+//! Same engine, store, link and worker as `mqchat serve`; the differences are the broker
+//! (not started here), the hub's session (persistent, so upstream packets wait for the hub
+//! while it restarts), and the start (it waits for the broker, retrying with a growing
+//! pause).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mqchat_hub::{Engine, Gate, HubConfig, HubCredentials};
+use mqchat_proto::TopicRoot;
+use mqchat_store::Store;
+
+use crate::auth_http::AuthHttp;
+use crate::config::{Durability, HubProcessConfig};
+use crate::{StartError, link, retention};
+
+/// A running hub.
+#[derive(Debug)]
+pub struct Hub {
+    link: link::Link,
+    http: Option<AuthHttp>,
+    retention: Option<retention::RetentionJob>,
+    root: TopicRoot,
+}
+
+impl Hub {
+    /// Opens the store, starts the HTTP endpoint, connects to the broker (waiting for it as
+    /// long as it takes: wrap in a timeout or a select to give up), and returns once the
+    /// hub's subscriptions are acknowledged. Refused credentials end the wait with an error.
+    pub async fn start(config: &HubProcessConfig) -> Result<Self, StartError> {
+        let root = TopicRoot::parse(&config.root).map_err(|e| StartError::Config(e.to_string()))?;
+        let (host, port) = config.broker_address().map_err(StartError::Config)?;
+        let policy = config.retention().map_err(StartError::Config)?;
+        if !config.broker_username.starts_with('_') {
+            return Err(StartError::Config(format!(
+                "broker_username {:?} must start with '_' (user ids cannot, so it cannot \
+                 collide with a user)",
+                config.broker_username
+            )));
+        }
+        if !config.client_id.starts_with(&config.broker_username) {
+            return Err(StartError::Config(format!(
+                "client_id {:?} must start with broker_username {:?}",
+                config.client_id, config.broker_username
+            )));
+        }
+        let secret = match (&config.broker_password, &config.broker_password_file) {
+            (Some(_), Some(_)) => {
+                return Err(StartError::Config(
+                    "set broker_password or broker_password_file, not both".into(),
+                ));
+            }
+            (Some(password), None) => password.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| StartError::Config(format!("{}: {e}", path.display())))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            (None, None) => {
+                let secret: [u8; 24] = rand::random();
+                secret.iter().map(|b| format!("{b:02x}")).collect()
+            }
+        };
+        if secret.is_empty() {
+            return Err(StartError::Config(
+                "the hub's broker password is empty".into(),
+            ));
+        }
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            StartError::Config(format!("data directory {}: {e}", config.data_dir.display()))
+        })?;
+        let durability = match config.durability {
+            Durability::Full => mqchat_store::Durability::Full,
+            Durability::Normal => mqchat_store::Durability::Normal,
+        };
+        let store = Store::open(&config.database(), durability)?;
+        let credentials = HubCredentials {
+            username: config.broker_username.clone(),
+            secret,
+        };
+        let gate = Arc::new(Gate::open(
+            &config.database(),
+            root.clone(),
+            credentials.clone(),
+        )?);
+        let http = match config.http_listen {
+            Some(addr) => Some(
+                AuthHttp::start(addr, gate)
+                    .await
+                    .map_err(|e| StartError::Config(format!("http_listen {addr}: {e}")))?,
+            ),
+            None => None,
+        };
+        let engine = Engine::new(HubConfig {
+            root: root.clone(),
+            max_payload: config.max_payload,
+            max_group_members: config.max_group_members,
+            ..HubConfig::default()
+        });
+        let options = link::LinkOptions {
+            host,
+            port,
+            client_id: config.client_id.clone(),
+            shared: config.shared_subscription,
+            session_expiry: Some(config.broker_session_expiry_secs),
+            wait_for_broker: true,
+        };
+        let link = match link::Link::start(&options, &credentials, engine, store).await {
+            Ok(link) => link,
+            Err(e) => {
+                if let Some(http) = http {
+                    http.stop().await;
+                }
+                return Err(StartError::Link(e));
+            }
+        };
+        let retention = retention::RetentionJob::start(
+            Store::open(&config.database(), durability)?,
+            policy,
+            std::time::Duration::from_secs(config.retention_interval_secs),
+        )
+        .map_err(|e| StartError::Config(format!("cannot start the retention job: {e}")))?;
+        tracing::info!(
+            broker = %config.broker,
+            client_id = %config.client_id,
+            shared = config.shared_subscription,
+            http = ?http.as_ref().map(AuthHttp::addr),
+            root = %root,
+            data = %config.data_dir.display(),
+            "mqchat hub is running"
+        );
+        Ok(Self {
+            link,
+            http,
+            retention,
+            root,
+        })
+    }
+
+    /// The HTTP endpoint's bound address.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(AuthHttp::addr)
+    }
+
+    /// The topic root.
+    pub fn root(&self) -> &TopicRoot {
+        &self.root
+    }
+
+    /// Finishes what was received (up to 5 s), disconnects from the broker, flushes the
+    /// store and stops the HTTP endpoint. What the broker still holds for the hub's session
+    /// waits there for the next start.
+    pub async fn shutdown(self) {
+        tracing::info!("hub shutting down");
+        self.link.stop().await;
+        if let Some(job) = self.retention {
+            let _ = tokio::task::spawn_blocking(move || job.stop()).await;
+        }
+        if let Some(http) = self.http {
+            http.stop().await;
+        }
+        tracing::info!("hub shut down");
+    }
+}
