@@ -292,6 +292,9 @@ impl Drop for Deployment {
         // The hub first, so it does not log a lost broker.
         drop(self.hub.take());
         drop(self.broker.take());
+        if std::thread::panicking() {
+            eprintln!("--- mosquitto's log ---\n{}", self.broker_log());
+        }
     }
 }
 

@@ -1055,9 +1055,9 @@ impl Engine {
             qos: Qos::AtLeastOnce,
             retain: true,
         };
-        match tx.device_active(user, device) {
-            Ok(true) => {}
-            Ok(false) => {
+        match tx.device_revoked(user, device) {
+            Ok(false) => {}
+            Ok(true) => {
                 tracing::info!(user = %user, device = %device, "clearing the presence of a revoked device");
                 return Some(clear);
             }

@@ -481,6 +481,23 @@ fn outbox_redelivers_what_was_not_confirmed() {
     );
 }
 
+/// Behind a broker that checks passwords itself (Mosquitto's password file) the hub never
+/// registers devices: their presence must stay.
+#[test]
+fn presence_of_unregistered_devices_is_kept() {
+    let mut f = Fixture::new();
+    let online = f
+        .registry
+        .from_json(&json!({"type": "presence", "availability": "available"}))
+        .expect("valid")
+        .encode();
+    assert_eq!(
+        f.engine
+            .presence(&mut f.store, "mq/pr/alice/laptop", &online, 79),
+        None
+    );
+}
+
 #[test]
 fn presence_wills_are_stamped_and_garbage_cleared() {
     let mut f = Fixture::new();

@@ -229,6 +229,13 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a device is registered and revoked. A device never registered is not: behind
+    /// a broker with static credentials (Mosquitto's password file) devices connect without
+    /// the hub's gate, so the hub never registers them.
+    pub fn device_revoked(&self, user: &UserId, device: &DeviceId) -> Result<bool, StoreError> {
+        device_revoked(&self.conn, user, device)
+    }
+
     /// Whether a device is registered and not revoked (its account may be disabled).
     pub fn device_active(&self, user: &UserId, device: &DeviceId) -> Result<bool, StoreError> {
         device_active(&self.conn, user, device)
@@ -355,6 +362,19 @@ pub(crate) fn device_active(
         .query_row(params![user.as_str(), device.as_str()], |r| r.get(0))
         .optional()?;
     Ok(matches!(revoked, Some(None)))
+}
+
+/// Whether a device is registered and revoked (one never registered is not).
+pub(crate) fn device_revoked(
+    conn: &rusqlite::Connection,
+    user: &UserId,
+    device: &DeviceId,
+) -> Result<bool, StoreError> {
+    let revoked: Option<Option<i64>> = conn
+        .prepare_cached("SELECT revoked_at FROM devices WHERE user_id = ?1 AND id = ?2")?
+        .query_row(params![user.as_str(), device.as_str()], |r| r.get(0))
+        .optional()?;
+    Ok(matches!(revoked, Some(Some(_))))
 }
 
 /// Marks a device revoked and forgets its token. False if it does not exist or was revoked

@@ -75,6 +75,12 @@ impl Tx<'_> {
         crate::account::device_active(self.conn(), user, device)
     }
 
+    /// Whether a device is registered and revoked; one never registered (behind a broker
+    /// with static credentials the hub's gate never sees it) is not.
+    pub fn device_revoked(&self, user: &UserId, device: &DeviceId) -> Result<bool, StoreError> {
+        crate::account::device_revoked(self.conn(), user, device)
+    }
+
     /// Records a device's client state.
     pub fn set_active(
         &self,
