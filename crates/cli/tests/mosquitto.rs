@@ -559,6 +559,65 @@ impl Raw {
         raw
     }
 
+    /// Subscribes to the device's own inbox.
+    async fn inbox(&mut self, user: &str, device: &str) {
+        for filter in [
+            format!("mq/in/{user}/d"),
+            format!("mq/in/{user}/r/{device}"),
+        ] {
+            self.client
+                .subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+                .await
+                .expect("queued");
+            self.expect("SUBACK", |p| {
+                matches!(p, rumqttc::v5::mqttbytes::v5::Packet::SubAck(_))
+            })
+            .await;
+        }
+    }
+
+    /// Publishes a packet (as JSON) on the device's upstream topic.
+    async fn publish_json(&mut self, topic: &str, packet: serde_json::Value) {
+        let payload = Registry::with_core()
+            .from_json(&packet)
+            .expect("test packet")
+            .encode();
+        self.client
+            .publish(
+                topic,
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .await
+            .expect("queued");
+    }
+
+    /// The next packet delivered whose JSON rendering `pick` accepts.
+    async fn receive(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let registry = Registry::with_core();
+        let mut found = None;
+        self.expect(what, |p| match p {
+            rumqttc::v5::mqttbytes::v5::Packet::Publish(publish) => {
+                let json = mqchat_proto::Packet::decode(&publish.payload)
+                    .map(|packet| registry.to_json(&packet))
+                    .unwrap_or_default();
+                let hit = pick(&json);
+                if hit {
+                    found = Some(json);
+                }
+                hit
+            }
+            _ => false,
+        })
+        .await;
+        found.expect("picked")
+    }
+
     async fn expect(
         &mut self,
         what: &str,
@@ -575,6 +634,77 @@ impl Raw {
         .await
         .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
     }
+}
+
+/// A group through Mosquitto: created and joined with raw packets (the group commands of
+/// the SDK come separately), then a message from alice's SDK client fanned out by the hub to
+/// every member's inbox, and refused to an outsider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_message_through_mosquitto() {
+    let deployment = Deployment::start();
+    let mut admin = Vec::new();
+    for user in USERS {
+        let mut raw = Raw::connect(&deployment, user, &format!("{user}:admin")).await;
+        raw.inbox(user, "admin").await;
+        admin.push(raw);
+    }
+    let [alice_admin, bob_admin, carol_admin] = &mut admin[..] else {
+        unreachable!("three users")
+    };
+    alice_admin
+        .publish_json(
+            "mq/up/alice/admin",
+            json!({"type": "group-create", "id": "0a03zkqvpmqg1", "name": "Crew", "invite": ["bob"]}),
+        )
+        .await;
+    let created = alice_admin
+        .receive("the group's creation", |e| e["action"] == "created")
+        .await;
+    let group = created["conv"].as_str().expect("group conv").to_owned();
+    bob_admin
+        .receive("bob's invitation", |e| e["action"] == "invited")
+        .await;
+    bob_admin
+        .publish_json(
+            "mq/up/bob/admin",
+            json!({"type": "group-join", "id": "0a03zkqvpmqj1", "conv": group, "action": "accept"}),
+        )
+        .await;
+    bob_admin
+        .receive("bob's joining", |e| {
+            e["action"] == "joined" && e["user"] == "bob"
+        })
+        .await;
+
+    let group = ConversationRef::parse(&group).expect("a group reference");
+    let (alice, _alice_events) = deployment.connect("alice", "phone").await;
+    let (_bob, mut bob_events) = deployment.connect("bob", "phone").await;
+    let sent = alice
+        .send(group.clone(), Message::text("hello crew"))
+        .await
+        .expect("sent to the group");
+    let got = incoming(&mut bob_events).await;
+    assert_eq!(
+        got,
+        (
+            group.clone(),
+            sent.seq,
+            user("alice"),
+            "hello crew".to_owned()
+        )
+    );
+
+    // carol is not a member: her message to the group is refused with an error reply.
+    carol_admin
+        .publish_json(
+            "mq/up/carol/admin",
+            json!({"type": "message", "id": "0a03zkqvpmqc1", "conv": group.to_string(), "text": "let me in"}),
+        )
+        .await;
+    let refused = carol_admin
+        .receive("carol's refusal", |e| e["type"] == "error")
+        .await;
+    assert!(refused["code"].as_u64().is_some(), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
