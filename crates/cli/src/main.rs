@@ -11,6 +11,7 @@ mod client;
 mod group;
 mod hub;
 mod output;
+mod push;
 mod serve;
 
 use std::path::PathBuf;
@@ -69,6 +70,11 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Create and manage groups; chat in one with send, listen, chat and history on #group.
     Group(group::GroupArgs),
+    /// Push notifications: test a user's registered devices.
+    Push {
+        #[command(subcommand)]
+        command: push::PushCommand,
+    },
 }
 
 /// Where the server keeps its data.
@@ -130,6 +136,7 @@ fn main() -> ExitCode {
             Command::Contact(args) => client::contact(args).await,
             Command::Chat(args) => chat::run(args).await,
             Command::Group(args) => group::run(args).await,
+            Command::Push { command } => push::run(command).await,
         }
     });
     match result {

@@ -45,15 +45,20 @@ pub(crate) fn listen(value: &str) -> anyhow::Result<Option<SocketAddr>> {
     ))
 }
 
-fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
-    let mut config = match &args.config {
+/// The settings in a TOML file, or the defaults without one.
+pub(crate) fn read_config(path: Option<&std::path::Path>) -> anyhow::Result<ServerConfig> {
+    Ok(match path {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
             ServerConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
         }
         None => ServerConfig::default(),
-    };
+    })
+}
+
+fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
+    let mut config = read_config(args.config.as_deref())?;
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }

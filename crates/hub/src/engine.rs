@@ -759,7 +759,7 @@ impl Engine {
             PacketKind::GROUP_INFO => self.group_info(tx, inbound)?,
             PacketKind::DEVICE_LIST => self.device_list(tx, inbound)?,
             PacketKind::DEVICE_REVOKE => self.device_revoke(tx, now, inbound, out)?,
-            PacketKind::CLIENT_STATE => self.client_state(tx, inbound)?,
+            PacketKind::CLIENT_STATE => self.client_state(tx, now, inbound)?,
             PacketKind::PUSH_REGISTER => self.push_register(tx, now, inbound)?,
             PacketKind::PUSH_UNREGISTER => self.push_unregister(tx, inbound)?,
             PacketKind::MUTE => self.mute(tx, inbound)?,
@@ -1078,7 +1078,7 @@ impl Engine {
                 }
             });
         if let Ok(presence) = &decoded {
-            self.presence_state(tx, user, device, presence);
+            self.presence_state(tx, now, user, device, presence);
         }
         match decoded {
             Ok(presence)

@@ -98,10 +98,15 @@ impl Engine {
     }
 
     /// `client-state`: records whether the sending device is active.
-    pub(crate) fn client_state(&self, tx: &Tx<'_>, inbound: &Inbound) -> Result<Packet, Failure> {
+    pub(crate) fn client_state(
+        &self,
+        tx: &Tx<'_>,
+        now: u64,
+        inbound: &Inbound,
+    ) -> Result<Packet, Failure> {
         let state = body::<ClientState>(inbound)?;
         let sender = &inbound.sender;
-        tx.set_active(&sender.user, &sender.device, state.active)?;
+        tx.set_active(&sender.user, &sender.device, state.active, now)?;
         Ok(Ack::default().to_packet())
     }
 
@@ -168,12 +173,13 @@ impl Engine {
     pub(crate) fn presence_state(
         &self,
         tx: &Tx<'_>,
+        now: u64,
         topic_user: &UserId,
         device: &DeviceId,
         presence: &Presence,
     ) {
         let connected = presence.availability != Availability::Offline;
-        if let Err(e) = tx.set_connected(topic_user, device, connected) {
+        if let Err(e) = tx.set_connected(topic_user, device, connected, now) {
             tracing::error!(user = %topic_user, device = %device, error = %e, "could not record a device's connection");
         }
     }

@@ -539,9 +539,9 @@ fn invalid() -> Vec<Invalid> {
         ),
         (
             "push-register-plain-http",
-            "a UnifiedPush endpoint that is not https",
+            "a Web Push endpoint that is not https",
             up,
-            "a4 001844 011b05007f9df76a5f3c 0803 09 71 687474703a2f2f31302e302e302e312f68",
+            "a4 001844 011b05007f9df76a5f3c 0802 09 71 687474703a2f2f31302e302e302e312f68",
             "invalid",
             None,
         ),

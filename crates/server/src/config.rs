@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub retention_max_events: Option<u64>,
     /// How often the hub applies retention, in seconds (also once at start).
     pub retention_interval_secs: u64,
+    /// Push notifications (`[push]`): providers, credentials, queue and coalescing.
+    pub push: mqchat_push::PushConfig,
 }
 
 /// The store's durability setting.
@@ -62,6 +64,7 @@ impl Default for ServerConfig {
             retention_days: None,
             retention_max_events: None,
             retention_interval_secs: 3600,
+            push: mqchat_push::PushConfig::default(),
         }
     }
 }
@@ -131,6 +134,8 @@ pub struct HubProcessConfig {
     pub retention_max_events: Option<u64>,
     /// How often retention runs, in seconds (also once at start).
     pub retention_interval_secs: u64,
+    /// Push notifications (`[push]`), as for `mqchat serve`.
+    pub push: mqchat_push::PushConfig,
 }
 
 impl Default for HubProcessConfig {
@@ -153,6 +158,7 @@ impl Default for HubProcessConfig {
             retention_days: server.retention_days,
             retention_max_events: server.retention_max_events,
             retention_interval_secs: server.retention_interval_secs,
+            push: server.push,
         }
     }
 }

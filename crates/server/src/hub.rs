@@ -16,12 +16,13 @@ use mqchat_store::Store;
 
 use crate::auth_http::AuthHttp;
 use crate::config::{Durability, HubProcessConfig};
-use crate::{StartError, link, retention};
+use crate::{StartError, link, push, retention};
 
 /// A running hub.
 #[derive(Debug)]
 pub struct Hub {
     link: link::Link,
+    pusher: Option<Arc<push::Pusher>>,
     http: Option<AuthHttp>,
     retention: Option<retention::RetentionJob>,
     root: TopicRoot,
@@ -110,15 +111,19 @@ impl Hub {
             session_expiry: Some(config.broker_session_expiry_secs),
             wait_for_broker: true,
         };
-        let link = match link::Link::start(&options, &credentials, engine, store).await {
-            Ok(link) => link,
-            Err(e) => {
-                if let Some(http) = http {
-                    http.stop().await;
+        let pusher = push::Pusher::start(&config.push, config.database(), durability)
+            .map_err(|e| StartError::Config(format!("push: {e}")))?
+            .map(Arc::new);
+        let link =
+            match link::Link::start(&options, &credentials, engine, store, pusher.clone()).await {
+                Ok(link) => link,
+                Err(e) => {
+                    if let Some(http) = http {
+                        http.stop().await;
+                    }
+                    return Err(StartError::Link(e));
                 }
-                return Err(StartError::Link(e));
-            }
-        };
+            };
         let retention = retention::RetentionJob::start(
             Store::open(&config.database(), durability)?,
             policy,
@@ -136,6 +141,7 @@ impl Hub {
         );
         Ok(Self {
             link,
+            pusher,
             http,
             retention,
             root,
@@ -158,6 +164,9 @@ impl Hub {
     pub async fn shutdown(self) {
         tracing::info!("hub shutting down");
         self.link.stop().await;
+        if let Some(pusher) = self.pusher.and_then(|p| Arc::try_unwrap(p).ok()) {
+            pusher.stop().await;
+        }
         if let Some(job) = self.retention {
             let _ = tokio::task::spawn_blocking(move || job.stop()).await;
         }

@@ -19,6 +19,7 @@ pub mod config;
 mod gate;
 mod hub;
 mod link;
+pub mod push;
 mod retention;
 pub mod testing;
 
@@ -47,6 +48,7 @@ pub struct Server {
     broker: Broker,
     link: link::Link,
     retention: Option<retention::RetentionJob>,
+    pusher: Option<Arc<push::Pusher>>,
     root: TopicRoot,
 }
 
@@ -108,8 +110,11 @@ impl Server {
             max_group_members: config.max_group_members,
             ..HubConfig::default()
         });
+        let pusher = push::Pusher::start(&config.push, config.database(), durability)
+            .map_err(|e| StartError::Config(format!("push: {e}")))?
+            .map(Arc::new);
         let options = link::LinkOptions::embedded(broker.internal_addr());
-        let link = link::Link::start(&options, &hub, engine, store)
+        let link = link::Link::start(&options, &hub, engine, store, pusher.clone())
             .await
             .map_err(StartError::Link)?;
         let retention = retention::RetentionJob::start(
@@ -129,6 +134,7 @@ impl Server {
             broker,
             link,
             retention,
+            pusher,
             root,
         })
     }
@@ -160,6 +166,9 @@ impl Server {
         self.broker.stop_accepting().await;
         self.broker.disconnect_all(link::HUB_USERNAME).await;
         self.link.stop().await;
+        if let Some(pusher) = self.pusher.and_then(|p| Arc::try_unwrap(p).ok()) {
+            pusher.stop().await;
+        }
         if let Some(job) = self.retention {
             let _ = tokio::task::spawn_blocking(move || job.stop()).await;
         }

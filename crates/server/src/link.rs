@@ -23,13 +23,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use mqchat_hub::{Engine, HubCredentials, Outbound, Qos, Upstream};
+use mqchat_hub::{Engine, HubCredentials, Outbound, Push, Qos, Upstream};
 use mqchat_proto::DeviceIdentity;
 use mqchat_store::{ConvId, Store};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::push::Pusher;
 
 /// The hub's broker username; no user id can start with `_`.
 pub(crate) const HUB_USERNAME: &str = "_hub";
@@ -47,6 +49,7 @@ struct Work {
     acks: Vec<Received>,
     delivered: Vec<(ConvId, u64)>,
     evict: Vec<DeviceIdentity>,
+    pushes: Vec<Push>,
 }
 
 /// How the hub connects to its broker.
@@ -109,6 +112,7 @@ impl Link {
         credentials: &HubCredentials,
         engine: Engine,
         mut store: Store,
+        pusher: Option<Arc<Pusher>>,
     ) -> Result<Self, String> {
         let root = engine.config().root.clone();
         let mut options = MqttOptions::new(&link.client_id, &link.host, link.port);
@@ -176,6 +180,7 @@ impl Link {
                 acks: Vec::new(),
                 delivered: startup.delivered,
                 evict: Vec::new(),
+                pushes: Vec::new(),
             })
             .await
             .map_err(|_| "publisher not running".to_owned())?;
@@ -191,6 +196,7 @@ impl Link {
             pending.clone(),
             evictor,
             connection,
+            pusher,
         ));
         let worker = std::thread::Builder::new()
             .name("mqchat-hub".into())
@@ -353,6 +359,7 @@ fn run_worker(
             acks: batch,
             delivered: output.delivered,
             evict: output.evict,
+            pushes: output.pushes,
         });
         if sent.is_err() {
             break;
@@ -380,12 +387,14 @@ async fn run_publisher(
     pending: Arc<AtomicUsize>,
     evictor: Evictor,
     connection: Arc<AtomicU64>,
+    pusher: Option<Arc<Pusher>>,
 ) {
     while let Some(Work {
         publishes,
         acks,
         delivered,
         evict,
+        pushes,
     }) = work.recv().await
     {
         let mut ok = true;
@@ -413,6 +422,10 @@ async fn run_publisher(
         }
         for device in evict {
             tokio::spawn(evictor.clone().evict(device));
+        }
+        // After the MQTT deliveries: a push never delays them, and never overtakes them.
+        if let Some(pusher) = &pusher {
+            pusher.push(pushes);
         }
     }
 }

@@ -5,157 +5,17 @@
 //! the same victim through the same hub; the hub processes in order, so when the victim has
 //! received the legitimate one, anything the attack had let through would have arrived first.
 
-use std::collections::VecDeque;
-use std::time::Duration;
+mod common;
+
+use common::{Device, WAIT};
 
 use mqchat_proto::body::{Body, Message};
 use mqchat_proto::{Packet, Registry};
 use mqchat_server::testing::TestServer;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, PubAckReason, Publish, SubscribeReasonCode};
-use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions};
+use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, Incoming, MqttOptions};
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-struct Device {
-    client: AsyncClient,
-    eventloop: EventLoop,
-    registry: Registry,
-    /// Publishes that arrived while waiting for an acknowledgement, kept for `receive`.
-    held: VecDeque<Publish>,
-}
-
-impl Device {
-    fn options(server: &TestServer, user: &str, device: &str, password: &str) -> MqttOptions {
-        let addr = server.tcp_addr();
-        let mut options = MqttOptions::new(
-            format!("{user}:{device}"),
-            addr.ip().to_string(),
-            addr.port(),
-        );
-        options
-            .set_credentials(user, password)
-            .set_max_packet_size(Some(1 << 20));
-        options
-    }
-
-    /// Connects and waits for the CONNACK.
-    async fn connect(options: MqttOptions) -> Result<Self, ConnectionError> {
-        let (client, mut eventloop) = AsyncClient::new(options, 100);
-        loop {
-            match tokio::time::timeout(WAIT, eventloop.poll())
-                .await
-                .expect("connect timed out")?
-            {
-                Event::Incoming(Incoming::ConnAck(_)) => break,
-                _ => continue,
-            }
-        }
-        Ok(Self {
-            client,
-            eventloop,
-            registry: Registry::with_core(),
-            held: VecDeque::new(),
-        })
-    }
-
-    async fn login(server: &TestServer, user: &str, device: &str) -> Self {
-        Self::connect(Self::options(server, user, device, "pw"))
-            .await
-            .expect("login")
-    }
-
-    /// Subscribes and returns whether the broker allowed it.
-    async fn subscribe(&mut self, filter: &str) -> bool {
-        self.client
-            .subscribe(filter, QoS::AtLeastOnce)
-            .await
-            .expect("queue subscribe");
-        loop {
-            match self.next_incoming().await {
-                Incoming::SubAck(ack) => {
-                    return ack
-                        .return_codes
-                        .iter()
-                        .all(|c| matches!(c, SubscribeReasonCode::Success(_)));
-                }
-                Incoming::Publish(p) => self.held.push_back(p),
-                _ => {}
-            }
-        }
-    }
-
-    async fn inbox(&mut self, user: &str, device: &str) {
-        for filter in [
-            format!("mq/in/{user}/d"),
-            format!("mq/in/{user}/e"),
-            format!("mq/in/{user}/r/{device}"),
-        ] {
-            assert!(self.subscribe(&filter).await, "own inbox {filter}");
-        }
-    }
-
-    /// Publishes at QoS 1 and returns whether the broker accepted it (PUBACK success).
-    async fn publish_raw(&mut self, topic: &str, payload: Vec<u8>, retain: bool) -> bool {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, retain, payload)
-            .await
-            .expect("queue publish");
-        loop {
-            match self.next_incoming().await {
-                Incoming::PubAck(ack) => {
-                    return matches!(
-                        ack.reason,
-                        PubAckReason::Success | PubAckReason::NoMatchingSubscribers
-                    );
-                }
-                Incoming::Publish(p) => self.held.push_back(p),
-                _ => {}
-            }
-        }
-    }
-
-    async fn publish(&mut self, topic: &str, packet: Value) -> bool {
-        let payload = self
-            .registry
-            .from_json(&packet)
-            .expect("test packet")
-            .encode();
-        self.publish_raw(topic, payload, false).await
-    }
-
-    async fn next_incoming(&mut self) -> Incoming {
-        loop {
-            match tokio::time::timeout(WAIT, self.eventloop.poll())
-                .await
-                .expect("nothing arrived in time")
-            {
-                Ok(Event::Incoming(incoming)) => return incoming,
-                Ok(Event::Outgoing(_)) => continue,
-                Err(e) => panic!("connection failed: {e}"),
-            }
-        }
-    }
-
-    /// The next packet published to this device: (topic, JSON rendering).
-    async fn receive(&mut self) -> (String, Value) {
-        let p = match self.held.pop_front() {
-            Some(p) => p,
-            None => loop {
-                if let Incoming::Publish(p) = self.next_incoming().await {
-                    break p;
-                }
-            },
-        };
-        let topic = String::from_utf8_lossy(&p.topic).into_owned();
-        let json = match Packet::decode(&p.payload) {
-            Ok(packet) => self.registry.to_json(&packet),
-            Err(_) => json!({"raw": p.payload.len()}),
-        };
-        (topic, json)
-    }
-}
 
 fn hi(id: &str, to: &str, text: &str) -> Value {
     json!({"type": "message", "id": id, "conv": to, "text": text})

@@ -53,6 +53,24 @@ pub(crate) fn remove_target(
 }
 
 impl Tx<'_> {
+    /// Registers a device of an existing user that the hub sees for the first time (behind
+    /// an external broker with static credentials, devices are not registered at login).
+    /// A revoked device stays revoked.
+    fn ensure_device(&self, user: &UserId, device: &DeviceId, now: u64) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO devices (user_id, id, created_at)
+                 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?1)
+                 ON CONFLICT (user_id, id) DO NOTHING",
+            )?
+            .execute(params![
+                user.as_str(),
+                device.as_str(),
+                i64::try_from(now).unwrap_or(i64::MAX)
+            ])?;
+        Ok(())
+    }
+
     /// Records a device's connection (from its presence) and, when it connects, makes it
     /// active again.
     pub fn set_connected(
@@ -60,7 +78,11 @@ impl Tx<'_> {
         user: &UserId,
         device: &DeviceId,
         connected: bool,
+        now: u64,
     ) -> Result<(), StoreError> {
+        if connected {
+            self.ensure_device(user, device, now)?;
+        }
         self.conn()
             .prepare_cached(
                 "UPDATE devices SET connected = ?3, active = CASE WHEN ?3 AND NOT connected THEN 1 ELSE active END
@@ -87,7 +109,9 @@ impl Tx<'_> {
         user: &UserId,
         device: &DeviceId,
         active: bool,
+        now: u64,
     ) -> Result<(), StoreError> {
+        self.ensure_device(user, device, now)?;
         self.conn()
             .prepare_cached("UPDATE devices SET active = ?3 WHERE user_id = ?1 AND id = ?2")?
             .execute(params![user.as_str(), device.as_str(), active])?;
@@ -103,6 +127,7 @@ impl Tx<'_> {
         preview: bool,
         now: u64,
     ) -> Result<(), StoreError> {
+        self.ensure_device(user, device, now)?;
         let (address, topic, sandbox, p256dh, auth) = match target {
             PushTarget::Fcm { token } => (token, None, false, None, None),
             PushTarget::Apns {
@@ -295,9 +320,9 @@ mod tests {
         let tx = store.transaction().expect("tx");
         tx.set_push_target(&alice, &device("phone"), &fcm, false, 5)
             .expect("set");
-        tx.set_connected(&alice, &device("phone"), true)
+        tx.set_connected(&alice, &device("phone"), true, 5)
             .expect("state");
-        tx.set_active(&alice, &device("phone"), false)
+        tx.set_active(&alice, &device("phone"), false, 5)
             .expect("state");
         let devices = tx.push_devices(&alice).expect("list");
         assert_eq!(
@@ -311,10 +336,10 @@ mod tests {
             }]
         );
         // Disconnecting keeps the state; connecting again makes the device active.
-        tx.set_connected(&alice, &device("phone"), false)
+        tx.set_connected(&alice, &device("phone"), false, 5)
             .expect("state");
         assert!(!tx.push_devices(&alice).expect("list")[0].active);
-        tx.set_connected(&alice, &device("phone"), true)
+        tx.set_connected(&alice, &device("phone"), true, 5)
             .expect("state");
         assert!(tx.push_devices(&alice).expect("list")[0].active);
         // Replacing the target.

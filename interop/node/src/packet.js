@@ -123,9 +123,12 @@ const base64urlOf = (text, size) =>
 
 function pushTarget(p) {
   const { provider, address } = p.body;
-  if (provider === 'web-push' || provider === 'unified-push') {
+  if (provider === 'web-push') {
     const rest = address.startsWith('https://') ? address.slice(8) : null;
     if (!rest || rest.startsWith('/')) return 'address must be an https URL';
+  } else if (provider === 'unified-push') {
+    const rest = address.replace(/^https?:\/\//, '');
+    if (rest === address || !rest || rest.startsWith('/')) return 'address must be an http(s) URL';
   } else if (!address || /[\s\x00-\x1f]/.test(address)) {
     return 'address must be a token without spaces';
   }

@@ -196,10 +196,14 @@ def _base64url_of(text: str, size: int) -> bool:
 
 def _push_target(p: Packet) -> str | None:
     provider, address = p.body["provider"], p.body["address"]
-    if provider in ("web-push", "unified-push"):
+    if provider == "web-push":
         rest = address.removeprefix("https://")
         if rest == address or not rest or rest.startswith("/"):
             return "address must be an https URL"
+    elif provider == "unified-push":
+        rest = address.removeprefix("https://").removeprefix("http://")
+        if rest == address or not rest or rest.startswith("/"):
+            return "address must be an http(s) URL"
     elif not address or any(c.isspace() or ord(c) < 0x20 for c in address):
         return "address must be a token without spaces"
     if provider == "web-push":

@@ -127,8 +127,12 @@ fn check_register(packet: &Packet) -> Result<(), FieldError> {
             }
         }
         PushTarget::UnifiedPush { endpoint } => {
-            if !https(endpoint) {
-                return Err(FieldError::new(9, "address", "must be an https URL"));
+            // A distributor on a trusted network may be plain http; the server decides.
+            let plain = endpoint
+                .strip_prefix("http://")
+                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+            if !https(endpoint) && !plain {
+                return Err(FieldError::new(9, "address", "must be an http(s) URL"));
             }
         }
     }
@@ -406,9 +410,16 @@ mod tests {
     #[test]
     fn bad_registrations_are_refused() {
         let mut f = Fields::new();
-        f.set_uint(8, 3);
+        f.set_uint(8, 2);
         f.set_text(9, "http://10.0.0.1/hook");
+        f.set_text(12, P256DH);
+        f.set_text(13, AUTH);
         assert!(refused(f).contains("https"));
+
+        let mut f = Fields::new();
+        f.set_uint(8, 3);
+        f.set_text(9, "ftp://10.0.0.1/hook");
+        assert!(refused(f).contains("http"));
 
         let mut f = Fields::new();
         f.set_uint(8, 2);
