@@ -174,9 +174,11 @@ impl Groups {
                 GroupAction::Joined => {
                     known.standing = Some(Standing::Member);
                     // What happened between the invitation and the joining is not visible
-                    // to this user: the roster must be asked for.
-                    known.roster = None;
-                    known.queued.clear();
+                    // to this user: the roster must be asked for (unless it is already
+                    // being asked for, and this event waits for the answer).
+                    if !known.fetching {
+                        known.roster = None;
+                    }
                 }
                 GroupAction::Declined
                 | GroupAction::Cancelled
