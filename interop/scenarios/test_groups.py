@@ -111,6 +111,10 @@ def test_group_with_a_member_from_each_implementation(world: World) -> None:
         *sent,
     ]
     assert _python_view(pia, group) == expected
+    # The actor's own copies of group events carry its device, and the request's id on the
+    # event that request made (the invitations made with the creation have none).
+    created, invited = (pia.wait_for("durable", "group-event", conv=group, seq=n) for n in (1, 2))
+    assert (created.id, created.device, invited.id, invited.device) == (ack.id, "py", None, "py")
     # An invitee receives its own invitation, then everything from its joining on.
     noah_inbox = [e["packet"] for e in noah.received() if e["kind"] == "durable" and e["packet"]]
     assert _view(noah_inbox, group) == [e for e in expected if e[0] not in (1, 3)]
