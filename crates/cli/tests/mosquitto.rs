@@ -22,7 +22,7 @@ use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mqchat");
 const WAIT: Duration = Duration::from_secs(20);
-const USERS: [&str; 3] = ["alice", "bob", "carol"];
+const USERS: [&str; 4] = ["alice", "bob", "carol", "mallory"];
 
 /// Fails the test clearly when Mosquitto is not installed.
 fn require_mosquitto() {
@@ -636,73 +636,71 @@ impl Raw {
     }
 }
 
-/// A group through Mosquitto: created and joined with raw packets (the group commands of
-/// the SDK come separately), then a message from alice's SDK client fanned out by the hub to
-/// every member's inbox, and refused to an outsider.
+/// A group through Mosquitto with the SDK: alice creates it inviting bob and carol, they
+/// accept, alice's message reaches both (fanned out by the hub to their inboxes), and an
+/// outsider's message to the group is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_message_through_mosquitto() {
+    use mqchat_proto::body::GroupCreate;
+
     let deployment = Deployment::start();
-    let mut admin = Vec::new();
-    for user in USERS {
-        let mut raw = Raw::connect(&deployment, user, &format!("{user}:admin")).await;
-        raw.inbox(user, "admin").await;
-        admin.push(raw);
-    }
-    let [alice_admin, bob_admin, carol_admin] = &mut admin[..] else {
-        unreachable!("three users")
-    };
-    alice_admin
-        .publish_json(
-            "mq/up/alice/admin",
-            json!({"type": "group-create", "id": "0a03zkqvpmqg1", "name": "Crew", "invite": ["bob"]}),
-        )
-        .await;
-    let created = alice_admin
-        .receive("the group's creation", |e| e["action"] == "created")
-        .await;
-    let group = created["conv"].as_str().expect("group conv").to_owned();
-    bob_admin
-        .receive("bob's invitation", |e| e["action"] == "invited")
-        .await;
-    bob_admin
-        .publish_json(
-            "mq/up/bob/admin",
-            json!({"type": "group-join", "id": "0a03zkqvpmqj1", "conv": group, "action": "accept"}),
-        )
-        .await;
-    bob_admin
-        .receive("bob's joining", |e| {
-            e["action"] == "joined" && e["user"] == "bob"
+    let (alice, _alice_events) = deployment.connect("alice", "phone").await;
+    let (bob, mut bob_events) = deployment.connect("bob", "phone").await;
+    let (carol, mut carol_events) = deployment.connect("carol", "phone").await;
+    let created = alice
+        .create_group(GroupCreate {
+            name: "Crew".into(),
+            invite: vec![user("bob"), user("carol")],
+            ..GroupCreate::default()
+        })
+        .await
+        .expect("group created");
+    let group = created.group().expect("a group").clone();
+    for (member, events) in [(&bob, &mut bob_events), (&carol, &mut carol_events)] {
+        let invited = expect(events, "the invitation", |e| match e {
+            Event::Invitation {
+                group, by, name, ..
+            } => Some((group, by, name)),
+            _ => None,
         })
         .await;
+        assert_eq!(invited, (group.clone(), user("alice"), "Crew".to_owned()));
+        member
+            .accept_invitation(&group)
+            .await
+            .expect("invitation accepted");
+    }
 
-    let group = ConversationRef::parse(&group).expect("a group reference");
-    let (alice, _alice_events) = deployment.connect("alice", "phone").await;
-    let (_bob, mut bob_events) = deployment.connect("bob", "phone").await;
+    let conv = ConversationRef::Group(group.clone());
     let sent = alice
-        .send(group.clone(), Message::text("hello crew"))
+        .send(conv.clone(), Message::text("hello crew"))
         .await
         .expect("sent to the group");
-    let got = incoming(&mut bob_events).await;
-    assert_eq!(
-        got,
-        (
-            group.clone(),
-            sent.seq,
-            user("alice"),
-            "hello crew".to_owned()
-        )
-    );
+    for events in [&mut bob_events, &mut carol_events] {
+        let got = incoming(events).await;
+        assert_eq!(
+            got,
+            (
+                conv.clone(),
+                sent.seq,
+                user("alice"),
+                "hello crew".to_owned()
+            )
+        );
+    }
 
-    // carol is not a member: her message to the group is refused with an error reply.
-    carol_admin
+    // An outsider cannot write to the group (nor subscribe to its members' inboxes, which
+    // Mosquitto's ACL keeps to their owners).
+    let mut mallory = Raw::connect(&deployment, "mallory", "mallory:raw").await;
+    mallory.inbox("mallory", "raw").await;
+    mallory
         .publish_json(
-            "mq/up/carol/admin",
-            json!({"type": "message", "id": "0a03zkqvpmqc1", "conv": group.to_string(), "text": "let me in"}),
+            "mq/up/mallory/raw",
+            json!({"type": "message", "id": "0a03zkqvpmqc1", "conv": conv.to_string(), "text": "let me in"}),
         )
         .await;
-    let refused = carol_admin
-        .receive("carol's refusal", |e| e["type"] == "error")
+    let refused = mallory
+        .receive("the refusal", |e| e["type"] == "error")
         .await;
     assert!(refused["code"].as_u64().is_some(), "{refused}");
 }
