@@ -334,6 +334,58 @@ pub(crate) async fn presence(args: PresenceArgs) -> anyhow::Result<()> {
 }
 
 #[derive(clap::Args, Debug)]
+pub(crate) struct DevicesArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Revoke this device of yours (a lost phone): it is disconnected and cannot sign in again.
+    #[arg(long, value_name = "DEVICE")]
+    revoke: Option<String>,
+}
+
+/// `mqchat devices`: your devices, as the server knows them; `--revoke` one.
+pub(crate) async fn devices(args: DevicesArgs) -> anyhow::Result<()> {
+    let revoke = args
+        .revoke
+        .as_deref()
+        .map(DeviceId::parse)
+        .transpose()
+        .context("--revoke")?;
+    let (client, _events) = args
+        .connect
+        .connect(false, Presence::new(Availability::Available))
+        .await?;
+    let result = async {
+        if let Some(device) = &revoke {
+            client.revoke_device(device).await?;
+        }
+        client.devices().await
+    }
+    .await;
+    let _ = client.close().await;
+    let devices = result?;
+    if let Some(device) = revoke
+        && !args.connect.json()
+    {
+        println!("revoked {device}");
+    }
+    for d in devices {
+        if args.connect.json() {
+            println!(
+                "{}",
+                json!({"device": d.device.to_string(), "created": d.created, "last-login": d.last_login, "token": d.token})
+            );
+        } else {
+            let login = d
+                .last_login
+                .map_or_else(|| "never".to_owned(), |t| format!("last login {t}"));
+            let token = if d.token { ", device token" } else { "" };
+            println!("{}\t{login}{token}", d.device);
+        }
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
 pub(crate) struct ProfileArgs {
     #[command(flatten)]
     connect: ConnectArgs,

@@ -64,6 +64,8 @@ enum Command {
     Presence(client::PresenceArgs),
     /// Set your profile.
     Profile(client::ProfileArgs),
+    /// List your devices; revoke a lost one with --revoke.
+    Devices(client::DevicesArgs),
     /// Send, accept, decline, cancel or remove a contact request.
     Contact(client::ContactArgs),
     /// Chat interactively with someone (or in a #group).
@@ -133,6 +135,7 @@ fn main() -> ExitCode {
             Command::Conversations(args) => client::conversations(args).await,
             Command::Presence(args) => client::presence(args).await,
             Command::Profile(args) => client::profile(args).await,
+            Command::Devices(args) => client::devices(args).await,
             Command::Contact(args) => client::contact(args).await,
             Command::Chat(args) => chat::run(args).await,
             Command::Group(args) => group::run(args).await,

@@ -49,6 +49,7 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
             json!({"event": "connected", "session-present": session_present})
         }
         Event::Disconnected { reason } => json!({"event": "disconnected", "reason": reason}),
+        Event::Refused { reason } => json!({"event": "refused", "reason": reason}),
         Event::Message {
             conv,
             seq,
@@ -118,6 +119,9 @@ pub(crate) fn event_text(event: &Event) -> Option<String> {
     Some(match event {
         Event::Connected { .. } => "connected".into(),
         Event::Disconnected { reason } => format!("disconnected: {reason}"),
+        Event::Refused { reason } => {
+            format!("refused: {reason} (revoked device, changed password or disabled account?)")
+        }
         Event::Message {
             conv,
             seq,

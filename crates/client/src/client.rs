@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use mqchat_proto::body::{
-    AdminAction, Body, Contact, ContactAction, GroupAdmin, GroupCreate, GroupJoin, History,
-    HistoryResult, JoinAction, Message, Presence, Profile, Role, State, Sync, SyncResult,
+    AdminAction, Body, Contact, ContactAction, DeviceEntry, DeviceRevoke, GroupAdmin, GroupCreate,
+    GroupJoin, History, HistoryResult, JoinAction, Message, Mute, Presence, Profile, PushRegister,
+    PushUnregister, Role, State, Sync, SyncResult,
 };
 use mqchat_proto::{ConversationRef, DeviceId, DeviceIdentity, ErrorCode, GroupId, Packet, UserId};
 use tokio::sync::{mpsc, oneshot};
@@ -148,6 +149,55 @@ impl Client {
     pub async fn set_presence(&self, presence: Presence) -> Result<(), Error> {
         self.call(|reply| Command::SetPresence(presence, reply))
             .await
+    }
+
+    /// The user's devices that may connect (spec 7.12).
+    pub async fn devices(&self) -> Result<Vec<DeviceEntry>, Error> {
+        match self.answer(Command::Devices).await? {
+            Answer::Devices(devices) => Ok(devices),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Revokes one of the user's devices (a lost phone, a sold laptop): its credentials stop
+    /// working and its broker session is removed (spec 7.12). Unknown or already revoked
+    /// devices are refused with `not-found`. Revoking this device signs it out for good.
+    pub async fn revoke_device(&self, device: &DeviceId) -> Result<(), Error> {
+        let packet = DeviceRevoke {
+            device: device.clone(),
+        }
+        .to_packet();
+        self.done(packet).await
+    }
+
+    /// Registers (or replaces) where this device is woken while it is away or in the
+    /// background (spec 7.13).
+    pub async fn register_push(&self, register: PushRegister) -> Result<(), Error> {
+        self.done(register.to_packet()).await
+    }
+
+    /// Removes this device's push target: no more pushes to it.
+    pub async fn unregister_push(&self) -> Result<(), Error> {
+        self.done(PushUnregister.to_packet()).await
+    }
+
+    /// Mutes `conv` for the user (every device) until `until` (ms since the Unix epoch;
+    /// [`mqchat_proto::body::MUTED_FOREVER`] for good), or unmutes it with `None`: no pushes for it meanwhile.
+    /// The other devices see it in their sync entries (`muted_until`).
+    pub async fn mute(&self, conv: ConversationRef, until: Option<u64>) -> Result<(), Error> {
+        let mut packet = Mute {
+            until: until.unwrap_or(0),
+        }
+        .to_packet();
+        packet.conv = Some(conv);
+        self.done(packet).await
+    }
+
+    async fn done(&self, packet: Packet) -> Result<(), Error> {
+        match self.answer(|reply| Command::Request(packet, reply)).await? {
+            Answer::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Changes the user's profile: fields set replace the stored ones, an empty text clears

@@ -77,6 +77,10 @@ pub(crate) enum Command {
     GroupInfo(GroupId, Reply<Answer>),
     /// Ask who received and read a message.
     Receipt(ConversationRef, u64, Reply<Answer>),
+    /// Send a request the hub answers with a plain `ack`.
+    Request(Packet, Reply<Answer>),
+    /// Ask for the user's devices.
+    Devices(Reply<Answer>),
     /// Read where the device stands.
     State(Reply<SyncState>),
     /// Close the connection.
@@ -374,6 +378,14 @@ impl Driver {
                 let id = session.group_info(&group, now);
                 self.wait(id, reply);
             }
+            Command::Request(packet, reply) => {
+                let id = session.simple_request(packet, now);
+                self.wait(id, reply);
+            }
+            Command::Devices(reply) => {
+                let id = session.devices(now);
+                self.wait(id, reply);
+            }
             Command::Receipt(conv, seq, reply) => match session.receipt(conv, seq, now) {
                 Ok(Ok(receipt)) => {
                     let _ = reply.send(Ok(Answer::Receipt(receipt)));
@@ -446,6 +458,9 @@ impl Driver {
                 }
                 if self.closing.is_some() {
                     return true;
+                }
+                if error.is_auth() {
+                    self.session.handle_refused(error.to_string());
                 }
             }
             NetEvent::Publish { topic, payload } => match std::str::from_utf8(&topic) {

@@ -52,6 +52,13 @@ pub enum Event {
         /// Why, for logs.
         reason: String,
     },
+    /// A reconnection was refused for this device's credentials: the device was revoked
+    /// (spec 7.12), the password changed or the account was disabled. The client keeps
+    /// trying with backoff; an application usually closes it and asks the user to sign in.
+    Refused {
+        /// The broker's answer, for logs.
+        reason: String,
+    },
     /// A text message.
     Message {
         /// The conversation, named from this user's side.

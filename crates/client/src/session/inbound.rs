@@ -385,8 +385,10 @@ impl Session {
                     answer: Ok(answer),
                 });
             }
+            (Expect::ClientState, Reply::Done) => {}
             (
                 expect @ (Expect::Baseline
+                | Expect::ClientState
                 | Expect::CatchUp
                 | Expect::Fill { .. }
                 | Expect::GroupInfo {
@@ -408,6 +410,8 @@ impl Session {
                     Reply::Sync(result) => Ok(Answer::Sync(result)),
                     Reply::History(result) => Ok(Answer::History(result)),
                     Reply::GroupInfo(..) => Err(Error::protocol("an unexpected group-info result")),
+                    Reply::Done => Ok(Answer::Done),
+                    Reply::Devices(result) => Ok(Answer::Devices(result.devices)),
                     Reply::Refused(e) => Err(Error::hub_refused(e.code, e.detail)),
                     Reply::Unexpected(what) => {
                         tracing::warn!("{what}");

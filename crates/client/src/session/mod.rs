@@ -30,8 +30,8 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use mqchat_proto::body::{
-    Availability, Body, ChatState, Delivered, History, HistoryResult, Presence, Profile, Read,
-    State, Sync, SyncResult,
+    Availability, Body, ChatState, ClientState, Delivered, DeviceEntry, DeviceList, History,
+    HistoryResult, Presence, Profile, Read, State, Sync, SyncResult,
 };
 use mqchat_proto::{
     ConversationRef, DeviceIdentity, GroupId, IdGenerator, MessageId, Packet, PacketKind, Registry,
@@ -97,6 +97,10 @@ pub(crate) enum Answer {
     Group(Group),
     /// Who received and read a message.
     Receipt(Receipt),
+    /// The request was carried out.
+    Done,
+    /// The user's devices.
+    Devices(Vec<DeviceEntry>),
 }
 
 /// What the session asks of the driver.
@@ -622,11 +626,25 @@ impl Session {
         self.check_open()?;
         if self.subscriptions.set_active(active) {
             self.apply_subscriptions();
+            self.request(ClientState { active }.to_packet(), Expect::ClientState, now);
             if active && self.connected {
                 self.start_catch_up(now);
             }
         }
         Ok(())
+    }
+
+    /// A request the hub answers with a plain `ack` (spec 7.12, 7.13).
+    pub fn simple_request(&mut self, packet: Packet, now: Now) -> Result<MessageId, Error> {
+        self.check_open()?;
+        self.check(&packet)?;
+        Ok(self.request(packet, Expect::Done, now))
+    }
+
+    /// Asks for the user's devices.
+    pub fn devices(&mut self, now: Now) -> Result<MessageId, Error> {
+        self.check_open()?;
+        Ok(self.request(DeviceList.to_packet(), Expect::Devices, now))
     }
 
     fn apply_subscriptions(&mut self) {
@@ -699,8 +717,20 @@ impl Session {
             .unconfirmed()
             .map(|(_, entry)| entry.payload.clone())
             .collect();
+        let state_pending = self
+            .pending
+            .unconfirmed()
+            .any(|(_, entry)| entry.expect == Expect::ClientState);
         for payload in resend {
             self.publish_upstream(payload, Qos::AtLeastOnce);
+        }
+        // The hub takes a device that connects for active: one in the background says so.
+        if !self.subscriptions.is_active() && !state_pending {
+            self.request(
+                ClientState { active: false }.to_packet(),
+                Expect::ClientState,
+                now,
+            );
         }
         // A device that kept its state catches up on its first connection too.
         let reconnect = self.first_connected_ms.is_some() || self.token.is_some();
@@ -721,6 +751,11 @@ impl Session {
         if std::mem::replace(&mut self.connected, false) {
             self.emit(Event::Disconnected { reason });
         }
+    }
+
+    /// A reconnection was refused for the device's credentials.
+    pub fn handle_refused(&mut self, reason: String) {
+        self.emit(Event::Refused { reason });
     }
 
     /// The driver sent a SUBSCRIBE with this packet id (in the order they were asked for).
@@ -805,6 +840,11 @@ impl Session {
                 self.settle();
             }
             Expect::Baseline => tracing::warn!("could not sync: {error}"),
+            Expect::ClientState => {
+                tracing::warn!(
+                    "the hub did not take the client state (pushes may differ): {error}"
+                );
+            }
             Expect::GroupInfo {
                 group,
                 purpose: InfoFor::Session,

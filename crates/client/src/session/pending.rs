@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use mqchat_proto::body::{Ack, Body, ErrorReply, GroupInfoResult, HistoryResult, SyncResult};
+use mqchat_proto::body::{
+    Ack, Body, DeviceListResult, ErrorReply, GroupInfoResult, HistoryResult, SyncResult,
+};
 use mqchat_proto::{ConversationRef, DeviceIdentity, GroupId, MessageId, Packet, PacketKind};
 
 use crate::event::Sent;
@@ -41,6 +43,13 @@ pub(crate) enum Expect {
     /// A group request that changes the group (create, admin, join): confirmed by an
     /// `ack`, or by the copy of the group event it made on the durable inbox.
     GroupChange,
+    /// A request answered by a plain `ack` (device-revoke, push-register, push-unregister,
+    /// mute).
+    Done,
+    /// The application's `device-list`.
+    Devices,
+    /// The session's own `client-state` (spec 7.13).
+    ClientState,
     /// A `group-info` request.
     GroupInfo {
         /// The group asked about.
@@ -71,6 +80,8 @@ impl Expect {
                 | Self::Sync
                 | Self::History
                 | Self::GroupChange
+                | Self::Done
+                | Self::Devices
                 | Self::GroupInfo {
                     purpose: InfoFor::App | InfoFor::Receipt(_),
                     ..
@@ -103,6 +114,10 @@ pub(crate) enum Reply {
     History(HistoryResult),
     /// A group-info result, as of the group's event `seq`.
     GroupInfo(GroupInfoResult, u64),
+    /// The request was carried out.
+    Done,
+    /// The user's devices.
+    Devices(DeviceListResult),
     /// The hub refused the packet.
     Refused(ErrorReply),
     /// The reply does not fit the request: the hub broke the protocol.
@@ -144,6 +159,13 @@ pub(crate) fn read_reply(expect: &Expect, id: MessageId, reply: &Packet) -> Repl
             match GroupInfoResult::from_packet(reply) {
                 Ok(result) => Reply::GroupInfo(result, reply.seq.unwrap_or(0)),
                 Err(e) => Reply::Unexpected(format!("unreadable group-info result: {e}")),
+            }
+        }
+        (PacketKind::ACK, Expect::Done | Expect::ClientState) => Reply::Done,
+        (PacketKind::DEVICE_LIST_RESULT, Expect::Devices) => {
+            match DeviceListResult::from_packet(reply) {
+                Ok(result) => Reply::Devices(result),
+                Err(e) => Reply::Unexpected(format!("unreadable device list: {e}")),
             }
         }
         (PacketKind::ACK, Expect::Profile) => match reply.seq {

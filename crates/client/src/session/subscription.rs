@@ -103,6 +103,11 @@ impl Subscriptions {
         self.reconcile()
     }
 
+    /// Whether the device is active (its app in the foreground).
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
     /// Goes active or inactive; true if that changed anything.
     pub fn set_active(&mut self, active: bool) -> bool {
         std::mem::replace(&mut self.active, active) != active

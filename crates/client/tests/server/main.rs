@@ -3,6 +3,7 @@
 
 mod common;
 mod connection;
+mod devices;
 mod groups;
 mod messaging;
 mod presence;

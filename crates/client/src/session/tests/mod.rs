@@ -126,6 +126,8 @@ impl Device {
                             format!("sent {} seq={} dup={}", s.conv, s.seq, s.duplicate)
                         }
                         Ok(Answer::Version(v)) => format!("version {v}"),
+                        Ok(Answer::Done) => "done".to_owned(),
+                        Ok(Answer::Devices(d)) => format!("devices n={}", d.len()),
                         Ok(Answer::Sync(r)) => format!("sync token={}", r.token),
                         Ok(Answer::History(r)) => format!("history n={}", r.events.len()),
                         Ok(Answer::Group(g)) => format!(
@@ -175,6 +177,7 @@ fn show_event(event: &Event) -> String {
     match event {
         Event::Connected { session_present } => format!("connected present={session_present}"),
         Event::Disconnected { reason } => format!("disconnected {reason}"),
+        Event::Refused { reason } => format!("refused {reason}"),
         Event::Message {
             conv,
             seq,
@@ -697,9 +700,33 @@ fn inactive_devices_drop_ephemeral_subscriptions() {
     d.session.watch_presence(&bob_user, true).expect("open");
     assert_eq!(d.drain(), ["sub mq/pr/bob/+:0"]);
     d.session.set_active(false, now).expect("open");
-    assert_eq!(d.drain(), ["unsub mq/in/alice/e mq/pr/bob/+"]);
+    // The hub hears of it too (spec 7.13), so that it pushes to this device meanwhile.
+    assert_eq!(
+        d.drain(),
+        [
+            "unsub mq/in/alice/e mq/pr/bob/+",
+            r##"pub mq/up/alice/phone q1 {"type":"client-state","active":false,"id":"#1"}"##
+        ]
+    );
+    d.hub(REPLIES, r##"{"type":"ack","id":"#1"}"##);
+    // Reconnecting in the background: the hub takes a new connection for active, so the
+    // device says again that it is not.
+    d.session.handle_disconnected("cut".into());
+    d.session.handle_connected(true, now);
+    let out = d.drain();
+    assert!(
+        out.iter()
+            .any(|o| o.contains(r#""type":"client-state","active":false"#)),
+        "{out:?}"
+    );
     d.session.set_active(true, now).expect("open");
-    assert_eq!(d.drain(), ["sub mq/in/alice/e:0 mq/pr/bob/+:0"]);
+    let out = d.drain();
+    assert_eq!(out[0], "sub mq/in/alice/e:0 mq/pr/bob/+:0");
+    assert!(
+        out.iter()
+            .any(|o| o.contains(r#""type":"client-state","active":true"#)),
+        "{out:?}"
+    );
 }
 
 #[test]
