@@ -194,3 +194,73 @@ fn two_users_chat_through_the_cli() {
     );
     assert_eq!(code, 4, "server unreachable: {err}");
 }
+
+#[test]
+fn a_user_lists_and_revokes_devices() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    let (code, _, err) = run(
+        &[
+            "user",
+            "add",
+            "alice",
+            "--password-stdin",
+            "--data-dir",
+            data,
+        ],
+        Some("secret-a\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let server = Running::spawn(&[
+        "serve",
+        "--data-dir",
+        data,
+        "--listen-tcp",
+        "127.0.0.1:0",
+        "--listen-ws",
+        "off",
+    ]);
+    let banner = server.line_with("mqchat listening:");
+    let url = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("mqtt://"))
+        .expect("tcp url")
+        .to_owned();
+    let login = ["--server", &url, "-u", "alice", "-p", "secret-a"];
+    // The old laptop signed in once.
+    let (code, _, err) = run(
+        &[
+            &["send"][..],
+            &login,
+            &["--device", "laptop", "alice", "note to self"],
+        ]
+        .concat(),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(
+        &[&["devices"][..], &login, &["--device", "phone"]].concat(),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let listed: Vec<&str> = out.lines().filter_map(|l| l.split('\t').next()).collect();
+    assert_eq!(listed, ["laptop", "phone"], "{out}");
+    let (code, out, err) = run(
+        &[
+            &["devices"][..],
+            &login,
+            &["--device", "phone", "--revoke", "laptop"],
+        ]
+        .concat(),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("revoked laptop\nphone\t"), "{out}");
+    // The laptop cannot sign in any more (exit code 3: refused credentials).
+    let (code, _, err) = run(
+        &[&["send"][..], &login, &["--device", "laptop", "alice", "x"]].concat(),
+        None,
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(server.terminate().success());
+}
