@@ -24,7 +24,7 @@ impl Sent {
     pub fn group(&self) -> Option<&GroupId> {
         match &self.conv {
             ConversationRef::Group(group) => Some(group),
-            ConversationRef::Direct(_) => None,
+            ConversationRef::Direct(_) | ConversationRef::Sip(_) => None,
         }
     }
 }

@@ -284,6 +284,11 @@ impl Engine {
             Route::Marker => self.marker(tx, now, &inbound, out),
             Route::Signal => self.signal(tx, &inbound, out),
             Route::Request => self.request(tx, now, &inbound, out),
+            Route::Sip => Err(refuse(
+                &inbound,
+                ErrorCode::UNSUPPORTED,
+                "this hub has no SIP proxy (spec 7.14)",
+            )),
         }
     }
 
@@ -317,6 +322,11 @@ impl Engine {
                     format!("no group #{gid}"),
                 )),
             },
+            Some(ConversationRef::Sip(address)) => Err(refuse(
+                inbound,
+                ErrorCode::UNSUPPORTED,
+                format!("this hub has no SIP gateway to reach {address}"),
+            )),
             None => Err(refuse(
                 inbound,
                 ErrorCode::INVALID,

@@ -60,6 +60,58 @@ const ID: &str = "0a03zkqvpmqsw";
 const ID2: &str = "0a03zkqvpmqsx";
 const TS: u64 = 1_790_000_000_000;
 
+const SIP_INVITE: &str = "INVITE sip:bob@localhost SIP/2.0\r\n\
+Via: SIP/2.0/MQTT phone.alice.invalid;branch=z9hG4bK776asdhds\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:bob@localhost>\r\n\
+From: <sip:alice@localhost>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@phone.alice.invalid\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:alice@localhost;gr=phone>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 94\r\n\
+\r\n\
+v=0\r\n\
+o=alice 1 1 IN IP4 192.0.2.10\r\n\
+s=-\r\n\
+c=IN IP4 192.0.2.10\r\n\
+t=0 0\r\n\
+m=audio 49170 RTP/AVP 0\r\n";
+
+const SIP_RINGING: &str = "SIP/2.0 180 Ringing\r\n\
+Via: SIP/2.0/MQTT phone.alice.invalid;branch=z9hG4bK776asdhds\r\n\
+To: <sip:bob@localhost>;tag=a6c85cf\r\n\
+From: <sip:alice@localhost>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@phone.alice.invalid\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:bob@localhost;gr=phone>\r\n\
+Content-Length: 0\r\n\
+\r\n";
+
+const SIP_MESSAGE_IN: &str = "MESSAGE sip:bob@localhost SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bK.c1;received=192.0.2.20;rport=5060\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:bob@localhost>\r\n\
+From: <sip:carol@example.net>;tag=49583\r\n\
+Call-ID: m1@192.0.2.20\r\n\
+CSeq: 1 MESSAGE\r\n\
+Content-Type: text/plain\r\n\
+Content-Length: 9\r\n\
+\r\n\
+Hello Bob";
+
+const SIP_MESSAGE_OUT: &str = "MESSAGE sip:carol@example.net SIP/2.0\r\n\
+Via: SIP/2.0/MQTT hub.localhost;branch=z9hG4bK.h7\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:carol@example.net>\r\n\
+From: <sip:bob@localhost>;tag=h7t\r\n\
+Call-ID: 0a03zkqvpmqsw@hub.localhost\r\n\
+CSeq: 1 MESSAGE\r\n\
+Content-Type: text/plain\r\n\
+Content-Length: 8\r\n\
+\r\n\
+Hi Carol";
+
 type Valid = (
     &'static str,
     &'static str,
@@ -500,6 +552,67 @@ fn valid() -> Vec<Valid> {
             Some("request"),
         ),
         (
+            "sip-invite-upstream",
+            "alice's phone calls bob: a SIP INVITE with an SDP offer, over MQTT to the hub",
+            up,
+            json!({"type": "sip", "message": SIP_INVITE}),
+            Some("sip"),
+        ),
+        (
+            "sip-ringing-to-device",
+            "the hub forwards bob's 180 Ringing to alice's phone on its reply topic",
+            "mq/in/alice/r/phone",
+            json!({"type": "sip", "message": SIP_RINGING}),
+            None,
+        ),
+        (
+            "sip-gateway-in",
+            "the gateway hands the hub a SIP MESSAGE from carol, received from peer pbx",
+            "mq/gw/sip/in",
+            json!({"type": "sip", "message": SIP_MESSAGE_IN, "peer": "pbx", "source": "udp:192.0.2.20:5060"}),
+            None,
+        ),
+        (
+            "sip-gateway-out",
+            "the hub asks the gateway to send bob's reply to carol as a SIP MESSAGE",
+            "mq/gw/sip/out",
+            json!({"type": "sip", "message": SIP_MESSAGE_OUT, "destination": "udp:192.0.2.20:5060"}),
+            None,
+        ),
+        (
+            "call-answered-delivered",
+            "the record of alice's call, answered on bob's phone after 4 s, 90 s long, as bob receives it",
+            "mq/in/bob/d",
+            json!({"type": "call", "conv": "alice", "seq": 43, "ts": TS + 94_000,
+                   "call-id": "a84b4c76e66710@phone.alice.invalid", "outcome": "answered",
+                   "started": TS, "answered": TS + 4_000, "ended": TS + 94_000,
+                   "duration": 90_000, "answered-by": "phone", "media": ["audio"]}),
+            None,
+        ),
+        (
+            "call-missed-own-copy",
+            "a call alice made that bob did not answer, as alice's devices receive it",
+            "mq/in/alice/d",
+            json!({"type": "call", "conv": "bob", "seq": 44, "ts": TS + 60_000, "from": "alice",
+                   "call-id": "b5c3@phone.alice.invalid", "outcome": "missed",
+                   "started": TS, "ended": TS + 60_000, "media": ["audio", "video"]}),
+            None,
+        ),
+        (
+            "message-sip-upstream",
+            "bob answers carol, an address outside mqchat reached through the SIP gateway",
+            bob_up,
+            json!({"type": "message", "id": ID, "conv": "sip:carol@example.net", "text": "Hi Carol"}),
+            Some("event"),
+        ),
+        (
+            "message-sip-delivered",
+            "carol's SIP MESSAGE as bob receives it, in his conversation with her address",
+            "mq/in/bob/d",
+            json!({"type": "message", "conv": "sip:carol@example.net", "seq": 1, "ts": TS, "text": "Hello Bob"}),
+            None,
+        ),
+        (
             "reaction-as-unknown",
             "a reaction (registered extension 128) seen by a registry without the extension",
             up,
@@ -790,6 +903,54 @@ fn invalid() -> Vec<Invalid> {
             "a group needs a name",
             up,
             "a3 001820 011b05007f9df76a5f3c 0860",
+            "invalid",
+            None,
+        ),
+        (
+            "call-upstream",
+            "only the hub makes call records",
+            up,
+            "a6 001851 0263626f62 0861 78 0901 0a00 0c01",
+            "wrong-topic",
+            None,
+        ),
+        (
+            "sip-no-message",
+            "a sip packet without its SIP message",
+            up,
+            "a1 001850",
+            "invalid",
+            None,
+        ),
+        (
+            "sip-gateway-keys",
+            "a device may not claim to be a gateway peer (key 9)",
+            up,
+            "a3 001850 08 6a4f5054494f4e53202a20 09 63706278",
+            "invalid",
+            None,
+        ),
+        (
+            "conv-sip-default-port",
+            "a SIP address with the default port 5060 is not in its canonical form",
+            up,
+            "a4 0001 011b05007f9df76a5f3c 02 781a7369703a6361726f6c406578616d706c652e6e65743a35303630 08624869",
+            "invalid",
+            None,
+        ),
+        (
+            "conv-sip-upper-host",
+            "the host of a SIP address conversation is lower case",
+            up,
+            "a4 0001 011b05007f9df76a5f3c 02 75 7369703a6361726f6c404578616d706c652e6e6574 08624869",
+            "invalid",
+            None,
+        ),
+        (
+            "contact-sip",
+            "contact requests are between mqchat users, not SIP addresses",
+            up,
+            "a4 0005 011b05007f9df76a5f3c 02 75 7369703a6361726f6c406578616d706c652e6e6574 0800",
             "invalid",
             None,
         ),

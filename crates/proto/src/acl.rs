@@ -96,7 +96,9 @@ fn authorize_publish(root: &TopicRoot, me: &DeviceIdentity, retain: bool, topic:
         }
         Ok(Topic::Presence { user, device }) if owns(&user, &device) => Decision::Allow,
         Ok(Topic::Upstream { .. } | Topic::Presence { .. }) => Decision::Deny(Denial::NotOwner),
-        Ok(Topic::Inbox { .. } | Topic::Profile { .. }) => Decision::Deny(Denial::HubOnly),
+        Ok(Topic::Inbox { .. } | Topic::Profile { .. } | Topic::Gateway { .. }) => {
+            Decision::Deny(Denial::HubOnly)
+        }
         Err(_) => Decision::Deny(Denial::NotMqchat),
     }
 }
@@ -117,7 +119,7 @@ fn authorize_subscribe(root: &TopicRoot, me: &DeviceIdentity, filter: &str) -> D
     match (branch, owner) {
         ("#" | "+", _) => Decision::Deny(Denial::Wildcard),
         ("pf", _) => Decision::Allow,
-        ("up", _) => Decision::Deny(Denial::HubOnly),
+        ("up" | "gw", _) => Decision::Deny(Denial::HubOnly),
         ("in" | "pr", None) => Decision::Deny(Denial::NotMqchat),
         ("in" | "pr", Some(owner)) if is_wild(owner) => Decision::Deny(Denial::Wildcard),
         ("in", Some(owner)) if owner == me.user.as_str() => Decision::Allow,
@@ -207,6 +209,9 @@ mod tests {
         check(PUB, "mq/in/alice/d", deny(Denial::HubOnly));
         check(PUB, "mq/in/alice/r/phone", deny(Denial::HubOnly));
         check(PUB, "mq/up/+/phone", deny(Denial::NotMqchat));
+        check(PUB, "mq/gw/sip/in", deny(Denial::HubOnly));
+        check(PUB, "mq/gw/sip/out", deny(Denial::HubOnly));
+        check(PUB, "mq/gw/+/in", deny(Denial::NotMqchat));
         check(PUB, "other/topic", deny(Denial::NotMqchat));
         check(PUB, "$SYS/x", deny(Denial::NotMqchat));
     }
@@ -230,6 +235,9 @@ mod tests {
         check(SUB, "+/in/alice/d", deny(Denial::Wildcard));
         check(SUB, "mq/up/alice/phone", deny(Denial::HubOnly));
         check(SUB, "mq/up/+/+", deny(Denial::HubOnly));
+        check(SUB, "mq/gw/sip/in", deny(Denial::HubOnly));
+        check(SUB, "mq/gw/+/out", deny(Denial::HubOnly));
+        check(SUB, "$share/g/mq/gw/#", deny(Denial::HubOnly));
         check(SUB, "mq/pr/alice/+", ALLOW);
         check(
             SUB,

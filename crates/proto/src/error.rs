@@ -63,6 +63,8 @@ codes! {
     INTERNAL = 11, "internal";
     /// An invitation or acceptance would pass the maximum group size.
     GROUP_FULL = 32, "group-full";
+    /// A message to a SIP address was stored but the SIP peer refused it or never answered.
+    NOT_DELIVERED = 80, "not-delivered";
 }
 
 impl fmt::Debug for ErrorCode {

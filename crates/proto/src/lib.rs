@@ -21,7 +21,10 @@ pub use acl::{Access, Decision, Denial, Principal, authorize};
 pub use body::Body;
 pub use error::{DecodeError, ErrorCode, FieldError};
 pub use id::{IdGenerator, MessageId};
-pub use identity::{ConversationRef, DeviceId, DeviceIdentity, GroupId, IdentityError, UserId};
+pub use identity::{
+    ConversationRef, DeviceId, DeviceIdentity, GatewayName, GroupId, IdentityError, SipAddress,
+    UserId,
+};
 pub use packet::{Fields, Packet, PacketKind};
 pub use provider::{FieldSpec, FieldType, Provider, Registry, Routing, SchemaProvider};
-pub use topic::{InboxBranch, Topic, TopicError, TopicRoot};
+pub use topic::{GatewayDirection, InboxBranch, Topic, TopicError, TopicRoot};

@@ -70,6 +70,10 @@ impl PacketKind {
     pub const PUSH_UNREGISTER: Self = Self(69);
     /// Mutes a conversation for the user until a time.
     pub const MUTE: Self = Self(70);
+    /// One SIP message between a device (or the SIP gateway) and the hub.
+    pub const SIP: Self = Self(80);
+    /// The record of a call (made by the hub, archived in the conversation).
+    pub const CALL: Self = Self(81);
     /// The range reserved for group packets (32 to 63).
     pub const GROUP_RANGE: std::ops::RangeInclusive<u32> = 32..=63;
     /// First number third parties may use without registering (1024 and up).

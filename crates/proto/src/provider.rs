@@ -37,6 +37,9 @@ pub enum Routing {
     Reply,
     /// Published by a device on its own presence topic; refused upstream.
     Presence,
+    /// A SIP message for the hub's SIP proxy (spec 7.14): routed by its SIP headers, never
+    /// stored. Upstream it needs neither `id` nor `conv`.
+    Sip,
 }
 
 /// The value type of a field, with its limits.
@@ -67,6 +70,13 @@ pub enum FieldType {
     Users {
         /// Maximum number of items.
         max_items: usize,
+    },
+    /// An array of texts.
+    Texts {
+        /// Maximum number of items.
+        max_items: usize,
+        /// Maximum length of each, in bytes.
+        max_bytes: usize,
     },
     /// A conversation reference.
     Conv,
@@ -424,7 +434,9 @@ impl Registry {
                 let n = fields.uint(k).ok()??;
                 Value::from(*names.get(usize::try_from(n).ok()?)?)
             }
-            FieldType::Users { .. } => Value::from(fields.texts(k).ok()??),
+            FieldType::Users { .. } | FieldType::Texts { .. } => {
+                Value::from(fields.texts(k).ok()??)
+            }
             FieldType::Any => Value::from(hex(fields.raw(k)?)),
             FieldType::Packet => {
                 let raw = fields.raw(k)?;
@@ -600,7 +612,7 @@ impl Registry {
                     .ok_or_else(|| wrong(&format!("one of {names:?}")))?;
                 fields.set_uint(k, index as u64);
             }
-            FieldType::Users { .. } => {
+            FieldType::Users { .. } | FieldType::Texts { .. } => {
                 let items = value.as_array().ok_or_else(|| wrong("an array"))?;
                 let texts = items
                     .iter()
@@ -710,6 +722,24 @@ pub fn validate_fields(fields: &Fields, schema: &[FieldSpec]) -> Result<(), Fiel
                 }
                 for item in items {
                     UserId::parse(item).map_err(|e| err(e.to_string()))?;
+                }
+            }
+            FieldType::Texts {
+                max_items,
+                max_bytes,
+            } => {
+                let items = fields.texts(k).map_err(with_name)?.unwrap_or_default();
+                if items.len() > max_items {
+                    return Err(err(format!(
+                        "has {} items, at most {max_items} allowed",
+                        items.len()
+                    )));
+                }
+                if let Some(long) = items.iter().find(|t| t.len() > max_bytes) {
+                    return Err(err(format!(
+                        "has an item of {} bytes, at most {max_bytes} allowed",
+                        long.len()
+                    )));
                 }
             }
             FieldType::Any => {}

@@ -7,12 +7,14 @@
 //! {root}/in/{user}/r/{device}    hub → one device  replies: acks, errors, query results
 //! {root}/pr/{user}/{device}      device → contacts presence (retained; will = offline)
 //! {root}/pf/{user}               hub → everyone    profile (retained)
+//! {root}/gw/{gateway}/in          gateway → hub     SIP from the outside world (hub-internal)
+//! {root}/gw/{gateway}/out         hub → gateway     SIP to the outside world (hub-internal)
 //! ```
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::identity::{DeviceId, IdentityError, UserId};
+use crate::identity::{DeviceId, GatewayName, IdentityError, UserId};
 
 /// Why a topic or root is not valid, or not one of mqchat's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,6 +84,23 @@ impl TopicRoot {
             }
             Topic::Presence { user, device } => format!("{r}/pr/{user}/{device}"),
             Topic::Profile { user } => format!("{r}/pf/{user}"),
+            Topic::Gateway {
+                gateway,
+                direction: GatewayDirection::In,
+            } => format!("{r}/gw/{gateway}/in"),
+            Topic::Gateway {
+                gateway,
+                direction: GatewayDirection::Out,
+            } => format!("{r}/gw/{gateway}/out"),
+        }
+    }
+
+    /// The filter the hub subscribes to for what every SIP gateway received, shared between
+    /// hub instances through `$share/{group}/` (or plain when `group` is `None`).
+    pub fn gateway_in_filter(&self, group: Option<&str>) -> String {
+        match group {
+            Some(group) => format!("$share/{group}/{}/gw/+/in", self.0),
+            None => format!("{}/gw/+/in", self.0),
         }
     }
 
@@ -131,6 +150,14 @@ impl TopicRoot {
             },
             ["pf", user] => Topic::Profile {
                 user: UserId::parse(user)?,
+            },
+            ["gw", gateway, "in"] => Topic::Gateway {
+                gateway: GatewayName::parse(gateway)?,
+                direction: GatewayDirection::In,
+            },
+            ["gw", gateway, "out"] => Topic::Gateway {
+                gateway: GatewayName::parse(gateway)?,
+                direction: GatewayDirection::Out,
             },
             _ => return Err(unknown()),
         };
@@ -185,6 +212,22 @@ pub enum Topic {
         /// The user.
         user: UserId,
     },
+    /// Between the hub and its SIP gateway; only the hub's own clients use it.
+    Gateway {
+        /// The gateway's name.
+        gateway: GatewayName,
+        /// Which way.
+        direction: GatewayDirection,
+    },
+}
+
+/// The direction of a gateway topic.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum GatewayDirection {
+    /// Gateway → hub: what the gateway received from SIP peers.
+    In,
+    /// Hub → gateway: what the gateway sends to SIP peers.
+    Out,
 }
 
 /// The branches of a user's inbox.
@@ -259,6 +302,23 @@ mod tests {
             },
         );
         check("mq", "mq/pf/alice", &Topic::Profile { user: a });
+        let gateway = GatewayName::parse("sip").expect("valid");
+        check(
+            "mq",
+            "mq/gw/sip/in",
+            &Topic::Gateway {
+                gateway: gateway.clone(),
+                direction: GatewayDirection::In,
+            },
+        );
+        check(
+            "mq",
+            "mq/gw/sip/out",
+            &Topic::Gateway {
+                gateway,
+                direction: GatewayDirection::Out,
+            },
+        );
     }
 
     #[test]
@@ -273,6 +333,9 @@ mod tests {
             "mq/up/Alice/phone",
             "mq/up/+/phone",
             "mq/pf/#",
+            "mq/gw/sip",
+            "mq/gw/sip/x",
+            "mq/gw/+/in",
             "mqx/up/alice/phone",
             "other/up/alice/phone",
             "mq",

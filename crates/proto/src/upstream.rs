@@ -6,13 +6,13 @@
 //! its schema, and its type may travel upstream with the envelope fields its route needs.
 //! Envelope fields only the hub may set (`seq`, `ts`, `from`, `device`) are dropped.
 
-use crate::body::{Body, ErrorReply};
+use crate::body::{Body, ErrorReply, GATEWAY_KEYS, Sip};
 use crate::error::ErrorCode;
 use crate::id::MessageId;
-use crate::identity::{ConversationRef, DeviceIdentity};
+use crate::identity::{ConversationRef, DeviceIdentity, GatewayName};
 use crate::packet::{Packet, PacketKind};
 use crate::provider::{Registry, Routing};
-use crate::topic::{Topic, TopicRoot};
+use crate::topic::{GatewayDirection, Topic, TopicRoot};
 
 /// What the hub does with an accepted upstream packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub enum Route {
     Signal,
     /// Answer on the device's reply topic.
     Request,
+    /// A SIP message for the hub's SIP proxy; never stored.
+    Sip,
 }
 
 /// An upstream packet that passed every check that needs no storage.
@@ -119,6 +121,7 @@ pub fn accept(
         Some(Routing::Marker) => Route::Marker,
         Some(Routing::Signal) => Route::Signal,
         Some(Routing::Request) => Route::Request,
+        Some(Routing::Sip) => Route::Sip,
         Some(Routing::Reply) => {
             return Err(refuse(
                 ErrorCode::WRONG_TOPIC,
@@ -167,12 +170,67 @@ pub fn accept(
     if let Err(e) = registry.validate(&packet) {
         return Err(refuse(ErrorCode::INVALID, e.to_string(), &packet));
     }
+    if route == Route::Sip
+        && let Some(key) = GATEWAY_KEYS
+            .into_iter()
+            .find(|k| packet.body().contains(*k))
+    {
+        return Err(refuse(
+            ErrorCode::INVALID,
+            format!("field {key} of a sip packet is set by the gateway only"),
+            &packet,
+        ));
+    }
     Ok(Inbound {
         sender,
         packet,
         route,
         known: provider.is_some(),
     })
+}
+
+/// A SIP message the hub received from its gateway on `{root}/gw/{gateway}/in`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayInbound {
+    /// The gateway, from the topic.
+    pub gateway: GatewayName,
+    /// The message, with the peer it came from and its source address.
+    pub sip: Sip,
+}
+
+/// Checks one PUBLISH the hub received on a gateway's `in` topic (spec 7.14): the topic, the
+/// size, a `sip` packet with `peer` and `source`. The gateway is the hub's own component, so
+/// a refusal has no one to answer: the caller logs the returned reason.
+pub fn accept_gateway(
+    registry: &Registry,
+    root: &TopicRoot,
+    topic: &str,
+    payload: &[u8],
+    max_payload: usize,
+) -> Result<GatewayInbound, String> {
+    let gateway = match root.parse_topic(topic) {
+        Ok(Topic::Gateway {
+            gateway,
+            direction: GatewayDirection::In,
+        }) => gateway,
+        _ => return Err(format!("{topic:?} is not a gateway's in topic")),
+    };
+    if payload.len() > max_payload {
+        return Err(format!(
+            "payload is {} bytes, at most {max_payload} accepted",
+            payload.len()
+        ));
+    }
+    let packet = Packet::decode(payload).map_err(|e| e.to_string())?;
+    if packet.kind != PacketKind::SIP {
+        return Err(format!("packet type {} on a gateway topic", packet.kind.0));
+    }
+    registry.validate(&packet).map_err(|e| e.to_string())?;
+    let sip = Sip::from_packet(&packet).map_err(|e| e.to_string())?;
+    if sip.peer.is_none() || sip.source.is_none() {
+        return Err("a sip packet from the gateway needs peer and source".into());
+    }
+    Ok(GatewayInbound { gateway, sip })
 }
 
 fn reject(sender: Option<DeviceIdentity>, code: ErrorCode, detail: String) -> Rejection {
@@ -285,6 +343,54 @@ mod tests {
         )
         .expect_err("bad");
         assert_eq!(err.code, ErrorCode::MALFORMED);
+    }
+
+    #[test]
+    fn sip_packets() {
+        let sip = Sip::new("OPTIONS sip:bob@localhost SIP/2.0\r\n\r\n").to_packet();
+        let inbound = accept_at(UP, &sip).expect("valid");
+        assert_eq!(inbound.route, Route::Sip);
+        let mut forged = Sip::new("OPTIONS sip:bob@localhost SIP/2.0\r\n\r\n");
+        forged.peer = Some("pbx".into());
+        assert_eq!(code_of(UP, &forged.to_packet()), ErrorCode::INVALID);
+        let call = crate::body::Call {
+            call_id: "x".into(),
+            outcome: crate::body::CallOutcome::Missed,
+            started: 1,
+            answered: None,
+            ended: 2,
+            duration: None,
+            answered_by: None,
+            media: vec![],
+        };
+        let mut call = call.to_packet();
+        call.conv = ConversationRef::parse("bob").ok();
+        assert_eq!(code_of(UP, &call), ErrorCode::WRONG_TOPIC);
+        // Nothing sent to a gateway topic passes the device edge.
+        assert_eq!(code_of("mq/gw/sip/in", &sip), ErrorCode::WRONG_TOPIC);
+    }
+
+    #[test]
+    fn gateway_packets() {
+        let registry = Registry::with_core();
+        let root = TopicRoot::default();
+        let mut sip = Sip::new("MESSAGE sip:bob@localhost SIP/2.0\r\n\r\n");
+        sip.peer = Some("pbx".into());
+        sip.source = Some("udp:127.0.0.1:5070".into());
+        let payload = sip.to_packet().encode();
+        let inbound =
+            accept_gateway(&registry, &root, "mq/gw/sip/in", &payload, 4096).expect("valid");
+        assert_eq!(inbound.gateway.as_str(), "sip");
+        assert_eq!(inbound.sip, sip);
+        for topic in ["mq/gw/sip/out", "mq/up/alice/phone", "mq/gw/SIP/in"] {
+            assert!(accept_gateway(&registry, &root, topic, &payload, 4096).is_err());
+        }
+        assert!(accept_gateway(&registry, &root, "mq/gw/sip/in", &payload, 10).is_err());
+        let bare = Sip::new("MESSAGE sip:bob@localhost SIP/2.0\r\n\r\n");
+        let bare = bare.to_packet().encode();
+        assert!(accept_gateway(&registry, &root, "mq/gw/sip/in", &bare, 4096).is_err());
+        let message = message().encode();
+        assert!(accept_gateway(&registry, &root, "mq/gw/sip/in", &message, 4096).is_err());
     }
 
     #[test]

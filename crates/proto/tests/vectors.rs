@@ -48,6 +48,7 @@ fn route_name(route: Route) -> &'static str {
         Route::Marker => "marker",
         Route::Signal => "signal",
         Route::Request => "request",
+        Route::Sip => "sip",
     }
 }
 

@@ -6,12 +6,12 @@
  * the error this check must produce.
  */
 
-import { PacketError, ROUTE_NEEDS, TYPES, decodePacket } from './packet.js';
+import { PacketError, ROUTE_NEEDS, SIP_GATEWAY_FIELDS, TYPES, decodePacket } from './packet.js';
 
 export const DEFAULT_MAX_PAYLOAD = 65536;
 
 /**
- * Returns `{ packet, route }` (route `event`, `marker`, `signal` or `request`), or throws
+ * Returns `{ packet, route }` (route `event`, `marker`, `signal`, `request` or `sip`), or throws
  * PacketError with the code the hub answers.
  */
 export function checkUpstream(topics, topic, payload, maxPayload = DEFAULT_MAX_PAYLOAD) {
@@ -32,5 +32,7 @@ export function checkUpstream(topics, topic, payload, maxPayload = DEFAULT_MAX_P
   }
   const missing = needs.filter((name) => packet[name] === null);
   if (missing.length > 0) throw new PacketError('invalid', `a ${route} needs ${missing.join(' and ')}`);
+  const forged = route === 'sip' ? SIP_GATEWAY_FIELDS.filter((name) => name in packet.body) : [];
+  if (forged.length > 0) throw new PacketError('invalid', `${forged.join(' and ')} of a sip packet are set by the gateway only`);
   return { packet, route };
 }

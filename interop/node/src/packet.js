@@ -28,7 +28,7 @@ export class PacketError extends Error {
 /** Error codes (section 14); a receiver shows an unknown code as `internal`. */
 export const ERROR_NAMES = {
   1: 'malformed', 2: 'invalid', 3: 'too-large', 4: 'wrong-topic', 5: 'unsupported', 6: 'no-such-user',
-  7: 'forbidden', 8: 'not-found', 9: 'conflict', 10: 'rate-limited', 11: 'internal', 32: 'group-full',
+  7: 'forbidden', 8: 'not-found', 9: 'conflict', 10: 'rate-limited', 11: 'internal', 32: 'group-full', 80: 'not-delivered',
 };
 
 /** One packet: its type number, envelope, known body fields by name, and kept keys. */
@@ -94,7 +94,10 @@ const ENVELOPE = [
 ];
 
 /** What the envelope of an upstream packet needs for its route (section 7). */
-export const ROUTE_NEEDS = { event: ['id', 'conv'], marker: ['conv'], signal: ['conv'], request: ['id'] };
+export const ROUTE_NEEDS = { event: ['id', 'conv'], marker: ['conv'], signal: ['conv'], request: ['id'], sip: [] };
+
+/** Fields of a `sip` packet that only the hub's gateway link sets (section 7.14). */
+export const SIP_GATEWAY_FIELDS = ['peer', 'source', 'destination'];
 
 const oneOf = (...names) => (p) => {
   const present = names.filter((n) => n in p.body);
@@ -257,6 +260,16 @@ export const TYPES = new Map([
   ], { rules: [pushTarget] }),
   type(69, 'push-unregister', 'request', []),
   type(70, 'mute', 'request', [field(8, 'until', TIME, true)], { rules: [needsConv] }),
+  type(80, 'sip', 'sip', [
+    field(8, 'message', text(32768), true), field(9, 'peer', text(64)), field(10, 'source', text(128)),
+    field(11, 'destination', text(128)),
+  ], { rules: [(p) => (p.body.message === '' ? 'the SIP message must not be empty' : null)] }),
+  type(81, 'call', 'hub', [
+    field(8, 'call-id', text(256), true),
+    field(9, 'outcome', new Choice(['answered', 'missed', 'declined', 'busy', 'cancelled', 'failed']), true),
+    field(10, 'started', TIME, true), field(11, 'answered', TIME), field(12, 'ended', TIME, true), field(13, 'duration', TIME),
+    field(14, 'answered-by', new Text({ pattern: DEVICE_ID })), field(15, 'media', new ListOf(text(32), 8)),
+  ]),
 ].map((t) => [t.number, t]));
 
 export const TYPE_NUMBERS = Object.fromEntries([...TYPES.values()].map((t) => [t.name, t.number]));

@@ -11,7 +11,12 @@ import * as cbor from './cbor.js';
 
 export const USER_ID = /^[a-z0-9][a-z0-9._-]{0,31}$/;
 export const DEVICE_ID = /^[a-z0-9][a-z0-9_-]{0,15}$/;
-export const CONV = /^#?[a-z0-9][a-z0-9._-]{0,31}$/;
+/**
+ * An address outside mqchat in its canonical form (section 2): `sip:user@host[:port]`,
+ * lower-case host, no port 5060, no parameters, at most 128 bytes.
+ */
+export const SIP_ADDRESS = /^(?=.{7,128}$)sip:[A-Za-z0-9\-_.!~*'()%&=+$,]+@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::(?!5060$)(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?$/;
+export const CONV = new RegExp(`^(?:#?[a-z0-9][a-z0-9._-]{0,31}|${SIP_ADDRESS.source.slice(1, -1)})$`);
 
 export const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const MAX_UINT = (1n << 64n) - 1n;

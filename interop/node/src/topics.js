@@ -38,13 +38,18 @@ export class Topics {
 
   /**
    * What a topic is: `{ kind, user, device }` with kind `upstream`, `durable`, `ephemeral`,
-   * `reply`, `presence` or `profile` (device for per-device topics), or null if the topic is
-   * not one of the tree's.
+   * `reply`, `presence` or `profile` (device for per-device topics), or the hub-internal
+   * `gateway-in` and `gateway-out` (user: the gateway's name), or null if the topic is not one
+   * of the tree's.
    */
   parse(topic) {
     const prefix = `${this.root}/`;
     if (!topic.startsWith(prefix)) return null;
-    const [head, user, ...rest] = topic.slice(prefix.length).split('/');
+    const levels = topic.slice(prefix.length).split('/');
+    if (levels.length === 3 && levels[0] === 'gw' && DEVICE_ID.test(levels[1]) && ['in', 'out'].includes(levels[2])) {
+      return { kind: `gateway-${levels[2]}`, user: levels[1], device: null };
+    }
+    const [head, user, ...rest] = levels;
     if (user === undefined || !USER_ID.test(user)) return null;
     const device = rest.at(-1);
     const isDevice = device !== undefined && DEVICE_ID.test(device);

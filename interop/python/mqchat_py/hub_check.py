@@ -7,7 +7,7 @@ the error this check must produce.
 
 from __future__ import annotations
 
-from .packet import ROUTE_NEEDS, TYPES, Packet, PacketError, decode_packet
+from .packet import ROUTE_NEEDS, SIP_GATEWAY_FIELDS, TYPES, Packet, PacketError, decode_packet
 from .topics import Topics
 
 DEFAULT_MAX_PAYLOAD = 65536
@@ -16,7 +16,7 @@ DEFAULT_MAX_PAYLOAD = 65536
 def check_upstream(
     topics: Topics, topic: str, payload: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD
 ) -> tuple[Packet, str]:
-    """Returns the packet and its route (`event`, `marker`, `signal`, `request`), or raises
+    """Returns the packet and its route (`event`, `marker`, `signal`, `request`, `sip`), or raises
     PacketError with the code the hub answers."""
     place = topics.parse(topic)
     if place is None or place.kind != "upstream":
@@ -37,4 +37,7 @@ def check_upstream(
     missing = [name for name in needs if getattr(packet, name) is None]
     if missing:
         raise PacketError("invalid", f"a {route} needs {' and '.join(missing)}")
+    forged = [name for name in SIP_GATEWAY_FIELDS if route == "sip" and name in packet.body]
+    if forged:
+        raise PacketError("invalid", f"{' and '.join(forged)} of a sip packet are set by the gateway only")
     return packet, route

@@ -66,6 +66,7 @@ ERROR_NAMES = {
     10: "rate-limited",
     11: "internal",
     32: "group-full",
+    80: "not-delivered",
 }
 """Error codes (section 14); a receiver shows an unknown code as `internal`."""
 
@@ -144,7 +145,7 @@ class PacketType:
     rules: tuple[Rule, ...] = ()
 
 
-ROUTE_NEEDS = {"event": ("id", "conv"), "marker": ("conv",), "signal": ("conv",), "request": ("id",)}
+ROUTE_NEEDS = {"event": ("id", "conv"), "marker": ("conv",), "signal": ("conv",), "request": ("id",), "sip": ()}
 """What the envelope of an upstream packet needs for its route (section 7)."""
 
 
@@ -215,6 +216,10 @@ def _push_target(p: Packet) -> str | None:
         if name in p.body and provider != allowed:
             return f"{name} does not apply to {provider}"
     return None
+
+
+def _sip_message(p: Packet) -> str | None:
+    return "the SIP message must not be empty" if p.body["message"] == "" else None
 
 
 def _needs_conv(p: Packet) -> str | None:
@@ -349,6 +354,25 @@ PUSH_REGISTER: Schema = (
     Field(14, "preview", Bool()),
 )
 
+SIP: Schema = (
+    Field(8, "message", Text(32768), required=True),
+    Field(9, "peer", Text(64)),
+    Field(10, "source", Text(128)),
+    Field(11, "destination", Text(128)),
+)
+SIP_GATEWAY_FIELDS = ("peer", "source", "destination")
+"""Fields of a `sip` packet that only the hub's gateway link sets (section 7.14)."""
+CALL: Schema = (
+    Field(8, "call-id", Text(256), required=True),
+    Field(9, "outcome", Choice(("answered", "missed", "declined", "busy", "cancelled", "failed")), required=True),
+    Field(10, "started", TIME, required=True),
+    Field(11, "answered", TIME),
+    Field(12, "ended", TIME, required=True),
+    Field(13, "duration", TIME),
+    Field(14, "answered-by", Text(pattern=DEVICE_ID)),
+    Field(15, "media", ListOf(Text(32), 8)),
+)
+
 GROUP = ("conv",)
 TYPES: dict[int, PacketType] = {
     t.number: t
@@ -379,6 +403,8 @@ TYPES: dict[int, PacketType] = {
         PacketType(68, "push-register", "request", PUSH_REGISTER, rules=(_push_target,)),
         PacketType(69, "push-unregister", "request", ()),
         PacketType(70, "mute", "request", (Field(8, "until", TIME, required=True),), rules=(_needs_conv,)),
+        PacketType(80, "sip", "sip", SIP, rules=(_sip_message,)),
+        PacketType(81, "call", "hub", CALL),
     )
 }
 """The known packet types by number. Route `hub`: made by the hub only, never upstream."""

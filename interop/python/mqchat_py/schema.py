@@ -15,7 +15,12 @@ from . import cbor
 
 USER_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,15}")
-CONV = re.compile(r"#?[a-z0-9][a-z0-9._-]{0,31}")
+SIP_ADDRESS = re.compile(
+    r"(?=.{7,128}\Z)sip:[A-Za-z0-9\-_.!~*'()%&=+$,]+@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::(?!5060\Z)(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+)
+"""An address outside mqchat in its canonical form (section 2): `sip:user@host[:port]`,
+lower-case host, no port 5060, no parameters, at most 128 bytes."""
+CONV = re.compile(r"#?[a-z0-9][a-z0-9._-]{0,31}|" + SIP_ADDRESS.pattern)
 
 MAX_SAFE = 2**53 - 1
 MAX_UINT = 2**64 - 1

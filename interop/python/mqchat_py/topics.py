@@ -10,7 +10,8 @@ from .schema import DEVICE_ID, USER_ID
 @dataclass(frozen=True)
 class Place:
     """What a topic is: its kind (`upstream`, `durable`, `ephemeral`, `reply`, `presence`,
-    `profile`), the user it belongs to and, for per-device topics, the device."""
+    `profile`, or the hub-internal `gateway-in` and `gateway-out`), the user it belongs to
+    (for gateway topics, the gateway's name) and, for per-device topics, the device."""
 
     kind: str
     user: str
@@ -50,6 +51,8 @@ class Topics:
         if not topic.startswith(prefix):
             return None
         levels = topic[len(prefix) :].split("/")
+        if len(levels) == 3 and levels[0] == "gw" and DEVICE_ID.fullmatch(levels[1]) and levels[2] in ("in", "out"):
+            return Place(f"gateway-{levels[2]}", levels[1])
         if len(levels) < 2 or not USER_ID.fullmatch(levels[1]):
             return None
         head, user, rest = levels[0], levels[1], levels[2:]

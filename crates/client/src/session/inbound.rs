@@ -120,7 +120,7 @@ impl Session {
         }
         let group = match conv {
             ConversationRef::Group(group) => Some(group),
-            ConversationRef::Direct(_) => None,
+            ConversationRef::Direct(_) | ConversationRef::Sip(_) => None,
         };
         let wants_markers = group.is_none_or(|g| self.groups.wants_markers(g));
         if from_others && self.auto_delivered && wants_markers {

@@ -584,6 +584,12 @@ impl Session {
                 };
                 Ok(Ok(Receipt { conv, seq, members }))
             }
+            // A party outside mqchat is not a member with markers in the session.
+            ConversationRef::Sip(_) => Ok(Ok(Receipt {
+                conv,
+                seq,
+                members: Vec::new(),
+            })),
         }
     }
 

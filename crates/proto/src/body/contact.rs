@@ -24,11 +24,9 @@ const CONTACT_SCHEMA: &[FieldSpec] = &[
 fn direct_only(packet: &crate::Packet) -> Result<(), FieldError> {
     match &packet.conv {
         Some(crate::ConversationRef::Direct(_)) | None => Ok(()),
-        Some(crate::ConversationRef::Group(_)) => Err(FieldError::new(
-            2,
-            "conv",
-            "contact requests are between two users",
-        )),
+        Some(crate::ConversationRef::Group(_) | crate::ConversationRef::Sip(_)) => Err(
+            FieldError::new(2, "conv", "contact requests are between two users"),
+        ),
     }
 }
 

@@ -4,6 +4,7 @@
 //! public [`Registry::register`], and a struct implementing [`Body`] for code that wants a
 //! typed value rather than raw fields.
 
+mod call;
 mod contact;
 mod device;
 mod group;
@@ -14,6 +15,7 @@ mod reply;
 mod state;
 mod sync;
 
+pub use call::{CALL_ID_BYTES, Call, CallOutcome, GATEWAY_KEYS, MAX_MEDIA, SIP_MESSAGE_BYTES, Sip};
 pub use contact::{Contact, ContactAction, ContactState};
 pub use device::{DeviceEntry, DeviceList, DeviceListResult, DeviceRevoke, MAX_DEVICES};
 pub use group::{
@@ -114,6 +116,8 @@ pub fn register_core(registry: &mut Registry) {
         push::PUSH_REGISTER,
         push::PUSH_UNREGISTER,
         push::MUTE,
+        call::SIP,
+        call::CALL,
     ] {
         // The core schemas are constants checked by `core_registers` below: registering them
         // into an empty registry cannot fail.
@@ -157,8 +161,8 @@ mod tests {
     fn core_registers() {
         let mut registry = Registry::new();
         register_core(&mut registry);
-        assert_eq!(registry.providers().count(), 26);
-        for n in (1..=13).chain(32..=37).chain(64..=70) {
+        assert_eq!(registry.providers().count(), 28);
+        for n in (1..=13).chain(32..=37).chain(64..=70).chain(80..=81) {
             assert!(registry.provider(PacketKind(n)).is_some(), "type {n}");
         }
         // Registering again is refused, by number.
