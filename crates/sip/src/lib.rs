@@ -17,6 +17,7 @@ mod message;
 mod method;
 mod params;
 mod scan;
+mod transaction;
 mod uri;
 mod via;
 
@@ -28,5 +29,9 @@ pub use ids::{IdGen, branch_from, call_id_from, tag_from};
 pub use message::{Limits, Message, StartLine, reason_phrase};
 pub use method::{CSeq, Method};
 pub use params::{Param, Params};
+pub use transaction::{
+    Action, ClientEvent, ClientState, ClientTransaction, Retransmit, ServerEvent, ServerState,
+    ServerTransaction, SuccessRetransmission, Timing, TransactionKey,
+};
 pub use uri::{Scheme, Uri};
 pub use via::{BRANCH_MAGIC, Transport, Via};

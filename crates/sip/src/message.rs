@@ -451,6 +451,48 @@ impl Message {
     }
 }
 
+impl Message {
+    /// The ACK of a failure response to `invite` (RFC 3261 17.1.1.3): same Request-URI,
+    /// top Via, From, Call-ID and CSeq number, the response's To (with its tag), the
+    /// INVITE's Routes.
+    pub fn ack_for(invite: &Message, response: &Message) -> Message {
+        let mut ack = Message::in_transaction(invite, Method::Ack);
+        if let Some(to) = response.headers.get("To") {
+            ack.headers.set("To", to);
+        }
+        ack
+    }
+
+    /// The CANCEL of `invite` (RFC 3261 9.1): same Request-URI, top Via, From, To, Call-ID
+    /// and CSeq number, the INVITE's Routes.
+    pub fn cancel_for(invite: &Message) -> Message {
+        Message::in_transaction(invite, Method::Cancel)
+    }
+
+    fn in_transaction(invite: &Message, method: Method) -> Message {
+        let uri = invite
+            .uri()
+            .cloned()
+            .unwrap_or_else(|| Uri::sip(None, "invalid"));
+        let mut m = Message::request(method.clone(), uri);
+        if let Some(via) = invite.headers.get("Via") {
+            m.headers.push("Via", via);
+        }
+        m.headers.push("Max-Forwards", "70");
+        for name in ["From", "To", "Call-ID"] {
+            if let Some(v) = invite.headers.get(name) {
+                m.headers.push(name, v);
+            }
+        }
+        let seq = invite.cseq().map(|c| c.seq).unwrap_or(1);
+        m.headers.push("CSeq", &CSeq { seq, method }.to_string());
+        for r in invite.headers.get_all("Route") {
+            m.headers.push("Route", r);
+        }
+        m
+    }
+}
+
 /// Where the header section ends: (length of the header lines, start of the body). Accepts
 /// CRLF CRLF and, leniently, LF LF.
 fn header_end(bytes: &[u8]) -> Option<(usize, usize)> {
