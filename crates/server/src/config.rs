@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub retention_interval_secs: u64,
     /// Push notifications (`[push]`): providers, credentials, queue and coalescing.
     pub push: mqchat_push::PushConfig,
+    /// SIP (`[sip]`): the hub's SIP proxy and its gateway to SIP peers.
+    pub sip: SipConfig,
 }
 
 /// The store's durability setting.
@@ -65,6 +67,7 @@ impl Default for ServerConfig {
             retention_max_events: None,
             retention_interval_secs: 3600,
             push: mqchat_push::PushConfig::default(),
+            sip: SipConfig::default(),
         }
     }
 }
@@ -136,6 +139,8 @@ pub struct HubProcessConfig {
     pub retention_interval_secs: u64,
     /// Push notifications (`[push]`), as for `mqchat serve`.
     pub push: mqchat_push::PushConfig,
+    /// SIP (`[sip]`), as for `mqchat serve`.
+    pub sip: SipConfig,
 }
 
 impl Default for HubProcessConfig {
@@ -159,6 +164,7 @@ impl Default for HubProcessConfig {
             retention_max_events: server.retention_max_events,
             retention_interval_secs: server.retention_interval_secs,
             push: server.push,
+            sip: server.sip,
         }
     }
 }
@@ -187,6 +193,162 @@ impl HubProcessConfig {
     pub fn broker_address(&self) -> Result<(String, u16), String> {
         parse_broker_url(&self.broker)
     }
+}
+
+/// SIP settings (`[sip]`, spec section 19): the hub's SIP domain and its gateway to SIP
+/// peers over UDP and TCP.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// Turns the SIP proxy and the gateway on.
+    pub enabled: bool,
+    /// The SIP domain of the hub's users (`sip:bob@{domain}`).
+    pub domain: String,
+    /// The gateway's name, a level of its topics `{root}/gw/{name}/in|out`.
+    pub gateway_name: String,
+    /// The gateway's UDP listener (port 0: any free port), or `off`.
+    #[serde(deserialize_with = "address_or_off")]
+    pub listen_udp: Option<SocketAddr>,
+    /// The gateway's TCP listener (port 0: any free port), or `off`.
+    #[serde(deserialize_with = "address_or_off")]
+    pub listen_tcp: Option<SocketAddr>,
+    /// How long an incoming call rings before it is given up (480, missed), in seconds.
+    pub ring_timeout_secs: u64,
+    /// The gateway's RFC 3261 timer T1 (round-trip estimate), in milliseconds.
+    pub t1_ms: u64,
+    /// Timer T2 (longest retransmission interval), in milliseconds.
+    pub t2_ms: u64,
+    /// Timer T4 (longest time a message lives in the network), in milliseconds.
+    pub t4_ms: u64,
+    /// The SIP peers allowed to use the gateway (`[[sip.peers]]`).
+    pub peers: Vec<SipPeer>,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            domain: "localhost".to_owned(),
+            gateway_name: "sip".to_owned(),
+            listen_udp: Some(SocketAddr::from(([127, 0, 0, 1], 5060))),
+            listen_tcp: Some(SocketAddr::from(([127, 0, 0, 1], 5060))),
+            ring_timeout_secs: 60,
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            peers: Vec::new(),
+        }
+    }
+}
+
+/// One SIP peer (a PBX, a SIP provider, a phone): who may send through the gateway, and
+/// where requests for its domains go.
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipPeer {
+    /// The peer's name (in logs and in the gateway's packets to the hub).
+    pub name: String,
+    /// Source addresses allowed, as IP addresses or CIDR blocks (`10.0.0.0/8`). Empty: any
+    /// source that authenticates with `username` and `password`.
+    pub addresses: Vec<String>,
+    /// Digest credentials (RFC 7616, MD5) the peer must answer challenges with.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// SIP domains routed to this peer (`example.net`).
+    pub domains: Vec<String>,
+    /// Where requests to this peer go: `udp:ip:port` or `tcp:ip:port`.
+    pub outbound: Option<String>,
+}
+
+impl SipConfig {
+    /// Checks the settings the gateway relies on.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.domain.is_empty() {
+            return Err("sip.domain must not be empty".into());
+        }
+        mqchat_proto::GatewayName::parse(&self.gateway_name)
+            .map_err(|e| format!("sip.gateway_name: {e}"))?;
+        if self.t1_ms == 0 || self.t2_ms < self.t1_ms || self.t4_ms == 0 {
+            return Err(
+                "sip timers: t1_ms and t4_ms must be positive, t2_ms at least t1_ms".into(),
+            );
+        }
+        if self.ring_timeout_secs == 0 {
+            return Err("sip.ring_timeout_secs must be at least 1".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for peer in &self.peers {
+            if peer.name.is_empty() || peer.name.len() > 64 {
+                return Err("sip.peers: every peer needs a name of 1 to 64 bytes".into());
+            }
+            if !names.insert(peer.name.as_str()) {
+                return Err(format!("sip.peers: the name {:?} is used twice", peer.name));
+            }
+            for address in &peer.addresses {
+                parse_ip_block(address).map_err(|e| format!("sip peer {}: {e}", peer.name))?;
+            }
+            if peer.username.is_some() != peer.password.is_some() {
+                return Err(format!(
+                    "sip peer {}: give both username and password, or neither",
+                    peer.name
+                ));
+            }
+            if peer.addresses.is_empty() && peer.username.is_none() {
+                return Err(format!(
+                    "sip peer {}: give addresses, credentials, or both",
+                    peer.name
+                ));
+            }
+            if let Some(outbound) = &peer.outbound {
+                parse_sip_target(outbound).map_err(|e| format!("sip peer {}: {e}", peer.name))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The transport of a SIP target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SipTransport {
+    Udp,
+    Tcp,
+}
+
+/// Parses `udp:ip:port` or `tcp:ip:port` (IPv6 in brackets).
+pub fn parse_sip_target(text: &str) -> Result<(SipTransport, SocketAddr), String> {
+    let (transport, addr) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: expected udp:ip:port or tcp:ip:port"))?;
+    let transport = match transport {
+        "udp" => SipTransport::Udp,
+        "tcp" => SipTransport::Tcp,
+        other => return Err(format!("{text:?}: transport {other:?} (use udp or tcp)")),
+    };
+    let addr = addr
+        .parse()
+        .map_err(|_| format!("{text:?}: expected udp:ip:port or tcp:ip:port"))?;
+    Ok((transport, addr))
+}
+
+/// Parses an IP address or a CIDR block into (network, prefix length).
+pub fn parse_ip_block(text: &str) -> Result<(std::net::IpAddr, u8), String> {
+    let (ip, prefix) = match text.split_once('/') {
+        Some((ip, prefix)) => (ip, Some(prefix)),
+        None => (text, None),
+    };
+    let ip: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IP address or CIDR block"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("{text:?}: bad prefix length"))?,
+    };
+    Ok((ip, prefix))
 }
 
 /// Checks the retention settings (shared by `serve` and `hub`).
@@ -314,6 +476,38 @@ mod tests {
         let off = HubProcessConfig::from_toml("http_listen = \"off\"").expect("valid");
         assert_eq!(off.http_listen, None);
         assert!(HubProcessConfig::from_toml("http_listen = \"nowhere\"").is_err());
+    }
+
+    #[test]
+    fn sip_settings() {
+        let c = ServerConfig::from_toml(
+            "[sip]\nenabled = true\nlisten_udp = \"127.0.0.1:0\"\nlisten_tcp = \"off\"\n\n[[sip.peers]]\nname = \"pbx\"\naddresses = [\"127.0.0.1\", \"10.0.0.0/8\"]\ndomains = [\"example.net\"]\noutbound = \"udp:127.0.0.1:5070\"\n",
+        )
+        .expect("valid");
+        assert!(c.sip.enabled);
+        assert_eq!(c.sip.domain, "localhost");
+        assert_eq!(c.sip.listen_tcp, None);
+        assert_eq!(c.sip.peers[0].domains, ["example.net"]);
+        assert_eq!(c.sip.validate(), Ok(()));
+        let mut bad = c.sip.clone();
+        bad.peers[0].addresses.push("10.0.0.0/33".into());
+        assert!(bad.validate().is_err());
+        let mut bad = c.sip.clone();
+        bad.peers[0].outbound = Some("sctp:1.2.3.4:5".into());
+        assert!(bad.validate().is_err());
+        let mut bad = c.sip.clone();
+        bad.peers[0].username = Some("u".into());
+        assert!(bad.validate().is_err());
+        let mut bad = c.sip;
+        bad.gateway_name = "a/b".into();
+        assert!(bad.validate().is_err());
+        assert_eq!(
+            parse_sip_target("tcp:[::1]:5061"),
+            Ok((SipTransport::Tcp, "[::1]:5061".parse().expect("addr")))
+        );
+        assert_eq!(parse_ip_block("::1"), Ok(("::1".parse().expect("ip"), 128)));
+        assert!(HubProcessConfig::from_toml("[sip]\nenabled = true").is_ok());
+        assert!(ServerConfig::from_toml("[sip]\nnope = 1").is_err());
     }
 
     #[test]
