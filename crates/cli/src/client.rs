@@ -28,6 +28,9 @@ pub(crate) struct ConnectArgs {
     /// The server's topic root.
     #[arg(long, env = "MQCHAT_ROOT", default_value = "mq")]
     root: String,
+    /// The server's SIP domain (its `[sip] domain`), for calls.
+    #[arg(long, env = "MQCHAT_SIP_DOMAIN", default_value = "localhost")]
+    sip_domain: String,
     /// Print JSON lines instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -41,10 +44,18 @@ impl ConnectArgs {
         long_running: bool,
         presence: Presence,
     ) -> anyhow::Result<(Client, Events)> {
-        let device = self
-            .device
-            .clone()
-            .unwrap_or_else(|| if long_running { "cli" } else { "cli-once" }.to_owned());
+        let device = if long_running { "cli" } else { "cli-once" };
+        self.connect_device(device, long_running, presence).await
+    }
+
+    /// [`ConnectArgs::connect`] with `device` as the device id unless `--device` names one.
+    pub(crate) async fn connect_device(
+        &self,
+        device: &str,
+        long_running: bool,
+        presence: Presence,
+    ) -> anyhow::Result<(Client, Events)> {
+        let device = self.device.clone().unwrap_or_else(|| device.to_owned());
         let config = ClientConfig::new(
             &self.server,
             UserId::parse(&self.user)?,
@@ -55,6 +66,7 @@ impl ConnectArgs {
         .clean_start(!long_running)
         .catch_up(long_running)
         .auto_delivered(long_running)
+        .sip_domain(&self.sip_domain)
         .presence(presence);
         Ok(Client::connect(config).await?)
     }
@@ -129,6 +141,19 @@ pub(crate) struct ListenArgs {
     /// Stop after this many message events (for scripts).
     #[arg(long)]
     count: Option<usize>,
+    /// Answer every incoming call with the SDP in this file (`-`: a minimal audio SDP; no
+    /// media flows).
+    #[arg(long, value_name = "SDPFILE", conflicts_with = "reject_calls")]
+    answer_calls: Option<std::path::PathBuf>,
+    /// Refuse every incoming call: busy or decline.
+    #[arg(long, value_name = "HOW")]
+    reject_calls: Option<String>,
+    /// Hang up answered calls after this many seconds.
+    #[arg(long, value_name = "SECS", requires = "answer_calls")]
+    hangup_after: Option<f64>,
+    /// Stop after this many calls have ended (for scripts).
+    #[arg(long, value_name = "N")]
+    calls: Option<usize>,
 }
 
 pub(crate) async fn listen(args: ListenArgs) -> anyhow::Result<()> {
@@ -136,15 +161,42 @@ pub(crate) async fn listen(args: ListenArgs) -> anyhow::Result<()> {
         status: args.status.clone(),
         ..Presence::new(availability(&args.presence)?)
     };
+    let policy =
+        crate::call::Policy::from_args(args.answer_calls.as_deref(), args.reject_calls.as_deref())?;
+    let hangup_after = args
+        .hangup_after
+        .map(|s| {
+            Duration::try_from_secs_f64(s)
+                .map_err(|_| anyhow::anyhow!("--hangup-after: {s} is not a duration"))
+        })
+        .transpose()?;
     let (client, mut events) = args.connect.connect(true, presence).await?;
     for user in &args.watch {
         client.watch_presence(&UserId::parse(user)?).await?;
     }
     let mut messages = 0;
+    let mut calls_ended = 0;
+    // Answered calls to hang up, and when.
+    let mut hangups: Vec<(tokio::time::Instant, mqchat_client::Call)> = Vec::new();
     loop {
+        let next_hangup = hangups.iter().map(|(at, _)| *at).min();
         let event = tokio::select! {
             event = events.next() => event,
             _ = tokio::signal::ctrl_c() => None,
+            () = async {
+                match next_hangup {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let now = tokio::time::Instant::now();
+                for (_, call) in hangups.extract_if(.., |(at, _)| *at <= now) {
+                    if let Err(e) = client.hangup(&call).await {
+                        tracing::debug!("hanging up {call}: {e}");
+                    }
+                }
+                continue;
+            }
         };
         let Some(event) = event else { break };
         if args.connect.json() {
@@ -154,9 +206,33 @@ pub(crate) async fn listen(args: ListenArgs) -> anyhow::Result<()> {
         } else if let Some(line) = event_text(&event) {
             println!("{line}");
         }
-        if matches!(event, Event::Message { .. }) {
-            messages += 1;
-            if args.count.is_some_and(|n| messages >= n) {
+        match &event {
+            Event::Message { .. } => {
+                messages += 1;
+                if args.count.is_some_and(|n| messages >= n) {
+                    break;
+                }
+            }
+            Event::IncomingCall { call, .. } => {
+                if let Err(e) = policy.apply(&client, call).await {
+                    eprintln!("error: call {call}: {e}");
+                }
+            }
+            Event::CallAnswered { call, .. } | Event::CallEnded { call, .. }
+                if hangups.iter().any(|(_, c)| c == call) =>
+            {
+                hangups.retain(|(_, c)| c != call);
+            }
+            _ => {}
+        }
+        if let (Event::IncomingCall { call, .. }, Some(after), crate::call::Policy::Answer(_)) =
+            (&event, hangup_after, &policy)
+        {
+            hangups.push((tokio::time::Instant::now() + after, call.clone()));
+        }
+        if matches!(event, Event::CallEnded { .. }) {
+            calls_ended += 1;
+            if args.calls.is_some_and(|n| calls_ended >= n) {
                 break;
             }
         }
@@ -202,6 +278,10 @@ pub(crate) async fn history(args: HistoryArgs) -> anyhow::Result<()> {
             println!("{}", registry.to_json(packet));
         } else if let Some(change) = crate::group::packet_text(packet) {
             println!("#{} {change}", packet.seq.unwrap_or(0));
+        } else if let Some(call) =
+            crate::call::packet_text(packet, &conv(&args.conv)?, &args.connect.user)
+        {
+            println!("#{} {call}", packet.seq.unwrap_or(0));
         } else {
             let who = packet.from.as_ref().map_or_else(
                 || args.conv.clone(),

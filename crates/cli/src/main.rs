@@ -6,6 +6,7 @@
 
 mod admin;
 mod broker_config;
+mod call;
 mod chat;
 mod client;
 mod group;
@@ -68,6 +69,8 @@ enum Command {
     Devices(client::DevicesArgs),
     /// Send, accept, decline, cancel or remove a contact request.
     Contact(client::ContactArgs),
+    /// Call someone (a user, or a sip: address through the server's gateway) and follow the call.
+    Call(call::CallArgs),
     /// Chat interactively with someone (or in a #group).
     Chat(chat::ChatArgs),
     /// Create and manage groups; chat in one with send, listen, chat and history on #group.
@@ -137,6 +140,7 @@ fn main() -> ExitCode {
             Command::Profile(args) => client::profile(args).await,
             Command::Devices(args) => client::devices(args).await,
             Command::Contact(args) => client::contact(args).await,
+            Command::Call(args) => call::run(args).await,
             Command::Chat(args) => chat::run(args).await,
             Command::Group(args) => group::run(args).await,
             Command::Push { command } => push::run(command).await,

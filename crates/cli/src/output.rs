@@ -110,7 +110,7 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
         Event::Other { packet } => {
             json!({"event": "other", "type": packet.kind.0, "conv": packet.conv.as_ref().map(ToString::to_string)})
         }
-        _ => return crate::group::event_json(event),
+        _ => return crate::group::event_json(event).or_else(|| crate::call::event_json(event)),
     })
 }
 
@@ -197,6 +197,6 @@ pub(crate) fn event_text(event: &Event) -> Option<String> {
             detail.as_deref().unwrap_or("")
         ),
         Event::Other { packet } => format!("packet of type {}", packet.kind.0),
-        _ => return crate::group::event_text(event),
+        _ => return crate::group::event_text(event).or_else(|| crate::call::event_text(event)),
     })
 }

@@ -14,6 +14,7 @@ use mqchat_proto::body::{
 use mqchat_proto::{ConversationRef, DeviceId, DeviceIdentity, ErrorCode, GroupId, Packet, UserId};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::call::{Call, Rejection};
 use crate::config::ClientConfig;
 use crate::driver::{self, Command, FinalState, Reply};
 use crate::error::Error;
@@ -77,7 +78,7 @@ impl Client {
         &self.shared.identity.device
     }
 
-    async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, Error> {
+    async fn command<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, Error> {
         let (reply, answer) = oneshot::channel();
         self.shared
             .commands
@@ -86,11 +87,8 @@ impl Client {
         answer.await.map_err(|_| Error::closed())?
     }
 
-    async fn answer(
-        &self,
-        command: impl FnOnce(Reply<Answer>) -> Command,
-    ) -> Result<Answer, Error> {
-        self.call(command).await
+    async fn ask(&self, command: impl FnOnce(Reply<Answer>) -> Command) -> Result<Answer, Error> {
+        self.command(command).await
     }
 
     /// Sends a text message. Resolves when the hub has stored it (the "sent" receipt), with
@@ -107,7 +105,7 @@ impl Client {
     /// stores and delivers even if it does not know it). The packet needs `conv`; it gets an
     /// id if it has none, and keeping an id on a resend lets the hub deduplicate it.
     pub async fn send_packet(&self, packet: Packet) -> Result<Sent, Error> {
-        match self.answer(|reply| Command::Send(packet, reply)).await? {
+        match self.ask(|reply| Command::Send(packet, reply)).await? {
             Answer::Sent(sent) => Ok(sent),
             other => Err(unexpected(&other)),
         }
@@ -116,20 +114,20 @@ impl Client {
     /// Sends an ephemeral packet of an extension type (with `ephemeral` set): forwarded to
     /// the participants who are online, never stored. Dropped while offline.
     pub async fn send_signal(&self, packet: Packet) -> Result<(), Error> {
-        self.call(|reply| Command::Signal(packet, reply)).await
+        self.command(|reply| Command::Signal(packet, reply)).await
     }
 
     /// Tells the participants of `conv` this user's chat state (typing and so on). Sent at
     /// most once (QoS 0), and dropped while offline.
     pub async fn chat_state(&self, conv: ConversationRef, state: State) -> Result<(), Error> {
-        self.call(|reply| Command::ChatState(conv, state, reply))
+        self.command(|reply| Command::ChatState(conv, state, reply))
             .await
     }
 
     /// Marks `conv` delivered up to sequence number `up_to`. The client does this by itself
     /// unless [`ClientConfig::auto_delivered`] is off.
     pub async fn mark_delivered(&self, conv: ConversationRef, up_to: u64) -> Result<(), Error> {
-        self.call(|reply| Command::MarkDelivered(conv, up_to, reply))
+        self.command(|reply| Command::MarkDelivered(conv, up_to, reply))
             .await
     }
 
@@ -141,19 +139,19 @@ impl Client {
         up_to: u64,
         private: bool,
     ) -> Result<(), Error> {
-        self.call(|reply| Command::MarkRead(conv, up_to, private, reply))
+        self.command(|reply| Command::MarkRead(conv, up_to, private, reply))
             .await
     }
 
     /// Sets this device's presence: published now (retained) and after every reconnect.
     pub async fn set_presence(&self, presence: Presence) -> Result<(), Error> {
-        self.call(|reply| Command::SetPresence(presence, reply))
+        self.command(|reply| Command::SetPresence(presence, reply))
             .await
     }
 
     /// The user's devices that may connect (spec 7.12).
     pub async fn devices(&self) -> Result<Vec<DeviceEntry>, Error> {
-        match self.answer(Command::Devices).await? {
+        match self.ask(Command::Devices).await? {
             Answer::Devices(devices) => Ok(devices),
             other => Err(unexpected(&other)),
         }
@@ -194,7 +192,7 @@ impl Client {
     }
 
     async fn done(&self, packet: Packet) -> Result<(), Error> {
-        match self.answer(|reply| Command::Request(packet, reply)).await? {
+        match self.ask(|reply| Command::Request(packet, reply)).await? {
             Answer::Done => Ok(()),
             other => Err(unexpected(&other)),
         }
@@ -204,7 +202,7 @@ impl Client {
     /// a field, fields left `None` stay. Resolves with the profile's new version.
     pub async fn set_profile(&self, profile: Profile) -> Result<u64, Error> {
         match self
-            .answer(|reply| Command::SetProfile(profile, reply))
+            .ask(|reply| Command::SetProfile(profile, reply))
             .await?
         {
             Answer::Version(version) => Ok(version),
@@ -231,14 +229,14 @@ impl Client {
     /// [`Event::Error`].
     pub async fn watch_presence(&self, user: &UserId) -> Result<(), Error> {
         let user = user.clone();
-        self.call(|reply| Command::WatchPresence(user, true, reply))
+        self.command(|reply| Command::WatchPresence(user, true, reply))
             .await
     }
 
     /// Stops watching `user`'s presence.
     pub async fn unwatch_presence(&self, user: &UserId) -> Result<(), Error> {
         let user = user.clone();
-        self.call(|reply| Command::WatchPresence(user, false, reply))
+        self.command(|reply| Command::WatchPresence(user, false, reply))
             .await
     }
 
@@ -246,14 +244,14 @@ impl Client {
     /// then every change.
     pub async fn watch_profile(&self, user: &UserId) -> Result<(), Error> {
         let user = user.clone();
-        self.call(|reply| Command::WatchProfile(user, true, reply))
+        self.command(|reply| Command::WatchProfile(user, true, reply))
             .await
     }
 
     /// Stops watching `user`'s profile.
     pub async fn unwatch_profile(&self, user: &UserId) -> Result<(), Error> {
         let user = user.clone();
-        self.call(|reply| Command::WatchProfile(user, false, reply))
+        self.command(|reply| Command::WatchProfile(user, false, reply))
             .await
     }
 
@@ -264,7 +262,7 @@ impl Client {
         query: History,
     ) -> Result<HistoryResult, Error> {
         match self
-            .answer(|reply| Command::History(conv, query, reply))
+            .ask(|reply| Command::History(conv, query, reply))
             .await?
         {
             Answer::History(result) => Ok(result),
@@ -274,7 +272,7 @@ impl Client {
 
     /// Asks the hub which conversations changed (spec section 11).
     pub async fn sync(&self, query: Sync) -> Result<SyncResult, Error> {
-        match self.answer(|reply| Command::Sync(query, reply)).await? {
+        match self.ask(|reply| Command::Sync(query, reply)).await? {
             Answer::Sync(result) => Ok(result),
             other => Err(unexpected(&other)),
         }
@@ -400,7 +398,7 @@ impl Client {
     /// same id after a reconnect (the hub applies it once).
     async fn group_change(&self, packet: Packet) -> Result<Sent, Error> {
         match self
-            .answer(|reply| Command::GroupChange(packet, reply))
+            .ask(|reply| Command::GroupChange(packet, reply))
             .await?
         {
             Answer::Sent(sent) => Ok(sent),
@@ -413,10 +411,7 @@ impl Client {
     /// `not-found`).
     pub async fn group_info(&self, group: &GroupId) -> Result<Group, Error> {
         let group = group.clone();
-        match self
-            .answer(|reply| Command::GroupInfo(group, reply))
-            .await?
-        {
+        match self.ask(|reply| Command::GroupInfo(group, reply)).await? {
             Answer::Group(group) => Ok(group),
             other => Err(unexpected(&other)),
         }
@@ -478,10 +473,7 @@ impl Client {
     /// 5". For a group the client keeps the roster current from the group's events, asking
     /// the hub for it once when it has none.
     pub async fn receipt(&self, conv: ConversationRef, seq: u64) -> Result<Receipt, Error> {
-        match self
-            .answer(|reply| Command::Receipt(conv, seq, reply))
-            .await?
-        {
+        match self.ask(|reply| Command::Receipt(conv, seq, reply)).await? {
             Answer::Receipt(receipt) => Ok(receipt),
             other => Err(unexpected(&other)),
         }
@@ -492,7 +484,52 @@ impl Client {
     /// than queued; durable events keep coming. Going active again brings the current
     /// presence of watched users and catches up with the hub.
     pub async fn set_active(&self, active: bool) -> Result<(), Error> {
-        self.call(|reply| Command::SetActive(active, reply)).await
+        self.command(|reply| Command::SetActive(active, reply))
+            .await
+    }
+
+    /// Calls `target` (spec 7.14): a user id of this server (every device of that user
+    /// rings) or a `sip:` URI (a user's device by its GRUU, or an address outside mqchat,
+    /// reached through the server's SIP gateway), offering the SDP `sdp`. Returns the
+    /// call at once; [`Event::CallRinging`](crate::Event::CallRinging),
+    /// [`Event::CallAnswered`](crate::Event::CallAnswered) (with the SDP answer) and
+    /// [`Event::CallEnded`](crate::Event::CallEnded) follow. A call placed while offline
+    /// goes out after the reconnect, if that comes within 32 seconds.
+    pub async fn call(&self, target: &str, sdp: &str) -> Result<Call, Error> {
+        let (target, sdp) = (target.to_owned(), sdp.to_owned());
+        self.command(|reply| Command::Call(target, sdp, reply))
+            .await
+    }
+
+    /// Answers an incoming call ([`Event::IncomingCall`](crate::Event::IncomingCall)) with
+    /// the SDP answer `sdp`. The caller's acknowledgement confirms the call; the user's
+    /// other devices stop ringing.
+    pub async fn answer(&self, call: &Call, sdp: &str) -> Result<(), Error> {
+        let (call, sdp) = (call.clone(), sdp.to_owned());
+        self.command(|reply| Command::Answer(call, sdp, reply))
+            .await
+    }
+
+    /// Refuses an incoming call that is ringing: [`Rejection::Busy`] (the user's other
+    /// devices keep ringing) or [`Rejection::Decline`].
+    pub async fn reject(&self, call: &Call, why: Rejection) -> Result<(), Error> {
+        let call = call.clone();
+        self.command(|reply| Command::Reject(call, why, reply))
+            .await
+    }
+
+    /// Hangs up `call`: an outgoing call is cancelled before the answer and ended with BYE
+    /// after it; an incoming call still ringing is declined. The call ends at once
+    /// ([`Event::CallEnded`](crate::Event::CallEnded) with `local` set). Calls that have
+    /// ended already fail with [`Error::is_invalid`].
+    pub async fn hangup(&self, call: &Call) -> Result<(), Error> {
+        let call = call.clone();
+        self.command(|reply| Command::Hangup(call, reply)).await
+    }
+
+    /// The calls of this device that are ringing or on.
+    pub async fn calls(&self) -> Result<Vec<Call>, Error> {
+        self.command(Command::Calls).await
     }
 
     /// Where this device stands with the hub, for an application with storage to keep
@@ -501,7 +538,7 @@ impl Client {
     /// read [`Events::try_next`] until it returns `None`, then save). [`Client::close`]
     /// returns the final one.
     pub async fn sync_state(&self) -> Result<SyncState, Error> {
-        self.call(Command::State).await
+        self.command(Command::State).await
     }
 
     /// Closes the connection properly: publishes this device's presence as offline (with
@@ -513,7 +550,7 @@ impl Client {
     /// Returns where the device stood, covering exactly the events delivered on
     /// [`Events`] before it ends: keep it for [`ClientConfig::resume`].
     pub async fn close(self) -> Result<SyncState, Error> {
-        match self.call(Command::Close).await {
+        match self.command(Command::Close).await {
             Ok(()) => {}
             Err(e) if e.is_closed() => {}
             Err(e) => return Err(e),

@@ -112,6 +112,7 @@ pub struct ClientConfig {
     pub(crate) max_packet_size: u32,
     pub(crate) ids_after: Option<MessageId>,
     pub(crate) resume: Option<SyncState>,
+    pub(crate) sip_domain: String,
 }
 
 impl ClientConfig {
@@ -144,6 +145,7 @@ impl ClientConfig {
             max_packet_size: 16 * 1024 * 1024,
             ids_after: None,
             resume: None,
+            sip_domain: "localhost".into(),
         })
     }
 
@@ -263,6 +265,14 @@ impl ClientConfig {
         self
     }
 
+    /// The server's SIP domain (its `[sip] domain`, spec 7.14): this user is
+    /// `sip:{user}@{domain}` in calls, and a call to a bare user id goes to
+    /// `sip:{id}@{domain}`. Default `localhost`, the server's default.
+    pub fn sip_domain(mut self, domain: impl Into<String>) -> Self {
+        self.sip_domain = domain.into();
+        self
+    }
+
     /// Checks the settings that cannot be checked as they are set.
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let keep_alive = self.keep_alive.as_secs();
@@ -276,6 +286,16 @@ impl ClientConfig {
         }
         if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(Error::invalid("timeouts must be above zero"));
+        }
+        let domain_ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+        if self.sip_domain.is_empty()
+            || !self.sip_domain.chars().all(domain_ok)
+            || mqchat_sip::Uri::parse(&format!("sip:{}", self.sip_domain)).is_err()
+        {
+            return Err(Error::invalid(format!(
+                "the SIP domain {:?} is not a host name",
+                self.sip_domain
+            )));
         }
         if self.max_packet_size < 1024 {
             return Err(Error::invalid(
@@ -300,6 +320,7 @@ impl fmt::Debug for ClientConfig {
             .field("auto_delivered", &self.auto_delivered)
             .field("request_timeout", &self.request_timeout)
             .field("catch_up", &self.catch_up)
+            .field("sip_domain", &self.sip_domain)
             .finish_non_exhaustive()
     }
 }

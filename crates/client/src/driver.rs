@@ -22,6 +22,7 @@ use rumqttc::{NetworkOptions, Transport};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backoff::Backoff;
+use crate::call::{Call, Rejection};
 use crate::config::{ClientConfig, Endpoint};
 use crate::connection::{self, NetEvent};
 use crate::error::{Error, Kind};
@@ -83,6 +84,16 @@ pub(crate) enum Command {
     Devices(Reply<Answer>),
     /// Read where the device stands.
     State(Reply<SyncState>),
+    /// Place a call: target, SDP offer.
+    Call(String, String, Reply<Call>),
+    /// Answer a call with an SDP answer.
+    Answer(Call, String, Reply<()>),
+    /// Refuse a call.
+    Reject(Call, Rejection, Reply<()>),
+    /// Hang up a call.
+    Hangup(Call, Reply<()>),
+    /// List the calls under way.
+    Calls(Reply<Vec<Call>>),
     /// Close the connection.
     Close(Reply<()>),
 }
@@ -125,6 +136,8 @@ pub(crate) async fn start(
         presence: config.presence.clone(),
         ids_after: config.ids_after,
         resume: config.resume.clone(),
+        sip_domain: config.sip_domain.clone(),
+        seed: rand::random(),
     });
     let options = mqtt_options(&config, session.will());
     let (mqtt, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
@@ -421,6 +434,21 @@ impl Driver {
             }
             Command::State(reply) => {
                 let _ = reply.send(Ok(session.sync_state()));
+            }
+            Command::Call(target, sdp, reply) => {
+                let _ = reply.send(session.call(&target, &sdp, now));
+            }
+            Command::Answer(call, sdp, reply) => {
+                let _ = reply.send(session.answer_call(&call, &sdp, now));
+            }
+            Command::Reject(call, why, reply) => {
+                let _ = reply.send(session.reject_call(&call, why, now));
+            }
+            Command::Hangup(call, reply) => {
+                let _ = reply.send(session.hangup(&call, now));
+            }
+            Command::Calls(reply) => {
+                let _ = reply.send(Ok(session.calls()));
             }
             Command::Close(reply) => {
                 self.close_replies.push(reply);

@@ -4,6 +4,8 @@
 use mqchat_proto::body::{Contact, GroupEvent, Message, Presence, Profile, State};
 use mqchat_proto::{ConversationRef, DeviceId, ErrorCode, GroupId, MessageId, Packet, UserId};
 
+use crate::call::{Call, EndReason};
+
 /// The hub stored a conversation event this device sent: the "sent" receipt (spec section 9).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sent {
@@ -179,6 +181,59 @@ pub enum Event {
         code: ErrorCode,
         /// The hub's explanation, for logs.
         detail: Option<String>,
+    },
+    /// Someone calls this device: answer with `Client::answer`, refuse with
+    /// `Client::reject`. Every device of the user rings; when one answers, the others end
+    /// with [`EndReason::AnsweredElsewhere`]. An incoming call may come while another call
+    /// is on: the application decides (rejecting it as busy, for instance).
+    IncomingCall {
+        /// The call.
+        call: Call,
+        /// The caller's address (`sip:alice@example.org`, or an address outside mqchat).
+        from: String,
+        /// The caller's display name, if the call gave one.
+        name: Option<String>,
+        /// The conversation with the caller: a user of this server, or the SIP address of
+        /// one outside it (where the call's record goes); `None` for addresses that name
+        /// neither.
+        conv: Option<ConversationRef>,
+        /// The caller's SDP offer.
+        sdp: String,
+    },
+    /// A device of the callee rings (the first 180 or 183 of an outgoing call).
+    CallRinging {
+        /// The call.
+        call: Call,
+    },
+    /// The callee answered an outgoing call: the call is on.
+    CallAnswered {
+        /// The call.
+        call: Call,
+        /// The callee's SDP answer.
+        sdp: String,
+    },
+    /// A call ended (or never came about), and why. Told once per call, also when this
+    /// device ended it.
+    CallEnded {
+        /// The call.
+        call: Call,
+        /// Why.
+        reason: EndReason,
+    },
+    /// The record of a call between this user and `conv` (spec 7.14): made by the hub when
+    /// the call ended, sequenced in the conversation like a message (and listed by
+    /// `Client::history`; [`mqchat_proto::body::Call::from_packet`] reads it there).
+    CallRecord {
+        /// The conversation with the other party.
+        conv: ConversationRef,
+        /// Its sequence number in the conversation.
+        seq: u64,
+        /// When the hub stored it (ms since the Unix epoch).
+        ts: u64,
+        /// This user placed the call.
+        own: bool,
+        /// The record: outcome, times, duration, the device that answered.
+        record: mqchat_proto::body::Call,
     },
     /// A packet of another type (an extension), decoded and checked with the registry.
     Other {

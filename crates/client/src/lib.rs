@@ -33,6 +33,13 @@
 //! states in a group are the ordinary ones with the conversation `#id`; and
 //! [`Client::receipt`] says who received and read a message sent there ("read by 3 of 5").
 //!
+//! Calls (spec section 7.14): [`Client::call`] places one, [`Event::IncomingCall`] tells
+//! of one, [`Client::answer`], [`Client::reject`] and [`Client::hangup`] do the rest, and
+//! [`Event::CallRinging`], [`Event::CallAnswered`] and [`Event::CallEnded`] follow it. The
+//! SDK is a SIP user agent on the device's MQTT connection; it hands SDP offers and
+//! answers to the application, whose business the media is. Each call's record arrives
+//! as [`Event::CallRecord`] in the conversation with the other party.
+//!
 //! The protocol is `docs/PROTOCOL.md`; the types of its packets come from `mqchat-proto`,
 //! whose [`Registry`](mqchat_proto::Registry) is how this crate decodes what arrives: an
 //! application registers its own packet types there and receives them as [`Event::Other`].
@@ -52,6 +59,7 @@
 #![deny(missing_docs)]
 
 mod backoff;
+mod call;
 mod client;
 mod config;
 mod connection;
@@ -61,7 +69,9 @@ mod event;
 mod group;
 mod session;
 mod state;
+mod ua;
 
+pub use call::{Call, EndReason, Rejection};
 pub use client::{Client, Events};
 pub use config::ClientConfig;
 pub use error::Error;

@@ -139,6 +139,17 @@ impl Session {
         own: bool,
     ) -> Option<Event> {
         let seq = packet.seq?;
+        // A call record names its other party by the conversation, which may be a SIP
+        // address outside mqchat: it needs no sender.
+        if packet.kind == PacketKind::CALL {
+            return Some(Event::CallRecord {
+                record: typed::<mqchat_proto::body::Call>(&packet)?,
+                conv: conv.clone(),
+                seq,
+                ts: packet.ts.unwrap_or(0),
+                own,
+            });
+        }
         let from = Self::sender(conv, &packet)?;
         let conv = conv.clone();
         let event = match packet.kind {
@@ -308,6 +319,10 @@ impl Session {
         let Some(packet) = self.decode("reply topic", payload) else {
             return;
         };
+        if packet.kind == PacketKind::SIP {
+            self.on_sip(&packet, now);
+            return;
+        }
         let pending = packet
             .id
             .and_then(|id| Some((id, self.pending.remove(id)?)));

@@ -14,6 +14,7 @@
 //! filling gaps), [`group`] (standing, rosters and receipts in groups) and [`inbound`] (what
 //! arrives from the broker).
 
+mod call;
 mod group;
 mod inbound;
 mod markers;
@@ -42,6 +43,7 @@ use crate::error::Error;
 use crate::event::{Event, Sent};
 use crate::group::{Group, MemberReceipt, Receipt};
 use crate::state::SyncState;
+use crate::ua::{Local, UserAgent};
 use group::Groups;
 use markers::Markers;
 use pending::{Entry, Expect, InfoFor, Pending};
@@ -157,6 +159,10 @@ pub(crate) struct Settings {
     pub ids_after: Option<MessageId>,
     /// Where the device stood when it last ran, if the application kept it.
     pub resume: Option<SyncState>,
+    /// The server's SIP domain (spec 7.14).
+    pub sip_domain: String,
+    /// Randomness for SIP identifiers (Call-IDs, tags, branches).
+    pub seed: u64,
 }
 
 /// The device's protocol state.
@@ -180,6 +186,7 @@ pub(crate) struct Session {
     markers: Markers,
     groups: Groups,
     subscriptions: Subscriptions,
+    calls: UserAgent,
     connected: bool,
     closed: bool,
     /// When the first connection came up, by the device's clock.
@@ -228,6 +235,14 @@ impl Session {
                 device: me.device.clone(),
             }),
             subscriptions: Subscriptions::new(&root, &me),
+            calls: UserAgent::new(
+                Local {
+                    user: me.user.clone(),
+                    device: me.device.clone(),
+                    domain: settings.sip_domain,
+                },
+                settings.seed,
+            ),
             registry: settings.registry,
             request_timeout: settings.request_timeout,
             auto_delivered: settings.auto_delivered,
@@ -270,10 +285,14 @@ impl Session {
             .connected
             .then(|| self.receipts.next_deadline())
             .flatten();
-        [self.pending.next_deadline(), receipts]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.pending.next_deadline(),
+            receipts,
+            self.calls.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Whether the first connection is ready.
@@ -679,6 +698,8 @@ impl Session {
         if self.closed {
             return false;
         }
+        self.calls.close(now.at);
+        self.pump_calls();
         self.closed = true;
         for (id, entry) in self.pending.drain() {
             if entry.expect.is_app() {
@@ -747,6 +768,8 @@ impl Session {
             self.request_baseline(now);
         }
         self.flush_receipts(now.at);
+        self.calls.resend(now.at);
+        self.pump_calls();
         if self.unacknowledged == 0 && self.readiness == Readiness::Waiting {
             self.readiness = Readiness::Ready;
         }
@@ -804,6 +827,8 @@ impl Session {
             }
         }
         self.flush_receipts(now.at);
+        self.calls.handle_timeout(now.at);
+        self.pump_calls();
     }
 
     fn flush_receipts(&mut self, at: Instant) {

@@ -8,6 +8,7 @@ use mqchat_proto::{ConversationRef, DeviceIdentity, MessageId, Packet, Registry,
 
 use super::*;
 
+mod call;
 mod catch_up;
 mod group;
 
@@ -40,6 +41,8 @@ impl Device {
             presence: Presence::new(Availability::Available),
             ids_after: None,
             resume: None,
+            sip_domain: "example.org".into(),
+            seed: 1,
         };
         adjust(&mut settings);
         Self {
@@ -237,6 +240,21 @@ fn show_event(event: &Event) -> String {
             "group #{group}#{seq} by={by} own={own} {:?} {}",
             change.action,
             change.user.as_ref().map_or("-", |u| u.as_str())
+        ),
+        Event::IncomingCall { call, from, .. } => format!("incoming-call {call} from={from}"),
+        Event::CallRinging { call } => format!("call-ringing {call}"),
+        Event::CallAnswered { call, .. } => format!("call-answered {call}"),
+        Event::CallEnded { call, reason } => format!("call-ended {call} {reason}"),
+        Event::CallRecord {
+            conv,
+            seq,
+            own,
+            record,
+            ..
+        } => format!(
+            "call-record {conv}#{seq} own={own} {} {:?}",
+            record.outcome.name(),
+            record.duration
         ),
     }
 }
