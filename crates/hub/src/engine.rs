@@ -19,7 +19,9 @@ use mqchat_store::{
 
 use crate::push::Push;
 use crate::render::event_for;
+use crate::sip::Proxy;
 use crate::{Outbound, Qos};
+use std::sync::Mutex;
 
 /// The hub's settings.
 #[derive(Clone, Debug)]
@@ -34,6 +36,8 @@ pub struct HubConfig {
     pub max_reply_bytes: usize,
     /// The most members (and invited users) a group may have.
     pub max_group_members: usize,
+    /// The SIP proxy's settings; `None`: no SIP (spec 19).
+    pub sip: Option<crate::sip::SipConfig>,
 }
 
 impl Default for HubConfig {
@@ -44,6 +48,7 @@ impl Default for HubConfig {
             max_payload: 65_536,
             max_reply_bytes: 256 * 1024,
             max_group_members: 1000,
+            sip: None,
         }
     }
 }
@@ -124,16 +129,26 @@ pub(crate) fn refuse(inbound: &Inbound, code: ErrorCode, detail: impl Into<Strin
     Failure::Refused(rejection(inbound, code, detail))
 }
 
-/// The hub's logic. Holds only configuration: all state is in the store.
+/// The hub's logic. Holds configuration and the SIP proxy's transactions; everything else
+/// is in the store.
 #[derive(Debug)]
 pub struct Engine {
     config: HubConfig,
+    proxy: Mutex<Proxy>,
 }
 
 impl Engine {
     /// An engine with this configuration.
     pub fn new(config: HubConfig) -> Self {
-        Self { config }
+        // SIP branches, tags and Call-IDs must not repeat across restarts.
+        Self {
+            config,
+            proxy: Proxy::new(rand::random()),
+        }
+    }
+
+    pub(crate) fn proxy(&self) -> &Mutex<Proxy> {
+        &self.proxy
     }
 
     /// The configuration.
@@ -184,6 +199,23 @@ impl Engine {
                     &input.payload,
                     now,
                 ));
+                continue;
+            }
+            if let Ok(Topic::Gateway { .. }) = self.config.root.parse_topic(&input.topic) {
+                let mut local = Output::default();
+                let result = tx.item(|tx| {
+                    self.sip_from_gateway(tx, now, &input.topic, &input.payload, &mut local)
+                });
+                match result {
+                    Ok(()) => {
+                        output.publishes.extend(local.publishes);
+                        output.delivered.extend(local.delivered);
+                        output.pushes.extend(local.pushes);
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %input.topic, error = %e, "store failed on a gateway packet")
+                    }
+                }
                 continue;
             }
             let result = tx.item(|tx| {
@@ -284,11 +316,7 @@ impl Engine {
             Route::Marker => self.marker(tx, now, &inbound, out),
             Route::Signal => self.signal(tx, &inbound, out),
             Route::Request => self.request(tx, now, &inbound, out),
-            Route::Sip => Err(refuse(
-                &inbound,
-                ErrorCode::UNSUPPORTED,
-                "this hub has no SIP proxy (spec 7.14)",
-            )),
+            Route::Sip => self.sip_from_device(tx, now, &inbound, out),
         }
     }
 
@@ -322,11 +350,7 @@ impl Engine {
                     format!("no group #{gid}"),
                 )),
             },
-            Some(ConversationRef::Sip(address)) => Err(refuse(
-                inbound,
-                ErrorCode::UNSUPPORTED,
-                format!("this hub has no SIP gateway to reach {address}"),
-            )),
+            Some(ConversationRef::Sip(address)) => Ok(Target::Sip(address.clone())),
             None => Err(refuse(
                 inbound,
                 ErrorCode::INVALID,
@@ -353,7 +377,7 @@ impl Engine {
                 ErrorCode::FORBIDDEN,
                 format!("not a member of #{gid}"),
             )),
-            Target::Direct(_) => Err(refuse(
+            Target::Direct(_) | Target::Sip(_) => Err(refuse(
                 inbound,
                 ErrorCode::INVALID,
                 "this needs a group conversation",
@@ -416,6 +440,7 @@ impl Engine {
                 (conv, change)
             }
             Target::Group { .. } => (self.membership(tx, inbound)?.1, None),
+            Target::Sip(address) => return self.event_to_sip(tx, now, inbound, &address, out),
         };
         let seq = tx.append(
             conv.id,
@@ -431,6 +456,117 @@ impl Engine {
             tx.set_contact(conv.id, &peer, theirs)?;
         }
         self.deliver(tx, conv.id, seq, None, out)?;
+        Ok(())
+    }
+
+    /// An event to a SIP address (spec 19): a text message, stored in the sender's
+    /// conversation with the address, then sent through the gateway as a SIP MESSAGE.
+    fn event_to_sip(
+        &self,
+        tx: &mut Tx<'_>,
+        now: u64,
+        inbound: &Inbound,
+        address: &mqchat_proto::SipAddress,
+        out: &mut Output,
+    ) -> Result<(), Failure> {
+        let sender = &inbound.sender;
+        if inbound.packet.kind != PacketKind::MESSAGE {
+            return Err(refuse(
+                inbound,
+                ErrorCode::UNSUPPORTED,
+                format!("only text messages reach {address}"),
+            ));
+        }
+        let routed = self.sip().is_some_and(|sip| {
+            mqchat_sip::Uri::parse(address.as_str())
+                .ok()
+                .and_then(|uri| self.peer_for(sip, &uri))
+                .is_some()
+        });
+        if !routed {
+            return Err(refuse(
+                inbound,
+                ErrorCode::UNSUPPORTED,
+                format!("this hub has no SIP gateway route to {address}"),
+            ));
+        }
+        let message: mqchat_proto::body::Message = body(inbound)?;
+        let Some(conv) = tx.sip_conversation(&sender.user, address, true)? else {
+            return Err(Failure::Store(StoreError::NotFound(format!(
+                "conversation {}/{address}",
+                sender.user
+            ))));
+        };
+        let seq = tx.append(
+            conv.id,
+            now,
+            &sender.user,
+            &sender.device,
+            inbound.packet.id,
+            inbound.packet.kind,
+            &inbound.packet.encode(),
+        )?;
+        self.deliver(tx, conv.id, seq, None, out)?;
+        self.message_out(
+            now,
+            sender,
+            inbound.packet.id,
+            conv.id,
+            seq,
+            address,
+            &message.text,
+            out,
+        );
+        Ok(())
+    }
+
+    /// A marker in a conversation with a SIP address: the reader's own state only (the
+    /// outside party has no markers to be told).
+    fn sip_marker(
+        &self,
+        tx: &mut Tx<'_>,
+        now: u64,
+        inbound: &Inbound,
+        address: &mqchat_proto::SipAddress,
+        out: &mut Output,
+    ) -> Result<(), Failure> {
+        let sender = &inbound.sender;
+        let missing = || {
+            refuse(
+                inbound,
+                ErrorCode::NOT_FOUND,
+                format!("no conversation with {address}"),
+            )
+        };
+        let Some(conv) = tx.sip_conversation(&sender.user, address, false)? else {
+            return Err(missing());
+        };
+        let Some(me) = tx.participant(conv.id, &sender.user)? else {
+            return Err(missing());
+        };
+        let Some((is_read, up_to, private)) = marker_of(inbound)? else {
+            return Err(refuse(
+                inbound,
+                ErrorCode::UNSUPPORTED,
+                "extension markers do not reach SIP addresses",
+            ));
+        };
+        let Some((delivered, read)) = advance(&me, conv.last_seq, is_read, up_to) else {
+            return Ok(());
+        };
+        tx.set_markers(conv.id, &sender.user, delivered, read)?;
+        if read > me.read {
+            let mut own = Read {
+                up_to: read,
+                private,
+            }
+            .to_packet();
+            own.conv = Some(ConversationRef::Sip(address.clone()));
+            own.ts = Some(now);
+            own.from = Some(sender.user.clone());
+            own.device = Some(sender.device.clone());
+            out.publishes.push(self.durable(&sender.user, &own));
+        }
         Ok(())
     }
 
@@ -495,7 +631,7 @@ impl Engine {
             let Some(name) = conv_name(&row, participant) else {
                 continue;
             };
-            if row.group.is_some() && participant.user != event.sender {
+            if row.group.is_some() && event.sender.user() != Some(&participant.user) {
                 let payload = others_copy.get_or_insert_with(|| {
                     event_for(&event, &participant.user, &name).map(|p| p.encode())
                 });
@@ -527,6 +663,7 @@ impl Engine {
         let peer = match self.target(tx, inbound)? {
             Target::Direct(peer) => peer,
             Target::Group { .. } => return self.group_marker(tx, now, inbound, out),
+            Target::Sip(address) => return self.sip_marker(tx, now, inbound, &address, out),
         };
         let sender = &inbound.sender;
         let Some(conv) = tx.direct(&sender.user, &peer, false)? else {
@@ -693,6 +830,13 @@ impl Engine {
                 }
                 return Ok(());
             }
+            Target::Sip(address) => {
+                return Err(refuse(
+                    inbound,
+                    ErrorCode::UNSUPPORTED,
+                    format!("chat states do not reach {address}"),
+                ));
+            }
         };
         if peer == sender.user {
             return Ok(());
@@ -759,6 +903,11 @@ impl Engine {
                             format!("not a member of #{gid}"),
                         ));
                     }
+                    Target::Sip(address) => (
+                        tx.sip_conversation(user, &address, false)?,
+                        ConversationRef::Sip(address),
+                        (1, u64::MAX >> 1),
+                    ),
                 };
                 self.history(tx, user, conv, &name, window, &query)?
                     .to_packet()
@@ -896,6 +1045,9 @@ impl Engine {
             entry.last = last.and_then(|e| event_for(&e, user, &name));
             let after = me.read.max(floor.saturating_sub(1));
             entry.unread = tx.unread(conv.id, user, after, ceil, PacketKind::GROUP_EVENT)?;
+        }
+        if conv.sip.is_some() {
+            entry.peer_delivered = conv.sip_delivered;
         }
         if let Some(peer) = me.peer.as_ref().filter(|p| *p != user)
             && let Some(other) = tx.participant(conv.id, peer)?
@@ -1128,6 +1280,8 @@ pub(crate) enum Target {
         profile: GroupProfile,
         me: Option<ParticipantRow>,
     },
+    /// The sender's conversation with a SIP address.
+    Sip(mqchat_proto::SipAddress),
 }
 
 /// How `participant` names `conv`.
@@ -1135,9 +1289,10 @@ pub(crate) fn conv_name(
     conv: &ConversationRow,
     participant: &ParticipantRow,
 ) -> Option<ConversationRef> {
-    match &conv.group {
-        Some(gid) => Some(ConversationRef::Group(gid.clone())),
-        None => participant.peer.clone().map(ConversationRef::Direct),
+    match (&conv.group, &conv.sip) {
+        (Some(gid), _) => Some(ConversationRef::Group(gid.clone())),
+        (None, Some(address)) => Some(ConversationRef::Sip(address.clone())),
+        (None, None) => participant.peer.clone().map(ConversationRef::Direct),
     }
 }
 

@@ -11,10 +11,12 @@ pub mod engine;
 mod group;
 mod push;
 mod render;
+pub mod sip;
 
 pub use access::{Admission, Gate, HubCredentials};
 pub use engine::{Engine, HubConfig, Output, Upstream};
 pub use push::Push;
+pub use sip::{SipConfig, SipPeerRoute};
 
 /// MQTT delivery guarantee of an outbound publish.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

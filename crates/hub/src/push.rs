@@ -2,8 +2,8 @@
 //! The hub decides; the caller sends (the engine does no I/O).
 
 use mqchat_proto::body::{
-    Ack, Availability, Body, ClientState, Contact, ContactAction, GroupAction, GroupEvent, Message,
-    Mute, Presence, PushRegister, PushTarget,
+    Ack, Availability, Body, Call, CallOutcome, ClientState, Contact, ContactAction, GroupAction,
+    GroupEvent, Message, Mute, Presence, PushRegister, PushTarget,
 };
 use mqchat_proto::upstream::Inbound;
 use mqchat_proto::{ConversationRef, DeviceId, ErrorCode, Packet, PacketKind, UserId};
@@ -41,6 +41,11 @@ fn notable(event: &EventRow, packet: &Packet, reader: &UserId) -> Option<Option<
             .ok()
             .filter(|g| g.action == GroupAction::Invited && g.user.as_ref() == Some(reader))
             .map(|_| None),
+        // A missed call wakes the callee (the caller is the author, never a candidate).
+        PacketKind::CALL => Call::from_packet(packet)
+            .ok()
+            .filter(|c| c.outcome == CallOutcome::Missed)
+            .map(|_| None),
         _ => None,
     }
 }
@@ -59,7 +64,7 @@ impl Engine {
     ) -> Result<(), StoreError> {
         if !matches!(
             event.kind,
-            PacketKind::MESSAGE | PacketKind::CONTACT | PacketKind::GROUP_EVENT
+            PacketKind::MESSAGE | PacketKind::CONTACT | PacketKind::GROUP_EVENT | PacketKind::CALL
         ) {
             return Ok(());
         }
@@ -157,6 +162,7 @@ impl Engine {
                     format!("not a member of #{gid}"),
                 ));
             }
+            Target::Sip(address) => tx.sip_conversation(user, &address, true)?.map(|c| c.id),
         };
         let Some(conv) = conv else {
             return Err(refuse(

@@ -2,8 +2,8 @@
 //! from the reader's side, `from` only where it is not implied, `id` and `device` only on the
 //! sender's own copies.
 
-use mqchat_proto::{ConversationRef, Packet, UserId};
-use mqchat_store::EventRow;
+use mqchat_proto::{ConversationRef, Packet, PacketKind, UserId};
+use mqchat_store::{Author, EventRow};
 
 /// Renders `event` for `reader`, who names the conversation `conv`. `None` if the stored
 /// packet no longer decodes (logged: the archive was written by this hub, so it means
@@ -20,13 +20,20 @@ pub(crate) fn event_for(
             return None;
         }
     };
-    let own = *reader == event.sender;
+    let own = event.sender.user() == Some(reader);
     packet.conv = Some(conv.clone());
     packet.seq = Some(event.seq);
     packet.ts = Some(event.ts);
-    packet.from = (own || matches!(conv, ConversationRef::Group(_))).then(|| event.sender.clone());
-    packet.id = if own { event.client_id } else { None };
-    packet.device = own.then(|| event.sender_device.clone());
+    packet.from = match &event.sender {
+        Author::User(sender) if own || matches!(conv, ConversationRef::Group(_)) => {
+            Some(sender.clone())
+        }
+        _ => None,
+    };
+    // A call record was made by the hub, not sent by a device: no id, no device.
+    let sent = own && event.kind != PacketKind::CALL;
+    packet.id = if sent { event.client_id } else { None };
+    packet.device = sent.then(|| event.sender_device.clone());
     Some(packet)
 }
 
@@ -49,7 +56,7 @@ mod tests {
             conv: 1,
             seq: 42,
             ts: 1000,
-            sender: user("alice"),
+            sender: Author::User(user("alice")),
             sender_device: DeviceId::parse("phone").expect("valid"),
             client_id: MessageId::new(7).ok(),
             kind: PacketKind::MESSAGE,

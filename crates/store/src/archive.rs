@@ -7,7 +7,7 @@
 //! handed them to the broker.
 
 use mqchat_proto::body::{ContactState, Role};
-use mqchat_proto::{DeviceId, GroupId, MessageId, PacketKind, UserId};
+use mqchat_proto::{DeviceId, GroupId, MessageId, PacketKind, SipAddress, UserId};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use crate::{DeviceRecord, StoreError};
@@ -34,6 +34,45 @@ pub struct ConversationRow {
     pub deleted: bool,
     /// A group whose new members read the whole history.
     pub history_all: bool,
+    /// The SIP address, for a user's conversation with someone outside mqchat.
+    pub sip: Option<SipAddress>,
+    /// The SIP party's delivered marker (conversations with a SIP address).
+    pub sip_delivered: u64,
+}
+
+/// Who wrote an event: a user, or someone outside mqchat through the SIP gateway.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Author {
+    /// An mqchat user.
+    User(UserId),
+    /// A SIP address.
+    Sip(SipAddress),
+}
+
+impl Author {
+    /// The user, if the author is one.
+    pub fn user(&self) -> Option<&UserId> {
+        match self {
+            Self::User(user) => Some(user),
+            Self::Sip(_) => None,
+        }
+    }
+
+    /// As stored: the user id or the SIP address (which no user id can equal: it has `:`).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::User(user) => user.as_str(),
+            Self::Sip(address) => address.as_str(),
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, mqchat_proto::IdentityError> {
+        if text.starts_with("sip:") {
+            SipAddress::parse(text).map(Self::Sip)
+        } else {
+            UserId::parse(text).map(Self::User)
+        }
+    }
 }
 
 /// A group's profile.
@@ -97,7 +136,7 @@ pub struct EventRow {
     /// When it was stored.
     pub ts: u64,
     /// Sender.
-    pub sender: UserId,
+    pub sender: Author,
     /// Sending device.
     pub sender_device: DeviceId,
     /// The sender's message id (none for events the hub makes).
@@ -166,9 +205,8 @@ fn contact_state(v: i64) -> ContactState {
 
 const PARTICIPANT_COLS: &str = "p.user_id, p.peer, p.delivered, p.read, p.contact, p.change, p.role, p.state, p.since_seq, p.until_seq, p.muted_until";
 const PARTICIPANT_N: usize = 11;
-const CONVERSATION_COLS: &str =
-    "c.id, c.last_seq, c.last_ts, c.first_seq, c.group_id, c.deleted, c.history_all";
-const CONVERSATION_N: usize = 7;
+const CONVERSATION_COLS: &str = "c.id, c.last_seq, c.last_ts, c.first_seq, c.group_id, c.deleted, c.history_all, c.sip, c.sip_delivered";
+pub(crate) const CONVERSATION_N: usize = 9;
 const EVENT_COLS: &str = "conv, seq, ts, sender, sender_device, client_id, kind, packet";
 
 fn participant(row: &Row<'_>, at: usize) -> rusqlite::Result<ParticipantRow> {
@@ -203,6 +241,10 @@ fn conversation(row: &Row<'_>, at: usize) -> rusqlite::Result<ConversationRow> {
             .and_then(|g| GroupId::parse(&g).ok()),
         deleted: row.get(at + 5)?,
         history_all: row.get(at + 6)?,
+        sip: row
+            .get::<_, Option<String>>(at + 7)?
+            .and_then(|a| SipAddress::parse(&a).ok()),
+        sip_delivered: u(row.get(at + 8)?),
     })
 }
 
@@ -215,7 +257,10 @@ fn event(row: &Row<'_>) -> rusqlite::Result<EventRow> {
         conv: row.get(0)?,
         seq: u(row.get(1)?),
         ts: u(row.get(2)?),
-        sender: user_col(row, 3)?,
+        sender: {
+            let text: String = row.get(3)?;
+            Author::parse(&text).map_err(|e| bad(3, e.to_string()))?
+        },
         sender_device: DeviceId::parse(&device).map_err(|e| bad(4, e.to_string()))?,
         client_id: row
             .get::<_, Option<i64>>(5)?
@@ -296,7 +341,7 @@ impl<'c> Tx<'c> {
         Ok(matches!(disabled, Some(d) if !(d && active_only)))
     }
 
-    fn next_change(&self) -> Result<u64, StoreError> {
+    pub(crate) fn next_change(&self) -> Result<u64, StoreError> {
         let v: i64 = self
             .tx
             .prepare_cached(
@@ -317,7 +362,7 @@ impl<'c> Tx<'c> {
     }
 
     /// Marks every participant of `conv` as changed.
-    fn touch(&self, conv: ConvId) -> Result<(), StoreError> {
+    pub(crate) fn touch(&self, conv: ConvId) -> Result<(), StoreError> {
         let change = self.next_change()?;
         self.tx
             .prepare_cached("UPDATE participants SET change = ?2 WHERE conv = ?1")?
@@ -365,6 +410,8 @@ impl<'c> Tx<'c> {
             group: None,
             deleted: false,
             history_all: false,
+            sip: None,
+            sip_delivered: 0,
         }))
     }
 
@@ -410,6 +457,16 @@ impl<'c> Tx<'c> {
         device: &DeviceId,
         id: MessageId,
     ) -> Result<Option<EventRow>, StoreError> {
+        self.find_duplicate_by(&Author::User(sender.clone()), device, id)
+    }
+
+    /// [`Tx::find_duplicate`] for any author.
+    pub fn find_duplicate_by(
+        &self,
+        sender: &Author,
+        device: &DeviceId,
+        id: MessageId,
+    ) -> Result<Option<EventRow>, StoreError> {
         Ok(self
             .tx
             .prepare_cached(&format!(
@@ -433,13 +490,30 @@ impl<'c> Tx<'c> {
         kind: PacketKind,
         packet: &[u8],
     ) -> Result<u64, StoreError> {
+        let author = Author::User(sender.clone());
+        self.append_by(conv, ts, &author, device, id, kind, packet, false)
+    }
+
+    /// [`Tx::append`] for any author; a `quiet` event counts as unread for no one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append_by(
+        &self,
+        conv: ConvId,
+        ts: u64,
+        sender: &Author,
+        device: &DeviceId,
+        id: Option<MessageId>,
+        kind: PacketKind,
+        packet: &[u8],
+        quiet: bool,
+    ) -> Result<u64, StoreError> {
         let seq: i64 = self
             .tx
             .prepare_cached("UPDATE conversations SET last_seq = last_seq + 1, last_ts = ?2 WHERE id = ?1 RETURNING last_seq")?
             .query_row(params![conv, i(ts)], |r| r.get(0))?;
         self.tx
             .prepare_cached(&format!(
-                "INSERT INTO events ({EVENT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                "INSERT INTO events ({EVENT_COLS}, quiet) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ))?
             .execute(params![
                 conv,
@@ -449,7 +523,8 @@ impl<'c> Tx<'c> {
                 device.as_str(),
                 id.map(|id| i(id.get())),
                 i64::from(kind.0),
-                packet
+                packet,
+                quiet
             ])?;
         self.tx
             .prepare_cached("INSERT INTO outbox (conv, seq) VALUES (?1, ?2)")?
@@ -645,7 +720,7 @@ impl<'c> Tx<'c> {
             .tx
             .prepare_cached(
                 "SELECT COUNT(*) FROM events
-                 WHERE conv = ?1 AND seq > ?2 AND seq <= ?4 AND sender <> ?3 AND kind <> ?5",
+                 WHERE conv = ?1 AND seq > ?2 AND seq <= ?4 AND sender <> ?3 AND kind <> ?5 AND NOT quiet",
             )?
             .query_row(
                 params![conv, i(read), user.as_str(), i(until), i64::from(except.0)],
@@ -696,6 +771,8 @@ impl<'c> Tx<'c> {
             group: Some(group.clone()),
             deleted: false,
             history_all: profile.history_all,
+            sip: None,
+            sip_delivered: 0,
         })
     }
 

@@ -10,6 +10,7 @@ pub mod account;
 pub mod archive;
 pub mod push;
 pub mod retention;
+pub mod sip;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,10 +19,12 @@ use rusqlite::Connection;
 
 pub use account::{AuthFailure, DeviceRecord, UserRecord};
 pub use archive::{
-    ConvId, ConversationRow, EventRow, GroupProfile, Membership, ParticipantRow, ProfileRow, Tx,
+    Author, ConvId, ConversationRow, EventRow, GroupProfile, Membership, ParticipantRow,
+    ProfileRow, Tx,
 };
 pub use push::PushDevice;
 pub use retention::{RetentionPass, RetentionPolicy};
+pub use sip::CallRow;
 
 /// How a store failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +70,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_groups.sql"),
     include_str!("../migrations/0003_push.sql"),
+    include_str!("../migrations/0004_sip.sql"),
 ];
 
 /// A connection to the store.

@@ -182,7 +182,7 @@ impl Tx<'_> {
     pub fn push_candidates(
         &self,
         conv: crate::ConvId,
-        author: &UserId,
+        author: &crate::Author,
         at: u64,
     ) -> Result<Vec<(UserId, PushDevice)>, StoreError> {
         let mut stmt = self.conn().prepare_cached(
