@@ -261,6 +261,34 @@ pub struct SipPeer {
 }
 
 impl SipConfig {
+    /// The hub's SIP proxy settings, when SIP is enabled (the configuration is valid).
+    pub fn hub(&self) -> Option<mqchat_hub::SipConfig> {
+        if !self.enabled {
+            return None;
+        }
+        let peers = self
+            .peers
+            .iter()
+            .filter_map(|peer| {
+                Some(mqchat_hub::SipPeerRoute {
+                    name: peer.name.clone(),
+                    domains: peer
+                        .domains
+                        .iter()
+                        .map(|d| d.to_ascii_lowercase())
+                        .collect(),
+                    outbound: peer.outbound.clone()?,
+                })
+            })
+            .collect();
+        Some(mqchat_hub::SipConfig {
+            domain: self.domain.to_ascii_lowercase(),
+            gateway: mqchat_proto::GatewayName::parse(&self.gateway_name).ok(),
+            ring_timeout_ms: self.ring_timeout_secs.saturating_mul(1000),
+            peers,
+        })
+    }
+
     /// Checks the settings the gateway relies on.
     pub fn validate(&self) -> Result<(), String> {
         if self.domain.is_empty() {

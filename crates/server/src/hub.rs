@@ -36,6 +36,9 @@ impl Hub {
         let root = TopicRoot::parse(&config.root).map_err(|e| StartError::Config(e.to_string()))?;
         let (host, port) = config.broker_address().map_err(StartError::Config)?;
         let policy = config.retention().map_err(StartError::Config)?;
+        if config.sip.enabled {
+            config.sip.validate().map_err(StartError::Config)?;
+        }
         if !config.broker_username.starts_with('_') {
             return Err(StartError::Config(format!(
                 "broker_username {:?} must start with '_' (user ids cannot, so it cannot \
@@ -101,6 +104,7 @@ impl Hub {
             root: root.clone(),
             max_payload: config.max_payload,
             max_group_members: config.max_group_members,
+            sip: config.sip.hub(),
             ..HubConfig::default()
         });
         let options = link::LinkOptions {

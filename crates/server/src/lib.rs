@@ -76,6 +76,9 @@ impl Server {
     pub async fn start(config: &ServerConfig) -> Result<Self, StartError> {
         let root = TopicRoot::parse(&config.root).map_err(|e| StartError::Config(e.to_string()))?;
         let policy = config.retention().map_err(StartError::Config)?;
+        if config.sip.enabled {
+            config.sip.validate().map_err(StartError::Config)?;
+        }
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Config(format!("data directory {}: {e}", config.data_dir.display()))
         })?;
@@ -108,6 +111,7 @@ impl Server {
             root: root.clone(),
             max_payload: config.max_payload,
             max_group_members: config.max_group_members,
+            sip: config.sip.hub(),
             ..HubConfig::default()
         });
         let pusher = push::Pusher::start(&config.push, config.database(), durability)

@@ -43,6 +43,15 @@ const MAX_BATCH: usize = 512;
 /// CONNACKs) and the packet.
 type Received = (u64, Publish);
 
+/// What the worker is given: a PUBLISH, or a tick of the clock (for the SIP proxy's timers,
+/// spec 19: at least once a second while SIP is on).
+// Nearly every input is a PUBLISH: boxing it would cost an allocation each for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Input {
+    Publish(Received),
+    Tick,
+}
+
 /// What the worker hands to the publisher.
 struct Work {
     publishes: Vec<Outbound>,
@@ -137,7 +146,25 @@ impl Link {
                 .map_err(|e| format!("profiles: {e}"))?,
         );
 
-        let (inbound_tx, inbound_rx) = mpsc::unbounded_channel::<Received>();
+        let (inbound_tx, inbound_rx) = mpsc::unbounded_channel::<Input>();
+        if engine.config().sip.is_some() {
+            // A weak sender: the ticker must not keep the worker alive after the link ends.
+            let ticks = inbound_tx.downgrade();
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    interval.tick().await;
+                    match ticks.upgrade() {
+                        Some(tx) if tx.send(Input::Tick).is_ok() => {}
+                        _ => break,
+                    }
+                }
+            });
+        }
+        let mut filters = link.filters(&root);
+        if engine.config().sip.is_some() {
+            filters.push(root.gateway_in_filter(link.shared.then_some("mqchat")));
+        }
         let (work_tx, work_rx) = mpsc::channel::<Work>(64);
         let (confirm_tx, confirm_rx) = mpsc::unbounded_channel::<Vec<(ConvId, u64)>>();
         let pending = Arc::new(AtomicUsize::new(0));
@@ -148,7 +175,7 @@ impl Link {
             eventloop,
             LinkState {
                 client: client.clone(),
-                filters: link.filters(&root),
+                filters,
                 wait_for_broker: link.wait_for_broker,
                 inbound: inbound_tx,
                 pending: pending.clone(),
@@ -233,7 +260,7 @@ struct LinkState {
     client: AsyncClient,
     filters: Vec<String>,
     wait_for_broker: bool,
-    inbound: mpsc::UnboundedSender<Received>,
+    inbound: mpsc::UnboundedSender<Input>,
     pending: Arc<AtomicUsize>,
     /// The number of the current connection (incremented at each CONNACK).
     connection: Arc<AtomicU64>,
@@ -258,7 +285,11 @@ async fn run_link(
                 failures = 0;
                 state.pending.fetch_add(1, Ordering::SeqCst);
                 let connection = state.connection.load(Ordering::SeqCst);
-                if state.inbound.send((connection, publish)).is_err() {
+                if state
+                    .inbound
+                    .send(Input::Publish((connection, publish)))
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -332,17 +363,42 @@ async fn run_link(
 fn run_worker(
     engine: Engine,
     mut store: Store,
-    mut inbound: mpsc::UnboundedReceiver<Received>,
+    mut inbound: mpsc::UnboundedReceiver<Input>,
     work: mpsc::Sender<Work>,
     mut confirmations: mpsc::UnboundedReceiver<Vec<(ConvId, u64)>>,
 ) {
     while let Some(first) = inbound.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match inbound.try_recv() {
-                Ok(publish) => batch.push(publish),
-                Err(_) => break,
+        let mut batch = Vec::new();
+        let mut tick = false;
+        let mut next = Some(first);
+        while let Some(input) = next.take() {
+            match input {
+                Input::Publish(publish) => batch.push(publish),
+                Input::Tick => tick = true,
             }
+            if batch.len() < MAX_BATCH {
+                next = inbound.try_recv().ok();
+            }
+        }
+        if tick {
+            let output = engine.tick(&mut store, crate::now_ms());
+            let busy = !output.publishes.is_empty() || !output.pushes.is_empty();
+            if busy
+                && work
+                    .blocking_send(Work {
+                        publishes: output.publishes,
+                        acks: Vec::new(),
+                        delivered: output.delivered,
+                        evict: Vec::new(),
+                        pushes: output.pushes,
+                    })
+                    .is_err()
+            {
+                break;
+            }
+        }
+        if batch.is_empty() {
+            continue;
         }
         let now = crate::now_ms();
         // Upstream packets and presence alike: the engine tells them apart by topic.
