@@ -125,6 +125,10 @@ fn sdp_media(body: &[u8]) -> Vec<String> {
     kinds
 }
 
+/// The `Reason` of the CANCELs that stop a call's other devices once one answered (RFC
+/// 3326, RFC 3261 errata).
+const ANSWERED_ELSEWHERE: &str = "SIP ;cause=200 ;text=\"Call completed elsewhere\"";
+
 /// A request the hub makes for a branch (CANCEL, or the ACK of a failure): the branch's
 /// Via, From, Call-ID and CSeq number, To from `to` (the response's, for an ACK).
 fn branch_request(branch: &Message, method: Method, to: Option<&str>) -> Option<Message> {
@@ -457,7 +461,7 @@ impl Engine {
                     call.final_sent = true;
                     call.woken.clear();
                     tx.update_call(&call.row)?;
-                    self.cancel_pending(call, out);
+                    self.cancel_pending(call, Some(ANSWERED_ELSEWHERE), out);
                 }
                 // Every 2xx goes to the caller (RFC 3261 16.7): it acknowledges each and ends
                 // the extra dialogs with BYE.
@@ -489,7 +493,13 @@ impl Engine {
                 let done =
                     call.branches.iter().all(|b| !b.state.pending()) && call.woken.is_empty();
                 if global || done {
-                    self.cancel_pending(call, out);
+                    // A 6xx from one device ends the call everywhere (RFC 3326 tells
+                    // the other devices why).
+                    let reason = global.then(|| {
+                        let phrase = mqchat_sip::reason_phrase(code);
+                        format!("SIP ;cause={code} ;text=\"{phrase}\"")
+                    });
+                    self.cancel_pending(call, reason.as_deref(), out);
                     let Some(best) = call.best.clone() else {
                         return Ok(());
                     };
@@ -503,11 +513,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Sends CANCEL on every branch still ringing.
-    fn cancel_pending(&self, call: &mut CallState, out: &mut Output) {
+    /// Sends CANCEL on every branch still ringing, with a `Reason` (RFC 3326) when the
+    /// call ended elsewhere: devices tell "answered on another device" from the caller
+    /// giving up.
+    fn cancel_pending(&self, call: &mut CallState, reason: Option<&str>, out: &mut Output) {
         for branch in &mut call.branches {
             if branch.state.pending() {
-                if let Some(cancel) = branch_request(&branch.request, Method::Cancel, None) {
+                if let Some(mut cancel) = branch_request(&branch.request, Method::Cancel, None) {
+                    if let Some(reason) = reason {
+                        cancel.headers.push("Reason", reason);
+                    }
                     self.emit(&branch.hop, &cancel, out);
                 }
                 branch.state = BranchState::Cancelled;
@@ -543,7 +558,7 @@ impl Engine {
             proxy.calls.insert(call_id, call);
             return Ok(());
         }
-        self.cancel_pending(&mut call, out);
+        self.cancel_pending(&mut call, None, out);
         call.final_sent = true;
         let invite = call.invite.clone();
         self.respond(proxy, &invite, 487, out);
@@ -607,7 +622,7 @@ impl Engine {
             };
             if !call.final_sent && now >= call.deadline {
                 tracing::info!(call_id, "call rang out");
-                self.cancel_pending(&mut call, out);
+                self.cancel_pending(&mut call, None, out);
                 call.final_sent = true;
                 let invite = call.invite.clone();
                 self.respond(proxy, &invite, 480, out);
