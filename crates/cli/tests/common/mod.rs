@@ -91,7 +91,17 @@ pub fn run(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
 
 /// A server on a fresh data directory with these users (password: `{user}-pw`), and its
 /// `mqtt://` URL.
+#[allow(dead_code)] // Not every test binary uses both.
 pub fn server_with(dir: &tempfile::TempDir, users: &[&str]) -> (Running, String) {
+    server_with_config(dir, users, None)
+}
+
+/// [`server_with`], with `toml` as its configuration file when given.
+pub fn server_with_config(
+    dir: &tempfile::TempDir,
+    users: &[&str],
+    toml: Option<&str>,
+) -> (Running, String) {
     let data = dir.path().to_str().expect("utf-8 path");
     for user in users {
         let (code, _, err) = run(
@@ -100,7 +110,9 @@ pub fn server_with(dir: &tempfile::TempDir, users: &[&str]) -> (Running, String)
         );
         assert_eq!(code, 0, "{err}");
     }
-    let server = Running::spawn(&[
+    let config = dir.path().join("mqchat.toml");
+    let config = config.to_str().expect("utf-8 path");
+    let mut args = vec![
         "serve",
         "--data-dir",
         data,
@@ -108,7 +120,12 @@ pub fn server_with(dir: &tempfile::TempDir, users: &[&str]) -> (Running, String)
         "127.0.0.1:0",
         "--listen-ws",
         "off",
-    ]);
+    ];
+    if let Some(toml) = toml {
+        std::fs::write(config, toml).expect("write the configuration");
+        args.extend(["--config", config]);
+    }
+    let server = Running::spawn(&args);
     let banner = server.line_with("mqchat listening:");
     let url = banner
         .split_whitespace()
