@@ -708,3 +708,54 @@ fn calls_interrupted_by_a_restart_are_still_recorded() {
     assert_eq!(out.records("mq/in/bob/d")[0]["outcome"], "missed");
     assert!(f.tick(1000).packets.is_empty(), "recorded once");
 }
+
+#[test]
+fn mangled_sip_never_panics_the_proxy() {
+    let mut f = Fixture::new();
+    f.online("alice", "phone");
+    f.online("bob", "phone");
+    let base = invite("c20", "alice", "phone", "sip:bob@localhost");
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..300u64 {
+        let mut bytes = base.clone().into_bytes();
+        match round % 3 {
+            0 => bytes.truncate((next() as usize) % bytes.len()),
+            1 => {
+                for _ in 0..4 {
+                    let at = (next() as usize) % bytes.len();
+                    bytes[at] = b" :;<>@\r\n=,"[(next() as usize) % 10];
+                }
+            }
+            _ => {
+                let at = (next() as usize) % bytes.len();
+                bytes.splice(
+                    at..at,
+                    b"\r\nVia: SIP/2.0/MQTT hub.localhost;branch=z9hG4bKx"
+                        .iter()
+                        .copied(),
+                );
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes).replace("c20", &format!("m{round}"));
+        f.sip("alice", "phone", &text);
+        f.gateway(&text);
+        f.sip(
+            "bob",
+            "phone",
+            &text.replacen("INVITE sip:bob@localhost SIP/2.0", "SIP/2.0 180 Ringing", 1),
+        );
+    }
+    // Still working.
+    let out = f.sip(
+        "alice",
+        "phone",
+        &invite("c21", "alice", "phone", "sip:bob@localhost"),
+    );
+    assert_eq!(method(out.one(PHONE)), Some(Method::Invite));
+}

@@ -26,6 +26,15 @@ fn conv() -> impl Strategy<Value = ConversationRef> {
         user_id().prop_map(ConversationRef::Direct),
         "[a-z0-9][a-z0-9._-]{0,31}"
             .prop_map(|g| ConversationRef::parse(&format!("#{g}")).expect("valid")),
+        (
+            "[A-Za-z0-9+._-]{1,20}",
+            "[a-z0-9]{1,10}(\\.[a-z0-9]{1,10}){0,2}",
+            proptest::option::of(5061u16..6000)
+        )
+            .prop_map(|(user, host, port)| {
+                let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+                ConversationRef::parse(&format!("sip:{user}@{host}{port}")).expect("canonical")
+            }),
     ]
 }
 
