@@ -423,3 +423,36 @@ async fn a_second_call_while_in_a_call() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_call_to_one_device() -> anyhow::Result<()> {
+    let server = sip_server(60).await?;
+    let (alice, mut alice_events) = device(&server, "alice", "phone").await?;
+    let (_phone, phone_events) = device(&server, "bob", "phone").await?;
+    let (laptop, mut laptop_events) = device(&server, "bob", "laptop").await?;
+    // The GRUU of bob's laptop: only the laptop rings.
+    let call = alice.call("sip:bob@localhost;gr=laptop", OFFER).await?;
+    let (laptop_call, ..) = incoming(&mut laptop_events).await;
+    laptop.answer(&laptop_call, ANSWER).await?;
+    answered(&mut alice_events, &call).await;
+    // The callee hangs up: its BYE's From is the GRUU alice called (RFC 3261 12.2.1.1).
+    laptop.hangup(&laptop_call).await?;
+    assert_eq!(
+        ended(&mut alice_events, &call).await,
+        EndReason::HungUp { local: false }
+    );
+    let (_, _, answered) = record(&mut alice_events, &call).await;
+    assert_eq!(
+        answered.answered_by.as_ref().map(|d| d.as_str()),
+        Some("laptop")
+    );
+    assert!(
+        phone_events
+            .kept
+            .iter()
+            .all(|e| !matches!(e, Event::IncomingCall { .. }))
+    );
+    alice.close().await?;
+    server.stop().await;
+    Ok(())
+}

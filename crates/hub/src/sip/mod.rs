@@ -322,8 +322,15 @@ impl Engine {
             self.emit(&Hop::Device(sender.clone()), &response, out);
             return Ok(());
         }
+        // The sender's address of record, or its own GRUU: a callee's requests inside a
+        // call carry the To of the INVITE as From (RFC 3261 12.2.1.1), the GRUU when the
+        // caller called that device.
         let from_ok = message.from().is_some_and(|from| {
-            self.local(sip, &from.uri) == Some(Local::User(sender.user.clone(), None))
+            matches!(
+                self.local(sip, &from.uri),
+                Some(Local::User(user, device))
+                    if user == sender.user && device.as_ref().is_none_or(|d| *d == sender.device)
+            )
         });
         if !from_ok && message.method() != Some(&Method::Ack) {
             tracing::info!(%sender, "SIP request whose From is not the sender's address");
