@@ -116,6 +116,12 @@ pub(crate) async fn run(args: HubArgs) -> anyhow::Result<()> {
     if let Some(addr) = hub.http_addr() {
         line.push_str(&format!(" http://{addr}"));
     }
+    if let Some(addr) = hub.sip_udp_addr() {
+        line.push_str(&format!(" sip+udp://{addr}"));
+    }
+    if let Some(addr) = hub.sip_tcp_addr() {
+        line.push_str(&format!(" sip+tcp://{addr}"));
+    }
     line.push_str(&format!(
         " root={} data={}",
         hub.root(),

@@ -103,6 +103,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(addr) = server.ws_addr() {
         line.push_str(&format!(" ws://{addr}/mqtt"));
     }
+    if let Some(addr) = server.sip_udp_addr() {
+        line.push_str(&format!(" sip+udp://{addr}"));
+    }
+    if let Some(addr) = server.sip_tcp_addr() {
+        line.push_str(&format!(" sip+tcp://{addr}"));
+    }
     line.push_str(&format!(
         " root={} data={}",
         server.root(),

@@ -25,6 +25,7 @@ pub struct Hub {
     pusher: Option<Arc<push::Pusher>>,
     http: Option<AuthHttp>,
     retention: Option<retention::RetentionJob>,
+    sip: Option<crate::sip_gateway::Gateway>,
     root: TopicRoot,
 }
 
@@ -128,6 +129,31 @@ impl Hub {
                     return Err(StartError::Link(e));
                 }
             };
+        let sip = if config.sip.enabled {
+            let gateway = crate::sip_gateway::Gateway::start(
+                &config.sip,
+                crate::sip_gateway::GatewayLink {
+                    host: options.host.clone(),
+                    port: options.port,
+                    credentials: credentials.clone(),
+                    root: root.clone(),
+                    wait_for_broker: true,
+                },
+            )
+            .await;
+            match gateway {
+                Ok(gateway) => Some(gateway),
+                Err(e) => {
+                    link.stop().await;
+                    if let Some(http) = http {
+                        http.stop().await;
+                    }
+                    return Err(StartError::Config(e));
+                }
+            }
+        } else {
+            None
+        };
         let retention = retention::RetentionJob::start(
             Store::open(&config.database(), durability)?,
             policy,
@@ -148,6 +174,7 @@ impl Hub {
             pusher,
             http,
             retention,
+            sip,
             root,
         })
     }
@@ -162,11 +189,28 @@ impl Hub {
         &self.root
     }
 
+    /// The SIP gateway's bound UDP address (when `[sip]` is enabled).
+    pub fn sip_udp_addr(&self) -> Option<SocketAddr> {
+        self.sip
+            .as_ref()
+            .and_then(crate::sip_gateway::Gateway::udp_addr)
+    }
+
+    /// The SIP gateway's bound TCP address (when `[sip]` is enabled).
+    pub fn sip_tcp_addr(&self) -> Option<SocketAddr> {
+        self.sip
+            .as_ref()
+            .and_then(crate::sip_gateway::Gateway::tcp_addr)
+    }
+
     /// Finishes what was received (up to 5 s), disconnects from the broker, flushes the
     /// store and stops the HTTP endpoint. What the broker still holds for the hub's session
     /// waits there for the next start.
     pub async fn shutdown(self) {
         tracing::info!("hub shutting down");
+        if let Some(sip) = self.sip {
+            sip.stop().await;
+        }
         self.link.stop().await;
         if let Some(pusher) = self.pusher.and_then(|p| Arc::try_unwrap(p).ok()) {
             pusher.stop().await;

@@ -21,6 +21,7 @@ mod hub;
 mod link;
 pub mod push;
 mod retention;
+pub mod sip_gateway;
 pub mod testing;
 
 use std::net::SocketAddr;
@@ -49,6 +50,7 @@ pub struct Server {
     link: link::Link,
     retention: Option<retention::RetentionJob>,
     pusher: Option<Arc<push::Pusher>>,
+    sip: Option<sip_gateway::Gateway>,
     root: TopicRoot,
 }
 
@@ -121,6 +123,29 @@ impl Server {
         let link = link::Link::start(&options, &hub, engine, store, pusher.clone())
             .await
             .map_err(StartError::Link)?;
+        let sip = if config.sip.enabled {
+            let internal = broker.internal_addr();
+            let gateway = sip_gateway::Gateway::start(
+                &config.sip,
+                sip_gateway::GatewayLink {
+                    host: internal.ip().to_string(),
+                    port: internal.port(),
+                    credentials: hub.clone(),
+                    root: root.clone(),
+                    wait_for_broker: false,
+                },
+            )
+            .await;
+            match gateway {
+                Ok(gateway) => Some(gateway),
+                Err(e) => {
+                    link.stop().await;
+                    return Err(StartError::Config(e));
+                }
+            }
+        } else {
+            None
+        };
         let retention = retention::RetentionJob::start(
             Store::open(&config.database(), durability)?,
             policy,
@@ -139,6 +164,7 @@ impl Server {
             link,
             retention,
             pusher,
+            sip,
             root,
         })
     }
@@ -158,6 +184,16 @@ impl Server {
         &self.root
     }
 
+    /// The SIP gateway's bound UDP address (when `[sip]` is enabled).
+    pub fn sip_udp_addr(&self) -> Option<SocketAddr> {
+        self.sip.as_ref().and_then(sip_gateway::Gateway::udp_addr)
+    }
+
+    /// The SIP gateway's bound TCP address (when `[sip]` is enabled).
+    pub fn sip_tcp_addr(&self) -> Option<SocketAddr> {
+        self.sip.as_ref().and_then(sip_gateway::Gateway::tcp_addr)
+    }
+
     /// Closes a device's connection and session (after revoking it).
     pub async fn kick(&self, client_id: &str) {
         self.broker.kick(client_id).await;
@@ -168,6 +204,9 @@ impl Server {
     pub async fn shutdown(self) {
         tracing::info!("shutting down: no new connections");
         self.broker.stop_accepting().await;
+        if let Some(sip) = self.sip {
+            sip.stop().await;
+        }
         self.broker.disconnect_all(link::HUB_USERNAME).await;
         self.link.stop().await;
         if let Some(pusher) = self.pusher.and_then(|p| Arc::try_unwrap(p).ok()) {

@@ -68,6 +68,16 @@ impl TestServer {
         self.server.root()
     }
 
+    /// The SIP gateway's UDP address (when `[sip]` is enabled).
+    pub fn sip_udp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.sip_udp_addr()
+    }
+
+    /// The SIP gateway's TCP address (when `[sip]` is enabled).
+    pub fn sip_tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.sip_tcp_addr()
+    }
+
     fn store(&self) -> anyhow::Result<Store> {
         Ok(Store::open(&self.config.database(), Durability::Normal)?)
     }
