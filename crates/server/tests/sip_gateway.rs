@@ -1,7 +1,8 @@
 //! The SIP gateway's transport work through real sockets (UDP and TCP on port 0): peers
 //! outside the table get 403, malformed requests 400 or nothing, an INVITE gets 100 Trying at
-//! once and its retransmission the same 100, and the server keeps working throughout. The
-//! call logic behind the gateway is the hub's (tests/sipp.rs runs whole calls with SIPp).
+//! once, its retransmission is absorbed by the transaction (answered with the last
+//! response, never passed to the hub again), and the server keeps working throughout. Whole
+//! calls with SIPp are in crates/cli/tests/sipp.rs.
 
 use std::net::SocketAddr;
 use std::time::Duration;
