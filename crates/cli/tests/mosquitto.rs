@@ -344,7 +344,7 @@ async fn incoming(events: &mut Events) -> (ConversationRef, u64, UserId, String)
             own: false,
             message,
             ..
-        } => Some((conv, seq, from, message.text)),
+        } => Some((conv, seq, from.user()?.clone(), message.text)),
         _ => None,
     })
     .await

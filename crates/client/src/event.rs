@@ -2,7 +2,9 @@
 //! the confirmation of a sent event.
 
 use mqchat_proto::body::{Contact, GroupEvent, Message, Presence, Profile, State};
-use mqchat_proto::{ConversationRef, DeviceId, ErrorCode, GroupId, MessageId, Packet, UserId};
+use mqchat_proto::{
+    ConversationRef, DeviceId, ErrorCode, GroupId, MessageId, Packet, SipAddress, UserId,
+};
 
 use crate::call::{Call, EndReason};
 
@@ -28,6 +30,46 @@ impl Sent {
             ConversationRef::Group(group) => Some(group),
             ConversationRef::Direct(_) | ConversationRef::Sip(_) => None,
         }
+    }
+}
+
+/// Who sent a message: a user of this server, or (in a conversation with a SIP address,
+/// spec section 19) that address, outside mqchat.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Party {
+    /// A user of this server.
+    User(UserId),
+    /// An address outside mqchat, reached through the server's SIP gateway.
+    Sip(SipAddress),
+}
+
+impl Party {
+    /// The user, if the party is one.
+    pub fn user(&self) -> Option<&UserId> {
+        match self {
+            Self::User(user) => Some(user),
+            Self::Sip(_) => None,
+        }
+    }
+
+    /// The party as text: a user id, or `sip:user@host`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::User(user) => user.as_str(),
+            Self::Sip(address) => address.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for Party {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<UserId> for Party {
+    fn eq(&self, other: &UserId) -> bool {
+        self.user() == Some(other)
     }
 }
 
@@ -69,8 +111,8 @@ pub enum Event {
         seq: u64,
         /// When the hub stored it (ms since the Unix epoch).
         ts: u64,
-        /// The sender.
-        from: UserId,
+        /// The sender: a user, or the SIP address of a conversation with one.
+        from: Party,
         /// Sent by this user (from this or another of their devices).
         own: bool,
         /// The message.

@@ -16,7 +16,7 @@ use super::pending::{Entry, Expect, InfoFor, Reply, read_reply};
 use super::timeline::Admission;
 use super::{Answer, Now, Output, Session};
 use crate::error::Error;
-use crate::event::Event;
+use crate::event::{Event, Party};
 
 impl Session {
     /// A PUBLISH arrived from the broker.
@@ -60,7 +60,7 @@ impl Session {
     fn sender(conv: &ConversationRef, packet: &Packet) -> Option<UserId> {
         let sender = packet.from.clone().or_else(|| conv.peer().cloned());
         if sender.is_none() {
-            tracing::warn!(%conv, "skipping a group packet without a sender");
+            tracing::warn!(%conv, "skipping a packet without a sender");
         }
         sender
     }
@@ -150,6 +150,21 @@ impl Session {
                 own,
             });
         }
+        // A message from the outside party of a conversation with a SIP address has no
+        // `from`: the conversation names its sender (spec section 19).
+        if let (ConversationRef::Sip(address), None, PacketKind::MESSAGE) =
+            (conv, &packet.from, packet.kind)
+        {
+            return Some(Event::Message {
+                message: typed(&packet)?,
+                conv: conv.clone(),
+                seq,
+                ts: packet.ts.unwrap_or(0),
+                from: Party::Sip(address.clone()),
+                own: false,
+                packet,
+            });
+        }
         let from = Self::sender(conv, &packet)?;
         let conv = conv.clone();
         let event = match packet.kind {
@@ -186,7 +201,7 @@ impl Session {
                 conv,
                 seq,
                 ts: packet.ts.unwrap_or(0),
-                from,
+                from: Party::User(from),
                 own,
                 packet,
             },

@@ -86,7 +86,7 @@ pub async fn expect_message(events: &mut Events) -> (ConversationRef, u64, UserI
             own,
             message,
             ..
-        } => Some((conv, seq, from, own, message.text)),
+        } => Some((conv, seq, from.user()?.clone(), own, message.text)),
         _ => None,
     })
     .await

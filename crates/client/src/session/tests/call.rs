@@ -108,3 +108,28 @@ fn call_records_are_events_of_their_conversation() {
         ]
     );
 }
+
+#[test]
+fn messages_from_an_address_outside_mqchat() {
+    let mut d = Device::connected();
+    d.hub(
+        "mq/in/alice/d",
+        r#"{"type":"message","conv":"sip:carol@example.net","seq":1,"ts":1790000100000,"text":"Hi from SIP"}"#,
+    );
+    d.hub(
+        "mq/in/alice/d",
+        r#"{"type":"message","conv":"sip:carol@example.net","seq":2,"ts":1790000100001,"from":"alice","device":"laptop","text":"Hi back"}"#,
+    );
+    let lines: Vec<String> = d
+        .drain()
+        .into_iter()
+        .filter(|l| l.starts_with("event"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            r#"event message sip:carol@example.net#1 from=sip:carol@example.net own=false "Hi from SIP""#,
+            r#"event message sip:carol@example.net#2 from=alice own=true "Hi back""#,
+        ]
+    );
+}
