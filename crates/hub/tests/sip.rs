@@ -759,3 +759,51 @@ fn mangled_sip_never_panics_the_proxy() {
     );
     assert_eq!(method(out.one(PHONE)), Some(Method::Invite));
 }
+
+#[test]
+fn a_call_to_an_outside_address_goes_through_the_gateway() {
+    let mut f = Fixture::new();
+    f.online("alice", "phone");
+    let out = f.sip(
+        "alice",
+        "phone",
+        &invite("c30", "alice", "phone", "sip:carol@example.net"),
+    );
+    let (topic, sent, destination) = &out.sip[0];
+    assert_eq!(topic, "mq/gw/sip/out");
+    assert_eq!(destination.as_deref(), Some("udp:192.0.2.20:5060"));
+    assert_eq!(
+        sent.uri().map(ToString::to_string).as_deref(),
+        Some("sip:carol@example.net")
+    );
+    let sent = sent.clone();
+    // carol is busy: alice gets the 486; the gateway acknowledges its peer itself.
+    let busy = Message::response(&sent, 486, "");
+    let out = f.gateway(&String::from_utf8(busy.to_bytes()).expect("utf-8"));
+    assert_eq!(code(out.one(ALICE)), 486);
+    assert!(
+        out.sip_to("mq/gw/sip/out").is_empty(),
+        "no ACK from the hub"
+    );
+    let record = &out.records("mq/in/alice/d")[0];
+    assert_eq!(record["conv"], "sip:carol@example.net");
+    assert_eq!(record["outcome"], "busy");
+    // alice cancels another call: the CANCEL goes to the same destination.
+    f.sip(
+        "alice",
+        "phone",
+        &invite("c31", "alice", "phone", "sip:carol@example.net"),
+    );
+    let cancel = "CANCEL sip:carol@example.net SIP/2.0\r\nVia: SIP/2.0/MQTT phone.alice.invalid;branch=z9hG4bKc31\r\n\
+                  Max-Forwards: 70\r\nTo: <sip:carol@example.net>\r\nFrom: <sip:alice@localhost>;tag=talice\r\n\
+                  Call-ID: c31\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
+    let out = f.sip("alice", "phone", cancel);
+    let (_, sent, destination) = &out
+        .sip
+        .iter()
+        .find(|(t, _, _)| t == "mq/gw/sip/out")
+        .expect("CANCEL");
+    assert_eq!(method(sent), Some(Method::Cancel));
+    assert_eq!(destination.as_deref(), Some("udp:192.0.2.20:5060"));
+    assert_eq!(out.records("mq/in/alice/d")[0]["outcome"], "cancelled");
+}

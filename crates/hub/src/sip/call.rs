@@ -389,7 +389,7 @@ impl Engine {
         let method = response.cseq().map(|c| c.method);
         let Some(mut call) = proxy.calls.remove(call_id) else {
             // A finished call: acknowledge a late failure, drop the rest.
-            if let Some((request, hop, _)) = proxy.ended.get(branch_id)
+            if let Some((request, hop @ Hop::Device(_), _)) = proxy.ended.get(branch_id)
                 && method == Some(Method::Invite)
                 && code >= 300
                 && let Some(ack) = branch_request(request, Method::Ack, response.headers.get("To"))
@@ -468,11 +468,16 @@ impl Engine {
                 self.route_response(response, out);
             }
             _ => {
-                if let Some(ack) = branch_request(
-                    &call.branches[index].request,
-                    Method::Ack,
-                    response.headers.get("To"),
-                ) {
+                // A device has no transaction layer under the hub: the hub acknowledges its
+                // failure (RFC 3261 17.1.1.3). The gateway's client transaction does that
+                // itself for its peers.
+                if let Hop::Device(_) = call.branches[index].hop
+                    && let Some(ack) = branch_request(
+                        &call.branches[index].request,
+                        Method::Ack,
+                        response.headers.get("To"),
+                    )
+                {
                     self.emit(&call.branches[index].hop, &ack, out);
                 }
                 if call.branches[index].state != BranchState::Cancelled {
