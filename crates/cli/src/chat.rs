@@ -76,6 +76,7 @@ pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
         };
         let text = message_text(packet)
             .or_else(|| crate::group::packet_text(packet))
+            .or_else(|| crate::call::packet_text(packet, &conv, me.as_str()))
             .unwrap_or_default();
         println!("#{} {who}: {text}", packet.seq.unwrap_or(0));
         last_seen = last_seen.max(packet.seq.unwrap_or(0));

@@ -345,7 +345,10 @@ pub(crate) async fn conversations(args: ConversationsArgs) -> anyhow::Result<()>
         let last = entry
             .last
             .as_ref()
-            .and_then(message_text)
+            .and_then(|last| {
+                message_text(last)
+                    .or_else(|| crate::call::packet_text(last, &entry.conv, &args.connect.user))
+            })
             .unwrap_or_default();
         if args.connect.json() {
             println!(

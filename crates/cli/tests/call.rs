@@ -98,6 +98,23 @@ fn alice_calls_bob_who_answers() {
         None,
     );
     assert!(out.contains("(call from alice: answered on cli"), "{out}");
+    // The conversation list shows the call as the last event.
+    let (_, out, _) = run(
+        &[
+            "conversations",
+            "--server",
+            &url,
+            "-u",
+            "bob",
+            "-p",
+            "bob-pw",
+        ],
+        None,
+    );
+    assert!(
+        out.contains("alice: (call from alice: answered on cli"),
+        "{out}"
+    );
 }
 
 #[test]
