@@ -1,0 +1,489 @@
+//! The SIP gateway against a real SIP user agent: SIPp (Debian package `sip-tester`) runs the
+//! scenarios of crates/server/tests/sipp/ against `mqchat serve` with `[sip]` enabled on
+//! ports chosen at run time, while mqchat users take part through the CLI (the SDK):
+//! MESSAGE both ways, a call from a SIP peer answered by bob and one from bob answered by a
+//! SIP peer (both in history), cancel (487), busy (486), unknown user (404), nobody reachable
+//! (480), a retransmitted INVITE ringing once, an unknown peer (403), digest credentials
+//! (407, then 200), and malformed input (400 or dropped) with the server still working.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Running, WAIT, run};
+use mqchat_sip::Message;
+
+/// A running `mqchat serve` with SIP on.
+struct SipServer {
+    _server: Running,
+    /// `mqtt://127.0.0.1:PORT`.
+    url: String,
+    /// The gateway's UDP address, `127.0.0.1:PORT`.
+    udp: String,
+    dir: tempfile::TempDir,
+}
+
+/// A free UDP port on 127.0.0.1 for a SIPp instance (bound, read, released).
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn sipp_binary() -> &'static str {
+    assert!(
+        Command::new("sipp").arg("-v").output().is_ok(),
+        "sipp is missing: install the Debian package sip-tester (scripts/test does)"
+    );
+    "sipp"
+}
+
+/// Starts the server with the users (password `{user}-pw`) and a peer `sipp` at 127.0.0.1
+/// serving the domain `127.0.0.1`, reached at `udp:127.0.0.1:{uas_port}`; `extra` is
+/// appended to the configuration.
+fn start(users: &[&str], uas_port: u16, extra: &str) -> SipServer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_str().expect("utf-8 path").to_owned();
+    for user in users {
+        let (code, _, err) = run(
+            &["user", "add", user, "--password-stdin", "--data-dir", &data],
+            Some(&format!("{user}-pw\n")),
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    let toml = format!(
+        "[sip]\nenabled = true\nlisten_udp = \"127.0.0.1:0\"\nlisten_tcp = \"127.0.0.1:0\"\n\n\
+         [[sip.peers]]\nname = \"sipp\"\naddresses = [\"127.0.0.1\"]\ndomains = [\"127.0.0.1\"]\n\
+         outbound = \"udp:127.0.0.1:{uas_port}\"\n{extra}"
+    );
+    let config = dir.path().join("mqchat.toml");
+    std::fs::write(&config, toml).expect("write the configuration");
+    let server = Running::spawn(&[
+        "serve",
+        "--data-dir",
+        &data,
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--listen-tcp",
+        "127.0.0.1:0",
+        "--listen-ws",
+        "off",
+    ]);
+    let banner = server.line_with("mqchat listening:");
+    let word = |prefix: &str| {
+        banner
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {banner}"))
+            .to_owned()
+    };
+    SipServer {
+        url: format!("mqtt://{}", word("mqtt://")),
+        udp: word("sip+udp://"),
+        _server: server,
+        dir,
+    }
+}
+
+/// A SIPp process; its screen goes to a file shown when it fails.
+struct Sipp {
+    child: Child,
+    log: PathBuf,
+    what: String,
+}
+
+impl Sipp {
+    /// Runs `scenario` (a file of crates/server/tests/sipp/) for one call: as a client of
+    /// `remote` when given, else as a server waiting on `port`.
+    fn start(
+        server: &SipServer,
+        scenario: &str,
+        port: u16,
+        remote: Option<&str>,
+        args: &[&str],
+    ) -> Sipp {
+        let path = format!(
+            "{}/../server/tests/sipp/{scenario}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let log = server
+            .dir
+            .path()
+            .join(format!("sipp-{scenario}-{port}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let port = port.to_string();
+        let mut command = Command::new(sipp_binary());
+        command
+            .args(["-sf", &path, "-m", "1", "-p", &port, "-nostdin"])
+            .args(["-timeout", "30s", "-timeout_error"])
+            .args(args);
+        if !args.contains(&"-i") {
+            command.args(["-i", "127.0.0.1"]);
+        }
+        if let Some(remote) = remote {
+            command.arg(remote);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start sipp");
+        Sipp {
+            child,
+            log,
+            what: format!("{scenario} {}", args.join(" ")),
+        }
+    }
+
+    /// Waits for the scenario's end and checks that it passed.
+    fn passes(mut self) {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("sipp status") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sipp {} did not finish",
+                self.what
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let screen = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(
+            status.success(),
+            "sipp {} failed ({status}):\n{screen}",
+            self.what
+        );
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A SIPp client call from 127.0.0.1 to the gateway, for the user `to`.
+fn uac(server: &SipServer, scenario: &str, to: &str) -> Sipp {
+    Sipp::start(
+        server,
+        scenario,
+        free_port(),
+        Some(&server.udp),
+        &["-s", to],
+    )
+}
+
+/// `mqchat listen` for `user` with JSON lines and `args`, once it is connected.
+fn listen(server: &SipServer, user: &str, args: &[&str]) -> Running {
+    let password = format!("{user}-pw");
+    let mut all = vec![
+        "listen",
+        "--server",
+        &server.url,
+        "-u",
+        user,
+        "-p",
+        &password,
+        "--json",
+    ];
+    all.extend(args);
+    let running = Running::spawn(&all);
+    running.line_with("\"connected\"");
+    running
+}
+
+fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+fn history(server: &SipServer, user: &str, conv: &str) -> String {
+    let password = format!("{user}-pw");
+    let (code, out, err) = run(
+        &[
+            "history",
+            "--server",
+            &server.url,
+            "-u",
+            user,
+            "-p",
+            &password,
+            conv,
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
+#[test]
+fn messages_both_ways() {
+    let uas_port = free_port();
+    let server = start(&["bob"], uas_port, "");
+    uac(&server, "uac_message.xml", "bob").passes();
+    let out = history(&server, "bob", "sip:sipp@127.0.0.1");
+    assert!(out.contains("hello from SIPp"), "{out}");
+
+    // bob's answer reaches the peer's UAS as a MESSAGE.
+    let uas = Sipp::start(&server, "uas_message.xml", uas_port, None, &[]);
+    let (code, out, err) = run(
+        &[
+            "send",
+            "--server",
+            &server.url,
+            "-u",
+            "bob",
+            "-p",
+            "bob-pw",
+            "sip:sipp@127.0.0.1",
+            "hi back",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    uas.passes();
+    let out = history(&server, "bob", "sip:sipp@127.0.0.1");
+    assert!(out.contains("hi back"), "{out}");
+}
+
+#[test]
+fn a_sip_peer_calls_bob_who_answers() {
+    let server = start(&["bob"], free_port(), "");
+    let bob = listen(&server, "bob", &["--answer-calls", "-", "--calls", "1"]);
+    uac(&server, "uac_invite.xml", "bob").passes();
+    let incoming = json(&bob.line_with("\"incoming-call\""));
+    assert_eq!(incoming["from"], "sip:sipp@127.0.0.1");
+    assert!(
+        incoming["sdp"]
+            .as_str()
+            .is_some_and(|s| s.contains("m=audio"))
+    );
+    let record = json(&bob.line_with("\"call-record\""));
+    assert_eq!(record["outcome"], "answered");
+    assert_eq!(record["conv"], "sip:sipp@127.0.0.1");
+    assert!(
+        record["duration"].as_u64().is_some_and(|d| d >= 900),
+        "{record}"
+    );
+    let ended = json(&bob.line_with("\"call-ended\""));
+    assert_eq!(ended["local"], false);
+    assert_eq!(bob.wait(), 0);
+    let out = history(&server, "bob", "sip:sipp@127.0.0.1");
+    assert!(out.contains("answered"), "{out}");
+}
+
+#[test]
+fn bob_calls_a_sip_peer() {
+    let uas_port = free_port();
+    let server = start(&["bob"], uas_port, "");
+    let uas = Sipp::start(&server, "uas_invite.xml", uas_port, None, &[]);
+    let (code, out, err) = run(
+        &[
+            "call",
+            "--server",
+            &server.url,
+            "-u",
+            "bob",
+            "-p",
+            "bob-pw",
+            "sip:uas@127.0.0.1",
+            "--duration",
+            "1",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    let events: Vec<String> = out
+        .lines()
+        .map(|l| json(l)["event"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        events,
+        ["calling", "call-ringing", "call-answered", "call-ended"],
+        "{out}"
+    );
+    assert!(
+        out.contains("o=sippuas"),
+        "the answer is the peer's SDP: {out}"
+    );
+    uas.passes();
+    let out = history(&server, "bob", "sip:uas@127.0.0.1");
+    assert!(out.contains("answered"), "{out}");
+}
+
+#[test]
+fn cancelled_busy_unknown_and_unreachable() {
+    let server = start(&["bob", "carol"], free_port(), "");
+    // bob's device rings and nobody answers: the peer cancels (200, 487, ACK).
+    let bob = listen(&server, "bob", &[]);
+    uac(&server, "uac_cancel.xml", "bob").passes();
+    let incoming = json(&bob.line_with("\"incoming-call\""));
+    assert_eq!(incoming["from"], "sip:sipp@127.0.0.1");
+    let ended = json(&bob.line_with("\"call-ended\""));
+    assert_eq!(ended["reason"], "cancelled", "{ended}");
+    drop(bob);
+    // bob is busy.
+    let bob = listen(&server, "bob", &["--reject-calls", "busy", "--calls", "1"]);
+    uac(&server, "uac_invite_486.xml", "bob").passes();
+    assert_eq!(bob.wait(), 0);
+    // Nobody by that name; carol has no device to ring.
+    uac(&server, "uac_invite_404.xml", "nobody").passes();
+    uac(&server, "uac_invite_480.xml", "carol").passes();
+}
+
+#[test]
+fn unknown_peers_digest_peers_and_malformed_input() {
+    let extra = "\n[[sip.peers]]\nname = \"roamer\"\naddresses = [\"127.0.0.3\"]\nusername = \"roamer\"\npassword = \"secret\"\n";
+    let server = start(&["bob"], free_port(), extra);
+    // 127.0.0.2 is no peer's address.
+    Sipp::start(
+        &server,
+        "uac_message_403.xml",
+        free_port(),
+        Some(&server.udp),
+        &["-s", "bob", "-i", "127.0.0.2"],
+    )
+    .passes();
+    // 127.0.0.3 must authenticate.
+    Sipp::start(
+        &server,
+        "uac_message_auth.xml",
+        free_port(),
+        Some(&server.udp),
+        &[
+            "-s",
+            "bob",
+            "-i",
+            "127.0.0.3",
+            "-au",
+            "roamer",
+            "-ap",
+            "secret",
+        ],
+    )
+    .passes();
+    let out = history(&server, "bob", "sip:sipp@127.0.0.3");
+    assert!(out.contains("hello with credentials"), "{out}");
+
+    // Junk is dropped, a request with a bad header gets 400, and the gateway still works.
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.set_read_timeout(Some(WAIT)).expect("timeout");
+    let local = socket.local_addr().expect("addr");
+    socket
+        .send_to(b"\x00\x01 this is not SIP", &server.udp)
+        .expect("send");
+    let bad = format!(
+        "MESSAGE sip:bob@localhost SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKbad1\r\nFrom: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:bob@localhost>\r\nCall-ID: bad1\r\nCSeq: many MESSAGE\r\nContent-Length: 0\r\n\r\n"
+    );
+    socket.send_to(bad.as_bytes(), &server.udp).expect("send");
+    let mut buffer = [0u8; 4096];
+    let (n, _) = socket
+        .recv_from(&mut buffer)
+        .expect("an answer to the bad request");
+    let answer = Message::parse_syntax(&buffer[..n], &mqchat_sip::Limits::default()).expect("SIP");
+    assert_eq!(
+        answer.code(),
+        Some(400),
+        "the junk got nothing, the bad CSeq a 400"
+    );
+    uac(&server, "uac_message.xml", "bob").passes();
+}
+
+#[test]
+fn a_retransmitted_invite_rings_once() {
+    let server = start(&["bob"], free_port(), "");
+    let bob = listen(&server, "bob", &["--answer-calls", "-", "--calls", "1"]);
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.set_read_timeout(Some(WAIT)).expect("timeout");
+    let local = socket.local_addr().expect("addr");
+    let sdp = "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\n";
+    let invite = format!(
+        "INVITE sip:bob@localhost SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKretrans1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:raw@127.0.0.1>;tag=r1\r\nTo: <sip:bob@localhost>\r\nCall-ID: retrans-1@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:raw@{local}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    let receive = || {
+        let mut buffer = [0u8; 8192];
+        let (n, _) = socket.recv_from(&mut buffer).expect("a response in time");
+        Message::parse(&buffer[..n]).expect("valid SIP")
+    };
+    socket
+        .send_to(invite.as_bytes(), &server.udp)
+        .expect("send");
+    assert_eq!(receive().code(), Some(100));
+    // The INVITE again, as a UDP client does when its 100 is lost.
+    socket
+        .send_to(invite.as_bytes(), &server.udp)
+        .expect("send");
+    let ok = loop {
+        let response = receive();
+        match response.code() {
+            Some(100 | 180 | 183) => continue,
+            Some(200) => break response,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let request = Message::parse(invite.as_bytes()).expect("valid");
+    let to = ok.headers.get("To").expect("To").to_owned();
+    let target = ok.contact().expect("a Contact").uri.to_string();
+    let routes: Vec<String> = ok
+        .headers
+        .get_all("Record-Route")
+        .map(str::to_owned)
+        .collect();
+    let in_dialog = |method: &str, seq: u32, branch: &str| {
+        let mut m = format!(
+            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:raw@127.0.0.1>;tag=r1\r\nTo: {to}\r\nCall-ID: retrans-1@127.0.0.1\r\nCSeq: {seq} {method}\r\n"
+        );
+        for r in &routes {
+            m.push_str(&format!("Route: {r}\r\n"));
+        }
+        m.push_str("Content-Length: 0\r\n\r\n");
+        m
+    };
+    socket
+        .send_to(
+            in_dialog("ACK", 1, "z9hG4bKretrans2").as_bytes(),
+            &server.udp,
+        )
+        .expect("send");
+    socket
+        .send_to(
+            in_dialog("BYE", 2, "z9hG4bKretrans3").as_bytes(),
+            &server.udp,
+        )
+        .expect("send");
+    loop {
+        let response = receive();
+        if response
+            .cseq()
+            .is_some_and(|c| c.method == mqchat_sip::Method::Bye)
+        {
+            assert_eq!(response.code(), Some(200));
+            break;
+        }
+        // 2xx retransmissions of the INVITE sent before the ACK arrived.
+        assert_eq!(response.code(), Some(200));
+        assert_eq!(response.call_id(), request.call_id());
+    }
+    // bob's device saw one incoming call, and it ended with the BYE.
+    let mut incoming = 0;
+    loop {
+        let line = json(&bob.line_with("\"event\""));
+        match line["event"].as_str() {
+            Some("incoming-call") => incoming += 1,
+            Some("call-ended") => break,
+            _ => {}
+        }
+    }
+    assert_eq!(incoming, 1, "the retransmitted INVITE rang a second time");
+    assert_eq!(bob.wait(), 0);
+}
