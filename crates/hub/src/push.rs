@@ -26,6 +26,8 @@ pub struct Push {
     pub seq: u64,
     /// The message text, for devices that registered with `preview`.
     pub preview: Option<String>,
+    /// A call is ringing for this device (spec 19): wake it at once.
+    pub call: bool,
 }
 
 /// What a new event tells `reader`, if it is worth a push: `Some(text)` for a message,
@@ -97,6 +99,7 @@ impl Engine {
                 conversation: name,
                 seq: event.seq,
                 preview: text.filter(|_| device.preview),
+                call: false,
             });
         }
         Ok(())

@@ -129,7 +129,7 @@ impl Fixture {
         out.pushes = output
             .pushes
             .iter()
-            .map(|p| format!("{}:{} {}", p.user, p.device, p.conversation))
+            .map(|p| format!("{}:{} {} call={}", p.user, p.device, p.conversation, p.call))
             .collect();
         out
     }
@@ -483,7 +483,7 @@ fn sleeping_devices_are_woken_and_forked_when_they_connect() {
         out.sip.is_empty(),
         "no branch yet, no 480: the phone is being woken"
     );
-    assert_eq!(out.pushes, vec!["bob:phone alice".to_owned()]);
+    assert_eq!(out.pushes, vec!["bob:phone alice call=true".to_owned()]);
     f.online("bob", "phone");
     let out = f.tick(1000);
     let fork = out.one(PHONE);

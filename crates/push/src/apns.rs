@@ -113,7 +113,7 @@ impl ApnsSender {
             ApnsEnvironment::Production => &self.production_url,
             ApnsEnvironment::Sandbox => &self.sandbox_url,
         };
-        let (push_type, priority) = if payload.preview.is_some() {
+        let (push_type, priority) = if payload.preview.is_some() || payload.call {
             ("alert", "10")
         } else {
             // Silent pushes must be priority 5; Apple throttles priority 10 ones.
@@ -182,7 +182,12 @@ fn fresh(age: Duration) -> bool {
 
 /// The APNs JSON body: `aps` plus the payload's keys beside it.
 fn body(payload: &Payload) -> Value {
-    let aps = match &payload.preview {
+    // A ringing call shows at once, with the text only for devices that allow previews.
+    let alert = payload
+        .preview
+        .clone()
+        .or_else(|| payload.call.then(|| "Incoming call".to_owned()));
+    let aps = match &alert {
         Some(text) => json!({
             "alert": {"body": text},
             "sound": "default",
@@ -246,6 +251,12 @@ mod tests {
             true,
         ));
         assert_eq!(alert["aps"]["alert"]["body"], "hi");
+        let call = body(&Payload::new(
+            &Notification::new("alice", 3).for_call(),
+            false,
+        ));
+        assert_eq!(call["aps"]["alert"]["body"], "Incoming call");
+        assert_eq!(call["reason"], "call");
         assert_eq!(alert["preview"], "hi");
     }
 

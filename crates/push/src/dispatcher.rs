@@ -166,7 +166,10 @@ impl Queue {
 /// Folds `newer` into the waiting push: the newest event's details and the summed count.
 fn merge(into: &mut Notification, newer: Notification) {
     let count = into.count.saturating_add(newer.count);
-    *into = newer;
+    // A ringing call is not replaced by what followed it: the device must show the call.
+    if !into.call || newer.call {
+        *into = newer;
+    }
     into.count = count;
 }
 
@@ -486,6 +489,12 @@ mod tests {
         assert_eq!(waiting.seq, 9);
         assert_eq!(waiting.count, 2);
         assert_eq!(waiting.preview.as_deref(), Some("hi"));
+        let mut call = Notification::new("carol", 4).for_call();
+        merge(&mut call, Notification::new("bob", 10));
+        assert_eq!(
+            (call.conversation.as_str(), call.call, call.count),
+            ("carol", true, 2)
+        );
     }
 
     #[test]

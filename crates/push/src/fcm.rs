@@ -228,7 +228,11 @@ fn message(token: &str, payload: &Payload, ttl: Duration) -> Value {
     let mut apns_headers = json!({
         "apns-expiration": (unix_now() + ttl.as_secs()).to_string(),
     });
-    let aps = match &payload.preview {
+    let alert = payload
+        .preview
+        .clone()
+        .or_else(|| payload.call.then(|| "Incoming call".to_owned()));
+    let aps = match &alert {
         Some(text) => {
             apns_headers["apns-push-type"] = json!("alert");
             apns_headers["apns-priority"] = json!("10");

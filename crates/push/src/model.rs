@@ -101,6 +101,8 @@ pub struct Notification {
     pub preview: Option<String>,
     /// Notifications with the same key replace each other on the device (one per conversation).
     pub collapse_key: Option<String>,
+    /// A call is ringing (spec 19): the device should show it at once, loudly.
+    pub call: bool,
 }
 
 impl Notification {
@@ -113,7 +115,14 @@ impl Notification {
             seq,
             count: 1,
             preview: None,
+            call: false,
         }
+    }
+
+    /// Marks it as a ringing call.
+    pub fn for_call(mut self) -> Self {
+        self.call = true;
+        self
     }
 
     /// Sets the preview text.

@@ -18,6 +18,8 @@ pub(crate) struct Payload {
     /// Present only when the notification had text and the device opted in.
     pub preview: Option<String>,
     pub collapse_key: Option<String>,
+    /// A ringing call: `"reason": "call"` in the data, and an alert on iOS.
+    pub call: bool,
 }
 
 impl Payload {
@@ -33,6 +35,7 @@ impl Payload {
             count: notification.count,
             preview,
             collapse_key: notification.collapse_key.clone(),
+            call: notification.call,
         }
     }
 
@@ -44,6 +47,9 @@ impl Payload {
         map.insert("count".into(), json!(self.count));
         if let Some(text) = &self.preview {
             map.insert("preview".into(), json!(text));
+        }
+        if self.call {
+            map.insert("reason".into(), json!("call"));
         }
         map
     }

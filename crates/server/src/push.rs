@@ -188,6 +188,9 @@ impl Pusher {
             if let Some(text) = push.preview {
                 notification = notification.with_preview(text);
             }
+            if push.call {
+                notification = notification.for_call();
+            }
             if self.dispatcher.push(device, notification) == Enqueued::DroppedOldest {
                 tracing::warn!("push queue full: dropped the oldest waiting push");
             }

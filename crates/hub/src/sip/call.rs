@@ -293,6 +293,7 @@ impl Engine {
                             conversation: name.clone(),
                             seq,
                             preview: None,
+                            call: true,
                         });
                     }
                     call.row.rang = true;
