@@ -198,7 +198,37 @@ fn listen(server: &SipServer, user: &str, args: &[&str]) -> Running {
     all.extend(args);
     let running = Running::spawn(&all);
     running.line_with("\"connected\"");
+    wait_reachable(server, user);
     running
+}
+
+/// Waits until the hub counts a device of `user` as connected (it learns that from the
+/// device's presence, which may reach it after the device's CLI printed "connected"): asks
+/// with OPTIONS through the gateway, which the hub answers 200 then, 480 before.
+fn wait_reachable(server: &SipServer, user: &str) {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.set_read_timeout(Some(WAIT)).expect("timeout");
+    let local = socket.local_addr().expect("addr");
+    let deadline = Instant::now() + WAIT;
+    for attempt in 0.. {
+        let options = format!(
+            "OPTIONS sip:{user}@localhost SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKprobe{attempt};rport\r\nMax-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p{attempt}\r\nTo: <sip:{user}@localhost>\r\nCall-ID: probe-{attempt}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        socket
+            .send_to(options.as_bytes(), &server.udp)
+            .expect("send");
+        let mut buffer = [0u8; 4096];
+        let (n, _) = socket.recv_from(&mut buffer).expect("an answer to OPTIONS");
+        let answer = Message::parse(&buffer[..n]).expect("SIP");
+        match answer.code() {
+            Some(200) => return,
+            Some(480) if Instant::now() < deadline => {
+                // Polling: the hub has not seen the device's presence yet.
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => panic!("{user} not reachable: {other:?}"),
+        }
+    }
 }
 
 fn json(line: &str) -> serde_json::Value {
