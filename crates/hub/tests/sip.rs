@@ -807,3 +807,30 @@ fn a_call_to_an_outside_address_goes_through_the_gateway() {
     assert_eq!(destination.as_deref(), Some("udp:192.0.2.20:5060"));
     assert_eq!(out.records("mq/in/alice/d")[0]["outcome"], "cancelled");
 }
+
+#[test]
+fn a_hub_without_sip_refuses_calls_and_sip_conversations() {
+    let mut f = Fixture::new();
+    f.engine = Engine::new(HubConfig::default());
+    let out = f.sip(
+        "alice",
+        "phone",
+        &invite("c40", "alice", "phone", "sip:bob@localhost"),
+    );
+    assert_eq!(out.packets_to(ALICE)[0]["code"], 5);
+    let out = f.packet(
+        "alice",
+        "phone",
+        json!({"type": "message", "id": "0a03zkqvpmqs1", "conv": "sip:carol@example.net", "text": "x"}),
+    );
+    assert_eq!(out.packets_to(ALICE)[0]["code"], 5);
+    let mut body = Sip::new("OPTIONS sip:bob@localhost SIP/2.0\r\n\r\n");
+    body.peer = Some("pbx".into());
+    body.source = Some("udp:192.0.2.20:5060".into());
+    let out = f.run(vec![Upstream {
+        topic: "mq/gw/sip/in".into(),
+        payload: body.to_packet().encode(),
+    }]);
+    assert!(out.sip.is_empty() && out.packets.is_empty(), "dropped");
+    assert!(f.tick(1000).packets.is_empty());
+}
