@@ -1,7 +1,7 @@
 //! The SIP gateway against a real SIP user agent: SIPp (Debian package `sip-tester`) runs the
 //! scenarios of crates/server/tests/sipp/ against `mqchat serve` with `[sip]` enabled on
 //! ports chosen at run time, while mqchat users take part through the CLI (the SDK):
-//! MESSAGE both ways, a call from a SIP peer answered by bob and one from bob answered by a
+//! MESSAGE both ways (over UDP and TCP), a call from a SIP peer answered by bob and one from bob answered by a
 //! SIP peer (both in history), cancel (487), busy (486), unknown user (404), nobody reachable
 //! (480), a retransmitted INVITE ringing once, an unknown peer (403), digest credentials
 //! (407, then 200), and malformed input (400 or dropped) with the server still working.
@@ -23,6 +23,8 @@ struct SipServer {
     url: String,
     /// The gateway's UDP address, `127.0.0.1:PORT`.
     udp: String,
+    /// The gateway's TCP address.
+    tcp: String,
     dir: tempfile::TempDir,
 }
 
@@ -84,6 +86,7 @@ fn start(users: &[&str], uas_port: u16, extra: &str) -> SipServer {
     SipServer {
         url: format!("mqtt://{}", word("mqtt://")),
         udp: word("sip+udp://"),
+        tcp: word("sip+tcp://"),
         _server: server,
         dir,
     }
@@ -259,8 +262,18 @@ fn messages_both_ways() {
     let uas_port = free_port();
     let server = start(&["bob"], uas_port, "");
     uac(&server, "uac_message.xml", "bob").passes();
+    // The same over TCP (Content-Length framing): retransmissions are TCP's business, so
+    // the two MESSAGEs are two messages.
+    Sipp::start(
+        &server,
+        "uac_message.xml",
+        free_port(),
+        Some(&server.tcp),
+        &["-s", "bob", "-t", "t1"],
+    )
+    .passes();
     let out = history(&server, "bob", "sip:sipp@127.0.0.1");
-    assert!(out.contains("hello from SIPp"), "{out}");
+    assert_eq!(out.matches("hello from SIPp").count(), 2, "{out}");
 
     // bob's answer reaches the peer's UAS as a MESSAGE.
     let uas = Sipp::start(&server, "uas_message.xml", uas_port, None, &[]);

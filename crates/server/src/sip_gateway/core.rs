@@ -12,8 +12,8 @@ use std::time::Duration;
 use mqchat_proto::body::{SIP_MESSAGE_BYTES, Sip};
 use mqchat_sip::{
     Action, ClientEvent, ClientState, ClientTransaction, IdGen, Limits, Message, Method, NameAddr,
-    ParseError, Retransmit, ServerEvent, ServerTransaction, SuccessRetransmission, Timing,
-    TransactionKey, Transport, Uri, Via,
+    ParseError, Retransmit, ServerEvent, ServerState, ServerTransaction, SuccessRetransmission,
+    Timing, TransactionKey, Transport, Uri, Via,
 };
 
 use super::digest::{Credentials, Nonces, Verdict};
@@ -39,9 +39,15 @@ pub(crate) struct CoreConfig {
     pub(crate) local_tcp: Option<SocketAddr>,
 }
 
+/// How long the hub may take to answer a request from a peer before the gateway answers it
+/// with 500 itself (the hub's own limits, such as the ringing timeout, are far shorter).
+const HUB_ANSWER_LIMIT: Duration = Duration::from_secs(300);
+
 struct ServerEntry {
     tx: ServerTransaction,
     remote: Remote,
+    /// When the gateway answers for a silent hub (while no final response was sent).
+    hub_deadline: Option<Duration>,
 }
 
 struct ClientEntry {
@@ -54,6 +60,9 @@ struct ClientEntry {
     /// The hub's branch of the request, to find this transaction from the hub's CANCEL or
     /// failure ACK.
     hub_branch: String,
+    /// For a cancelled INVITE: when to give up waiting for its final response (64*T1 after
+    /// the CANCEL, RFC 3261 9.1) and answer the hub 487 itself.
+    cancel_deadline: Option<Duration>,
 }
 
 /// The gateway's state.
@@ -100,8 +109,16 @@ impl Core {
 
     /// When [`Core::tick`] must be called next.
     pub(crate) fn next_timeout(&self) -> Option<Duration> {
-        let servers = self.servers.values().filter_map(|e| e.tx.next_timeout());
-        let clients = self.clients.values().filter_map(|e| e.tx.next_timeout());
+        let servers = self
+            .servers
+            .values()
+            .flat_map(|e| [e.tx.next_timeout(), e.hub_deadline])
+            .flatten();
+        let clients = self
+            .clients
+            .values()
+            .flat_map(|e| [e.tx.next_timeout(), e.cancel_deadline])
+            .flatten();
         let oks = self.oks.values().filter_map(|(r, _)| r.next_timeout());
         servers.chain(clients).chain(oks).min()
     }
@@ -238,8 +255,14 @@ impl Core {
             request.push_record_route(&rr);
         }
         let (tx, actions) = ServerTransaction::start(request.clone(), reliable, self.config.timing);
-        self.servers
-            .insert(key.clone(), ServerEntry { tx, remote: from });
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                tx,
+                remote: from,
+                hub_deadline: Some(now + HUB_ANSWER_LIMIT),
+            },
+        );
         self.server_actions(&key, actions, out);
         self.forward_to_hub(from, &peer, request, out);
     }
@@ -499,6 +522,7 @@ impl Core {
                 peer,
                 hub_request: Some(hub_request),
                 hub_branch,
+                cancel_deadline: None,
             },
         );
         self.client_actions(&key, actions, out);
@@ -534,6 +558,9 @@ impl Core {
         let remote = entry.remote;
         let peer = entry.peer.clone();
         let own = Message::cancel_for(entry.tx.request());
+        if let Some(entry) = self.clients.get_mut(&invite_key) {
+            entry.cancel_deadline = Some(now + self.config.timing.timeout());
+        }
         let Some(key) = TransactionKey::for_sent_request(&own) else {
             return;
         };
@@ -547,6 +574,7 @@ impl Core {
                 peer,
                 hub_request: None,
                 hub_branch: String::new(),
+                cancel_deadline: None,
             },
         );
         self.client_actions(&key, actions, out);
@@ -596,6 +624,7 @@ impl Core {
                 self.client_actions(&key, actions, &mut out);
             }
         }
+        self.expire(now, &mut out);
         let mut finished = Vec::new();
         for (key, (retransmission, remote)) in &mut self.oks {
             match retransmission.poll(now) {
@@ -612,6 +641,54 @@ impl Core {
             self.oks.remove(&key);
         }
         out
+    }
+
+    /// Answers the peer for a hub that never answered, and gives up on a cancelled INVITE
+    /// whose peer never sent its final response.
+    fn expire(&mut self, now: Duration, out: &mut Vec<Output>) {
+        let due = |t: Option<Duration>| t.is_some_and(|t| t <= now);
+        let silent: Vec<_> = self
+            .servers
+            .iter()
+            .filter(|(_, e)| due(e.hub_deadline))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in silent {
+            let tag = self.ids.tag();
+            let Some(entry) = self.servers.get_mut(&key) else {
+                continue;
+            };
+            entry.hub_deadline = None;
+            if !matches!(
+                entry.tx.state(),
+                ServerState::Trying | ServerState::Proceeding
+            ) {
+                continue;
+            }
+            tracing::warn!(remote = %entry.remote, "SIP: the hub did not answer a request; 500");
+            let mut response =
+                Message::response(entry.tx.request(), 500, "Server Internal Error (no answer)");
+            response.set_to_tag(&tag);
+            let actions = entry.tx.handle(ServerEvent::Respond(response), now);
+            self.server_actions(&key, actions, out);
+        }
+        let abandoned: Vec<_> = self
+            .clients
+            .iter()
+            .filter(|(_, e)| due(e.cancel_deadline))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in abandoned {
+            let Some(entry) = self.clients.remove(&key) else {
+                continue;
+            };
+            tracing::info!(remote = %entry.remote, "SIP: no final response after CANCEL; giving up");
+            self.by_hub_branch
+                .remove(&(entry.hub_branch.clone(), key.method.clone()));
+            if let Some(request) = &entry.hub_request {
+                self.answer_hub(request, 487, "", out);
+            }
+        }
     }
 
     // ----- transaction actions -----

@@ -353,3 +353,36 @@ fn hub_cancel_becomes_the_gateways_cancel() {
     let hub_ack = Message::ack_for(&invite, &terminated);
     assert!(core.on_hub(&hub(&hub_ack, Some(PBX)), ms(500)).is_empty());
 }
+
+#[test]
+fn a_silent_hub_gets_the_peer_a_500_and_a_silent_peer_a_487_for_the_hub() {
+    let mut core = core();
+    let from = remote(PBX);
+    let message = "MESSAGE sip:bob@localhost SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKsilent\r\nMax-Forwards: 70\r\nFrom: <sip:carol@example.net>;tag=c\r\nTo: <sip:bob@localhost>\r\nCall-ID: s1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(
+        to_hub(&core.on_peer(from, message.as_bytes(), ms(0))).len(),
+        1
+    );
+    let out = run_until(&mut core, Duration::from_secs(301));
+    assert_eq!(sent(&out)[0].1.code(), Some(500));
+
+    let invite = Message::parse(b"INVITE sip:carol@example.net SIP/2.0\r\nVia: SIP/2.0/MQTT hub.localhost;branch=z9hG4bKhubc\r\nMax-Forwards: 69\r\nFrom: <sip:bob@localhost>;tag=b\r\nTo: <sip:carol@example.net>\r\nCall-ID: c9@localhost\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").expect("valid");
+    let start = Duration::from_secs(400);
+    let out = core.on_hub(&hub(&invite, Some(PBX)), start);
+    let (to, sent_invite) = sent(&out).remove(0);
+    let mut ringing = Message::response(&sent_invite, 180, "");
+    ringing.set_to_tag("c");
+    core.on_peer(to, &ringing.to_bytes(), start + ms(10));
+    core.on_hub(
+        &hub(&Message::cancel_for(&invite), Some(PBX)),
+        start + ms(20),
+    );
+    // The peer answers neither the CANCEL nor the INVITE.
+    let out = run_until(&mut core, start + ms(20) + Duration::from_secs(33));
+    let answers: Vec<_> = to_hub(&out)
+        .into_iter()
+        .filter_map(|(_, m)| m.code())
+        .collect();
+    assert!(answers.contains(&487), "{answers:?}");
+    assert_eq!(core.n_transactions(), 0);
+}
