@@ -720,3 +720,56 @@ fn closing_ends_every_call() {
     assert!(s.alice.ua.live_calls().is_empty());
     let _ = call;
 }
+
+/// Mangled SIP from the hub (which passes on what outside peers send) never panics the
+/// user agent, whatever state its calls are in: each message of a whole call, with bytes
+/// flipped, cut or repeated, is fed to both sides.
+#[test]
+fn mangled_messages_never_panic() {
+    // A small deterministic generator: the test must be reproducible.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut s = Scene::new();
+    let (call, invite, to_phone, _) = s.ring();
+    let t = s.t;
+    let phone_call = Scene::bob_call(&mut s.phone);
+    s.phone.ua.answer(&phone_call, ANSWER, t).expect("answered");
+    let (ok, _) = s.phone.one();
+    let mut samples: Vec<Vec<u8>> = vec![invite.to_bytes(), to_phone.to_bytes(), ok.to_bytes()];
+    s.alice.take(&back(&ok), t);
+    let (ack, _) = s.alice.one();
+    samples.push(ack.to_bytes());
+    s.alice.ua.hangup(&call, t).expect("hung up");
+    let (bye, _) = s.alice.one();
+    samples.push(via_hub(&bye, "b").to_bytes());
+    for round in 0..3000 {
+        let mut bytes = samples[round % samples.len()].clone();
+        for _ in 0..(1 + next() % 4) {
+            let at = (next() as usize) % bytes.len().max(1);
+            match next() % 4 {
+                0 => bytes[at] = next() as u8,
+                1 => bytes.truncate(at),
+                2 => bytes.insert(at, b"\r\n:;<>@\"="[(next() % 9) as usize]),
+                _ => {
+                    let end = (at + (next() as usize) % 40).min(bytes.len());
+                    let copy = bytes[at..end].to_vec();
+                    bytes.splice(at..at, copy);
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        s.alice.ua.handle(&text, t);
+        s.phone.ua.handle(&text, t);
+        s.laptop.ua.handle(&text, t);
+        s.alice.drain();
+        s.phone.drain();
+        s.laptop.drain();
+    }
+    s.alice.ua.handle_timeout(t + Duration::from_secs(600));
+    s.phone.ua.handle_timeout(t + Duration::from_secs(600));
+}
