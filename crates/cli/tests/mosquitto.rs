@@ -370,7 +370,7 @@ async fn message_receipts_and_presence_through_mosquitto() {
         )
     );
     let delivered = expect(&mut alice_events, "a delivered receipt", |e| match e {
-        Event::Delivered { by, up_to, .. } => Some((by, up_to)),
+        Event::Delivered { by, up_to, .. } => Some((by.user()?.clone(), up_to)),
         _ => None,
     })
     .await;

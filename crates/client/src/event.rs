@@ -135,8 +135,9 @@ pub enum Event {
     Delivered {
         /// The conversation.
         conv: ConversationRef,
-        /// Who received them.
-        by: UserId,
+        /// Who received them: a user, or the SIP address of a conversation with one (whose
+        /// peer answered the SIP MESSAGE, spec section 19).
+        by: Party,
         /// The highest sequence number covered.
         up_to: u64,
     },

@@ -232,11 +232,17 @@ impl Session {
                 return;
             }
         };
-        if let Some(by) = Self::sender(&conv, &packet) {
-            if let ConversationRef::Group(group) = &conv
-                && by != self.me.user
+        // In a conversation with a SIP address, a marker without `from` is the outside
+        // party's (its answer to the SIP MESSAGE, spec section 19).
+        let by = match (&conv, &packet.from) {
+            (ConversationRef::Sip(address), None) => Some(Party::Sip(address.clone())),
+            _ => Self::sender(&conv, &packet).map(Party::User),
+        };
+        if let Some(by) = by {
+            if let (ConversationRef::Group(group), Party::User(user)) = (&conv, &by)
+                && *user != self.me.user
             {
-                self.groups.marker(group, &by, kind, up_to);
+                self.groups.marker(group, user, kind, up_to);
             }
             self.tell_marker(&conv, &by, kind, up_to);
         }
@@ -247,7 +253,7 @@ impl Session {
     pub(super) fn tell_marker(
         &mut self,
         conv: &ConversationRef,
-        by: &UserId,
+        by: &Party,
         kind: Kind,
         up_to: u64,
     ) {

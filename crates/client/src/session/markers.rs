@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use mqchat_proto::{ConversationRef, UserId};
 
-use crate::event::Event;
+use crate::event::{Event, Party};
 
 /// Which marker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -26,21 +26,25 @@ pub(crate) enum Kind {
 /// Markers told, and markers waiting for their conversation's events.
 #[derive(Debug, Default)]
 pub(crate) struct Markers {
-    told: HashMap<(ConversationRef, UserId, Kind), u64>,
+    told: HashMap<(ConversationRef, Party, Kind), u64>,
     waiting: HashMap<ConversationRef, Vec<Event>>,
 }
 
 impl Markers {
     /// The event for `by`'s marker of `kind` at `up_to` in `conv`, if it moves past what
-    /// was told. `me` is this device's user, for [`Event::Read`]'s `own`.
+    /// was told. `me` is this device's user, for [`Event::Read`]'s `own`. Only users read:
+    /// a `read` by an address outside mqchat is ignored.
     pub fn moved(
         &mut self,
         me: &UserId,
         conv: &ConversationRef,
-        by: &UserId,
+        by: &Party,
         kind: Kind,
         up_to: u64,
     ) -> Option<Event> {
+        if kind == Kind::Read && by.user().is_none() {
+            return None;
+        }
         let key = (conv.clone(), by.clone(), kind);
         let told = self.told.entry(key).or_default();
         if up_to <= *told {
@@ -48,14 +52,15 @@ impl Markers {
         }
         *told = up_to;
         let (conv, by) = (conv.clone(), by.clone());
-        Some(match kind {
-            Kind::Delivered => Event::Delivered { conv, by, up_to },
-            Kind::Read => {
+        Some(match (kind, by) {
+            (Kind::Delivered, by) => Event::Delivered { conv, by, up_to },
+            (Kind::Read, party) => {
                 let delivered = self
                     .told
-                    .entry((conv.clone(), by.clone(), Kind::Delivered))
+                    .entry((conv.clone(), party.clone(), Kind::Delivered))
                     .or_default();
                 *delivered = (*delivered).max(up_to);
+                let by = party.user().cloned()?;
                 Event::Read {
                     own: by == *me,
                     conv,
@@ -70,7 +75,7 @@ impl Markers {
     /// `delivered` too.
     pub fn told(&self, conv: &ConversationRef, by: &UserId, kind: Kind) -> u64 {
         self.told
-            .get(&(conv.clone(), by.clone(), kind))
+            .get(&(conv.clone(), Party::User(by.clone()), kind))
             .copied()
             .unwrap_or_default()
     }
@@ -104,7 +109,13 @@ mod tests {
         let got: Vec<String> = steps
             .iter()
             .filter_map(|&(by, kind, up_to)| {
-                m.moved(&user("alice"), &conv("bob"), &user(by), kind, up_to)
+                m.moved(
+                    &user("alice"),
+                    &conv("bob"),
+                    &Party::User(user(by)),
+                    kind,
+                    up_to,
+                )
             })
             .map(|e| match e {
                 Event::Delivered { by, up_to, .. } => format!("d {by} {up_to}"),
@@ -150,7 +161,13 @@ mod tests {
         let me = user("alice");
         for up_to in [3, 5] {
             let event = m
-                .moved(&me, &conv("bob"), &user("bob"), Kind::Read, up_to)
+                .moved(
+                    &me,
+                    &conv("bob"),
+                    &Party::User(user("bob")),
+                    Kind::Read,
+                    up_to,
+                )
                 .expect("moved");
             m.wait(&conv("bob"), event);
         }

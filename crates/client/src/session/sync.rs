@@ -14,6 +14,7 @@ use mqchat_proto::{ConversationRef, Packet};
 use super::markers::Kind;
 use super::pending::{Entry, Expect};
 use super::{Now, Session};
+use crate::event::Party;
 
 /// Events fetched per history request.
 const FILL_PAGE: u64 = 100;
@@ -180,9 +181,19 @@ impl Session {
     fn sync_markers(&mut self, entry: &ConversationEntry) {
         let me = self.me.user.clone();
         if entry.read > 0 {
-            self.tell_marker(&entry.conv, &me, Kind::Read, entry.read);
+            self.tell_marker(
+                &entry.conv,
+                &Party::User(me.clone()),
+                Kind::Read,
+                entry.read,
+            );
         }
-        if let Some(peer) = entry.conv.peer().filter(|peer| **peer != me).cloned() {
+        let peer = match &entry.conv {
+            ConversationRef::Direct(peer) if *peer != me => Some(Party::User(peer.clone())),
+            ConversationRef::Sip(address) => Some(Party::Sip(address.clone())),
+            _ => None,
+        };
+        if let Some(peer) = peer {
             if entry.peer_read > 0 {
                 self.tell_marker(&entry.conv, &peer, Kind::Read, entry.peer_read);
             }

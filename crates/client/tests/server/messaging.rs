@@ -35,7 +35,9 @@ async fn message_round_trip_with_receipts() -> anyhow::Result<()> {
 
     // Bob's client marks it delivered by itself; alice hears of it.
     let delivered = expect(&mut alice_events, "a delivered marker", |e| match e {
-        Event::Delivered { conv, by, up_to } if conv.to_string() == "bob" => Some((by, up_to)),
+        Event::Delivered { conv, by, up_to } if conv.to_string() == "bob" => {
+            Some((by.user()?.clone(), up_to))
+        }
         _ => None,
     })
     .await;

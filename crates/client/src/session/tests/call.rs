@@ -120,6 +120,11 @@ fn messages_from_an_address_outside_mqchat() {
         "mq/in/alice/d",
         r#"{"type":"message","conv":"sip:carol@example.net","seq":2,"ts":1790000100001,"from":"alice","device":"laptop","text":"Hi back"}"#,
     );
+    // The outside party's 2xx to the SIP MESSAGE moved its delivered marker.
+    d.hub(
+        "mq/in/alice/d",
+        r#"{"type":"delivered","conv":"sip:carol@example.net","ts":1790000100002,"up-to":2}"#,
+    );
     let lines: Vec<String> = d
         .drain()
         .into_iter()
@@ -130,6 +135,7 @@ fn messages_from_an_address_outside_mqchat() {
         [
             r#"event message sip:carol@example.net#1 from=sip:carol@example.net own=false "Hi from SIP""#,
             r#"event message sip:carol@example.net#2 from=alice own=true "Hi back""#,
+            "event delivered sip:carol@example.net by=sip:carol@example.net 2",
         ]
     );
 }
