@@ -289,6 +289,27 @@ impl Incoming {
         Some(terminated)
     }
 
+    /// An OPTIONS inside the call, if it is on.
+    pub fn probe(&mut self, me: &Local, ids: &mut IdGen) -> Option<(Call, Message)> {
+        if self.phase != Phase::Confirmed {
+            return None;
+        }
+        let dialog = self.dialog.as_mut()?;
+        Some((
+            self.call.clone(),
+            dialog.request(Method::Options, me, &ids.branch()),
+        ))
+    }
+
+    /// The other side no longer has the call: true if it was on.
+    pub fn gone(&mut self, now: Instant) -> bool {
+        let live = self.is_live();
+        if live {
+            self.linger(now);
+        }
+        live
+    }
+
     /// A request inside the call's dialog (`None`: not this call's dialog).
     pub fn dialog_request(
         &mut self,
@@ -300,6 +321,10 @@ impl Incoming {
     ) -> Option<DialogRequest> {
         let invite_tag = self.invite.from().and_then(|f| f.tag().map(str::to_owned));
         if local_tag != self.tag || invite_tag.as_deref() != Some(remote_tag) {
+            return None;
+        }
+        // An ended call's dialog is gone for everything but a BYE that crossed this side's.
+        if matches!(self.phase, Phase::Refused | Phase::Ended) && *method != Method::Bye {
             return None;
         }
         if seq <= self.remote_cseq {

@@ -62,6 +62,8 @@ pub(crate) enum UaOutput {
 struct Request {
     message: Message,
     deadline: Instant,
+    /// An OPTIONS asking, after a reconnect, whether this call is still on.
+    probe: Option<Call>,
 }
 
 /// Every call of the device, and the transactions around them.
@@ -129,6 +131,10 @@ impl UserAgent {
 
     /// Sends a BYE or CANCEL and waits for its final response.
     fn send_request(&mut self, message: Message, now: Instant) {
+        self.track(message, None, now);
+    }
+
+    fn track(&mut self, message: Message, probe: Option<Call>, now: Instant) {
         self.send(&message);
         let branch = message
             .top_via()
@@ -139,6 +145,7 @@ impl UserAgent {
             Request {
                 message,
                 deadline: now + TRANSACTION_TIMEOUT,
+                probe,
             },
         );
     }
@@ -557,7 +564,12 @@ impl UserAgent {
                     if code >= 300 {
                         tracing::debug!(call_id, code, method = %cseq.method, "request refused");
                     }
-                    self.requests.remove(&branch);
+                    let probe = self.requests.remove(&branch).and_then(|r| r.probe);
+                    if let Some(call) = probe
+                        && code == 481
+                    {
+                        self.gone(&call, now);
+                    }
                 }
             }
             _ => tracing::debug!(
@@ -565,6 +577,29 @@ impl UserAgent {
                 code,
                 "dropping a response to no request of this device"
             ),
+        }
+    }
+
+    /// The other side no longer knows `call` (481 to a probe): it ended while this device
+    /// was away.
+    fn gone(&mut self, call: &Call, now: Instant) {
+        let ended = if call.is_outgoing() {
+            self.outgoing
+                .get_mut(call.call_id())
+                .is_some_and(|c| c.gone(now))
+        } else {
+            self.incoming
+                .get_mut(call.call_id())
+                .is_some_and(|c| c.gone(now))
+        };
+        if ended {
+            self.end(
+                call,
+                EndReason::Failed {
+                    code: 481,
+                    reason: "the call ended while this device was offline".into(),
+                },
+            );
         }
     }
 
@@ -659,6 +694,19 @@ impl UserAgent {
         again.extend(self.requests.values().map(|r| r.message.clone()));
         for message in again {
             self.send(&message);
+        }
+        // A call that is on may have ended meanwhile (a BYE the hub could not deliver while
+        // this device was away): an OPTIONS inside it asks; 481 means it is gone.
+        let me = self.me.clone();
+        let mut probes = Vec::new();
+        for outgoing in self.outgoing.values_mut() {
+            probes.extend(outgoing.probe(&me, &mut self.ids));
+        }
+        for incoming in self.incoming.values_mut() {
+            probes.extend(incoming.probe(&me, &mut self.ids));
+        }
+        for (call, options) in probes {
+            self.track(options, Some(call), now);
         }
     }
 

@@ -254,6 +254,27 @@ impl Outgoing {
         }
     }
 
+    /// An OPTIONS inside the call, if it is on.
+    pub fn probe(&mut self, me: &Local, ids: &mut IdGen) -> Option<(Call, Message)> {
+        if self.phase != Phase::Answered {
+            return None;
+        }
+        let dialog = self.dialog.as_mut()?;
+        Some((
+            self.call.clone(),
+            dialog.request(Method::Options, me, &ids.branch()),
+        ))
+    }
+
+    /// The other side no longer has the call: true if it was on.
+    pub fn gone(&mut self, now: Instant) -> bool {
+        let live = self.is_live();
+        if live {
+            self.linger(now);
+        }
+        live
+    }
+
     /// A request inside the call's dialog (`None`: not this call's dialog).
     pub fn dialog_request(
         &mut self,
@@ -264,6 +285,10 @@ impl Outgoing {
     ) -> Option<DialogRequest> {
         let dialog = self.dialog.as_mut()?;
         if dialog.local_tag() != local_tag || dialog.remote_tag() != remote_tag {
+            return None;
+        }
+        // An ended call's dialog is gone for everything but a BYE that crossed this side's.
+        if self.phase == Phase::Ended && *method != Method::Bye {
             return None;
         }
         if dialog.remote_cseq.is_some_and(|last| seq <= last) {

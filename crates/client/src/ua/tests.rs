@@ -682,23 +682,41 @@ fn a_reconnect_sends_again_what_may_be_lost() {
     assert_eq!(s.phone.one().0, ok);
     s.alice.take(&back(&ok), t);
     let (ack, _) = s.alice.one();
-    // A recent ACK goes again; the hang-up's BYE goes again until answered.
+    // A recent ACK goes again, with an OPTIONS asking whether the call is still on.
     s.alice.ua.resend(t);
-    assert_eq!(s.alice.one().0, ack);
+    let (sent, _) = s.alice.drain();
+    assert_eq!(sent[0], ack);
+    assert_eq!(lines(&sent[1..]), ["OPTIONS sip:bob@example.org;gr=phone"]);
+    s.phone.take(&via_hub(&ack, "a"), t);
+    assert_eq!(s.phone.drain(), (vec![], vec![]));
+    s.phone.take(&via_hub(&sent[1], "o"), t);
+    let (still_on, _) = s.phone.one();
+    assert_eq!(line(&still_on), "200 OPTIONS");
+    s.alice.take(&back(&still_on), t);
+    assert_eq!(s.alice.drain(), (vec![], vec![]), "the call goes on");
+    // The hang-up's BYE goes again until answered.
     s.alice.ua.hangup(&call, t).expect("hung up");
     let (bye, _) = s.alice.one();
     let t = s.later(40);
     s.alice.ua.handle_timeout(t - Duration::from_secs(10));
     s.alice.ua.resend(t);
     assert_eq!(s.alice.one().0, bye);
-    s.phone.take(&via_hub(&ack, "a"), t);
-    assert_eq!(s.phone.drain(), (vec![], vec![]));
+    // The phone asks too; the call is over for alice: 481, and it ends there.
     s.phone.ua.resend(t);
+    let (probe, _) = s.phone.one();
+    assert_eq!(line(&probe), "OPTIONS sip:alice@example.org;gr=phone");
+    s.alice.take(&via_hub(&probe, "p"), t);
+    let (gone, _) = s.alice.one();
+    assert_eq!(line(&gone), "481 OPTIONS");
+    s.phone.take(&back(&gone), t);
+    let (sent, events) = s.phone.drain();
+    assert!(sent.is_empty());
     assert_eq!(
-        s.phone.drain(),
-        (vec![], vec![]),
-        "acknowledged: nothing to resend"
+        events,
+        ["ended: Failed { code: 481, reason: \"the call ended while this device was offline\" }"]
     );
+    s.phone.ua.resend(t);
+    assert_eq!(s.phone.drain(), (vec![], vec![]), "nothing more to resend");
 }
 
 #[test]
