@@ -834,3 +834,19 @@ fn a_hub_without_sip_refuses_calls_and_sip_conversations() {
     assert!(out.sip.is_empty() && out.packets.is_empty(), "dropped");
     assert!(f.tick(1000).packets.is_empty());
 }
+
+#[test]
+fn an_answered_call_interrupted_by_a_restart_is_recorded_as_answered() {
+    let mut f = Fixture::new();
+    let (_phone, laptop) = ringing(&mut f, "c17");
+    f.send("bob", "laptop", &answer(&laptop, 200, "laptop"));
+    f.engine = Engine::new(HubConfig {
+        sip: Some(SipConfig::default()),
+        ..HubConfig::default()
+    });
+    let out = f.tick(5000);
+    let record = &out.records("mq/in/alice/d")[0];
+    assert_eq!(record["outcome"], "answered");
+    assert_eq!(record["duration"], json!(5000));
+    assert_eq!(record["answered-by"], "laptop");
+}
