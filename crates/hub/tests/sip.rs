@@ -333,6 +333,28 @@ fn forks_to_every_connected_device_and_the_first_answer_wins() {
     assert_eq!(result["events"][0]["type"], "call");
 }
 
+/// User ids may hold `..` and end in `-`, which DNS labels may not; the MQTT Via built from
+/// them (`{device}.{user}.invalid`) must still route the answers back.
+#[test]
+fn users_whose_ids_are_not_host_names_can_call() {
+    let mut f = Fixture::new();
+    f.store
+        .add_user(&UserId::parse("a..b-").expect("valid"), Some("pw"), 1)
+        .expect("add");
+    f.online("a..b-", "tab-");
+    f.online("bob", "phone");
+    let out = f.sip(
+        "a..b-",
+        "tab-",
+        &invite("odd1", "a..b-", "tab-", "sip:bob@localhost"),
+    );
+    let fork = out.one(PHONE).clone();
+    let out = f.send("bob", "phone", &answer(&fork, 180, "phone"));
+    assert_eq!(code(out.one("mq/in/a..b-/r/tab-")), 180);
+    let out = f.send("bob", "phone", &answer(&fork, 200, "phone"));
+    assert_eq!(code(out.one("mq/in/a..b-/r/tab-")), 200);
+}
+
 #[test]
 fn busy_everywhere_gives_486_and_a_busy_record() {
     let mut f = Fixture::new();

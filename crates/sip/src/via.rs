@@ -116,11 +116,16 @@ impl Via {
         };
         // LWS is allowed around the colon of sent-by.
         let sent_by: String = sent_by.chars().filter(|c| !c.is_whitespace()).collect();
-        let (host, port) = parse_hostport(&sent_by).map_err(|_| bad("bad sent-by"))?;
+        let transport = Transport::parse(fields[2]);
+        let (host, port) = if transport == Transport::Mqtt {
+            mqtt_sent_by(&sent_by).ok_or_else(|| bad("bad sent-by"))?
+        } else {
+            parse_hostport(&sent_by).map_err(|_| bad("bad sent-by"))?
+        };
         let params = Params::parse(params, "Via")?;
         Ok(Via {
             protocol: format!("{}/{}", fields[0], fields[1]),
-            transport: Transport::parse(fields[2]),
+            transport,
             host,
             port,
             params,
@@ -167,6 +172,22 @@ impl Via {
     }
 }
 
+/// The sent-by of the MQTT transport, `{device}.{user}.invalid` (mqchat spec section 19). It
+/// is built from mqchat's identifiers, not from DNS labels: a user id may hold `..` or end
+/// in `-`, so any non-empty run of `[A-Za-z0-9._-]` is accepted as its host, with an
+/// optional port.
+fn mqtt_sent_by(sent_by: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = match sent_by.rsplit_once(':') {
+        Some((host, port)) => {
+            let valid = !port.is_empty() && port.len() <= 5;
+            (host, Some(port.parse::<u16>().ok().filter(|_| valid)?))
+        }
+        None => (sent_by, None),
+    };
+    let id_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    (!host.is_empty() && host.chars().all(id_char)).then(|| (host.to_string(), port))
+}
+
 impl FromStr for Via {
     type Err = ParseError;
     fn from_str(s: &str) -> Result<Via, ParseError> {
@@ -206,6 +227,15 @@ mod tests {
         let via = Via::parse("SIP/2.0/MQTT phone.bob.invalid;branch=z9hG4bKx").expect("valid");
         assert_eq!(via.transport, Transport::Mqtt);
         assert!(via.transport.is_reliable());
+        // mqchat ids need not be DNS labels: user `a..b-`, device `tab-`.
+        let via = Via::parse("SIP/2.0/MQTT tab-.a..b-.invalid;branch=z9hG4bKz").expect("valid");
+        assert_eq!(via.host, "tab-.a..b-.invalid");
+        assert_eq!(
+            via.to_string(),
+            "SIP/2.0/MQTT tab-.a..b-.invalid;branch=z9hG4bKz"
+        );
+        assert!(Via::parse("SIP/2.0/MQTT a/b.invalid;branch=z9hG4bKz").is_err());
+        assert!(Via::parse("SIP/2.0/UDP a..b.invalid;branch=z9hG4bKz").is_err());
         let via = Via::parse("SIP/2.0/TCP [2001:db8::9]:5061;branch=z9hG4bKy").expect("valid");
         assert_eq!(via.host, "[2001:db8::9]");
     }
