@@ -146,11 +146,8 @@ impl Store {
     pub fn user_exists(&self, user: &UserId, active_only: bool) -> Result<bool, StoreError> {
         let disabled: Option<bool> = self
             .conn
-            .query_row(
-                "SELECT disabled FROM users WHERE id = ?1",
-                [user.as_str()],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT disabled FROM users WHERE id = ?1")?
+            .query_row([user.as_str()], |r| r.get(0))
             .optional()?;
         Ok(matches!(disabled, Some(d) if !(d && active_only)))
     }
@@ -253,11 +250,8 @@ impl Store {
     ) -> Result<Result<(), AuthFailure>, StoreError> {
         let account: Option<(Option<String>, bool)> = self
             .conn
-            .query_row(
-                "SELECT password_hash, disabled FROM users WHERE id = ?1",
-                [user.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT password_hash, disabled FROM users WHERE id = ?1")?
+            .query_row([user.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let Some((password_hash, disabled)) = account else {
             // Spend the same time as a real check so user ids cannot be probed by timing.
@@ -266,11 +260,12 @@ impl Store {
         };
         let device_row: Option<(Option<Vec<u8>>, Option<i64>)> = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT token_hash, revoked_at FROM devices WHERE user_id = ?1 AND id = ?2",
-                params![user.as_str(), device.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            )?
+            .query_row(params![user.as_str(), device.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         let credentials_ok = if secret.starts_with(TOKEN_PREFIX) {
             matches!(&device_row, Some((Some(stored), None)) if constant_time_eq(stored, &token_hash(secret)))
@@ -294,11 +289,12 @@ impl Store {
         if matches!(device_row, Some((_, Some(_)))) {
             return Ok(Err(AuthFailure::Revoked));
         }
-        self.conn.execute(
-            "INSERT INTO devices (user_id, id, created_at, last_seen) VALUES (?1, ?2, ?3, ?3)
-             ON CONFLICT (user_id, id) DO UPDATE SET last_seen = ?3",
-            params![user.as_str(), device.as_str(), to_i64(now)],
-        )?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO devices (user_id, id, created_at, last_seen) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (user_id, id) DO UPDATE SET last_seen = ?3",
+            )?
+            .execute(params![user.as_str(), device.as_str(), to_i64(now)])?;
         Ok(Ok(()))
     }
 
@@ -309,11 +305,8 @@ impl Store {
         }
         let contact: Option<i64> = self
             .conn
-            .query_row(
-                "SELECT contact FROM participants WHERE user_id = ?1 AND peer = ?2",
-                params![owner.as_str(), reader.as_str()],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT contact FROM participants WHERE user_id = ?1 AND peer = ?2")?
+            .query_row(params![owner.as_str(), reader.as_str()], |r| r.get(0))
             .optional()?;
         Ok(contact == Some(crate::archive::CONTACT_ACCEPTED))
     }

@@ -306,26 +306,28 @@ impl<'c> Tx<'c> {
         Ok(())
     }
 
+    /// Runs a statement without parameters through the statement cache (savepoints run
+    /// twice per packet: prepared once, not parsed each time).
+    fn run_cached(&self, sql: &str) -> Result<(), StoreError> {
+        self.tx.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    }
+
     /// Runs `f` in a savepoint: if it fails, its changes are undone and the rest of the
     /// transaction goes on (one bad packet never spoils the batch it arrived in).
     pub fn item<T, E: From<StoreError>>(
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.tx
-            .execute_batch("SAVEPOINT item")
-            .map_err(StoreError::from)?;
+        self.run_cached("SAVEPOINT item")?;
         match f(self) {
             Ok(v) => {
-                self.tx
-                    .execute_batch("RELEASE item")
-                    .map_err(StoreError::from)?;
+                self.run_cached("RELEASE item")?;
                 Ok(v)
             }
             Err(e) => {
-                self.tx
-                    .execute_batch("ROLLBACK TO item; RELEASE item")
-                    .map_err(StoreError::from)?;
+                self.run_cached("ROLLBACK TO item")?;
+                self.run_cached("RELEASE item")?;
                 Err(e)
             }
         }
@@ -1078,6 +1080,47 @@ mod tests {
         assert!(alice_after.change > alice.change);
         assert_eq!(bob_after.change, bob.change);
         assert_eq!((bob_after.delivered, bob_after.read), (0, 0));
+    }
+
+    /// Cached statements stay prepared: binding new values to a statement whose WHERE
+    /// compares columns with parameters must not make SQLite parse and plan it again at the
+    /// next use (issue 9: that cost 15 % of the server's CPU).
+    #[test]
+    fn cached_statements_are_not_prepared_again() {
+        let (_dir, mut store) = test_store();
+        let users: Vec<UserId> = (0..8).map(|n| user(&format!("u{n}"))).collect();
+        for u in &users {
+            store.add_user(u, None, 1).expect("add");
+        }
+        let phone = DeviceId::parse("phone").expect("valid");
+        let mut tx = store.transaction().expect("tx");
+        let mut convs = Vec::new();
+        for pair in users.chunks(2) {
+            let conv = tx.direct(&pair[0], &pair[1], true).expect("create");
+            convs.push((conv.expect("created").id, pair[0].clone()));
+        }
+        let mut n = 0;
+        for round in 0..3u64 {
+            for (conv, sender) in &convs {
+                n += 1;
+                tx.item(|tx| {
+                    tx.participants(*conv)?;
+                    tx.push_candidates(*conv, sender, 1000 + round)?;
+                    let id = MessageId::new(n).ok();
+                    let seq =
+                        tx.append(*conv, 1000 + round, sender, &phone, id, PacketKind(1), b"x")?;
+                    tx.event(*conv, seq)?;
+                    tx.set_markers(*conv, sender, seq, 0)
+                })
+                .expect("item");
+            }
+        }
+        let participants = format!(
+            "SELECT {PARTICIPANT_COLS} FROM participants p WHERE conv = ?1 ORDER BY user_id"
+        );
+        let stmt = tx.tx.prepare_cached(&participants).expect("cached");
+        assert_eq!(stmt.get_status(rusqlite::StatementStatus::Run), 12);
+        assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
     }
 
     #[test]
