@@ -129,7 +129,29 @@ impl Gate {
         &self.hub.username
     }
 
-    /// Decides a publish or subscribe by a device. Blocking (SQLite, for the contact rule).
+    /// Decides a publish or subscribe by a device when the rules alone decide it (every
+    /// topic but another user's presence), without blocking; `None` when the answer depends
+    /// on the store (the contact rule): then ask [`Gate::authorize`] on a blocking thread.
+    /// Refusals are logged like [`Gate::authorize`]'s.
+    pub fn authorize_at_once(
+        &self,
+        identity: &DeviceIdentity,
+        access: Access,
+        topic: &str,
+    ) -> Option<bool> {
+        let principal = Principal::Device(identity.clone());
+        match mqchat_proto::authorize(&self.root, &principal, access, topic) {
+            Decision::Allow => Some(true),
+            Decision::Deny(denial) => {
+                log_denial(identity, access, topic, &denial.to_string());
+                Some(false)
+            }
+            Decision::IfContact(_) => None,
+        }
+    }
+
+    /// Decides a publish or subscribe by a device. Blocking (SQLite, for the contact rule);
+    /// [`Gate::authorize_at_once`] answers the other cases without blocking.
     pub fn authorize(&self, identity: &DeviceIdentity, access: Access, topic: &str) -> bool {
         let principal = Principal::Device(identity.clone());
         let decision = mqchat_proto::authorize(&self.root, &principal, access, topic);
@@ -148,12 +170,7 @@ impl Gate {
             }
         };
         if !allowed {
-            let action = match access {
-                Access::Publish { retain: true } => "publish (retain)",
-                Access::Publish { retain: false } => "publish",
-                Access::Subscribe => "subscribe",
-            };
-            tracing::warn!(user = %identity.user, device = %identity.device, action, topic, reason, "access denied");
+            log_denial(identity, access, topic, &reason);
         }
         allowed
     }
@@ -170,6 +187,65 @@ impl Gate {
     }
 }
 
+fn log_denial(identity: &DeviceIdentity, access: Access, topic: &str, reason: &str) {
+    let action = match access {
+        Access::Publish { retain: true } => "publish (retain)",
+        Access::Publish { retain: false } => "publish",
+        Access::Subscribe => "subscribe",
+    };
+    tracing::warn!(user = %identity.user, device = %identity.device, action, topic, reason, "access denied");
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate() -> (tempfile::TempDir, Gate) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(
+            &dir.path().join("gate.db"),
+            mqchat_store::Durability::Normal,
+        )
+        .expect("store");
+        let hub = HubCredentials {
+            username: "_hub".into(),
+            secret: "s".into(),
+        };
+        (dir, Gate::new(store, TopicRoot::default(), hub))
+    }
+
+    #[test]
+    fn the_rules_decide_at_once_and_only_the_contact_rule_needs_the_store() {
+        let (_dir, gate) = gate();
+        let alice = DeviceIdentity::from_connect("alice", "alice:phone").expect("identity");
+        let publish = Access::Publish { retain: false };
+        assert_eq!(
+            gate.authorize_at_once(&alice, publish, "mq/up/alice/phone"),
+            Some(true)
+        );
+        assert_eq!(
+            gate.authorize_at_once(&alice, publish, "mq/up/bob/phone"),
+            Some(false),
+            "another user's upstream"
+        );
+        assert_eq!(
+            gate.authorize_at_once(&alice, Access::Subscribe, "mq/in/alice/d"),
+            Some(true)
+        );
+        assert_eq!(
+            gate.authorize_at_once(&alice, Access::Subscribe, "mq/in/bob/d"),
+            Some(false)
+        );
+        // Someone else's presence depends on the contact state in the store.
+        assert_eq!(
+            gate.authorize_at_once(&alice, Access::Subscribe, "mq/pr/bob/+"),
+            None
+        );
+        assert!(!gate.authorize(&alice, Access::Subscribe, "mq/pr/bob/+"));
+        assert!(gate.authorize(&alice, Access::Subscribe, "mq/pr/alice/+"));
+    }
 }

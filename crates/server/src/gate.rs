@@ -1,5 +1,6 @@
-//! The broker's questions, answered by the hub's [`Gate`] on blocking threads (password
-//! hashing and SQLite must not stall the broker's connection tasks).
+//! The broker's questions, answered by the hub's [`Gate`]: on the connection's task when the
+//! access rules alone decide, on blocking threads when the store is needed (password hashing
+//! and SQLite must not stall the broker's connection tasks).
 
 use std::sync::Arc;
 
@@ -33,6 +34,11 @@ impl BrokerGate {
             );
             return false;
         };
+        // Only the contact rule needs the store: everything else is decided here, without
+        // a trip to a blocking thread per PUBLISH.
+        if let Some(allowed) = self.gate.authorize_at_once(&identity, access, topic) {
+            return allowed;
+        }
         let gate = self.gate.clone();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || gate.authorize(&identity, access, &topic))
