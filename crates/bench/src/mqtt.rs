@@ -45,6 +45,8 @@ pub fn options(addr: SocketAddr, login: &Login) -> MqttOptions {
         .set_max_packet_size(Some(1 << 20))
         .set_clean_start(!login.persistent)
         .set_outgoing_inflight_upper_limit(INFLIGHT)
+        // As the SDK does: accept the broker's topic aliases for delivered topics.
+        .set_topic_alias_max(Some(16))
         // TCP connect plus CONNACK (rumqttc's default is 5 s).
         .set_connection_timeout(120);
     if login.persistent {

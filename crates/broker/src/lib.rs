@@ -57,6 +57,11 @@ pub trait Gatekeeper: Send + Sync + 'static {
     async fn may_subscribe(&self, client_id: &str, username: Option<&str>, filter: &str) -> bool;
 }
 
+/// Topic aliases per device connection and direction (MQTT 5): a device's upstream and
+/// presence topics, and the inboxes, replies and presence it receives most. The broker
+/// assigns its aliases to the first topics it delivers on a connection and keeps them.
+pub const TOPIC_ALIASES: u16 = 16;
+
 /// Listener and session settings.
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
@@ -251,7 +256,14 @@ impl Broker {
                 .max_packet_size(config.max_packet_size)
                 .session_expiry_interval(config.session_expiry)
                 .max_session_expiry_interval(config.session_expiry)
-                .message_expiry_interval(config.session_expiry)
+                // Queued messages live as long as their session (which the session expiry
+                // bounds), and deliveries carry no Message Expiry Interval property (5 bytes
+                // on every PUBLISH to an MQTT 5 device).
+                .message_expiry_interval(Duration::ZERO)
+                // MQTT 5 topic aliases both ways: a device may alias its upstream topic, and
+                // a device that accepts aliases (Topic Alias Maximum in its CONNECT) gets its
+                // inbox topics aliased after their first delivery on each connection.
+                .max_topic_aliases(TOPIC_ALIASES)
                 .max_mqueue_len(config.max_queue)
                 // A server restarted after a crash must get its port back at once, not after
                 // the dead process's connections leave TIME_WAIT.
@@ -286,7 +298,7 @@ impl Broker {
             .max_inflight(std::num::NonZeroU16::new(1024).unwrap_or(std::num::NonZeroU16::MIN))
             .max_mqueue_len(1_000_000)
             .session_expiry_interval(config.session_expiry)
-            .message_expiry_interval(config.session_expiry)
+            .message_expiry_interval(Duration::ZERO)
             .bind()
             .and_then(|l| l.tcp())
             .map_err(|e| bind_error(internal_addr, e))?;

@@ -61,6 +61,7 @@ pub(crate) async fn run(
     mut backoff: Backoff,
 ) {
     let mut connected_once = false;
+    let mut aliases = TopicAliases::default();
     loop {
         let polled = tokio::select! {
             biased;
@@ -71,14 +72,23 @@ pub(crate) async fn run(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 connected_once = true;
                 backoff.reset();
+                aliases.clear();
                 NetEvent::Connected {
                     session_present: ack.session_present,
                 }
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => NetEvent::Publish {
-                topic: publish.topic,
-                payload: publish.payload,
-            },
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let alias = publish.properties.as_ref().and_then(|p| p.topic_alias);
+                let Some(topic) = aliases.resolve(publish.topic, alias) else {
+                    // rumqttc reports the protocol error and reconnects.
+                    tracing::warn!(alias, "the broker used a topic alias it never set");
+                    continue;
+                };
+                NetEvent::Publish {
+                    topic,
+                    payload: publish.payload,
+                }
+            }
             Ok(Event::Incoming(Packet::SubAck(ack))) => NetEvent::SubAck {
                 pkid: ack.pkid,
                 granted: ack
@@ -128,6 +138,32 @@ pub(crate) async fn run(
     // The event loop is dropped here, closing the socket.
 }
 
+/// The broker's MQTT 5 topic aliases on the current connection (spec section 3). rumqttc
+/// reports an incoming PUBLISH before it resolves its alias, so the SDK keeps its own map.
+#[derive(Debug, Default)]
+struct TopicAliases(std::collections::HashMap<u16, bytes::Bytes>);
+
+impl TopicAliases {
+    /// Forgets every alias (a new connection starts without any).
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// The topic of a PUBLISH: its own, recorded under its alias if it has one, or the one
+    /// its alias stands for. `None` for an alias never set on this connection.
+    fn resolve(&mut self, topic: bytes::Bytes, alias: Option<u16>) -> Option<bytes::Bytes> {
+        match alias {
+            None => Some(topic),
+            Some(alias) if topic.is_empty() => self.0.get(&alias).cloned(),
+            Some(alias) => {
+                // A copy: the topic is a slice of the read buffer, which it would keep alive.
+                self.0.insert(alias, bytes::Bytes::copy_from_slice(&topic));
+                Some(topic)
+            }
+        }
+    }
+}
+
 /// What a connection error means for the application.
 fn classify(error: &ConnectionError) -> Error {
     match error {
@@ -164,5 +200,35 @@ mod tests {
         assert!(refused(ConnectReturnCode::ServerUnavailable).is_unreachable());
         let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert!(classify(&ConnectionError::Io(io)).is_unreachable());
+    }
+
+    #[test]
+    fn topic_aliases_are_set_used_replaced_and_forgotten() {
+        let mut aliases = TopicAliases::default();
+        let topic = |s: &'static str| bytes::Bytes::from_static(s.as_bytes());
+        assert_eq!(
+            aliases.resolve(topic("mq/in/bob/d"), None),
+            Some(topic("mq/in/bob/d"))
+        );
+        assert_eq!(aliases.resolve(topic(""), Some(1)), None, "never set");
+        assert_eq!(
+            aliases.resolve(topic("mq/in/bob/d"), Some(1)),
+            Some(topic("mq/in/bob/d"))
+        );
+        assert_eq!(
+            aliases.resolve(topic(""), Some(1)),
+            Some(topic("mq/in/bob/d"))
+        );
+        aliases.resolve(topic("mq/pr/alice/phone"), Some(1));
+        assert_eq!(
+            aliases.resolve(topic(""), Some(1)),
+            Some(topic("mq/pr/alice/phone"))
+        );
+        aliases.clear();
+        assert_eq!(
+            aliases.resolve(topic(""), Some(1)),
+            None,
+            "a new connection"
+        );
     }
 }

@@ -175,6 +175,10 @@ pub(crate) async fn start(
     }
 }
 
+/// Topic aliases the SDK accepts from the broker per connection (its inboxes, reply topic
+/// and contacts' presence).
+const TOPIC_ALIASES: u16 = 16;
+
 fn mqtt_options(config: &ClientConfig, will: Transmit) -> MqttOptions {
     let client_id = config.identity.client_id();
     let mut options = match &config.endpoint {
@@ -194,6 +198,9 @@ fn mqtt_options(config: &ClientConfig, will: Transmit) -> MqttOptions {
         .set_clean_start(config.clean_start)
         .set_session_expiry_interval(Some(secs(config.session_expiry)))
         .set_max_packet_size(Some(config.max_packet_size))
+        // The broker may replace the inbox topics it delivers by MQTT 5 topic aliases (spec
+        // section 3); rumqttc resolves them.
+        .set_topic_alias_max(Some(TOPIC_ALIASES))
         .set_connection_timeout(config.connect_timeout.as_secs().max(1))
         .set_last_will(LastWill::new(
             will.topic,

@@ -65,7 +65,22 @@ impl SizeRow {
     pub fn publish_len(&self, version: MqttVersion) -> usize {
         publish_len(version, self.topic.len(), self.payload.len(), 1, 0)
     }
+
+    /// MQTT 5 PUBLISH bytes at QoS 1 once its topic has an alias on the connection: an
+    /// empty topic and the Topic Alias property (3 bytes).
+    pub fn aliased_len(&self) -> usize {
+        publish_len(
+            MqttVersion::V5,
+            0,
+            self.payload.len(),
+            1,
+            TOPIC_ALIAS_PROPERTY_LEN,
+        )
+    }
 }
+
+/// Bytes of the MQTT 5 Topic Alias property: its identifier and a two-byte alias.
+pub const TOPIC_ALIAS_PROPERTY_LEN: usize = 3;
 
 /// The packets of a one-to-one "Hi" from alice's phone to bob with bob's delivered marker,
 /// under the default root, with realistic values (a 2026 timestamp, sequence number 42).
@@ -161,19 +176,23 @@ pub fn size_table() -> String {
     use std::fmt::Write;
     let rows = hi_exchange();
     let mut out = String::new();
-    out.push_str("| step | topic | CBOR payload | PUBLISH, MQTT 3.1.1 | PUBLISH, MQTT 5 |\n");
-    out.push_str("|---|---|---:|---:|---:|\n");
-    let (mut v3, mut v5) = (0, 0);
+    out.push_str(
+        "| step | topic | CBOR payload | PUBLISH, MQTT 3.1.1 | PUBLISH, MQTT 5 | MQTT 5, topic alias |\n",
+    );
+    out.push_str("|---|---|---:|---:|---:|---:|\n");
+    let (mut v3, mut v5, mut aliased) = (0, 0, 0);
     for r in &rows {
-        let (a, b) = (
+        let (a, b, c) = (
             r.publish_len(MqttVersion::V311),
             r.publish_len(MqttVersion::V5),
+            r.aliased_len(),
         );
         v3 += a;
         v5 += b;
+        aliased += c;
         let _ = writeln!(
             out,
-            "| {} | `{}` | {} B | {a} B | {b} B |",
+            "| {} | `{}` | {} B | {a} B | {b} B | {c} B |",
             r.step,
             r.topic,
             r.payload.len()
@@ -182,14 +201,15 @@ pub fn size_table() -> String {
     let acks = rows.len() * PUBACK_LEN;
     let _ = writeln!(
         out,
-        "| PUBACKs ({} × {PUBACK_LEN} B) | | | {acks} B | {acks} B |",
+        "| PUBACKs ({} × {PUBACK_LEN} B) | | | {acks} B | {acks} B | {acks} B |",
         rows.len()
     );
     let _ = writeln!(
         out,
-        "| **whole exchange** | | | **{} B** | **{} B** |",
+        "| **whole exchange** | | | **{} B** | **{} B** | **{} B** |",
         v3 + acks,
-        v5 + acks
+        v5 + acks,
+        aliased + acks
     );
     out
 }

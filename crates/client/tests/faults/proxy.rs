@@ -75,10 +75,12 @@ fn classify(topic: &[u8]) -> &'static str {
     }
 }
 
-/// Splits MQTT packets out of a byte stream.
+/// Splits MQTT packets out of a byte stream (MQTT 5, as the SDK speaks it), resolving the
+/// broker's topic aliases.
 #[derive(Default)]
 struct Framer {
     buffer: Vec<u8>,
+    aliases: std::collections::HashMap<u16, Vec<u8>>,
 }
 
 impl Framer {
@@ -94,19 +96,76 @@ impl Framer {
                 return;
             }
             let kind = self.buffer[0] >> 4;
-            let topic = (kind == PUBLISH && remaining >= 2)
-                .then(|| {
-                    let len = usize::from(u16::from_be_bytes([
-                        self.buffer[header],
-                        self.buffer[header + 1],
-                    ]));
-                    self.buffer.get(header + 2..header + 2 + len)
-                })
-                .flatten();
-            packet(kind, topic, size);
+            let topic = if kind == PUBLISH {
+                self.publish_topic(header, size)
+            } else {
+                None
+            };
+            packet(kind, topic.as_deref(), size);
             self.buffer.drain(..size);
         }
     }
+}
+
+impl Framer {
+    /// The topic of the PUBLISH at the start of the buffer (`size` bytes, fixed header of
+    /// `header` bytes): its own, recorded under its Topic Alias property if it has one, or
+    /// the one its alias stands for.
+    fn publish_topic(&mut self, header: usize, size: usize) -> Option<Vec<u8>> {
+        let packet = &self.buffer[..size];
+        let len = usize::from(u16::from_be_bytes([
+            *packet.get(header)?,
+            *packet.get(header + 1)?,
+        ]));
+        let topic = packet.get(header + 2..header + 2 + len)?.to_vec();
+        let qos = (packet[0] >> 1) & 3;
+        let properties = header + 2 + len + if qos > 0 { 2 } else { 0 };
+        let alias = topic_alias(packet.get(properties..)?);
+        match alias {
+            Some(alias) if topic.is_empty() => self.aliases.get(&alias).cloned(),
+            Some(alias) => {
+                self.aliases.insert(alias, topic.clone());
+                Some(topic)
+            }
+            None => Some(topic),
+        }
+    }
+}
+
+/// The Topic Alias among MQTT 5 PUBLISH properties (`bytes` starts at their length).
+fn topic_alias(bytes: &[u8]) -> Option<u16> {
+    let (len, at) = varint(bytes)?;
+    let mut properties = bytes.get(at..at + len)?;
+    while let Some((&id, rest)) = properties.split_first() {
+        let two = |r: &[u8]| Some(usize::from(u16::from_be_bytes([*r.first()?, *r.get(1)?])));
+        let skip = match id {
+            0x01 => 1,                                            // payload format indicator
+            0x02 => 4,                                            // message expiry interval
+            0x23 => return Some(u16::try_from(two(rest)?).ok()?), // topic alias
+            0x03 | 0x08 | 0x09 => 2 + two(rest)?, // content type, response topic, data
+            0x26 => {
+                // user property: two strings
+                let first = 2 + two(rest)?;
+                first + 2 + two(rest.get(first..)?)?
+            }
+            0x0b => varint(rest)?.1, // subscription identifier
+            _ => return None,
+        };
+        properties = rest.get(skip..)?;
+    }
+    None
+}
+
+/// A variable byte integer at the start of `bytes`: its value and its length.
+fn varint(bytes: &[u8]) -> Option<(usize, usize)> {
+    let mut value = 0usize;
+    for (i, byte) in bytes.iter().take(4).enumerate() {
+        value |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
 }
 
 /// The remaining length of the packet at the start of `buffer` and the size of its fixed
@@ -237,4 +296,22 @@ fn framing() {
     rest.extend_from_slice(&puback);
     framer.push(&rest, |k, t, s| seen.push((k, t.map(classify), s)));
     assert_eq!(seen, [(3, Some("d"), publish.len()), (4, None, 4)]);
+
+    // MQTT 5 with a topic alias: set with the topic, then used alone.
+    let mut seen = Vec::new();
+    let mut aliased = vec![
+        0x32,
+        (2 + topic.len() + 2 + 4 + 2) as u8,
+        0,
+        topic.len() as u8,
+    ];
+    aliased.extend_from_slice(topic);
+    aliased.extend_from_slice(&[0, 2, 3, 0x23, 0, 7, 0xa0, 0x00]);
+    let alone = [0x32, 2 + 2 + 4 + 2, 0, 0, 0, 3, 3, 0x23, 0, 7, 0xa0, 0x00];
+    framer.push(&aliased, |k, t, s| seen.push((k, t.map(classify), s)));
+    framer.push(&alone, |k, t, s| seen.push((k, t.map(classify), s)));
+    assert_eq!(
+        seen,
+        [(3, Some("d"), aliased.len()), (3, Some("d"), alone.len())]
+    );
 }
