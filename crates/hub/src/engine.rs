@@ -13,12 +13,12 @@ use mqchat_proto::{
 };
 use mqchat_store::archive::Position;
 use mqchat_store::{
-    ConvId, ConversationRow, GroupProfile, Membership, ParticipantRow, ProfileRow, Store,
-    StoreError, Tx,
+    Author, ConvId, ConversationRow, EventRow, GroupProfile, Membership, ParticipantRow,
+    ProfileRow, Store, StoreError, Tx,
 };
 
 use crate::push::Push;
-use crate::render::event_for;
+use crate::render::{decode_stored, event_for, render};
 use crate::sip::Proxy;
 use crate::{Outbound, Qos};
 use std::sync::Mutex;
@@ -442,6 +442,7 @@ impl Engine {
             Target::Group { .. } => (self.membership(tx, inbound)?.1, None),
             Target::Sip(address) => return self.event_to_sip(tx, now, inbound, &address, out),
         };
+        let packet = inbound.packet.encode();
         let seq = tx.append(
             conv.id,
             now,
@@ -449,13 +450,24 @@ impl Engine {
             &sender.device,
             Some(id),
             inbound.packet.kind,
-            &inbound.packet.encode(),
+            &packet,
         )?;
         if let Some(((mine, theirs), peer)) = contact_change {
             tx.set_contact(conv.id, &sender.user, mine)?;
             tx.set_contact(conv.id, &peer, theirs)?;
         }
-        self.deliver(tx, conv.id, seq, None, out)?;
+        // The event as just stored: delivered without reading it back.
+        let event = EventRow {
+            conv: conv.id,
+            seq,
+            ts: now,
+            sender: Author::User(sender.user.clone()),
+            sender_device: sender.device.clone(),
+            client_id: Some(id),
+            kind: inbound.packet.kind,
+            packet,
+        };
+        self.deliver_event(tx, &conv, &event, None, out)?;
         Ok(())
     }
 
@@ -620,37 +632,49 @@ impl Engine {
         let (Some(row), Some(event)) = (tx.conversation(conv)?, tx.event(conv, seq)?) else {
             return Ok(());
         };
-        let participants = tx.participants(conv)?;
-        // In a group every reader but the author gets the same bytes: render them once, not
-        // once per member (decoding the stored event and encoding it again each time).
-        let mut others_copy: Option<Option<Vec<u8>>> = None;
-        for participant in &participants {
-            if participant.state != Membership::Member && Some(&participant.user) != extra {
-                continue;
-            }
-            let Some(name) = conv_name(&row, participant) else {
-                continue;
-            };
-            if row.group.is_some() && event.sender.user() != Some(&participant.user) {
-                let payload = others_copy.get_or_insert_with(|| {
-                    event_for(&event, &participant.user, &name).map(|p| p.encode())
-                });
-                if let Some(payload) = payload {
+        self.deliver_event(tx, &row, &event, extra, out)
+    }
+
+    /// [`Engine::deliver`] of an event the caller has in hand, in conversation `row` (whose
+    /// sequence numbers may be older than the event: only its identity and kind are used).
+    pub(crate) fn deliver_event(
+        &self,
+        tx: &Tx<'_>,
+        row: &ConversationRow,
+        event: &EventRow,
+        extra: Option<&UserId>,
+        out: &mut Output,
+    ) -> Result<(), StoreError> {
+        let participants = tx.participants(event.conv)?;
+        // Decoded once for all readers; in a group every reader but the author gets the
+        // same bytes, so those are encoded once too.
+        if let Some(stored) = decode_stored(event) {
+            let mut others_copy: Option<Vec<u8>> = None;
+            for participant in &participants {
+                if participant.state != Membership::Member && Some(&participant.user) != extra {
+                    continue;
+                }
+                let Some(name) = conv_name(row, participant) else {
+                    continue;
+                };
+                if row.group.is_some() && event.sender.user() != Some(&participant.user) {
+                    let payload = others_copy.get_or_insert_with(|| {
+                        render(&stored, event, &participant.user, &name).encode()
+                    });
                     out.publishes.push(Outbound {
                         topic: self.inbox(&participant.user, InboxBranch::Durable),
                         payload: payload.clone(),
                         qos: Qos::AtLeastOnce,
                         retain: false,
                     });
+                    continue;
                 }
-                continue;
-            }
-            if let Some(packet) = event_for(&event, &participant.user, &name) {
+                let packet = render(&stored, event, &participant.user, &name);
                 out.publishes.push(self.durable(&participant.user, &packet));
             }
         }
-        out.delivered.push((conv, seq));
-        self.pushes(tx, conv, &event, &participants, extra, out)
+        out.delivered.push((event.conv, event.seq));
+        self.pushes(tx, event.conv, event, &participants, extra, out)
     }
 
     fn marker(

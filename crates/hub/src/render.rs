@@ -13,13 +13,29 @@ pub(crate) fn event_for(
     reader: &UserId,
     conv: &ConversationRef,
 ) -> Option<Packet> {
-    let mut packet = match Packet::decode(&event.packet) {
-        Ok(packet) => packet,
+    decode_stored(event).map(|stored| render(&stored, event, reader, conv))
+}
+
+/// The stored packet of `event`, decoded; `None` (logged) if it does not decode.
+pub(crate) fn decode_stored(event: &EventRow) -> Option<Packet> {
+    match Packet::decode(&event.packet) {
+        Ok(packet) => Some(packet),
         Err(e) => {
             tracing::error!(conv = event.conv, seq = event.seq, error = %e, "stored event does not decode");
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// Renders `event`, whose stored packet decoded to `stored`, for `reader`, who names the
+/// conversation `conv`.
+pub(crate) fn render(
+    stored: &Packet,
+    event: &EventRow,
+    reader: &UserId,
+    conv: &ConversationRef,
+) -> Packet {
+    let mut packet = stored.clone();
     let own = event.sender.user() == Some(reader);
     packet.conv = Some(conv.clone());
     packet.seq = Some(event.seq);
@@ -34,7 +50,7 @@ pub(crate) fn event_for(
     let sent = own && event.kind != PacketKind::CALL;
     packet.id = if sent { event.client_id } else { None };
     packet.device = sent.then(|| event.sender_device.clone());
-    Some(packet)
+    packet
 }
 
 #[cfg(test)]
