@@ -7,7 +7,8 @@
 //! - the **publisher task** sends the hub's publishes, then acknowledges the inputs (manual
 //!   acks: an input is acknowledged only after its effects are committed and published),
 //!   then reports the delivered events back to the worker, which removes them from the
-//!   outbox.
+//!   outbox in its next batch's transaction (or in one of their own at a clock tick
+//!   without packets).
 //!
 //! The link survives broker restarts: rumqttc reconnects on the next poll (with a growing
 //! pause), the subscriptions are made again after every CONNACK, and acknowledgements are
@@ -43,8 +44,9 @@ const MAX_BATCH: usize = 512;
 /// CONNACKs) and the packet.
 type Received = (u64, Publish);
 
-/// What the worker is given: a PUBLISH, or a tick of the clock (for the SIP proxy's timers,
-/// spec 19: at least once a second while SIP is on).
+/// What the worker is given: a PUBLISH, or a tick of the clock (twice a second: for the SIP
+/// proxy's timers, spec 19, and to commit the delivery confirmations held while no packet
+/// comes).
 // Nearly every input is a PUBLISH: boxing it would cost an allocation each for nothing.
 #[allow(clippy::large_enum_variant)]
 enum Input {
@@ -147,7 +149,7 @@ impl Link {
         );
 
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel::<Input>();
-        if engine.config().sip.is_some() {
+        {
             // A weak sender: the ticker must not keep the worker alive after the link ends.
             let ticks = inbound_tx.downgrade();
             tokio::spawn(async move {
@@ -367,6 +369,10 @@ fn run_worker(
     work: mpsc::Sender<Work>,
     mut confirmations: mpsc::UnboundedReceiver<Vec<(ConvId, u64)>>,
 ) {
+    // Deliveries the broker has taken, not yet cleared from the outbox: cleared in the next
+    // batch's transaction, or on their own at a tick without packets. They only matter after
+    // a crash (an event still in the outbox is delivered again at start).
+    let mut done: Vec<(ConvId, u64)> = Vec::new();
     while let Some(first) = inbound.blocking_recv() {
         let mut batch = Vec::new();
         let mut tick = false;
@@ -397,7 +403,16 @@ fn run_worker(
                 break;
             }
         }
+        while let Ok(confirmed) = confirmations.try_recv() {
+            done.extend(confirmed);
+        }
         if batch.is_empty() {
+            if tick && !done.is_empty() {
+                if let Err(e) = engine.confirm(&mut store, &done) {
+                    tracing::error!(error = %e, "could not clear the outbox; events will be delivered again at restart");
+                }
+                done.clear();
+            }
             continue;
         }
         let now = crate::now_ms();
@@ -409,7 +424,8 @@ fn run_worker(
                 payload: publish.payload.to_vec(),
             })
             .collect();
-        let output = engine.process(&mut store, now, &upstream);
+        let output = engine.process_and_confirm(&mut store, now, &upstream, &done);
+        done.clear();
         let sent = work.blocking_send(Work {
             publishes: output.publishes,
             acks: batch,
@@ -420,13 +436,12 @@ fn run_worker(
         if sent.is_err() {
             break;
         }
-        let mut done = Vec::new();
-        while let Ok(confirmed) = confirmations.try_recv() {
-            done.extend(confirmed);
-        }
-        if let Err(e) = engine.confirm(&mut store, &done) {
-            tracing::error!(error = %e, "could not clear the outbox; events will be delivered again at restart");
-        }
+    }
+    while let Ok(confirmed) = confirmations.try_recv() {
+        done.extend(confirmed);
+    }
+    if let Err(e) = engine.confirm(&mut store, &done) {
+        tracing::error!(error = %e, "could not clear the outbox; events will be delivered again at restart");
     }
     if let Err(e) = store.checkpoint() {
         tracing::error!(error = %e, "store checkpoint at shutdown failed");
