@@ -1105,7 +1105,7 @@ mod tests {
                 n += 1;
                 tx.item(|tx| {
                     tx.participants(*conv)?;
-                    tx.push_candidates(*conv, sender, 1000 + round)?;
+                    tx.push_candidates(*conv, &Author::User(sender.clone()), 1000 + round)?;
                     let id = MessageId::new(n).ok();
                     let seq =
                         tx.append(*conv, 1000 + round, sender, &phone, id, PacketKind(1), b"x")?;

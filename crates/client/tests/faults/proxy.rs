@@ -139,10 +139,10 @@ fn topic_alias(bytes: &[u8]) -> Option<u16> {
     while let Some((&id, rest)) = properties.split_first() {
         let two = |r: &[u8]| Some(usize::from(u16::from_be_bytes([*r.first()?, *r.get(1)?])));
         let skip = match id {
-            0x01 => 1,                                            // payload format indicator
-            0x02 => 4,                                            // message expiry interval
-            0x23 => return Some(u16::try_from(two(rest)?).ok()?), // topic alias
-            0x03 | 0x08 | 0x09 => 2 + two(rest)?, // content type, response topic, data
+            0x01 => 1,                                     // payload format indicator
+            0x02 => 4,                                     // message expiry interval
+            0x23 => return u16::try_from(two(rest)?).ok(), // topic alias
+            0x03 | 0x08 | 0x09 => 2 + two(rest)?,          // content type, response topic, data
             0x26 => {
                 // user property: two strings
                 let first = 2 + two(rest)?;
