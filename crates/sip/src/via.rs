@@ -117,10 +117,12 @@ impl Via {
         // LWS is allowed around the colon of sent-by.
         let sent_by: String = sent_by.chars().filter(|c| !c.is_whitespace()).collect();
         let transport = Transport::parse(fields[2]);
-        let (host, port) = if transport == Transport::Mqtt {
-            mqtt_sent_by(&sent_by).ok_or_else(|| bad("bad sent-by"))?
-        } else {
-            parse_hostport(&sent_by).map_err(|_| bad("bad sent-by"))?
+        let (host, port) = match parse_hostport(&sent_by) {
+            Ok(hostport) => hostport,
+            Err(_) if transport == Transport::Mqtt => {
+                mqtt_sent_by(&sent_by).ok_or_else(|| bad("bad sent-by"))?
+            }
+            Err(_) => return Err(bad("bad sent-by")),
         };
         let params = Params::parse(params, "Via")?;
         Ok(Via {
@@ -172,10 +174,10 @@ impl Via {
     }
 }
 
-/// The sent-by of the MQTT transport, `{device}.{user}.invalid` (mqchat spec section 19). It
-/// is built from mqchat's identifiers, not from DNS labels: a user id may hold `..` or end
-/// in `-`, so any non-empty run of `[A-Za-z0-9._-]` is accepted as its host, with an
-/// optional port.
+/// The sent-by of the MQTT transport, `{device}.{user}.invalid` (mqchat spec section 19),
+/// when it is not a host name: it is built from mqchat's identifiers, not from DNS labels (a
+/// user id may hold `..` or end in `-`), so any non-empty run of `[A-Za-z0-9._-]` is
+/// accepted as its host, with an optional port.
 fn mqtt_sent_by(sent_by: &str) -> Option<(String, Option<u16>)> {
     let (host, port) = match sent_by.rsplit_once(':') {
         Some((host, port)) => {
