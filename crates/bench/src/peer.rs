@@ -328,6 +328,7 @@ pub async fn run_rmqtt_alone() -> anyhow::Result<()> {
             ..mqchat_broker::BrokerConfig::default()
         },
         std::sync::Arc::new(AllowAll),
+        None,
     )
     .await?;
     let addr = broker.tcp_addr().context("no TCP listener")?;

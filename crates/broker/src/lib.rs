@@ -4,19 +4,31 @@
 //! This is the only crate that depends on rmqtt (pinned: its 0.x API moves). Everything
 //! else sees [`Broker`] and the [`Gatekeeper`] trait the broker calls for every CONNECT,
 //! PUBLISH and SUBSCRIBE. Three listeners: MQTT over TCP and over WebSocket for devices, and
-//! a loopback TCP listener for the hub's own connection (with a large in-flight window).
+//! a loopback TCP listener for MQTT clients of the server itself (the SIP gateway, session
+//! takeovers, a hub that is not in-process), with a large in-flight window.
+//!
+//! The hub in the same process does not need an MQTT connection: a [`Consumer`] given at
+//! start takes the publishes on its topics as the broker accepts them (after the access
+//! checks, in each publisher's order), and [`Broker::publish`] routes the hub's publishes
+//! straight into the broker's sessions. No encoding, decoding, socket write or PUBACK on
+//! the way in or out.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rmqtt::codec::v5::SubscribeAckReason;
+use bytes::Bytes;
+use rmqtt::codec::v5::{PublishProperties, SubscribeAckReason};
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
-use rmqtt::types::{AuthResult, PublishAclResult, SubscribeAclResult};
+use rmqtt::session::SessionState;
+use rmqtt::types::{
+    AuthResult, CodecPublish, From, FromType, Id, LastWill, Publish, PublishAclResult, QoS,
+    SubscribeAclResult,
+};
 use tokio::task::JoinHandle;
 
 /// The answer to a CONNECT.
@@ -55,6 +67,42 @@ pub trait Gatekeeper: Send + Sync + 'static {
     ) -> bool;
     /// Decides a SUBSCRIBE filter by a non-superuser (a `$share/{group}/` prefix removed).
     async fn may_subscribe(&self, client_id: &str, username: Option<&str>, filter: &str) -> bool;
+}
+
+/// The in-process consumer of the hub's topics (the hub of `mqchat serve`).
+///
+/// The broker calls [`Consumer::wants`] for every accepted PUBLISH and hands those it wants
+/// to [`Consumer::take`] on the publisher's connection task, after the access checks and
+/// before the PUBACK: a publisher's packets arrive in the order it sent them, and a slow
+/// consumer slows its publishers (back-pressure) instead of growing a queue. Wills are
+/// taken too (their topic is checked at CONNECT). The publish is still routed to its MQTT
+/// subscribers, if any (presence has some: the user's contacts).
+#[async_trait]
+pub trait Consumer: Send + Sync + 'static {
+    /// Whether a topic is the consumer's. Called for every accepted PUBLISH: keep it cheap.
+    fn wants(&self, topic: &str) -> bool;
+    /// Takes an accepted publish on one of its topics. It may wait, which holds the
+    /// publisher's connection (its PUBACK and its next packets) until it returns.
+    async fn take(&self, topic: &str, payload: Bytes);
+}
+
+/// Quality of service of an in-process publish ([`Broker::publish`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Qos {
+    /// At most once.
+    AtMostOnce,
+    /// At least once.
+    AtLeastOnce,
+}
+
+/// Why an in-process publish was not routed.
+#[derive(Debug, thiserror::Error)]
+#[error("broker could not route a publish on {topic}: {reason}")]
+pub struct PublishError {
+    /// The topic.
+    pub topic: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// Topic aliases per device connection and direction (MQTT 5): a device's upstream and
@@ -117,6 +165,8 @@ pub enum BrokerError {
 /// A running embedded broker.
 pub struct Broker {
     scx: ServerContext,
+    /// Who the broker says in-process publishes come from (the hub).
+    publisher: Id,
     tcp: Option<SocketAddr>,
     ws: Option<SocketAddr>,
     internal: SocketAddr,
@@ -135,6 +185,7 @@ impl std::fmt::Debug for Broker {
 
 struct Hooks {
     gate: Arc<dyn Gatekeeper>,
+    consumer: Option<Arc<dyn Consumer>>,
 }
 
 fn text(s: &Option<bytestring::ByteString>) -> Option<&str> {
@@ -148,12 +199,34 @@ impl Handler for Hooks {
             Parameter::ClientAuthenticate(connect) => {
                 let username = connect.username().map(|u| &**u);
                 let password = connect.password().map(|p| &p[..]);
-                let result = match self
-                    .gate
-                    .authenticate(connect.client_id(), username, password)
-                    .await
-                {
-                    Admission::Allow { superuser } => AuthResult::Allow(superuser, None),
+                let client_id = connect.client_id();
+                let result = match self.gate.authenticate(client_id, username, password).await {
+                    Admission::Allow { superuser: true } => AuthResult::Allow(true, None),
+                    Admission::Allow { superuser: false } => {
+                        // The broker publishes a will without asking the publish hook, so
+                        // its topic is checked here, as its owner's publish: a device may
+                        // leave a will only where it may publish itself.
+                        let will = connect.last_will().map(|will| match will {
+                            LastWill::V3(will) => (will.topic.clone(), will.retain),
+                            LastWill::V5(will) => (will.topic.clone(), will.retain),
+                        });
+                        match will {
+                            Some((topic, retain))
+                                if !self
+                                    .gate
+                                    .may_publish(client_id, username, &topic, retain)
+                                    .await =>
+                            {
+                                tracing::warn!(
+                                    client_id = &**client_id,
+                                    topic = &*topic,
+                                    "connection refused: its will is on a topic it may not publish to"
+                                );
+                                AuthResult::NotAuthorized
+                            }
+                            _ => AuthResult::Allow(false, None),
+                        }
+                    }
                     Admission::BadCredentials => AuthResult::BadUsernameOrPassword,
                     Admission::NotAuthorized => AuthResult::NotAuthorized,
                 };
@@ -187,11 +260,33 @@ impl Handler for Hooks {
                     .await;
                 // Refused publishes are dropped; MQTT 5 publishers get PUBACK "not authorized".
                 let result = if allowed {
+                    if let Some(consumer) = &self.consumer
+                        && consumer.wants(&publish.topic)
+                    {
+                        consumer.take(&publish.topic, publish.payload.clone()).await;
+                    }
                     PublishAclResult::allow()
                 } else {
                     PublishAclResult::rejected(false, None)
                 };
                 (false, Some(HookResult::PublishAclResult(result)))
+            }
+            // The publishes that skip the access hook: wills (checked at CONNECT) and those
+            // of superusers (the SIP gateway, a hub connected over MQTT).
+            Parameter::MessagePublish(session, from, publish) => {
+                if let Some(consumer) = &self.consumer
+                    && consumer.wants(&publish.topic)
+                {
+                    let unchecked = matches!(from.typ(), FromType::LastWill)
+                        || match session {
+                            Some(session) => session.superuser().await.unwrap_or(false),
+                            None => false,
+                        };
+                    if unchecked {
+                        consumer.take(&publish.topic, publish.payload.clone()).await;
+                    }
+                }
+                (true, acc)
             }
             _ => (true, acc),
         }
@@ -207,9 +302,13 @@ fn bind_error(addr: SocketAddr, e: impl std::fmt::Display) -> BrokerError {
 
 impl Broker {
     /// Starts the broker and returns once every listener is bound (so port 0 is resolved).
+    ///
+    /// With a `consumer`, the publishes it wants are handed to it in-process (see
+    /// [`Consumer`]).
     pub async fn start(
         config: BrokerConfig,
         gate: Arc<dyn Gatekeeper>,
+        consumer: Option<Arc<dyn Consumer>>,
     ) -> Result<Self, BrokerError> {
         // The busy check refuses connections when the machine is loaded (easy on 2 cores);
         // mqchat sheds load elsewhere.
@@ -236,14 +335,20 @@ impl Broker {
             })?;
 
         let register = scx.extends.hook_mgr().register();
-        for kind in [
+        let mut kinds = vec![
             Type::ClientAuthenticate,
             Type::ClientSubscribeCheckAcl,
             Type::MessagePublishCheckAcl,
-        ] {
-            register
-                .add_priority(kind, 100, Box::new(Hooks { gate: gate.clone() }))
-                .await;
+        ];
+        if consumer.is_some() {
+            kinds.push(Type::MessagePublish);
+        }
+        for kind in kinds {
+            let hooks = Hooks {
+                gate: gate.clone(),
+                consumer: consumer.clone(),
+            };
+            register.add_priority(kind, 100, Box::new(hooks)).await;
         }
         register.start().await;
 
@@ -311,8 +416,17 @@ impl Broker {
                 tracing::error!(error = %e, "broker stopped");
             }
         });
+        let publisher = Id::new(
+            scx.node.id(),
+            0,
+            None,
+            None,
+            "_hub-in-process".into(),
+            Some("_hub".into()),
+        );
         Ok(Self {
             scx,
+            publisher,
             tcp,
             ws,
             internal: internal_addr,
@@ -333,6 +447,39 @@ impl Broker {
     /// The loopback address the hub connects to.
     pub fn internal_addr(&self) -> SocketAddr {
         self.internal
+    }
+
+    /// Routes a publish from the in-process hub to its subscribers' sessions (online or
+    /// not), storing it first when it is retained. Returns once every subscriber's session
+    /// has it queued: the broker's equivalent of a PUBACK.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        qos: Qos,
+        retain: bool,
+    ) -> Result<(), PublishError> {
+        let publish = Publish::from(CodecPublish {
+            dup: false,
+            retain,
+            qos: match qos {
+                Qos::AtMostOnce => QoS::AtMostOnce,
+                Qos::AtLeastOnce => QoS::AtLeastOnce,
+            },
+            topic: topic.into(),
+            packet_id: None,
+            payload,
+            // Not `None`: rmqtt 0.24 puts the topic alias it assigns for an MQTT 5 recipient
+            // into the properties, and with none it sends an empty topic and no alias.
+            properties: Some(PublishProperties::default()),
+        });
+        let from = From::from_system(self.publisher.clone());
+        SessionState::forwards(&self.scx, from, publish, false, None)
+            .await
+            .map_err(|e| PublishError {
+                topic: topic.to_owned(),
+                reason: e.to_string(),
+            })
     }
 
     /// Stops accepting connections (the listening sockets close).

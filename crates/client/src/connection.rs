@@ -177,7 +177,14 @@ fn classify(error: &ConnectionError) -> Error {
                     | ConnectReturnCode::Banned
                     | ConnectReturnCode::BadAuthenticationMethod
             );
-            let reason = format!("the broker refused the connection: {code:?}");
+            let mut reason = format!("the broker refused the connection: {code:?}");
+            if *code == ConnectReturnCode::NotAuthorized {
+                // The password was right, something else was not (spec section 3).
+                reason.push_str(
+                    " (a client id other than {user}:{device}, a disabled account, a revoked \
+                     device, or a will outside the device's topics: a wrong topic root?)",
+                );
+            }
             Error::new(if auth {
                 Kind::Auth(reason)
             } else {

@@ -69,7 +69,8 @@ impl Error {
     }
 
     /// The broker refused the login: wrong password, unknown or disabled account, a revoked
-    /// device token, or a client id that does not belong to the user.
+    /// device token, a client id that does not belong to the user, or a will on a topic the
+    /// device may not publish to (a wrong topic root).
     pub fn is_auth(&self) -> bool {
         matches!(self.kind, Kind::Auth(_))
     }

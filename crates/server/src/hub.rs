@@ -119,16 +119,23 @@ impl Hub {
         let pusher = push::Pusher::start(&config.push, config.database(), durability)
             .map_err(|e| StartError::Config(format!("push: {e}")))?
             .map(Arc::new);
-        let link =
-            match link::Link::start(&options, &credentials, engine, store, pusher.clone()).await {
-                Ok(link) => link,
-                Err(e) => {
-                    if let Some(http) = http {
-                        http.stop().await;
-                    }
-                    return Err(StartError::Link(e));
+        let link = match link::Link::start(
+            link::Attach::Mqtt(options.clone()),
+            &credentials,
+            engine,
+            store,
+            pusher.clone(),
+        )
+        .await
+        {
+            Ok(link) => link,
+            Err(e) => {
+                if let Some(http) = http {
+                    http.stop().await;
                 }
-            };
+                return Err(StartError::Link(e));
+            }
+        };
         let sip = if config.sip.enabled {
             let gateway = crate::sip_gateway::Gateway::start(
                 &config.sip,

@@ -3,16 +3,17 @@
 //! through [`Server::start`] (tests use [`testing::TestServer`]).
 //!
 //! ```text
-//! devices ──► broker (rmqtt, in-process) ──$share──► link task ──► worker thread ──► store
-//!                   ▲                                                 │ (engine)
-//!                   └──────────── publisher task ◄──── outbound ──────┘
+//! devices ──► broker (rmqtt, in-process) ──tap──► worker thread ──► store
+//!                   ▲                                 │ (engine)
+//!                   └──── publisher task ◄── outbound ┘
 //! ```
 //!
-//! The hub is an ordinary MQTT client of the broker, on a loopback listener of its own, so
-//! the same code serves an external broker: [`Hub`] (`mqchat hub`) runs it against one,
-//! with the HTTP endpoint of [`auth_http`] for the broker's authentication and
-//! authorization. The worker thread owns the store's writer
-//! connection and processes upstream packets in batches (one transaction each).
+//! The broker hands the hub the publishes on its topics by function call (the link's
+//! `Tap`), and the hub's publishes go straight into the broker's sessions. The same hub
+//! runs against an external broker as an ordinary MQTT client: [`Hub`] (`mqchat hub`), with
+//! the HTTP endpoint of [`auth_http`] for the broker's authentication and authorization.
+//! The worker thread owns the store's writer connection and processes upstream packets in
+//! batches (one transaction each).
 
 pub mod auth_http;
 pub mod config;
@@ -46,7 +47,7 @@ pub(crate) fn now_ms() -> u64 {
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
-    broker: Broker,
+    broker: Arc<Broker>,
     link: link::Link,
     retention: Option<retention::RetentionJob>,
     pusher: Option<Arc<push::Pusher>>,
@@ -98,6 +99,8 @@ impl Server {
         // The broker accepts packets a bit larger than the hub's limit, so that oversize
         // payloads reach the hub and get an error reply instead of a dropped connection.
         let max_packet_size = u32::try_from(config.max_payload + 64 * 1024).unwrap_or(u32::MAX);
+        // The hub takes its topics' publishes from the broker in-process.
+        let (tap, tap_end) = link::Tap::new(&root, config.sip.enabled);
         let broker = Broker::start(
             BrokerConfig {
                 tcp: config.listen_tcp,
@@ -107,8 +110,10 @@ impl Server {
                 max_queue: config.max_queue,
             },
             Arc::new(gate::BrokerGate::new(gate)),
+            Some(tap),
         )
         .await?;
+        let broker = Arc::new(broker);
         let engine = Engine::new(HubConfig {
             root: root.clone(),
             max_payload: config.max_payload,
@@ -119,8 +124,12 @@ impl Server {
         let pusher = push::Pusher::start(&config.push, config.database(), durability)
             .map_err(|e| StartError::Config(format!("push: {e}")))?
             .map(Arc::new);
-        let options = link::LinkOptions::embedded(broker.internal_addr());
-        let link = link::Link::start(&options, &hub, engine, store, pusher.clone())
+        let attach = link::Attach::Embedded {
+            broker: broker.clone(),
+            tap: tap_end,
+            takeover: broker.internal_addr(),
+        };
+        let link = link::Link::start(attach, &hub, engine, store, pusher.clone())
             .await
             .map_err(StartError::Link)?;
         let sip = if config.sip.enabled {

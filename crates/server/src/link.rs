@@ -1,7 +1,11 @@
 //! The hub's connection to the broker and the worker that runs the engine.
 //!
-//! Three parts, connected by channels:
-//! - the **link task** polls rumqttc's event loop and forwards every PUBLISH it receives;
+//! Two kinds of link: over MQTT (`mqchat hub` against any broker), and in-process (the
+//! embedded broker of `mqchat serve`, which hands the hub its topics' publishes through a
+//! [`Tap`] and takes the hub's publishes by function call: no MQTT connection, encoding,
+//! socket or PUBACK between them). Three parts, connected by channels:
+//! - the **link task** (MQTT) polls rumqttc's event loop and forwards every PUBLISH it
+//!   receives; in-process, the broker's connection tasks call the [`Tap`] instead;
 //! - the **worker thread** owns the store's writer; it takes what has arrived (up to
 //!   [`MAX_BATCH`]), runs it through the engine in one transaction, and hands the result on;
 //! - the **publisher task** sends the hub's publishes, then acknowledges the inputs (manual
@@ -16,21 +20,26 @@
 //! never acknowledged on the new connection (where its packet id may name another message);
 //! the broker sends it again and the engine's deduplication makes that harmless.
 //!
-//! The inbound channel is unbounded on purpose: the broker's in-flight window for the hub's
-//! session bounds it, and a bounded channel here would close a cycle of bounded channels
-//! (event loop → worker → publisher → event loop) that could deadlock under load.
+//! The inbound channel is unbounded on purpose: over MQTT the broker's in-flight window for
+//! the hub's session bounds it, and a bounded channel here would close a cycle of bounded
+//! channels (event loop → worker → publisher → event loop) that could deadlock under load.
+//! In-process, the [`Tap`] bounds it with a semaphore whose permits the publisher gives back
+//! once an input is handled: the publisher never waits for a device's connection (the
+//! broker queues to sessions without waiting), so there is no cycle.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use mqchat_broker::Broker;
 use mqchat_hub::{Engine, HubCredentials, Outbound, Push, Qos, Upstream};
-use mqchat_proto::DeviceIdentity;
+use mqchat_proto::{DeviceIdentity, TopicRoot};
 use mqchat_store::{ConvId, Store};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::push::Pusher;
 
@@ -40,24 +49,36 @@ pub(crate) const HUB_USERNAME: &str = "_hub";
 /// Most packets processed in one store transaction.
 const MAX_BATCH: usize = 512;
 
-/// A PUBLISH received on a connection: the number of the connection (counted from 1 by
-/// CONNACKs) and the packet.
-type Received = (u64, Publish);
+/// Inputs handed over in-process and not yet handled, at most: beyond it the broker's
+/// connection tasks wait (their devices' PUBACKs with them).
+const TAP_WINDOW: usize = 4096;
 
-/// What the worker is given: a PUBLISH, or a tick of the clock (twice a second: for the SIP
+/// How an input is acknowledged once its effects are committed and published.
+// Over MQTT every input has the big variant: boxing it would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum Ack {
+    /// Over MQTT: the number of the connection it came on (counted from 1 by CONNACKs) and
+    /// the packet.
+    Mqtt(u64, Publish),
+    /// In-process: a permit of the [`Tap`]'s window goes back.
+    Tap,
+}
+
+/// What the worker is given: a PUBLISH, a tick of the clock (twice a second: for the SIP
 /// proxy's timers, spec 19, and to commit the delivery confirmations held while no packet
-/// comes).
+/// comes), or the end (in-process, where the broker keeps the inbound channel open).
 // Nearly every input is a PUBLISH: boxing it would cost an allocation each for nothing.
 #[allow(clippy::large_enum_variant)]
 enum Input {
-    Publish(Received),
+    Publish(Upstream, Ack),
     Tick,
+    Stop,
 }
 
 /// What the worker hands to the publisher.
 struct Work {
     publishes: Vec<Outbound>,
-    acks: Vec<Received>,
+    acks: Vec<Ack>,
     delivered: Vec<(ConvId, u64)>,
     evict: Vec<DeviceIdentity>,
     pushes: Vec<Push>,
@@ -85,18 +106,6 @@ pub(crate) struct LinkOptions {
 }
 
 impl LinkOptions {
-    /// The options for the embedded broker's internal listener.
-    pub(crate) fn embedded(addr: std::net::SocketAddr) -> Self {
-        Self {
-            host: addr.ip().to_string(),
-            port: addr.port(),
-            client_id: format!("{HUB_USERNAME}-1"),
-            shared: true,
-            session_expiry: None,
-            wait_for_broker: false,
-        }
-    }
-
     fn filters(&self, root: &mqchat_proto::TopicRoot) -> Vec<String> {
         let share = if self.shared { "$share/mqchat/" } else { "" };
         vec![
@@ -106,37 +115,199 @@ impl LinkOptions {
     }
 }
 
-#[derive(Debug)]
+/// Where the hub's link goes.
+pub(crate) enum Attach {
+    /// An MQTT connection to a broker (`mqchat hub`).
+    Mqtt(LinkOptions),
+    /// The embedded broker, in-process (`mqchat serve`): it hands the hub its topics'
+    /// publishes through the [`Tap`] whose other end is `tap`. `takeover` is its loopback
+    /// listener, where revoked devices' sessions are taken over (spec 7.12).
+    Embedded {
+        broker: Arc<Broker>,
+        tap: TapEnd,
+        takeover: std::net::SocketAddr,
+    },
+}
+
+/// The embedded broker's way into the hub: the broker calls it (as a
+/// [`mqchat_broker::Consumer`]) with every accepted publish on the hub's topics, on the
+/// publisher's connection task.
+pub(crate) struct Tap {
+    /// `{root}/`.
+    prefix: String,
+    /// Whether the SIP gateway's `{root}/gw/+/in` topics are the hub's too.
+    gateway: bool,
+    inbound: mpsc::UnboundedSender<Input>,
+    window: Arc<Semaphore>,
+    pending: Arc<AtomicUsize>,
+}
+
+/// The hub's end of a [`Tap`], for [`Link::start`].
+pub(crate) struct TapEnd {
+    inbound_tx: mpsc::UnboundedSender<Input>,
+    inbound_rx: mpsc::UnboundedReceiver<Input>,
+    window: Arc<Semaphore>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for TapEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TapEnd").finish_non_exhaustive()
+    }
+}
+
+impl Tap {
+    /// A tap for the hub's topics under `root` (with the gateway's when SIP is on), and its
+    /// other end.
+    pub(crate) fn new(root: &TopicRoot, gateway: bool) -> (Arc<Self>, TapEnd) {
+        let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
+        let window = Arc::new(Semaphore::new(TAP_WINDOW));
+        let pending = Arc::new(AtomicUsize::new(0));
+        let tap = Self {
+            prefix: format!("{root}/"),
+            gateway,
+            inbound: inbound_tx.clone(),
+            window: window.clone(),
+            pending: pending.clone(),
+        };
+        let end = TapEnd {
+            inbound_tx,
+            inbound_rx,
+            window,
+            pending,
+        };
+        (Arc::new(tap), end)
+    }
+}
+
+#[async_trait]
+impl mqchat_broker::Consumer for Tap {
+    /// The topics the MQTT link subscribes to: `{root}/up/+/+`, `{root}/pr/+/+`, and
+    /// `{root}/gw/+/in` with SIP. The engine checks each topic fully.
+    fn wants(&self, topic: &str) -> bool {
+        let Some(rest) = topic.strip_prefix(&self.prefix) else {
+            return false;
+        };
+        let mut levels = rest.split('/');
+        match (levels.next(), levels.next(), levels.next(), levels.next()) {
+            (Some("up" | "pr"), Some(_), Some(_), None) => true,
+            (Some("gw"), Some(_), Some("in"), None) => self.gateway,
+            _ => false,
+        }
+    }
+
+    async fn take(&self, topic: &str, payload: bytes::Bytes) {
+        // The permit goes back when the publisher has handled the input (`Ack::Tap`).
+        match self.window.acquire().await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return,
+        }
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let input = Input::Publish(
+            Upstream {
+                topic: topic.to_owned(),
+                payload: payload.to_vec(),
+            },
+            Ack::Tap,
+        );
+        if self.inbound.send(input).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            self.window.add_permits(1);
+            tracing::warn!(topic, "publish arrived after the hub stopped; dropped");
+        }
+    }
+}
+
+/// Where the publisher sends the hub's publishes and acknowledgements.
+#[derive(Clone)]
+enum Sink {
+    Mqtt {
+        client: AsyncClient,
+        /// The number of the current connection.
+        connection: Arc<AtomicU64>,
+    },
+    Embedded {
+        broker: Arc<Broker>,
+        window: Arc<Semaphore>,
+    },
+}
+
+impl Sink {
+    async fn publish(&self, o: Outbound) -> Result<(), String> {
+        match self {
+            Self::Mqtt { client, .. } => {
+                let qos = match o.qos {
+                    Qos::AtMostOnce => QoS::AtMostOnce,
+                    Qos::AtLeastOnce => QoS::AtLeastOnce,
+                };
+                client
+                    .publish(o.topic, qos, o.retain, o.payload)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Self::Embedded { broker, .. } => {
+                let qos = match o.qos {
+                    Qos::AtMostOnce => mqchat_broker::Qos::AtMostOnce,
+                    Qos::AtLeastOnce => mqchat_broker::Qos::AtLeastOnce,
+                };
+                broker
+                    .publish(&o.topic, o.payload.into(), qos, o.retain)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    async fn ack(&self, acks: &[Ack]) {
+        match self {
+            Self::Mqtt { client, connection } => {
+                // An input from an earlier connection is not acknowledged: its packet id
+                // means nothing (or another message) now, and the broker delivers it again.
+                let current = connection.load(Ordering::SeqCst);
+                for ack in acks {
+                    if let Ack::Mqtt(received_on, publish) = ack
+                        && *received_on == current
+                    {
+                        let _ = client.ack(publish).await;
+                    }
+                }
+            }
+            Self::Embedded { window, .. } => window.add_permits(acks.len()),
+        }
+    }
+}
+
 pub(crate) struct Link {
-    client: AsyncClient,
-    link_task: tokio::task::JoinHandle<()>,
+    /// The MQTT client (disconnected at stop), over MQTT.
+    client: Option<AsyncClient>,
+    /// Where [`Input::Stop`] goes.
+    inbound: mpsc::UnboundedSender<Input>,
+    link_task: Option<tokio::task::JoinHandle<()>>,
     publisher: tokio::task::JoinHandle<()>,
     worker: std::thread::JoinHandle<()>,
     pending: Arc<AtomicUsize>,
 }
 
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("mqtt", &self.client.is_some())
+            .field("pending", &self.pending.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
 impl Link {
-    /// Connects to the broker, subscribes, starts the worker, and returns once the
-    /// subscriptions are acknowledged.
+    /// Attaches the hub to its broker (over MQTT: connects, subscribes, and returns once
+    /// the subscriptions are acknowledged), publishes what a previous run left, and starts
+    /// the worker.
     pub(crate) async fn start(
-        link: &LinkOptions,
+        attach: Attach,
         credentials: &HubCredentials,
         engine: Engine,
         mut store: Store,
         pusher: Option<Arc<Pusher>>,
     ) -> Result<Self, String> {
-        let root = engine.config().root.clone();
-        let mut options = MqttOptions::new(&link.client_id, &link.host, link.port);
-        options
-            .set_credentials(&credentials.username, &credentials.secret)
-            .set_keep_alive(Duration::from_secs(30))
-            .set_clean_start(link.session_expiry.is_none())
-            .set_session_expiry_interval(link.session_expiry)
-            .set_manual_acks(true)
-            .set_max_packet_size(Some(16 * 1024 * 1024))
-            .set_request_channel_capacity(4096);
-        let (client, eventloop) = AsyncClient::new(options, 4096);
-
         // Work left from a previous run: events committed but never handed to the broker,
         // and the retained profiles (the embedded broker keeps retained messages in memory).
         let mut startup = engine
@@ -148,7 +319,43 @@ impl Link {
                 .map_err(|e| format!("profiles: {e}"))?,
         );
 
-        let (inbound_tx, inbound_rx) = mpsc::unbounded_channel::<Input>();
+        let (sink, inbound_tx, inbound_rx, pending, client, link_task, takeover) = match attach {
+            Attach::Mqtt(link) => {
+                let mqtt = connect(&link, credentials, &engine).await?;
+                let sink = Sink::Mqtt {
+                    client: mqtt.client.clone(),
+                    connection: mqtt.connection,
+                };
+                (
+                    sink,
+                    mqtt.inbound_tx,
+                    mqtt.inbound_rx,
+                    mqtt.pending,
+                    Some(mqtt.client),
+                    Some(mqtt.link_task),
+                    (link.host.clone(), link.port),
+                )
+            }
+            Attach::Embedded {
+                broker,
+                tap,
+                takeover,
+            } => {
+                let sink = Sink::Embedded {
+                    broker,
+                    window: tap.window,
+                };
+                (
+                    sink,
+                    tap.inbound_tx,
+                    tap.inbound_rx,
+                    tap.pending,
+                    None,
+                    None,
+                    (takeover.ip().to_string(), takeover.port()),
+                )
+            }
+        };
         {
             // A weak sender: the ticker must not keep the worker alive after the link ends.
             let ticks = inbound_tx.downgrade();
@@ -163,46 +370,9 @@ impl Link {
                 }
             });
         }
-        let mut filters = link.filters(&root);
-        if engine.config().sip.is_some() {
-            filters.push(root.gateway_in_filter(link.shared.then_some("mqchat")));
-        }
+
         let (work_tx, work_rx) = mpsc::channel::<Work>(64);
         let (confirm_tx, confirm_rx) = mpsc::unbounded_channel::<Vec<(ConvId, u64)>>();
-        let pending = Arc::new(AtomicUsize::new(0));
-        let connection = Arc::new(AtomicU64::new(0));
-
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let link_task = tokio::spawn(run_link(
-            eventloop,
-            LinkState {
-                client: client.clone(),
-                filters,
-                wait_for_broker: link.wait_for_broker,
-                inbound: inbound_tx,
-                pending: pending.clone(),
-                connection: connection.clone(),
-            },
-            ready_tx,
-        ));
-        // An external hub waits for its broker as long as it takes (its caller decides when
-        // to give up); the embedded broker is up already, so 10 s is a fault.
-        let ready = if link.wait_for_broker {
-            Ok(ready_rx.await)
-        } else {
-            tokio::time::timeout(Duration::from_secs(10), ready_rx).await
-        };
-        match ready {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => return Err(e),
-            Ok(Err(_)) => return Err("the link stopped before subscribing".into()),
-            Err(_) => {
-                return Err(
-                    "the broker did not acknowledge the hub's subscriptions within 10 s".into(),
-                );
-            }
-        }
-
         work_tx
             .send(Work {
                 publishes: startup.publishes,
@@ -214,17 +384,16 @@ impl Link {
             .await
             .map_err(|_| "publisher not running".to_owned())?;
         let evictor = Evictor {
-            host: link.host.clone(),
-            port: link.port,
+            host: takeover.0,
+            port: takeover.1,
             credentials: credentials.clone(),
         };
         let publisher = tokio::spawn(run_publisher(
-            client.clone(),
+            sink,
             work_rx,
             confirm_tx,
             pending.clone(),
             evictor,
-            connection,
             pusher,
         ));
         let worker = std::thread::Builder::new()
@@ -233,6 +402,7 @@ impl Link {
             .map_err(|e| format!("cannot start the hub worker: {e}"))?;
         Ok(Self {
             client,
+            inbound: inbound_tx,
             link_task,
             publisher,
             worker,
@@ -241,20 +411,102 @@ impl Link {
     }
 
     /// Waits (up to 5 s) until everything received has been processed and published, then
-    /// disconnects and stops the worker, which flushes the store.
+    /// disconnects (over MQTT) and stops the worker, which flushes the store.
     pub(crate) async fn stop(self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while self.pending.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let _ = self.client.disconnect().await;
-        // The link task ends when the event loop reports the disconnection; dropping it
-        // closes the inbound channel, which ends the worker, which ends the publisher.
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.link_task).await;
+        if let Some(client) = &self.client {
+            let _ = client.disconnect().await;
+        }
+        // The link task ends when the event loop reports the disconnection. The worker ends
+        // at the stop input (or when the inbound channel closes), which ends the publisher.
+        if let Some(link_task) = self.link_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), link_task).await;
+        }
+        let _ = self.inbound.send(Input::Stop);
+        drop(self.inbound);
         let worker = self.worker;
         let _ = tokio::task::spawn_blocking(move || worker.join()).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.publisher).await;
     }
+}
+
+/// An MQTT link, connected and subscribed.
+struct Connected {
+    client: AsyncClient,
+    inbound_tx: mpsc::UnboundedSender<Input>,
+    inbound_rx: mpsc::UnboundedReceiver<Input>,
+    pending: Arc<AtomicUsize>,
+    /// The number of the current connection.
+    connection: Arc<AtomicU64>,
+    link_task: tokio::task::JoinHandle<()>,
+}
+
+/// Connects to the broker over MQTT, starts the link task, and returns once the hub's
+/// subscriptions are acknowledged.
+async fn connect(
+    link: &LinkOptions,
+    credentials: &HubCredentials,
+    engine: &Engine,
+) -> Result<Connected, String> {
+    let root = engine.config().root.clone();
+    let mut options = MqttOptions::new(&link.client_id, &link.host, link.port);
+    options
+        .set_credentials(&credentials.username, &credentials.secret)
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_start(link.session_expiry.is_none())
+        .set_session_expiry_interval(link.session_expiry)
+        .set_manual_acks(true)
+        .set_max_packet_size(Some(16 * 1024 * 1024))
+        .set_request_channel_capacity(4096);
+    let (client, eventloop) = AsyncClient::new(options, 4096);
+    let (inbound_tx, inbound_rx) = mpsc::unbounded_channel::<Input>();
+    let mut filters = link.filters(&root);
+    if engine.config().sip.is_some() {
+        filters.push(root.gateway_in_filter(link.shared.then_some("mqchat")));
+    }
+    let pending = Arc::new(AtomicUsize::new(0));
+    let connection = Arc::new(AtomicU64::new(0));
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let link_task = tokio::spawn(run_link(
+        eventloop,
+        LinkState {
+            client: client.clone(),
+            filters,
+            wait_for_broker: link.wait_for_broker,
+            inbound: inbound_tx.clone(),
+            pending: pending.clone(),
+            connection: connection.clone(),
+        },
+        ready_tx,
+    ));
+    // An external hub waits for its broker as long as it takes (its caller decides when
+    // to give up).
+    let ready = if link.wait_for_broker {
+        Ok(ready_rx.await)
+    } else {
+        tokio::time::timeout(Duration::from_secs(10), ready_rx).await
+    };
+    match ready {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(e),
+        Ok(Err(_)) => return Err("the link stopped before subscribing".into()),
+        Err(_) => {
+            return Err(
+                "the broker did not acknowledge the hub's subscriptions within 10 s".into(),
+            );
+        }
+    }
+    Ok(Connected {
+        client,
+        inbound_tx,
+        inbound_rx,
+        pending,
+        connection,
+        link_task,
+    })
 }
 
 /// What the link task works with.
@@ -287,11 +539,12 @@ async fn run_link(
                 failures = 0;
                 state.pending.fetch_add(1, Ordering::SeqCst);
                 let connection = state.connection.load(Ordering::SeqCst);
-                if state
-                    .inbound
-                    .send(Input::Publish((connection, publish)))
-                    .is_err()
-                {
+                let upstream = Upstream {
+                    topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+                    payload: publish.payload.to_vec(),
+                };
+                let input = Input::Publish(upstream, Ack::Mqtt(connection, publish));
+                if state.inbound.send(input).is_err() {
                     return;
                 }
             }
@@ -373,16 +626,23 @@ fn run_worker(
     // batch's transaction, or on their own at a tick without packets. They only matter after
     // a crash (an event still in the outbox is delivered again at start).
     let mut done: Vec<(ConvId, u64)> = Vec::new();
-    while let Some(first) = inbound.blocking_recv() {
-        let mut batch = Vec::new();
+    let mut stop = false;
+    while !stop && let Some(first) = inbound.blocking_recv() {
+        let mut upstream: Vec<Upstream> = Vec::new();
+        let mut acks: Vec<Ack> = Vec::new();
         let mut tick = false;
         let mut next = Some(first);
         while let Some(input) = next.take() {
             match input {
-                Input::Publish(publish) => batch.push(publish),
+                // Upstream packets and presence alike: the engine tells them apart by topic.
+                Input::Publish(publish, ack) => {
+                    upstream.push(publish);
+                    acks.push(ack);
+                }
                 Input::Tick => tick = true,
+                Input::Stop => stop = true,
             }
-            if batch.len() < MAX_BATCH {
+            if !stop && upstream.len() < MAX_BATCH {
                 next = inbound.try_recv().ok();
             }
         }
@@ -406,7 +666,7 @@ fn run_worker(
         while let Ok(confirmed) = confirmations.try_recv() {
             done.extend(confirmed);
         }
-        if batch.is_empty() {
+        if upstream.is_empty() {
             if tick && !done.is_empty() {
                 if let Err(e) = engine.confirm(&mut store, &done) {
                     tracing::error!(error = %e, "could not clear the outbox; events will be delivered again at restart");
@@ -416,19 +676,11 @@ fn run_worker(
             continue;
         }
         let now = crate::now_ms();
-        // Upstream packets and presence alike: the engine tells them apart by topic.
-        let upstream: Vec<Upstream> = batch
-            .iter()
-            .map(|(_, publish)| Upstream {
-                topic: String::from_utf8_lossy(&publish.topic).into_owned(),
-                payload: publish.payload.to_vec(),
-            })
-            .collect();
         let output = engine.process_and_confirm(&mut store, now, &upstream, &done);
         done.clear();
         let sent = work.blocking_send(Work {
             publishes: output.publishes,
-            acks: batch,
+            acks,
             delivered: output.delivered,
             evict: output.evict,
             pushes: output.pushes,
@@ -452,12 +704,11 @@ fn run_worker(
 /// `pending` counts PUBLISHes received and not yet fully handled: it goes down only here,
 /// once their effects are published and they are acknowledged, so shutdown can wait for it.
 async fn run_publisher(
-    client: AsyncClient,
+    sink: Sink,
     mut work: mpsc::Receiver<Work>,
     confirmations: mpsc::UnboundedSender<Vec<(ConvId, u64)>>,
     pending: Arc<AtomicUsize>,
     evictor: Evictor,
-    connection: Arc<AtomicU64>,
     pusher: Option<Arc<Pusher>>,
 ) {
     while let Some(Work {
@@ -470,23 +721,12 @@ async fn run_publisher(
     {
         let mut ok = true;
         for o in publishes {
-            let qos = match o.qos {
-                Qos::AtMostOnce => QoS::AtMostOnce,
-                Qos::AtLeastOnce => QoS::AtLeastOnce,
-            };
-            if let Err(e) = client.publish(o.topic, qos, o.retain, o.payload).await {
+            if let Err(e) = sink.publish(o).await {
                 tracing::error!(error = %e, "hub could not publish");
                 ok = false;
             }
         }
-        // An input from an earlier connection is not acknowledged: its packet id means
-        // nothing (or another message) now, and the broker delivers it again.
-        let current = connection.load(Ordering::SeqCst);
-        for (received_on, publish) in &acks {
-            if *received_on == current {
-                let _ = client.ack(publish).await;
-            }
-        }
+        sink.ack(&acks).await;
         pending.fetch_sub(acks.len(), Ordering::SeqCst);
         if ok && !delivered.is_empty() {
             let _ = confirmations.send(delivered);

@@ -86,6 +86,64 @@ async fn wrong_password_and_foreign_client_ids_are_refused() {
     server.stop().await;
 }
 
+/// The broker publishes a will without the publish check, so its topic is checked at
+/// CONNECT: a will on another user's upstream topic would otherwise become a message from
+/// that user when the connection drops, and one on an inbox a forged delivery.
+#[tokio::test]
+async fn a_will_where_the_device_may_not_publish_is_refused_at_connect() {
+    let server = server_with_users().await;
+    let mut bob = Device::login(&server, "bob", "phone").await;
+    bob.inbox("bob", "phone").await;
+    let forged = Registry::with_core()
+        .from_json(&hi("0a03zkqvpmqs1", "bob", "sent by the will"))
+        .expect("valid")
+        .encode();
+    for topic in [
+        "mq/up/alice/phone",
+        "mq/in/bob/d",
+        "mq/pr/alice/phone",
+        "mq/up/mallory",
+    ] {
+        let mut options = Device::options(&server, "mallory", "phone", "pw");
+        options.set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
+            topic,
+            forged.clone(),
+            QoS::AtLeastOnce,
+            false,
+            None,
+        ));
+        match Device::connect(options).await {
+            Err(ConnectionError::ConnectionRefused(code)) => {
+                assert_eq!(code, ConnectReturnCode::NotAuthorized, "will on {topic}");
+            }
+            Err(e) => panic!("will on {topic}: unexpected error {e}"),
+            Ok(_) => panic!("will on {topic}: connected"),
+        }
+    }
+    // Her own upstream topic is hers to publish on, so a will there is a message from her
+    // (sent when the connection drops), and it reaches bob like any other.
+    let mut options = Device::options(&server, "mallory", "phone", "pw");
+    options.set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new(
+        "mq/up/mallory/phone",
+        Registry::with_core()
+            .from_json(&hi("0a03zkqvpmqs2", "bob", "her own will"))
+            .expect("valid")
+            .encode(),
+        QoS::AtLeastOnce,
+        false,
+        None,
+    ));
+    let mallory = Device::connect(options).await.expect("own will accepted");
+    drop(mallory);
+    let (topic, got) = bob.receive().await;
+    assert_eq!(topic, "mq/in/bob/d");
+    assert_eq!(
+        (got["conv"].as_str(), got["text"].as_str()),
+        (Some("mallory"), Some("her own will"))
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn spoofing_and_snooping_are_denied_and_reach_no_one() {
     let server = server_with_users().await;
