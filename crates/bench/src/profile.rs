@@ -22,8 +22,12 @@ use crate::mqchat;
 /// depth: the shares are inclusive and overlap (parts nest).
 const PARTS: &[(&str, &[&str])] = &[
     (
-        "broker: rmqtt connection tasks (devices and the hub's link)",
+        "broker: rmqtt connection tasks",
         &["rmqtt::session::SessionState::run"],
+    ),
+    (
+        "hub tap: publishes handed to the hub (on the connection tasks)",
+        &["mqchat_server::link::Tap"],
     ),
     (
         "broker: socket writes (one writev per packet)",
@@ -37,11 +41,15 @@ const PARTS: &[(&str, &[&str])] = &[
         ],
     ),
     (
-        "hub link: rumqttc event loop and publisher",
+        "hub publisher (and the MQTT link's event loop with an external broker)",
         &[
             "mqchat_server::link::run_link",
             "mqchat_server::link::run_publisher",
         ],
+    ),
+    (
+        "broker: routing the hub's publishes into the sessions",
+        &["mqchat_broker::Broker::publish"],
     ),
     (
         "hub worker: engine and store (one thread)",
