@@ -41,15 +41,12 @@ const PARTS: &[(&str, &[&str])] = &[
         ],
     ),
     (
-        "hub publisher (and the MQTT link's event loop with an external broker)",
+        // `Broker::publish` is inlined into the publisher.
+        "hub publisher: routing into the broker's sessions (or the MQTT link's event loop)",
         &[
             "mqchat_server::link::run_link",
             "mqchat_server::link::run_publisher",
         ],
-    ),
-    (
-        "broker: routing the hub's publishes into the sessions",
-        &["mqchat_broker::Broker::publish"],
     ),
     (
         "hub worker: engine and store (one thread)",
