@@ -19,15 +19,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use rmqtt::codec::v5::{PublishProperties, SubscribeAckReason};
+use rmqtt::codec::v5::{PublishAckReason, PublishProperties, SubscribeAckReason};
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
 use rmqtt::session::SessionState;
 use rmqtt::types::{
-    AuthResult, CodecPublish, From, FromType, Id, LastWill, Publish, PublishAclResult, QoS,
-    SubscribeAclResult,
+    AuthResult, CodecPublish, From, FromType, Id, LastWill, Publish, PublishAclResult,
+    PublishResult, QoS, SubscribeAclResult,
 };
 use tokio::task::JoinHandle;
 
@@ -82,8 +82,11 @@ pub trait Consumer: Send + Sync + 'static {
     /// Whether a topic is the consumer's. Called for every accepted PUBLISH: keep it cheap.
     fn wants(&self, topic: &str) -> bool;
     /// Takes an accepted publish on one of its topics. It may wait, which holds the
-    /// publisher's connection (its PUBACK and its next packets) until it returns.
-    async fn take(&self, topic: &str, payload: Bytes);
+    /// publisher's connection (its PUBACK and its next packets) until it returns. `false`:
+    /// the consumer has stopped and did not take it; a device's publish is then refused
+    /// (MQTT 5: PUBACK "implementation specific error"), so its client keeps it to send
+    /// again.
+    async fn take(&self, topic: &str, payload: Bytes) -> bool;
 }
 
 /// Quality of service of an in-process publish ([`Broker::publish`]).
@@ -259,15 +262,22 @@ impl Handler for Hooks {
                     )
                     .await;
                 // Refused publishes are dropped; MQTT 5 publishers get PUBACK "not authorized".
-                let result = if allowed {
-                    if let Some(consumer) = &self.consumer
-                        && consumer.wants(&publish.topic)
-                    {
-                        consumer.take(&publish.topic, publish.payload.clone()).await;
+                let taken = match &self.consumer {
+                    Some(consumer) if allowed && consumer.wants(&publish.topic) => {
+                        consumer.take(&publish.topic, publish.payload.clone()).await
                     }
-                    PublishAclResult::allow()
-                } else {
+                    _ => true,
+                };
+                let result = if !allowed {
                     PublishAclResult::rejected(false, None)
+                } else if !taken {
+                    PublishAclResult(PublishResult::reason_code(
+                        PublishAckReason::ImplementationSpecificError,
+                        Some("the hub has stopped".into()),
+                        false,
+                    ))
+                } else {
+                    PublishAclResult::allow()
                 };
                 (false, Some(HookResult::PublishAclResult(result)))
             }
@@ -282,6 +292,8 @@ impl Handler for Hooks {
                             Some(session) => session.superuser().await.unwrap_or(false),
                             None => false,
                         };
+                    // Wills and superusers' publishes cannot be refused here; the consumer
+                    // logs what it could not take.
                     if unchecked {
                         consumer.take(&publish.topic, publish.payload.clone()).await;
                     }

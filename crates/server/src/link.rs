@@ -207,11 +207,15 @@ impl mqchat_broker::Consumer for Tap {
         }
     }
 
-    async fn take(&self, topic: &str, payload: bytes::Bytes) {
-        // The permit goes back when the publisher has handled the input (`Ack::Tap`).
+    async fn take(&self, topic: &str, payload: bytes::Bytes) -> bool {
+        // The permit goes back when the publisher has handled the input (`Ack::Tap`). The
+        // window is closed once the hub has stopped.
         match self.window.acquire().await {
             Ok(permit) => permit.forget(),
-            Err(_) => return,
+            Err(_) => {
+                tracing::warn!(topic, "publish arrived after the hub stopped; not taken");
+                return false;
+            }
         }
         self.pending.fetch_add(1, Ordering::SeqCst);
         let input = Input::Publish(
@@ -224,8 +228,10 @@ impl mqchat_broker::Consumer for Tap {
         if self.inbound.send(input).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
             self.window.add_permits(1);
-            tracing::warn!(topic, "publish arrived after the hub stopped; dropped");
+            tracing::warn!(topic, "publish arrived after the hub stopped; not taken");
+            return false;
         }
+        true
     }
 }
 
@@ -266,6 +272,13 @@ impl Sink {
                     .await
                     .map_err(|e| e.to_string())
             }
+        }
+    }
+
+    /// Nothing more will be acknowledged.
+    fn close(&self) {
+        if let Self::Embedded { window, .. } = self {
+            window.close();
         }
     }
 
@@ -773,6 +786,9 @@ async fn run_publisher(
             pusher.push(pushes);
         }
     }
+    // The worker has ended (stopped, or failed): publishers waiting for room give up
+    // instead of waiting for permits that will never come back.
+    sink.close();
 }
 
 /// Removes revoked devices' broker sessions by MQTT session takeover (spec 7.12): connect
@@ -833,6 +849,118 @@ impl Evictor {
                 Ok(_) => {}
                 Err(e) => return Err(e.to_string()),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mqchat_broker::Consumer;
+
+    use super::*;
+
+    fn tap(gateway: bool) -> (Arc<Tap>, TapEnd) {
+        Tap::new(&TopicRoot::parse("mq").expect("valid root"), gateway)
+    }
+
+    #[test]
+    fn the_tap_wants_what_the_mqtt_link_subscribes_to() {
+        let (tap, _end) = tap(false);
+        for topic in ["mq/up/alice/phone", "mq/pr/alice/phone", "mq/up//"] {
+            assert!(tap.wants(topic), "{topic}");
+        }
+        for topic in [
+            "mq/in/alice/d",
+            "mq/up/alice",
+            "mq/up/alice/phone/x",
+            "mqx/up/alice/phone",
+            "other/up/alice/phone",
+            "mq/gw/sip/in",
+            "mq/pf/alice",
+        ] {
+            assert!(!tap.wants(topic), "{topic}");
+        }
+        let (tap, _end) = self::tap(true);
+        assert!(tap.wants("mq/gw/sip/in"));
+        assert!(!tap.wants("mq/gw/sip/out"));
+    }
+
+    #[tokio::test]
+    async fn the_tap_hands_publishes_over_in_order_and_refuses_once_the_hub_stopped() {
+        let (tap, mut end) = tap(false);
+        assert!(tap.take("mq/up/alice/phone", "one".into()).await);
+        assert!(tap.take("mq/up/alice/phone", "two".into()).await);
+        assert_eq!(end.pending.load(Ordering::SeqCst), 2);
+        assert_eq!(end.window.available_permits(), TAP_WINDOW - 2);
+        for expected in ["one", "two"] {
+            match end.inbound_rx.recv().await {
+                Some(Input::Publish(upstream, Ack::Tap)) => {
+                    assert_eq!(upstream.topic, "mq/up/alice/phone");
+                    assert_eq!(upstream.payload, expected.as_bytes());
+                }
+                _ => panic!("expected the publish {expected:?}"),
+            }
+        }
+        // The publisher gives the permits back, then the worker ends: nothing more is
+        // taken, and nobody waits for room that will never come.
+        let sink = Sink::Embedded {
+            broker: Arc::new(
+                Broker::start(
+                    mqchat_broker::BrokerConfig {
+                        tcp: None,
+                        ws: None,
+                        ..mqchat_broker::BrokerConfig::default()
+                    },
+                    Arc::new(AllowNothing),
+                    None,
+                )
+                .await
+                .expect("broker"),
+            ),
+            window: end.window.clone(),
+        };
+        sink.ack(&[Ack::Tap, Ack::Tap]).await;
+        assert_eq!(end.window.available_permits(), TAP_WINDOW);
+        sink.close();
+        assert!(!tap.take("mq/up/alice/phone", "three".into()).await);
+        assert!(end.inbound_rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_window_holds_the_publisher_back() {
+        let (tap, end) = tap(false);
+        let taken = end
+            .window
+            .acquire_many(u32::try_from(TAP_WINDOW).expect("fits"))
+            .await
+            .expect("open");
+        let waiting = tokio::spawn({
+            let tap = tap.clone();
+            async move { tap.take("mq/up/alice/phone", "late".into()).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "it waits for room");
+        drop(taken);
+        assert!(waiting.await.expect("task"));
+    }
+
+    struct AllowNothing;
+
+    #[async_trait]
+    impl mqchat_broker::Gatekeeper for AllowNothing {
+        async fn authenticate(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: Option<&[u8]>,
+        ) -> mqchat_broker::Admission {
+            mqchat_broker::Admission::NotAuthorized
+        }
+        async fn may_publish(&self, _: &str, _: Option<&str>, _: &str, _: bool) -> bool {
+            false
+        }
+        async fn may_subscribe(&self, _: &str, _: Option<&str>, _: &str) -> bool {
+            false
         }
     }
 }
