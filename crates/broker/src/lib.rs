@@ -428,14 +428,8 @@ impl Broker {
                 tracing::error!(error = %e, "broker stopped");
             }
         });
-        let publisher = Id::new(
-            scx.node.id(),
-            0,
-            None,
-            None,
-            "_hub-in-process".into(),
-            Some("_hub".into()),
-        );
+        // A client id no device or MQTT client can have (`$` is not in the id grammar).
+        let publisher = Id::new(scx.node.id(), 0, None, None, "$in-process".into(), None);
         Ok(Self {
             scx,
             publisher,

@@ -302,8 +302,8 @@ impl Sink {
 }
 
 pub(crate) struct Link {
-    /// The MQTT client (disconnected at stop), over MQTT.
-    client: Option<AsyncClient>,
+    /// Where the publisher sends (over MQTT: the client, disconnected at stop).
+    sink: Sink,
     /// Where [`Input::Stop`] goes.
     inbound: mpsc::UnboundedSender<Input>,
     link_task: Option<tokio::task::JoinHandle<()>>,
@@ -315,7 +315,7 @@ pub(crate) struct Link {
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Link")
-            .field("mqtt", &self.client.is_some())
+            .field("mqtt", &matches!(self.sink, Sink::Mqtt { .. }))
             .field("pending", &self.pending.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -343,42 +343,30 @@ impl Link {
                 .map_err(|e| format!("profiles: {e}"))?,
         );
 
-        let (sink, inbound_tx, inbound_rx, pending, client, link_task, takeover) = match attach {
-            Attach::Mqtt(link) => {
-                let mqtt = connect(&link, credentials, &engine).await?;
-                let sink = Sink::Mqtt {
-                    client: mqtt.client.clone(),
-                    connection: mqtt.connection,
-                };
-                (
-                    sink,
-                    mqtt.inbound_tx,
-                    mqtt.inbound_rx,
-                    mqtt.pending,
-                    Some(mqtt.client),
-                    Some(mqtt.link_task),
-                    (link.host.clone(), link.port),
-                )
-            }
+        let Attached {
+            sink,
+            inbound_tx,
+            inbound_rx,
+            pending,
+            link_task,
+            takeover,
+        } = match attach {
+            Attach::Mqtt(link) => connect(&link, credentials, &engine).await?,
             Attach::Embedded {
                 broker,
                 tap,
                 takeover,
-            } => {
-                let sink = Sink::Embedded {
+            } => Attached {
+                sink: Sink::Embedded {
                     broker,
                     window: tap.window,
-                };
-                (
-                    sink,
-                    tap.inbound_tx,
-                    tap.inbound_rx,
-                    tap.pending,
-                    None,
-                    None,
-                    (takeover.ip().to_string(), takeover.port()),
-                )
-            }
+                },
+                inbound_tx: tap.inbound_tx,
+                inbound_rx: tap.inbound_rx,
+                pending: tap.pending,
+                link_task: None,
+                takeover: (takeover.ip().to_string(), takeover.port()),
+            },
         };
         {
             // A weak sender: the ticker must not keep the worker alive after the link ends.
@@ -413,7 +401,7 @@ impl Link {
             credentials: credentials.clone(),
         };
         let publisher = tokio::spawn(run_publisher(
-            sink,
+            sink.clone(),
             work_rx,
             confirm_tx,
             pending.clone(),
@@ -425,7 +413,7 @@ impl Link {
             .spawn(move || run_worker(engine, store, inbound_rx, work_tx, confirm_rx))
             .map_err(|e| format!("cannot start the hub worker: {e}"))?;
         Ok(Self {
-            client,
+            sink,
             inbound: inbound_tx,
             link_task,
             publisher,
@@ -441,7 +429,7 @@ impl Link {
         while self.pending.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        if let Some(client) = &self.client {
+        if let Sink::Mqtt { client, .. } = &self.sink {
             let _ = client.disconnect().await;
         }
         // The link task ends when the event loop reports the disconnection. The worker ends
@@ -457,15 +445,16 @@ impl Link {
     }
 }
 
-/// An MQTT link, connected and subscribed.
-struct Connected {
-    client: AsyncClient,
+/// A link attached to its broker: where the hub's publishes go, where its inputs come
+/// from, the count of inputs not yet handled, the MQTT link task, and the broker's address
+/// for session takeovers.
+struct Attached {
+    sink: Sink,
     inbound_tx: mpsc::UnboundedSender<Input>,
     inbound_rx: mpsc::UnboundedReceiver<Input>,
     pending: Arc<AtomicUsize>,
-    /// The number of the current connection.
-    connection: Arc<AtomicU64>,
-    link_task: tokio::task::JoinHandle<()>,
+    link_task: Option<tokio::task::JoinHandle<()>>,
+    takeover: (String, u16),
 }
 
 /// Connects to the broker over MQTT, starts the link task, and returns once the hub's
@@ -474,7 +463,7 @@ async fn connect(
     link: &LinkOptions,
     credentials: &HubCredentials,
     engine: &Engine,
-) -> Result<Connected, String> {
+) -> Result<Attached, String> {
     let root = engine.config().root.clone();
     let mut options = MqttOptions::new(&link.client_id, &link.host, link.port);
     options
@@ -523,13 +512,13 @@ async fn connect(
             );
         }
     }
-    Ok(Connected {
-        client,
+    Ok(Attached {
+        sink: Sink::Mqtt { client, connection },
         inbound_tx,
         inbound_rx,
         pending,
-        connection,
-        link_task,
+        link_task: Some(link_task),
+        takeover: (link.host.clone(), link.port),
     })
 }
 
