@@ -349,12 +349,7 @@ struct AllowAll;
 
 #[async_trait::async_trait]
 impl mqchat_broker::Gatekeeper for AllowAll {
-    async fn authenticate(
-        &self,
-        _client_id: &str,
-        _username: Option<&str>,
-        _password: Option<&[u8]>,
-    ) -> mqchat_broker::Admission {
+    async fn authenticate(&self, _connect: mqchat_broker::Connect<'_>) -> mqchat_broker::Admission {
         mqchat_broker::Admission::Allow { superuser: false }
     }
 
@@ -364,6 +359,7 @@ impl mqchat_broker::Gatekeeper for AllowAll {
         _username: Option<&str>,
         _topic: &str,
         _retain: bool,
+        _size: usize,
     ) -> bool {
         true
     }

@@ -26,8 +26,8 @@ use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
 use rmqtt::session::SessionState;
 use rmqtt::types::{
-    AuthResult, CodecPublish, From, FromType, Id, LastWill, Publish, PublishAclResult,
-    PublishResult, QoS, SubscribeAclResult,
+    AuthResult, CodecPublish, ConnectAckReason, From, FromType, Id, LastWill, Publish,
+    PublishAclResult, PublishResult, QoS, SubscribeAclResult,
 };
 use tokio::task::JoinHandle;
 
@@ -43,6 +43,26 @@ pub enum Admission {
     BadCredentials,
     /// CONNACK "not authorized".
     NotAuthorized,
+    /// Try later: MQTT 5 CONNACK "server busy" (0x89), MQTT 3.1.1 "server unavailable".
+    Busy,
+    /// MQTT 5 CONNACK "quota exceeded" (0x97), MQTT 3.1.1 "not authorized".
+    QuotaExceeded,
+}
+
+/// A CONNECT, as the [`Gatekeeper`] sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Connect<'a> {
+    /// The client id.
+    pub client_id: &'a str,
+    /// The user name.
+    pub username: Option<&'a str>,
+    /// The password.
+    pub password: Option<&'a [u8]>,
+    /// Where it came from.
+    pub peer: Option<SocketAddr>,
+    /// Whether it came through the loopback listener for the server's own clients (not a
+    /// device listener).
+    pub internal: bool,
 }
 
 /// What the broker asks for every connection, publish and subscription. Implementations may
@@ -51,19 +71,15 @@ pub enum Admission {
 #[async_trait]
 pub trait Gatekeeper: Send + Sync + 'static {
     /// Decides a CONNECT.
-    async fn authenticate(
-        &self,
-        client_id: &str,
-        username: Option<&str>,
-        password: Option<&[u8]>,
-    ) -> Admission;
-    /// Decides a PUBLISH by a non-superuser.
+    async fn authenticate(&self, connect: Connect<'_>) -> Admission;
+    /// Decides a PUBLISH by a non-superuser, whose payload has `size` bytes.
     async fn may_publish(
         &self,
         client_id: &str,
         username: Option<&str>,
         topic: &str,
         retain: bool,
+        size: usize,
     ) -> bool;
     /// Decides a SUBSCRIBE filter by a non-superuser (a `$share/{group}/` prefix removed).
     async fn may_subscribe(&self, client_id: &str, username: Option<&str>, filter: &str) -> bool;
@@ -129,6 +145,11 @@ pub struct BrokerConfig {
     /// Messages queued for one offline session; beyond it the oldest are dropped (sync
     /// recovers them).
     pub max_queue: usize,
+    /// How long a new device connection has for its TLS or WebSocket handshake and its
+    /// CONNECT before it is closed.
+    pub connect_timeout: Duration,
+    /// Subscriptions one device connection may hold (beyond: SUBACK "quota exceeded").
+    pub max_subscriptions: usize,
 }
 
 impl Default for BrokerConfig {
@@ -139,6 +160,8 @@ impl Default for BrokerConfig {
             max_packet_size: 256 * 1024,
             session_expiry: Duration::from_secs(7 * 24 * 3600),
             max_queue: 1000,
+            connect_timeout: Duration::from_secs(10),
+            max_subscriptions: 5_000,
         }
     }
 }
@@ -189,6 +212,59 @@ impl std::fmt::Debug for Broker {
 struct Hooks {
     gate: Arc<dyn Gatekeeper>,
     consumer: Option<Arc<dyn Consumer>>,
+    refusals: Arc<Refusals>,
+}
+
+/// The listener id of the loopback listener for the server's own clients.
+const INTERNAL_LISTENER: u16 = 3;
+
+/// CONNACK codes that rmqtt's authentication result cannot express ("server busy", "quota
+/// exceeded"): the authentication hook refuses with "not authorized" and notes the code
+/// here, and the CONNACK hook puts it in. Entries live only between the two hooks of one
+/// CONNECT; the map is cleared if it ever grows past a bound (a code is then lost, and the
+/// device sees "not authorized").
+#[derive(Default)]
+struct Refusals {
+    codes: std::sync::Mutex<std::collections::HashMap<(String, Option<SocketAddr>), Admission>>,
+}
+
+impl Refusals {
+    const MAX: usize = 10_000;
+
+    fn codes(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, Option<SocketAddr>), Admission>>
+    {
+        // The map is consistent between statements.
+        self.codes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn note(&self, id: &Id, admission: Admission) {
+        let mut codes = self.codes();
+        if codes.len() >= Self::MAX {
+            codes.clear();
+        }
+        codes.insert((id.client_id.to_string(), id.remote_addr), admission);
+    }
+
+    fn take(&self, id: &Id) -> Option<Admission> {
+        self.codes()
+            .remove(&(id.client_id.to_string(), id.remote_addr))
+    }
+}
+
+fn connack_code(admission: Admission, v5: bool) -> Option<ConnectAckReason> {
+    use rmqtt::codec::v3::ConnectAckReason as V3;
+    use rmqtt::codec::v5::ConnectAckReason as V5;
+    Some(match (admission, v5) {
+        (Admission::Busy, true) => ConnectAckReason::V5(V5::ServerBusy),
+        (Admission::Busy, false) => ConnectAckReason::V3(V3::ServiceUnavailable),
+        (Admission::QuotaExceeded, true) => ConnectAckReason::V5(V5::QuotaExceeded),
+        (Admission::QuotaExceeded, false) => ConnectAckReason::V3(V3::NotAuthorized),
+        _ => return None,
+    })
 }
 
 fn text(s: &Option<bytestring::ByteString>) -> Option<&str> {
@@ -201,23 +277,34 @@ impl Handler for Hooks {
         match param {
             Parameter::ClientAuthenticate(connect) => {
                 let username = connect.username().map(|u| &**u);
-                let password = connect.password().map(|p| &p[..]);
                 let client_id = connect.client_id();
-                let result = match self.gate.authenticate(client_id, username, password).await {
+                let id = connect.id();
+                let request = Connect {
+                    client_id,
+                    username,
+                    password: connect.password().map(|p| &p[..]),
+                    peer: id.remote_addr,
+                    internal: id.lid == INTERNAL_LISTENER,
+                };
+                let result = match self.gate.authenticate(request).await {
                     Admission::Allow { superuser: true } => AuthResult::Allow(true, None),
                     Admission::Allow { superuser: false } => {
                         // The broker publishes a will without asking the publish hook, so
                         // its topic is checked here, as its owner's publish: a device may
                         // leave a will only where it may publish itself.
                         let will = connect.last_will().map(|will| match will {
-                            LastWill::V3(will) => (will.topic.clone(), will.retain),
-                            LastWill::V5(will) => (will.topic.clone(), will.retain),
+                            LastWill::V3(will) => {
+                                (will.topic.clone(), will.retain, will.message.len())
+                            }
+                            LastWill::V5(will) => {
+                                (will.topic.clone(), will.retain, will.message.len())
+                            }
                         });
                         match will {
-                            Some((topic, retain))
+                            Some((topic, retain, size))
                                 if !self
                                     .gate
-                                    .may_publish(client_id, username, &topic, retain)
+                                    .may_publish(client_id, username, &topic, retain, size)
                                     .await =>
                             {
                                 tracing::warn!(
@@ -232,8 +319,23 @@ impl Handler for Hooks {
                     }
                     Admission::BadCredentials => AuthResult::BadUsernameOrPassword,
                     Admission::NotAuthorized => AuthResult::NotAuthorized,
+                    refusal @ (Admission::Busy | Admission::QuotaExceeded) => {
+                        self.refusals.note(id, refusal);
+                        AuthResult::NotAuthorized
+                    }
                 };
                 (false, Some(HookResult::AuthResult(result)))
+            }
+            Parameter::ClientConnack(connect, code) => {
+                let v5 = matches!(code, ConnectAckReason::V5(_));
+                match self
+                    .refusals
+                    .take(connect.id())
+                    .and_then(|refusal| connack_code(refusal, v5))
+                {
+                    Some(code) => (false, Some(HookResult::ConnectAckReason(code))),
+                    None => (true, acc),
+                }
             }
             Parameter::ClientSubscribeCheckAcl(session, sub) => {
                 let allowed = self
@@ -259,6 +361,7 @@ impl Handler for Hooks {
                         text(&session.id.username),
                         &publish.topic,
                         publish.retain,
+                        publish.payload.len(),
                     )
                     .await;
                 // Refused publishes are dropped; MQTT 5 publishers get PUBACK "not authorized".
@@ -349,9 +452,11 @@ impl Broker {
         let register = scx.extends.hook_mgr().register();
         let mut kinds = vec![
             Type::ClientAuthenticate,
+            Type::ClientConnack,
             Type::ClientSubscribeCheckAcl,
             Type::MessagePublishCheckAcl,
         ];
+        let refusals = Arc::new(Refusals::default());
         if consumer.is_some() {
             kinds.push(Type::MessagePublish);
         }
@@ -359,6 +464,7 @@ impl Broker {
             let hooks = Hooks {
                 gate: gate.clone(),
                 consumer: consumer.clone(),
+                refusals: refusals.clone(),
             };
             register.add_priority(kind, 100, Box::new(hooks)).await;
         }
@@ -382,6 +488,8 @@ impl Broker {
                 // inbox topics aliased after their first delivery on each connection.
                 .max_topic_aliases(TOPIC_ALIASES)
                 .max_mqueue_len(config.max_queue)
+                .handshake_timeout(config.connect_timeout)
+                .max_subscriptions(config.max_subscriptions)
                 // A server restarted after a crash must get its port back at once, not after
                 // the dead process's connections leave TIME_WAIT.
                 .reuseaddr(Some(true))
@@ -422,7 +530,7 @@ impl Broker {
         let internal_addr = internal
             .local_addr()
             .map_err(|e| bind_error(internal_addr, e))?;
-        let server = server.listener_by_id(internal, 3).build();
+        let server = server.listener_by_id(internal, INTERNAL_LISTENER).build();
         let server = tokio::spawn(async move {
             if let Err(e) = server.run().await {
                 tracing::error!(error = %e, "broker stopped");

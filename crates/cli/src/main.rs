@@ -110,7 +110,9 @@ fn init_logging(filter: Option<&str>, default: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = if matches!(cli.command, Command::Serve(_) | Command::Hub(_)) {
-        "info"
+        // The embedded broker logs every refused CONNECT at info; mqchat's own lines say
+        // what matters once per burst (a flood of failed logins must not flood the log).
+        "info,rmqtt=warn,rmqtt_net=warn"
     } else {
         "warn"
     };

@@ -1,12 +1,22 @@
 //! Who may connect, publish and subscribe: the broker's hooks ask the [`Gate`], which
 //! checks credentials against the store and applies [`mqchat_proto::authorize`], resolving
-//! its contact rule against the store. Every refusal is logged with user, device, action and
-//! topic.
+//! its contact rule against the store. Every refused publish or subscription is logged with
+//! user, device, action and topic; failed logins are counted by the [`Throttle`], which
+//! logs a burst once.
+//!
+//! A login is taken apart so that nothing slow happens under the store's lock:
+//! [`Gate::begin_login`] reads the account (and decides token logins, throttled sources and
+//! hub logins at once); a password is verified by the caller on a bounded pool
+//! ([`PasswordCheck::hash`], `mqchat_store::verify_password`); [`Gate::finish_login`]
+//! records the verdict.
 
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use mqchat_proto::{Access, Decision, DeviceIdentity, Principal, TopicRoot};
-use mqchat_store::{AuthFailure, Store, StoreError};
+use mqchat_store::{AuthFailure, Credentials, LoginRecord, Store, StoreError};
+
+use crate::throttle::{Source, Throttle, ThrottleConfig, Wait};
 
 /// The hub's own broker account: a username no user id can take (user ids start with a
 /// letter or digit) and a secret.
@@ -36,25 +46,113 @@ pub enum Admission {
     /// Wrong or unknown credentials (CONNACK "bad user name or password").
     BadCredentials,
     /// Credentials fine, but not allowed (disabled account, revoked device, client id not
-    /// `{user}:{device}`): CONNACK "not authorized".
+    /// `{user}:{device}`, the hub's account on a device listener): CONNACK "not
+    /// authorized".
     NotAuthorized,
+    /// Too many failed logins from its address or on its user: not checked; try later
+    /// (MQTT 5 CONNACK "server busy").
+    Throttled,
+    /// A new device id, but the user has as many devices as allowed (MQTT 5 CONNACK
+    /// "quota exceeded").
+    TooManyDevices,
+}
+
+/// Which door a CONNECT came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Door {
+    /// A device listener of the embedded broker: devices only, never the hub's account.
+    Device,
+    /// The embedded broker's loopback listener for the server's own clients: the hub's
+    /// account only.
+    Internal,
+    /// An external broker asking over HTTP: devices and the hub.
+    Broker,
+}
+
+/// A CONNECT to decide.
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt<'a> {
+    /// The MQTT client id.
+    pub client_id: &'a str,
+    /// The MQTT user name.
+    pub username: Option<&'a str>,
+    /// The MQTT password (a password or a device token).
+    pub password: Option<&'a [u8]>,
+    /// The address it came from, when known.
+    pub source: Option<IpAddr>,
+    /// The listener.
+    pub door: Door,
+}
+
+/// Limits on logins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// Failed logins per source and per user ([`Throttle`]).
+    pub throttle: ThrottleConfig,
+    /// Devices (not revoked) a user may have; a new device id beyond it is refused.
+    pub max_devices: usize,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        Self {
+            throttle: ThrottleConfig::default(),
+            max_devices: 100,
+        }
+    }
+}
+
+/// The first step of a login ([`Gate::begin_login`]).
+#[derive(Debug)]
+pub enum Login {
+    /// Decided at once.
+    Done(Admission),
+    /// A password to verify (slow, on the caller's bounded pool), then
+    /// [`Gate::finish_login`].
+    Verify(PasswordCheck),
+}
+
+/// A password login waiting for its verification.
+#[derive(Debug)]
+pub struct PasswordCheck {
+    identity: DeviceIdentity,
+    source: Source,
+    record: LoginRecord,
+    hash: Option<String>,
+}
+
+impl PasswordCheck {
+    /// The stored hash to verify the password against (`None`: none, verify against the
+    /// decoy so that the answer takes as long).
+    pub fn hash(&self) -> Option<&str> {
+        self.hash.as_deref()
+    }
+
+    /// Where the attempt came from (the pool shares its threads fairly among sources).
+    pub fn source(&self) -> Source {
+        self.source
+    }
 }
 
 /// Authentication and authorization for the broker.
 #[derive(Debug)]
 pub struct Gate {
     store: Mutex<Store>,
+    throttle: Mutex<Throttle>,
     root: TopicRoot,
     hub: HubCredentials,
+    max_devices: usize,
 }
 
 impl Gate {
     /// A gate over its own connection to the store.
-    pub fn new(store: Store, root: TopicRoot, hub: HubCredentials) -> Self {
+    pub fn new(store: Store, root: TopicRoot, hub: HubCredentials, limits: LoginLimits) -> Self {
         Self {
             store: Mutex::new(store),
+            throttle: Mutex::new(Throttle::new(limits.throttle)),
             root,
             hub,
+            max_devices: limits.max_devices,
         }
     }
 
@@ -66,61 +164,182 @@ impl Gate {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Decides a CONNECT. Blocking (password hashing and SQLite): run it off the async
-    /// threads.
-    pub fn authenticate(
-        &self,
-        client_id: &str,
-        username: Option<&str>,
-        password: Option<&[u8]>,
-        now: u64,
-    ) -> Admission {
-        let password = password.and_then(|p| std::str::from_utf8(p).ok());
-        if username == Some(self.hub.username.as_str()) {
-            let ok = password
-                .is_some_and(|p| constant_time_eq(p.as_bytes(), self.hub.secret.as_bytes()));
-            // The hub connects as itself, and briefly as a revoked device's client id to
-            // take over and discard that device's session (spec 7.12).
-            let hub_client = client_id.starts_with(&self.hub.username)
-                || DeviceIdentity::parse_client_id(client_id).is_ok();
-            if ok && hub_client {
-                return Admission::Hub;
+    fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        // The throttle's tables stay consistent between statements.
+        self.throttle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Decides a CONNECT on the calling thread, password hashing included: for tools and
+    /// tests. A server uses [`Gate::begin_login`] and [`Gate::finish_login`] with its own
+    /// bounded pool between them.
+    pub fn authenticate(&self, attempt: &Attempt<'_>, now: u64) -> Admission {
+        match self.begin_login(attempt, now) {
+            Login::Done(admission) => admission,
+            Login::Verify(check) => {
+                let password = attempt
+                    .password
+                    .and_then(|p| std::str::from_utf8(p).ok())
+                    .unwrap_or_default();
+                let verified = mqchat_store::verify_password(check.hash(), password);
+                self.finish_login(check, verified, now)
             }
-            tracing::warn!(client_id, "refused hub login");
-            return Admission::BadCredentials;
         }
-        let Some(username) = username else {
-            tracing::info!(client_id, "refused connection without username");
-            return Admission::BadCredentials;
+    }
+
+    /// The first step of a login: decides the hub's logins, malformed ones, throttled
+    /// sources and device tokens at once (a read of the store, no hashing); a password
+    /// comes back as [`Login::Verify`]. Blocking (SQLite): run it off the async threads.
+    pub fn begin_login(&self, attempt: &Attempt<'_>, now: u64) -> Login {
+        let client_id = attempt.client_id;
+        let source = Source::of(attempt.source);
+        let password = attempt.password.and_then(|p| std::str::from_utf8(p).ok());
+        if attempt.username == Some(self.hub.username.as_str()) {
+            return Login::Done(self.hub_login(attempt, password, source, now));
+        }
+        if attempt.door == Door::Internal {
+            tracing::warn!(client_id, source = %source, "refused a device login on the internal listener");
+            return Login::Done(Admission::NotAuthorized);
+        }
+        let Some(username) = attempt.username else {
+            tracing::debug!(client_id, "refused connection without username");
+            return Login::Done(Admission::BadCredentials);
         };
         let identity = match DeviceIdentity::from_connect(username, client_id) {
             Ok(identity) => identity,
             Err(e) => {
-                tracing::info!(client_id, username, error = %e, "refused connection: client id");
-                return Admission::NotAuthorized;
+                tracing::debug!(client_id, username, error = %e, "refused connection: client id");
+                return Login::Done(Admission::NotAuthorized);
             }
         };
         let Some(password) = password else {
-            tracing::info!(user = %identity.user, device = %identity.device, "refused connection without password");
-            return Admission::BadCredentials;
+            tracing::debug!(user = %identity.user, device = %identity.device, "refused connection without password");
+            return Login::Done(Admission::BadCredentials);
         };
-        let result = self
-            .store()
-            .authenticate(&identity.user, &identity.device, password, now);
+        let is_password = !password.starts_with(mqchat_store::account::TOKEN_PREFIX);
+        if let Err(wait) = self
+            .throttle()
+            .admit(source, Some(&identity.user), is_password, now)
+        {
+            let (who, until) = match wait {
+                Wait::Source(until) => ("address", until),
+                Wait::User(until) => ("user", until),
+            };
+            tracing::debug!(user = %identity.user, source = %source, who, wait_ms = until - now, "login throttled");
+            return Login::Done(Admission::Throttled);
+        }
+        let record = self.store().login_record(&identity.user, &identity.device);
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::error!(user = %identity.user, error = %e, "store failed during authentication");
+                return Login::Done(Admission::NotAuthorized);
+            }
+        };
+        match record.check(password) {
+            Credentials::Decided(ok) => {
+                Login::Done(self.conclude(&identity, source, &record, Ok(ok), now))
+            }
+            Credentials::Password(hash) => Login::Verify(PasswordCheck {
+                identity,
+                source,
+                record,
+                hash,
+            }),
+        }
+    }
+
+    /// The last step of a password login, with the verification's result.
+    pub fn finish_login(
+        &self,
+        check: PasswordCheck,
+        verified: Result<bool, String>,
+        now: u64,
+    ) -> Admission {
+        self.conclude(&check.identity, check.source, &check.record, verified, now)
+    }
+
+    fn conclude(
+        &self,
+        identity: &DeviceIdentity,
+        source: Source,
+        record: &LoginRecord,
+        verified: Result<bool, String>,
+        now: u64,
+    ) -> Admission {
+        let ok = match verified {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::error!(user = %identity.user, error = %e, "stored password hash is damaged");
+                return Admission::NotAuthorized;
+            }
+        };
+        let result = match record.admit(ok) {
+            Ok(()) => {
+                self.store()
+                    .record_login(&identity.user, &identity.device, self.max_devices, now)
+            }
+            Err(failure) => Ok(Err(failure)),
+        };
         match result {
-            Ok(Ok(())) => Admission::Device(identity),
+            Ok(Ok(())) => {
+                self.throttle().succeeded(&identity.user);
+                Admission::Device(identity.clone())
+            }
+            Ok(Err(AuthFailure::BadCredentials)) => {
+                tracing::debug!(user = %identity.user, device = %identity.device, source = %source, "refused connection: bad credentials");
+                let user = record.user_exists().then_some(&identity.user);
+                self.throttle().failed(source, user, now);
+                Admission::BadCredentials
+            }
+            Ok(Err(AuthFailure::TooManyDevices)) => {
+                tracing::warn!(user = %identity.user, device = %identity.device, max = self.max_devices, "refused connection: a new device id, and the user has as many devices as allowed");
+                Admission::TooManyDevices
+            }
             Ok(Err(failure)) => {
                 tracing::info!(user = %identity.user, device = %identity.device, reason = %failure, "refused connection");
-                match failure {
-                    AuthFailure::BadCredentials => Admission::BadCredentials,
-                    _ => Admission::NotAuthorized,
-                }
+                Admission::NotAuthorized
             }
             Err(e) => {
                 tracing::error!(user = %identity.user, error = %e, "store failed during authentication");
                 Admission::NotAuthorized
             }
         }
+    }
+
+    fn hub_login(
+        &self,
+        attempt: &Attempt<'_>,
+        password: Option<&str>,
+        source: Source,
+        now: u64,
+    ) -> Admission {
+        let client_id = attempt.client_id;
+        if attempt.door == Door::Device {
+            tracing::warn!(client_id, source = %source, "refused the hub's account on a device listener");
+            return Admission::NotAuthorized;
+        }
+        if self.throttle().admit(source, None, true, now).is_err() {
+            return Admission::Throttled;
+        }
+        let ok =
+            password.is_some_and(|p| constant_time_eq(p.as_bytes(), self.hub.secret.as_bytes()));
+        // The hub connects as itself, and briefly as a revoked device's client id to
+        // take over and discard that device's session (spec 7.12).
+        let hub_client = client_id.starts_with(&self.hub.username)
+            || DeviceIdentity::parse_client_id(client_id).is_ok();
+        if ok && hub_client {
+            return Admission::Hub;
+        }
+        tracing::warn!(client_id, source = %source, "refused hub login");
+        self.throttle().failed(source, None, now);
+        Admission::BadCredentials
+    }
+
+    /// The topic root.
+    pub fn root(&self) -> &TopicRoot {
+        &self.root
     }
 
     /// The hub's own broker username: a broker that authenticated a client under this name
@@ -181,9 +400,10 @@ impl Gate {
         path: &std::path::Path,
         root: TopicRoot,
         hub: HubCredentials,
+        limits: LoginLimits,
     ) -> Result<Self, StoreError> {
         let store = Store::open(path, mqchat_store::Durability::Full)?;
-        Ok(Self::new(store, root, hub))
+        Ok(Self::new(store, root, hub, limits))
     }
 }
 
@@ -215,7 +435,10 @@ mod tests {
             username: "_hub".into(),
             secret: "s".into(),
         };
-        (dir, Gate::new(store, TopicRoot::default(), hub))
+        (
+            dir,
+            Gate::new(store, TopicRoot::default(), hub, LoginLimits::default()),
+        )
     }
 
     #[test]

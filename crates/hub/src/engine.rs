@@ -18,6 +18,7 @@ use mqchat_store::{
 };
 
 use crate::push::Push;
+use crate::rate::{Exceeded, RateConfig, RateLimits};
 use crate::render::{decode_stored, event_for, render};
 use crate::sip::Proxy;
 use crate::{Outbound, Qos};
@@ -38,6 +39,8 @@ pub struct HubConfig {
     pub max_group_members: usize,
     /// The SIP proxy's settings; `None`: no SIP (spec 19).
     pub sip: Option<crate::sip::SipConfig>,
+    /// Rate limits on what devices send.
+    pub rates: RateConfig,
 }
 
 impl Default for HubConfig {
@@ -49,6 +52,7 @@ impl Default for HubConfig {
             max_reply_bytes: 256 * 1024,
             max_group_members: 1000,
             sip: None,
+            rates: RateConfig::default(),
         }
     }
 }
@@ -135,6 +139,7 @@ pub(crate) fn refuse(inbound: &Inbound, code: ErrorCode, detail: impl Into<Strin
 pub struct Engine {
     config: HubConfig,
     proxy: Mutex<Proxy>,
+    rates: Mutex<RateLimits>,
 }
 
 impl Engine {
@@ -142,9 +147,25 @@ impl Engine {
     pub fn new(config: HubConfig) -> Self {
         // SIP branches, tags and Call-IDs must not repeat across restarts.
         Self {
+            rates: Mutex::new(RateLimits::new(&config.rates)),
             config,
             proxy: Proxy::new(rand::random()),
         }
+    }
+
+    /// Charges the rate limits; a packet over one is refused with `rate-limited`.
+    pub(crate) fn charge(
+        &self,
+        inbound: &Inbound,
+        charge: impl FnOnce(&mut RateLimits) -> Result<(), Exceeded>,
+    ) -> Result<(), Failure> {
+        // One thread (the worker) takes the lock; a panic elsewhere leaves the buckets whole.
+        let mut rates = self
+            .rates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        charge(&mut rates)
+            .map_err(|exceeded| refuse(inbound, ErrorCode::RATE_LIMITED, exceeded.to_string()))
     }
 
     pub(crate) fn proxy(&self) -> &Mutex<Proxy> {
@@ -328,6 +349,7 @@ impl Engine {
             self.config.max_payload,
         )
         .map_err(Failure::Refused)?;
+        self.charge(&inbound, |rates| rates.packet(&inbound.sender, now))?;
         match inbound.route {
             Route::Event => self.event(tx, now, &inbound, out),
             Route::Marker => self.marker(tx, now, &inbound, out),
@@ -450,7 +472,7 @@ impl Engine {
                     ))));
                 };
                 let change = if inbound.packet.kind == PacketKind::CONTACT {
-                    Some((self.contact_change(tx, inbound, &conv, &peer)?, peer))
+                    Some((self.contact_change(tx, now, inbound, &conv, &peer)?, peer))
                 } else {
                     None
                 };
@@ -602,6 +624,7 @@ impl Engine {
     fn contact_change(
         &self,
         tx: &Tx<'_>,
+        now: u64,
         inbound: &Inbound,
         conv: &ConversationRow,
         peer: &UserId,
@@ -624,7 +647,7 @@ impl Engine {
             .participant(conv.id, &inbound.sender.user)?
             .map(|p| p.contact)
             .unwrap_or_default();
-        state.apply(contact.action).ok_or_else(|| {
+        let change = state.apply(contact.action).ok_or_else(|| {
             refuse(
                 inbound,
                 ErrorCode::CONFLICT,
@@ -633,7 +656,13 @@ impl Engine {
                     contact.action
                 ),
             )
-        })
+        })?;
+        if contact.action == mqchat_proto::body::ContactAction::Request {
+            self.charge(inbound, |rates| {
+                rates.contact_request(&inbound.sender.user, now)
+            })?;
+        }
+        Ok(change)
     }
 
     /// Publishes a stored event to the durable inbox of every member, and of `extra` (an

@@ -114,6 +114,11 @@ impl Engine {
             }
             invitees.push(user);
         }
+        if !invitees.is_empty() {
+            self.charge(inbound, |rates| {
+                rates.invitations(&actor.user, invitees.len(), now)
+            })?;
+        }
         if 1 + invitees.len() > self.config().max_group_members {
             return Err(refuse(
                 inbound,
@@ -222,6 +227,7 @@ impl Engine {
                         format!("no user {:?}", user.as_str()),
                     ));
                 }
+                self.charge(inbound, |rates| rates.invitations(&actor.user, 1, now))?;
                 if self.occupancy(tx, &conv)? >= self.config().max_group_members {
                     return Err(refuse(
                         inbound,

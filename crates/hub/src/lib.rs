@@ -10,12 +10,17 @@ mod device;
 pub mod engine;
 mod group;
 mod push;
+pub mod rate;
 mod render;
 pub mod sip;
+pub mod throttle;
 
-pub use access::{Admission, Gate, HubCredentials};
+pub use access::{
+    Admission, Attempt, Door, Gate, HubCredentials, Login, LoginLimits, PasswordCheck,
+};
 pub use engine::{Engine, HubConfig, Output, Upstream};
 pub use push::Push;
+pub use rate::RateConfig;
 pub use sip::{SipConfig, SipPeerRoute};
 
 /// MQTT delivery guarantee of an outbound publish.

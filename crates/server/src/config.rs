@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub push: mqchat_push::PushConfig,
     /// SIP (`[sip]`): the hub's SIP proxy and its gateway to SIP peers.
     pub sip: SipConfig,
+    /// Limits that keep one client from harming others (`[limits]`).
+    pub limits: Limits,
 }
 
 /// The store's durability setting.
@@ -68,6 +70,7 @@ impl Default for ServerConfig {
             retention_interval_secs: 3600,
             push: mqchat_push::PushConfig::default(),
             sip: SipConfig::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -141,6 +144,9 @@ pub struct HubProcessConfig {
     pub push: mqchat_push::PushConfig,
     /// SIP (`[sip]`), as for `mqchat serve`.
     pub sip: SipConfig,
+    /// Limits (`[limits]`), as for `mqchat serve` (the broker's own limits, such as the
+    /// CONNECT timeout, are the external broker's to set).
+    pub limits: Limits,
 }
 
 impl Default for HubProcessConfig {
@@ -165,6 +171,7 @@ impl Default for HubProcessConfig {
             retention_interval_secs: server.retention_interval_secs,
             push: server.push,
             sip: server.sip,
+            limits: server.limits,
         }
     }
 }
@@ -192,6 +199,112 @@ impl HubProcessConfig {
     /// The broker's host and port, from `broker`.
     pub fn broker_address(&self) -> Result<(String, u16), String> {
         parse_broker_url(&self.broker)
+    }
+}
+
+/// Limits that keep one client, or someone without an account, from harming others
+/// (`[limits]`). The defaults are far above what a person or an app does; each refusal
+/// is logged and, where the protocol has one, answered with an error.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Seconds a new connection has to complete its CONNECT (and TLS or WebSocket
+    /// handshake) before it is closed.
+    pub connect_timeout_secs: u64,
+    /// Threads that verify passwords (argon2id, 19 MiB each while hashing).
+    pub login_workers: usize,
+    /// Password checks one address may have queued or running; beyond, refused as busy.
+    pub login_queue_per_address: usize,
+    /// Failed logins from one address after which its attempts wait (the wait doubles
+    /// with each further failure).
+    pub login_failures_per_address: u32,
+    /// Failed logins on one user after which password attempts on it wait.
+    pub login_failures_per_user: u32,
+    /// The first wait after too many failures, in milliseconds.
+    pub login_first_delay_ms: u64,
+    /// The longest wait, in seconds.
+    pub login_max_delay_secs: u64,
+    /// Devices (not revoked) one user may have; a login with a new device id beyond it is
+    /// refused (MQTT 5: CONNACK "quota exceeded").
+    pub max_devices_per_user: usize,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions: usize,
+    /// The largest presence payload (retained by the broker), in bytes.
+    pub max_presence_bytes: usize,
+    /// Upstream packets one device may send per second, sustained.
+    pub device_packets_per_sec: u32,
+    /// Upstream packets one device may send at once (the bucket's size).
+    pub device_packets_burst: u32,
+    /// Upstream packets all devices of one user may send per second, sustained.
+    pub user_packets_per_sec: u32,
+    /// Upstream packets all devices of one user may send at once.
+    pub user_packets_burst: u32,
+    /// Contact requests one user may send per hour.
+    pub contact_requests_per_hour: u32,
+    /// Group invitations one user may send per hour (a group created with 10 invitations
+    /// counts 10).
+    pub group_invitations_per_hour: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let logins = crate::login::LoginConfig::default();
+        let throttle = mqchat_hub::throttle::ThrottleConfig::default();
+        let rates = mqchat_hub::RateConfig::default();
+        Self {
+            connect_timeout_secs: 10,
+            login_workers: logins.workers,
+            login_queue_per_address: logins.queue_per_source,
+            login_failures_per_address: throttle.source_failures,
+            login_failures_per_user: throttle.user_failures,
+            login_first_delay_ms: throttle.first_delay_ms,
+            login_max_delay_secs: throttle.max_delay_ms / 1000,
+            max_devices_per_user: mqchat_hub::LoginLimits::default().max_devices,
+            max_subscriptions: 5_000,
+            max_presence_bytes: 4_096,
+            device_packets_per_sec: rates.device_per_sec,
+            device_packets_burst: rates.device_burst,
+            user_packets_per_sec: rates.user_per_sec,
+            user_packets_burst: rates.user_burst,
+            contact_requests_per_hour: rates.contact_requests_per_hour,
+            group_invitations_per_hour: rates.group_invitations_per_hour,
+        }
+    }
+}
+
+impl Limits {
+    /// The gate's login limits.
+    pub fn logins(&self) -> mqchat_hub::LoginLimits {
+        mqchat_hub::LoginLimits {
+            throttle: mqchat_hub::throttle::ThrottleConfig {
+                source_failures: self.login_failures_per_address.max(1),
+                user_failures: self.login_failures_per_user.max(1),
+                first_delay_ms: self.login_first_delay_ms,
+                max_delay_ms: self.login_max_delay_secs.saturating_mul(1000),
+                ..mqchat_hub::throttle::ThrottleConfig::default()
+            },
+            max_devices: self.max_devices_per_user,
+        }
+    }
+
+    /// The password pool's settings.
+    pub(crate) fn login_pool(&self) -> crate::login::LoginConfig {
+        crate::login::LoginConfig {
+            workers: self.login_workers.max(1),
+            queue_per_source: self.login_queue_per_address.max(1),
+        }
+    }
+
+    /// The hub's rate limits.
+    pub fn rates(&self) -> mqchat_hub::RateConfig {
+        mqchat_hub::RateConfig {
+            device_per_sec: self.device_packets_per_sec,
+            device_burst: self.device_packets_burst,
+            user_per_sec: self.user_packets_per_sec,
+            user_burst: self.user_packets_burst,
+            contact_requests_per_hour: self.contact_requests_per_hour,
+            group_invitations_per_hour: self.group_invitations_per_hour,
+        }
     }
 }
 

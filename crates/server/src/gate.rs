@@ -1,21 +1,31 @@
 //! The broker's questions, answered by the hub's [`Gate`]: on the connection's task when the
-//! access rules alone decide, on blocking threads when the store is needed (password hashing
-//! and SQLite must not stall the broker's connection tasks).
+//! access rules alone decide, on blocking threads when the store is needed (SQLite must not
+//! stall the broker's connection tasks), and logins through [`Logins`] (passwords on its
+//! bounded pool).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use mqchat_broker::{Admission as BrokerAdmission, Gatekeeper};
-use mqchat_hub::{Admission, Gate};
-use mqchat_proto::{Access, DeviceIdentity};
+use mqchat_broker::{Admission as BrokerAdmission, Connect, Gatekeeper};
+use mqchat_hub::{Admission, Door, Gate};
+use mqchat_proto::{Access, DeviceIdentity, Topic};
+
+use crate::login::Logins;
 
 pub(crate) struct BrokerGate {
     gate: Arc<Gate>,
+    logins: Arc<Logins>,
+    /// The largest presence payload a device may publish (it is retained).
+    max_presence: usize,
 }
 
 impl BrokerGate {
-    pub(crate) fn new(gate: Arc<Gate>) -> Self {
-        Self { gate }
+    pub(crate) fn new(logins: Arc<Logins>, max_presence: usize) -> Self {
+        Self {
+            gate: logins.gate().clone(),
+            logins,
+            max_presence,
+        }
     }
 
     async fn decide(
@@ -49,34 +59,23 @@ impl BrokerGate {
 
 #[async_trait]
 impl Gatekeeper for BrokerGate {
-    async fn authenticate(
-        &self,
-        client_id: &str,
-        username: Option<&str>,
-        password: Option<&[u8]>,
-    ) -> BrokerAdmission {
-        let gate = self.gate.clone();
-        let (client_id, username, password) = (
-            client_id.to_owned(),
-            username.map(str::to_owned),
-            password.map(<[u8]>::to_vec),
-        );
-        let admission = tokio::task::spawn_blocking(move || {
-            gate.authenticate(
-                &client_id,
-                username.as_deref(),
-                password.as_deref(),
-                crate::now_ms(),
+    async fn authenticate(&self, connect: Connect<'_>) -> BrokerAdmission {
+        let door = if connect.internal {
+            Door::Internal
+        } else {
+            Door::Device
+        };
+        let admission = self
+            .logins
+            .decide(
+                connect.client_id,
+                connect.username,
+                connect.password,
+                connect.peer,
+                door,
             )
-        })
-        .await
-        .unwrap_or(Admission::NotAuthorized);
-        match admission {
-            Admission::Device(_) => BrokerAdmission::Allow { superuser: false },
-            Admission::Hub => BrokerAdmission::Allow { superuser: true },
-            Admission::BadCredentials => BrokerAdmission::BadCredentials,
-            Admission::NotAuthorized => BrokerAdmission::NotAuthorized,
-        }
+            .await;
+        broker_admission(&admission)
     }
 
     async fn may_publish(
@@ -85,7 +84,20 @@ impl Gatekeeper for BrokerGate {
         username: Option<&str>,
         topic: &str,
         retain: bool,
+        size: usize,
     ) -> bool {
+        if size > self.max_presence
+            && let Ok(Topic::Presence { .. }) = self.gate.root().parse_topic(topic)
+        {
+            tracing::warn!(
+                client_id,
+                topic,
+                size,
+                max = self.max_presence,
+                "presence refused: larger than max_presence_bytes"
+            );
+            return false;
+        }
         self.decide(client_id, username, topic, Access::Publish { retain })
             .await
     }
@@ -93,5 +105,17 @@ impl Gatekeeper for BrokerGate {
     async fn may_subscribe(&self, client_id: &str, username: Option<&str>, filter: &str) -> bool {
         self.decide(client_id, username, filter, Access::Subscribe)
             .await
+    }
+}
+
+/// The broker's CONNACK for the gate's answer.
+pub(crate) fn broker_admission(admission: &Admission) -> BrokerAdmission {
+    match admission {
+        Admission::Device(_) => BrokerAdmission::Allow { superuser: false },
+        Admission::Hub => BrokerAdmission::Allow { superuser: true },
+        Admission::BadCredentials => BrokerAdmission::BadCredentials,
+        Admission::NotAuthorized => BrokerAdmission::NotAuthorized,
+        Admission::Throttled => BrokerAdmission::Busy,
+        Admission::TooManyDevices => BrokerAdmission::QuotaExceeded,
     }
 }

@@ -92,10 +92,15 @@ impl Hub {
             &config.database(),
             root.clone(),
             credentials.clone(),
+            config.limits.logins(),
         )?);
+        let logins = Arc::new(
+            crate::login::Logins::start(gate, &config.limits.login_pool())
+                .map_err(|e| StartError::Config(format!("cannot start the login threads: {e}")))?,
+        );
         let http = match config.http_listen {
             Some(addr) => Some(
-                AuthHttp::start(addr, gate)
+                AuthHttp::start(addr, logins)
                     .await
                     .map_err(|e| StartError::Config(format!("http_listen {addr}: {e}")))?,
             ),
@@ -106,6 +111,7 @@ impl Hub {
             max_payload: config.max_payload,
             max_group_members: config.max_group_members,
             sip: config.sip.hub(),
+            rates: config.limits.rates(),
             ..HubConfig::default()
         });
         let options = link::LinkOptions {

@@ -20,6 +20,7 @@ pub mod config;
 mod gate;
 mod hub;
 mod link;
+pub mod login;
 pub mod push;
 mod retention;
 pub mod sip_gateway;
@@ -48,6 +49,7 @@ pub(crate) fn now_ms() -> u64 {
 #[derive(Debug)]
 pub struct Server {
     broker: Arc<Broker>,
+    logins: Arc<login::Logins>,
     link: link::Link,
     retention: Option<retention::RetentionJob>,
     pusher: Option<Arc<push::Pusher>>,
@@ -95,7 +97,16 @@ impl Server {
             username: link::HUB_USERNAME.to_owned(),
             secret: secret.iter().map(|b| format!("{b:02x}")).collect(),
         };
-        let gate = Arc::new(Gate::open(&config.database(), root.clone(), hub.clone())?);
+        let gate = Arc::new(Gate::open(
+            &config.database(),
+            root.clone(),
+            hub.clone(),
+            config.limits.logins(),
+        )?);
+        let logins = Arc::new(
+            login::Logins::start(gate, &config.limits.login_pool())
+                .map_err(|e| StartError::Config(format!("cannot start the login threads: {e}")))?,
+        );
         // The broker accepts packets a bit larger than the hub's limit, so that oversize
         // payloads reach the hub and get an error reply instead of a dropped connection.
         let max_packet_size = u32::try_from(config.max_payload + 64 * 1024).unwrap_or(u32::MAX);
@@ -108,8 +119,13 @@ impl Server {
                 max_packet_size,
                 session_expiry: Duration::from_secs(config.session_expiry_secs),
                 max_queue: config.max_queue,
+                connect_timeout: Duration::from_secs(config.limits.connect_timeout_secs.max(1)),
+                max_subscriptions: config.limits.max_subscriptions,
             },
-            Arc::new(gate::BrokerGate::new(gate)),
+            Arc::new(gate::BrokerGate::new(
+                logins.clone(),
+                config.limits.max_presence_bytes,
+            )),
             Some(tap),
         )
         .await?;
@@ -119,6 +135,7 @@ impl Server {
             max_payload: config.max_payload,
             max_group_members: config.max_group_members,
             sip: config.sip.hub(),
+            rates: config.limits.rates(),
             ..HubConfig::default()
         });
         let pusher = push::Pusher::start(&config.push, config.database(), durability)
@@ -170,6 +187,7 @@ impl Server {
         );
         Ok(Self {
             broker,
+            logins,
             link,
             retention,
             pusher,
@@ -217,6 +235,7 @@ impl Server {
             sip.stop().await;
         }
         self.broker.disconnect_all(link::HUB_USERNAME).await;
+        self.logins.stop();
         self.link.stop().await;
         if let Some(pusher) = self.pusher.and_then(|p| Arc::try_unwrap(p).ok()) {
             pusher.stop().await;

@@ -937,15 +937,10 @@ mod tests {
 
     #[async_trait]
     impl mqchat_broker::Gatekeeper for AllowNothing {
-        async fn authenticate(
-            &self,
-            _: &str,
-            _: Option<&str>,
-            _: Option<&[u8]>,
-        ) -> mqchat_broker::Admission {
+        async fn authenticate(&self, _: mqchat_broker::Connect<'_>) -> mqchat_broker::Admission {
             mqchat_broker::Admission::NotAuthorized
         }
-        async fn may_publish(&self, _: &str, _: Option<&str>, _: &str, _: bool) -> bool {
+        async fn may_publish(&self, _: &str, _: Option<&str>, _: &str, _: bool, _: usize) -> bool {
             false
         }
         async fn may_subscribe(&self, _: &str, _: Option<&str>, _: &str) -> bool {

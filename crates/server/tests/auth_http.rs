@@ -7,15 +7,16 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use mqchat_hub::{Engine, Gate, HubConfig, HubCredentials, Upstream};
+use mqchat_hub::{Engine, Gate, HubConfig, HubCredentials, LoginLimits, Upstream};
 use mqchat_proto::{DeviceId, Registry, TopicRoot, UserId};
+use mqchat_server::login::{LoginConfig, Logins};
 use mqchat_store::{Durability, Store};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    gate: Arc<Gate>,
+    gate: Arc<Logins>,
     alice_token: String,
 }
 
@@ -67,11 +68,13 @@ fn fixture() -> Fixture {
             username: "_hub".into(),
             secret: "hub-secret".into(),
         },
+        LoginLimits::default(),
     )
     .expect("gate");
+    let logins = Logins::start(Arc::new(gate), &LoginConfig::default()).expect("login threads");
     Fixture {
         _dir: dir,
-        gate: Arc::new(gate),
+        gate: Arc::new(logins),
         alice_token,
     }
 }

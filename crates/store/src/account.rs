@@ -59,6 +59,112 @@ pub enum AuthFailure {
     /// The device was revoked.
     #[error("device revoked")]
     Revoked,
+    /// A new device id, but the user has as many devices as allowed.
+    #[error("too many devices")]
+    TooManyDevices,
+}
+
+/// An account as a login sees it.
+#[derive(Clone, Debug)]
+struct Account {
+    password_hash: Option<String>,
+    disabled: bool,
+}
+
+/// What the store knows of the account and device named at CONNECT
+/// ([`Store::login_record`]).
+#[derive(Clone, Debug)]
+pub struct LoginRecord {
+    account: Option<Account>,
+    token_hash: Option<Vec<u8>>,
+    revoked: bool,
+}
+
+/// The first look at a secret ([`LoginRecord::check`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credentials {
+    /// Decided without hashing: whether the secret is right (a device token is checked
+    /// with SHA-256, which costs nothing).
+    Decided(bool),
+    /// A password, to be checked with [`verify_password`] against this PHC string (`None`:
+    /// no such user or no password; the check then runs against a fixed hash, so that the
+    /// answer takes as long as for a real account).
+    Password(Option<String>),
+}
+
+impl LoginRecord {
+    /// Whether the user exists.
+    pub fn user_exists(&self) -> bool {
+        self.account.is_some()
+    }
+
+    /// Looks at the secret: a device token is checked at once; a password needs
+    /// [`verify_password`], which is slow on purpose.
+    pub fn check(&self, secret: &str) -> Credentials {
+        if secret.starts_with(TOKEN_PREFIX) {
+            let ok = !self.revoked
+                && self
+                    .token_hash
+                    .as_deref()
+                    .is_some_and(|stored| constant_time_eq(stored, &token_hash(secret)));
+            return Credentials::Decided(ok);
+        }
+        Credentials::Password(
+            self.account
+                .as_ref()
+                .and_then(|account| account.password_hash.clone()),
+        )
+    }
+
+    /// The verdict on a login whose secret was found right (`true`) or wrong: disabled
+    /// accounts and revoked devices are refused only to holders of the right secret, so
+    /// that the refusal reveals nothing to others.
+    pub fn admit(&self, secret_ok: bool) -> Result<(), AuthFailure> {
+        match &self.account {
+            Some(account) if secret_ok => {
+                if account.disabled {
+                    Err(AuthFailure::Disabled)
+                } else if self.revoked {
+                    Err(AuthFailure::Revoked)
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Err(AuthFailure::BadCredentials),
+        }
+    }
+}
+
+/// A fixed argon2id hash that no password matches, verified when the account has no
+/// password hash so that every password check costs the same.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        // Hashing a fixed string with a fixed salt cannot fail; the fallback keeps the
+        // function total (an empty hash then parses as nothing, read as "no match").
+        Argon2::default()
+            .hash_password_with_salt(b"mqchat decoy", b"mqchat decoy salt")
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Verifies a password against a stored PHC string (`None`: against a decoy, always
+/// false). Slow on purpose (argon2id with 19 MiB of memory): a server runs it on a bounded
+/// pool of threads. `Err`: the stored hash is not a PHC string (a damaged store).
+pub fn verify_password(hash: Option<&str>, password: &str) -> Result<bool, String> {
+    let (hash, real) = match hash {
+        Some(hash) => (hash, true),
+        None => (decoy_hash(), false),
+    };
+    match PasswordHash::new(hash) {
+        Ok(parsed) => Ok(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+            && real),
+        Err(e) if real => Err(e.to_string()),
+        Err(_) => Ok(false),
+    }
 }
 
 fn to_u64(v: i64) -> u64 {
@@ -240,54 +346,90 @@ impl Store {
 
     /// Checks the credentials a device presents at CONNECT: a device token (starting with
     /// `mqt_`) for exactly this device, or the user's password. On success the device is
-    /// registered (if new) and its last-seen time updated.
+    /// registered (if new, and if the user has fewer than `max_devices` devices that are not
+    /// revoked) and its last-seen time updated.
+    ///
+    /// This verifies a password on the calling thread. A server takes the steps apart
+    /// instead ([`Store::login_record`], [`LoginRecord::check`], [`verify_password`] on a
+    /// bounded pool, [`Store::record_login`]), so that no lock is held while hashing.
     pub fn authenticate(
         &mut self,
         user: &UserId,
         device: &DeviceId,
         secret: &str,
+        max_devices: usize,
         now: u64,
     ) -> Result<Result<(), AuthFailure>, StoreError> {
+        let record = self.login_record(user, device)?;
+        let verdict = match record.check(secret) {
+            Credentials::Decided(verdict) => verdict,
+            Credentials::Password(hash) => verify_password(hash.as_deref(), secret)
+                .map_err(|e| StoreError::Corrupt(format!("password hash of {user}: {e}")))?,
+        };
+        match record.admit(verdict) {
+            Ok(()) => self.record_login(user, device, max_devices, now),
+            Err(failure) => Ok(Err(failure)),
+        }
+    }
+
+    /// What a login needs to know of an account and device: one quick read, no hashing.
+    pub fn login_record(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<LoginRecord, StoreError> {
         let account: Option<(Option<String>, bool)> = self
             .conn
             .prepare_cached("SELECT password_hash, disabled FROM users WHERE id = ?1")?
             .query_row([user.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        let Some((password_hash, disabled)) = account else {
-            // Spend the same time as a real check so user ids cannot be probed by timing.
-            let _ = hash_password(secret);
-            return Ok(Err(AuthFailure::BadCredentials));
+        let device_row: Option<(Option<Vec<u8>>, Option<i64>)> = match account {
+            None => None,
+            Some(_) => self
+                .conn
+                .prepare_cached(
+                    "SELECT token_hash, revoked_at FROM devices WHERE user_id = ?1 AND id = ?2",
+                )?
+                .query_row(params![user.as_str(), device.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?,
         };
-        let device_row: Option<(Option<Vec<u8>>, Option<i64>)> = self
+        Ok(LoginRecord {
+            account: account.map(|(password_hash, disabled)| Account {
+                password_hash,
+                disabled,
+            }),
+            token_hash: device_row.as_ref().and_then(|(hash, _)| hash.clone()),
+            revoked: matches!(device_row, Some((_, Some(_)))),
+        })
+    }
+
+    /// Registers the device of a successful login (if new) and updates its last-seen time.
+    /// A new device id is refused with [`AuthFailure::TooManyDevices`] when the user already
+    /// has `max_devices` devices that are not revoked.
+    pub fn record_login(
+        &mut self,
+        user: &UserId,
+        device: &DeviceId,
+        max_devices: usize,
+        now: u64,
+    ) -> Result<Result<(), AuthFailure>, StoreError> {
+        let updated = self
+            .conn
+            .prepare_cached("UPDATE devices SET last_seen = ?3 WHERE user_id = ?1 AND id = ?2")?
+            .execute(params![user.as_str(), device.as_str(), to_i64(now)])?;
+        if updated > 0 {
+            return Ok(Ok(()));
+        }
+        let active: i64 = self
             .conn
             .prepare_cached(
-                "SELECT token_hash, revoked_at FROM devices WHERE user_id = ?1 AND id = ?2",
+                "SELECT count(*) FROM devices WHERE user_id = ?1 AND revoked_at IS NULL",
             )?
-            .query_row(params![user.as_str(), device.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        let credentials_ok = if secret.starts_with(TOKEN_PREFIX) {
-            matches!(&device_row, Some((Some(stored), None)) if constant_time_eq(stored, &token_hash(secret)))
-        } else {
-            match password_hash.as_deref().map(PasswordHash::new) {
-                Some(Ok(parsed)) => Argon2::default()
-                    .verify_password(secret.as_bytes(), &parsed)
-                    .is_ok(),
-                Some(Err(e)) => {
-                    return Err(StoreError::Corrupt(format!("password hash of {user}: {e}")));
-                }
-                None => false,
-            }
-        };
-        if !credentials_ok {
-            return Ok(Err(AuthFailure::BadCredentials));
-        }
-        if disabled {
-            return Ok(Err(AuthFailure::Disabled));
-        }
-        if matches!(device_row, Some((_, Some(_)))) {
-            return Ok(Err(AuthFailure::Revoked));
+            .query_row([user.as_str()], |r| r.get(0))?;
+        if usize::try_from(active).unwrap_or(usize::MAX) >= max_devices {
+            return Ok(Err(AuthFailure::TooManyDevices));
         }
         self.conn
             .prepare_cached(
@@ -414,7 +556,7 @@ mod tests {
             Err(StoreError::Exists(_))
         ));
         let check = |s: &mut Store, u: &str, p: &str| {
-            s.authenticate(&user(u), &device("phone"), p, 5)
+            s.authenticate(&user(u), &device("phone"), p, 10, 5)
                 .expect("db")
         };
         assert_eq!(check(&mut store, "alice", "secret"), Ok(()));
@@ -450,7 +592,8 @@ mod tests {
             .expect("token");
         assert!(token.starts_with(TOKEN_PREFIX) && token.len() == 68);
         let auth = |s: &mut Store, d: &str, t: &str| {
-            s.authenticate(&user("bob"), &device(d), t, 3).expect("db")
+            s.authenticate(&user("bob"), &device(d), t, 10, 3)
+                .expect("db")
         };
         assert_eq!(auth(&mut store, "laptop", &token), Ok(()));
         assert_eq!(
@@ -485,7 +628,7 @@ mod tests {
             .revoke_device(&user("carol"), &device("old"), 2)
             .expect("revoke");
         let got = store
-            .authenticate(&user("carol"), &device("old"), "pw", 3)
+            .authenticate(&user("carol"), &device("old"), "pw", 10, 3)
             .expect("db");
         assert_eq!(got, Err(AuthFailure::Revoked));
     }
@@ -504,5 +647,42 @@ mod tests {
             store.delete_user(&user("dave")),
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn new_device_ids_stop_at_the_cap_and_known_or_revoked_ones_do_not_count() {
+        let (_dir, mut store) = test_store();
+        store.add_user(&user("erin"), Some("pw"), 1).expect("add");
+        let login = |s: &mut Store, d: &str| {
+            s.authenticate(&user("erin"), &device(d), "pw", 2, 3)
+                .expect("db")
+        };
+        assert_eq!(login(&mut store, "a"), Ok(()));
+        assert_eq!(login(&mut store, "b"), Ok(()));
+        assert_eq!(login(&mut store, "c"), Err(AuthFailure::TooManyDevices));
+        assert_eq!(
+            login(&mut store, "a"),
+            Ok(()),
+            "a known device still logs in"
+        );
+        store
+            .revoke_device(&user("erin"), &device("b"), 4)
+            .expect("revoke");
+        assert_eq!(
+            login(&mut store, "c"),
+            Ok(()),
+            "a revoked device frees its place"
+        );
+        assert_eq!(store.devices(&user("erin")).expect("list").len(), 3);
+    }
+
+    #[test]
+    fn a_password_check_without_a_hash_runs_against_the_decoy_and_fails() {
+        assert_eq!(verify_password(None, ""), Ok(false));
+        assert_eq!(verify_password(None, "mqchat decoy"), Ok(false));
+        let hash = hash_password("right").expect("hash");
+        assert_eq!(verify_password(Some(&hash), "right"), Ok(true));
+        assert_eq!(verify_password(Some(&hash), "wrong"), Ok(false));
+        assert!(verify_password(Some("not a phc string"), "x").is_err());
     }
 }

@@ -18,7 +18,9 @@ use std::time::Duration;
 use rusqlite::Connection;
 use rusqlite::config::DbConfig;
 
-pub use account::{AuthFailure, DeviceRecord, UserRecord};
+pub use account::{
+    AuthFailure, Credentials, DeviceRecord, LoginRecord, UserRecord, verify_password,
+};
 pub use archive::{
     Author, ConvId, ConversationRow, EventRow, GroupProfile, Membership, ParticipantRow,
     ProfileRow, Tx,

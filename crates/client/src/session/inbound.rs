@@ -377,6 +377,13 @@ impl Session {
 
     fn resolve(&mut self, id: MessageId, entry: Entry, reply: Reply, now: Now) {
         if let Reply::Refused(error) = &reply
+            && error.code == ErrorCode::RATE_LIMITED
+            && matches!(entry.expect, Expect::Event { .. } | Expect::GroupChange)
+        {
+            self.hold(id, entry, now);
+            return;
+        }
+        if let Reply::Refused(error) = &reply
             && !entry.expect.is_app()
             && matches!(error.code, ErrorCode::INTERNAL | ErrorCode::RATE_LIMITED)
         {

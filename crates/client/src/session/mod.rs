@@ -396,6 +396,7 @@ impl Session {
             expect: Expect::Event { conv },
             payload: payload.clone(),
             deadline: None,
+            held: 0,
         };
         if self.pending.insert(id, entry) && self.connected {
             self.publish_upstream(payload, Qos::AtLeastOnce);
@@ -540,6 +541,7 @@ impl Session {
             expect: Expect::GroupChange,
             payload: payload.clone(),
             deadline: None,
+            held: 0,
         };
         if self.pending.insert(id, entry) && self.connected {
             self.publish_upstream(payload, Qos::AtLeastOnce);
@@ -620,6 +622,7 @@ impl Session {
             expect,
             payload: payload.clone(),
             deadline: Some(now.at + self.request_timeout),
+            held: 0,
         };
         self.pending.insert(id, entry);
         if self.connected {
@@ -820,7 +823,9 @@ impl Session {
     /// go out.
     pub fn handle_timeout(&mut self, now: Now) {
         for (id, entry) in self.pending.expire(now.at) {
-            if entry.expect.is_app() {
+            if entry.held > 0 {
+                self.send_again(id, entry);
+            } else if entry.expect.is_app() {
                 self.fail(id, entry.expect, Error::timeout(), now);
             } else {
                 self.retry(entry, now);

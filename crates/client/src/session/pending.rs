@@ -97,8 +97,13 @@ pub(crate) struct Entry {
     pub expect: Expect,
     /// The encoded packet, resent as it is after a reconnect.
     pub payload: Vec<u8>,
-    /// When to give up waiting; `None` waits for as long as the session lives.
+    /// When to give up waiting; `None` waits for as long as the session lives. For a
+    /// packet the hub refused as `rate-limited` ([`Entry::held`] above 0): when to send it
+    /// again.
     pub deadline: Option<Instant>,
+    /// How many times in a row the hub answered `rate-limited`: the packet waits, unsent,
+    /// until its deadline, then goes again with the same id (spec 13).
+    pub held: u32,
 }
 
 /// What a reply on the device's reply topic means for the packet it answers.
@@ -368,6 +373,7 @@ mod tests {
             expect,
             payload: Vec::new(),
             deadline,
+            held: 0,
         }
     }
 

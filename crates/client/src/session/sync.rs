@@ -9,11 +9,11 @@
 use std::time::Duration;
 
 use mqchat_proto::body::{Body, ConversationEntry, History, HistoryResult, Sync, SyncResult};
-use mqchat_proto::{ConversationRef, Packet};
+use mqchat_proto::{ConversationRef, MessageId, Packet};
 
 use super::markers::Kind;
 use super::pending::{Entry, Expect};
-use super::{Now, Session};
+use super::{Now, Qos, Session};
 use crate::event::Party;
 
 /// Events fetched per history request.
@@ -27,6 +27,9 @@ const CLOCK_SLACK_MS: u64 = 300_000;
 /// How long to wait before asking again when the hub could not answer (`internal`,
 /// `rate-limited`).
 const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// The longest a packet refused as `rate-limited` waits before it goes again.
+const MAX_HOLD: Duration = Duration::from_secs(60);
 
 impl Session {
     fn catch_up_pending(&self) -> bool {
@@ -51,6 +54,41 @@ impl Session {
             }
             // The session encoded it: this cannot fail.
             Err(e) => tracing::error!("cannot decode a request to ask again: {e}"),
+        }
+    }
+
+    /// Holds a conversation event or group change the hub refused as `rate-limited`: it
+    /// waits, unsent, and goes again with the same id (the hub deduplicates) after a delay
+    /// that doubles with each refusal in a row, from [`RETRY_DELAY`] up to
+    /// [`MAX_HOLD`]. The application keeps waiting for its answer.
+    pub(super) fn hold(&mut self, id: MessageId, entry: Entry, now: Now) {
+        let held = entry.held.saturating_add(1);
+        let delay = RETRY_DELAY
+            .saturating_mul(1 << (held - 1).min(6))
+            .min(MAX_HOLD);
+        tracing::debug!(%id, held, ?delay, "the hub limits this device's rate; sending again later");
+        self.pending.insert(
+            id,
+            Entry {
+                deadline: Some(now.at + delay),
+                held,
+                ..entry
+            },
+        );
+    }
+
+    /// Sends a held packet again (or leaves it for the resend after the next connection).
+    pub(super) fn send_again(&mut self, id: MessageId, entry: Entry) {
+        let payload = entry.payload.clone();
+        self.pending.insert(
+            id,
+            Entry {
+                deadline: None,
+                ..entry
+            },
+        );
+        if self.connected {
+            self.publish_upstream(payload, Qos::AtLeastOnce);
         }
     }
 

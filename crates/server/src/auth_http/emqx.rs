@@ -10,11 +10,11 @@
 
 use std::sync::Arc;
 
+use crate::login::Logins;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mqchat_hub::Gate;
 use mqchat_proto::Access;
 use serde_json::json;
 
@@ -22,7 +22,7 @@ use super::{BadRequest, Fields, Login, allowed, body_fields, login};
 
 /// `POST /emqx/authn`.
 pub(crate) async fn authn(
-    State(gate): State<Arc<Gate>>,
+    State(logins): State<Arc<Logins>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, BadRequest> {
@@ -30,7 +30,7 @@ pub(crate) async fn authn(
     let (username, client_id) = (fields.text("username")?, fields.text("clientid")?);
     let password = fields.opt_text("password")?;
     Ok(super::json(
-        match login(&gate, client_id, username, password).await {
+        match login(&logins, client_id, username, password, fields.peer()).await {
             Login::Hub => json!({"result": "allow", "is_superuser": true}),
             Login::Device => json!({"result": "allow", "is_superuser": false}),
             Login::Refused => json!({"result": "deny"}),
@@ -40,7 +40,7 @@ pub(crate) async fn authn(
 
 /// `POST /emqx/authz`.
 pub(crate) async fn authz(
-    State(gate): State<Arc<Gate>>,
+    State(logins): State<Arc<Logins>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, BadRequest> {
@@ -58,7 +58,7 @@ pub(crate) async fn authz(
             )));
         }
     };
-    let ok = allowed(&gate, username, client_id, access, topic).await;
+    let ok = allowed(logins.gate(), username, client_id, access, topic).await;
     Ok(super::json(
         json!({"result": if ok { "allow" } else { "deny" }}),
     ))
@@ -93,7 +93,7 @@ fn rmqtt_answer(allow: bool, superuser: bool) -> Response {
 
 /// `GET`/`POST /rmqtt/auth`.
 pub(crate) async fn rmqtt_auth(
-    State(gate): State<Arc<Gate>>,
+    State(logins): State<Arc<Logins>>,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -103,16 +103,18 @@ pub(crate) async fn rmqtt_auth(
     let (username, client_id) = (fields.text("username")?, fields.text("clientid")?);
     // rmqtt fills `%P` with an empty string when the client sent no password.
     let password = fields.opt_text("password")?.filter(|p| !p.is_empty());
-    Ok(match login(&gate, client_id, username, password).await {
-        Login::Hub => rmqtt_answer(true, true),
-        Login::Device => rmqtt_answer(true, false),
-        Login::Refused => rmqtt_answer(false, false),
-    })
+    Ok(
+        match login(&logins, client_id, username, password, fields.peer()).await {
+            Login::Hub => rmqtt_answer(true, true),
+            Login::Device => rmqtt_answer(true, false),
+            Login::Refused => rmqtt_answer(false, false),
+        },
+    )
 }
 
 /// `GET`/`POST /rmqtt/acl`.
 pub(crate) async fn rmqtt_acl(
-    State(gate): State<Arc<Gate>>,
+    State(logins): State<Arc<Logins>>,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -132,6 +134,6 @@ pub(crate) async fn rmqtt_acl(
             )));
         }
     };
-    let ok = allowed(&gate, username, client_id, access, topic).await;
+    let ok = allowed(logins.gate(), username, client_id, access, topic).await;
     Ok(rmqtt_answer(ok, false))
 }

@@ -2,7 +2,9 @@
 //!
 //! Each broker family asks in its own shape and expects its own answer; every answer comes
 //! from the same [`Gate`] (credentials in the store, [`mqchat_proto::authorize`] for topics)
-//! that the embedded broker's hooks use:
+//! and the same [`Logins`] (the password pool, the throttling of failed logins by source
+//! address when the broker sends one: `peerhost`, `ipaddress` or `peer_addr`) that the
+//! embedded broker's hooks use:
 //!
 //! | path | asked by |
 //! |---|---|
@@ -21,7 +23,7 @@ mod emqx;
 mod mosquitto;
 mod vernemq;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
@@ -29,12 +31,15 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use mqchat_hub::{Admission, Gate};
+use mqchat_hub::{Admission, Door, Gate};
 use mqchat_proto::{Access, DeviceIdentity};
 use serde_json::{Map, Value};
 
-/// The routes, over a gate. Public so tests can drive it without a socket.
-pub fn router(gate: Arc<Gate>) -> Router {
+use crate::login::Logins;
+
+/// The routes, over the logins and their gate. Public so tests can drive it without a
+/// socket.
+pub fn router(logins: Arc<Logins>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/emqx/authn", post(emqx::authn))
@@ -45,7 +50,7 @@ pub fn router(gate: Arc<Gate>) -> Router {
         .route("/mosquitto/superuser", post(mosquitto::superuser))
         .route("/mosquitto/acl", post(mosquitto::acl))
         .route("/vernemq", post(vernemq::hook))
-        .with_state(gate)
+        .with_state(logins)
 }
 
 /// The endpoint, listening.
@@ -58,11 +63,11 @@ pub struct AuthHttp {
 
 impl AuthHttp {
     /// Binds `addr` and serves the routes until [`AuthHttp::stop`].
-    pub async fn start(addr: SocketAddr, gate: Arc<Gate>) -> std::io::Result<Self> {
+    pub async fn start(addr: SocketAddr, logins: Arc<Logins>) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = router(gate);
+        let app = router(logins);
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -153,6 +158,17 @@ impl Fields {
         }
     }
 
+    /// The client's address, when the broker sends it (EMQX `peerhost`, rmqtt `ipaddress`,
+    /// VerneMQ `peer_addr`).
+    pub(crate) fn peer(&self) -> Option<IpAddr> {
+        ["peerhost", "ipaddress", "peer_addr"]
+            .iter()
+            .find_map(|name| match self.0.get(*name) {
+                Some(Value::String(s)) => s.parse().ok(),
+                _ => None,
+            })
+    }
+
     /// A string field that may be absent (or null).
     pub(crate) fn opt_text(&self, name: &str) -> Result<Option<&str>, BadRequest> {
         match self.0.get(name) {
@@ -206,30 +222,30 @@ pub(crate) enum Login {
     Refused,
 }
 
-/// Asks the gate about a CONNECT (on a blocking thread: password hashing, SQLite).
+/// Asks the gate about a CONNECT (passwords on the login pool).
 pub(crate) async fn login(
-    gate: &Arc<Gate>,
+    logins: &Logins,
     client_id: &str,
     username: &str,
     password: Option<&str>,
+    peer: Option<IpAddr>,
 ) -> Login {
-    let gate = gate.clone();
-    let (client_id, username) = (client_id.to_owned(), username.to_owned());
-    let password = password.map(str::to_owned);
-    let admission = tokio::task::spawn_blocking(move || {
-        gate.authenticate(
-            &client_id,
-            Some(&username),
-            password.as_deref().map(str::as_bytes),
-            crate::now_ms(),
+    let admission = logins
+        .decide(
+            client_id,
+            Some(username),
+            password.map(str::as_bytes),
+            peer.map(|ip| SocketAddr::new(ip, 0)),
+            Door::Broker,
         )
-    })
-    .await
-    .unwrap_or(Admission::NotAuthorized);
+        .await;
     match admission {
         Admission::Device(_) => Login::Device,
         Admission::Hub => Login::Hub,
-        Admission::BadCredentials | Admission::NotAuthorized => Login::Refused,
+        Admission::BadCredentials
+        | Admission::NotAuthorized
+        | Admission::Throttled
+        | Admission::TooManyDevices => Login::Refused,
     }
 }
 

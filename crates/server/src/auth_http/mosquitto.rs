@@ -9,11 +9,11 @@
 
 use std::sync::Arc;
 
+use crate::login::Logins;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use mqchat_hub::Gate;
 use mqchat_proto::Access;
 use serde_json::json;
 
@@ -25,28 +25,30 @@ fn answer(ok: bool, error: &str) -> Response {
 
 /// `POST /mosquitto/user`.
 pub(crate) async fn user(
-    State(gate): State<Arc<Gate>>,
+    State(logins): State<Arc<Logins>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, BadRequest> {
     let fields = body_fields(&headers, &body)?;
     let (username, client_id) = (fields.text("username")?, fields.text("clientid")?);
     let password = fields.opt_text("password")?;
-    Ok(match login(&gate, client_id, username, password).await {
-        Login::Hub | Login::Device => answer(true, ""),
-        Login::Refused => answer(false, "not authorized"),
-    })
+    Ok(
+        match login(&logins, client_id, username, password, fields.peer()).await {
+            Login::Hub | Login::Device => answer(true, ""),
+            Login::Refused => answer(false, "not authorized"),
+        },
+    )
 }
 
 /// `POST /mosquitto/superuser`: only the hub.
 pub(crate) async fn superuser(
-    State(gate): State<Arc<Gate>>,
+    State(logins): State<Arc<Logins>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, BadRequest> {
     let fields = body_fields(&headers, &body)?;
     let username = fields.text("username")?;
-    Ok(if is_hub(&gate, username) {
+    Ok(if is_hub(logins.gate(), username) {
         answer(true, "")
     } else {
         answer(false, "not a superuser")
@@ -55,7 +57,7 @@ pub(crate) async fn superuser(
 
 /// `POST /mosquitto/acl`.
 pub(crate) async fn acl(
-    State(gate): State<Arc<Gate>>,
+    State(logins): State<Arc<Logins>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, BadRequest> {
@@ -78,7 +80,7 @@ pub(crate) async fn acl(
         }
     };
     for access in accesses {
-        if !allowed(&gate, username, client_id, *access, topic).await {
+        if !allowed(logins.gate(), username, client_id, *access, topic).await {
             return Ok(answer(false, "not authorized"));
         }
     }

@@ -10,11 +10,11 @@
 
 use std::sync::Arc;
 
+use crate::login::Logins;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use mqchat_hub::Gate;
 use mqchat_proto::Access;
 use serde_json::{Value, json};
 
@@ -30,7 +30,7 @@ fn refuse(reason: &str) -> Response {
 
 /// `POST /vernemq`.
 pub(crate) async fn hook(
-    State(gate): State<Arc<Gate>>,
+    State(logins): State<Arc<Logins>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, BadRequest> {
@@ -41,10 +41,10 @@ pub(crate) async fn hook(
         .to_owned();
     let fields = body_fields(&headers, &body)?;
     match hook.as_str() {
-        "auth_on_register" | "auth_on_register_m5" => register(&gate, &fields).await,
-        "auth_on_subscribe" => subscribe(&gate, &fields, false).await,
-        "auth_on_subscribe_m5" => subscribe(&gate, &fields, true).await,
-        "auth_on_publish" | "auth_on_publish_m5" => publish(&gate, &fields).await,
+        "auth_on_register" | "auth_on_register_m5" => register(&logins, &fields).await,
+        "auth_on_subscribe" => subscribe(&logins, &fields, false).await,
+        "auth_on_subscribe_m5" => subscribe(&logins, &fields, true).await,
+        "auth_on_publish" | "auth_on_publish_m5" => publish(&logins, &fields).await,
         other => Err(BadRequest(format!(
             "hook {other:?} is not handled here (register only auth_on_register, \
              auth_on_subscribe, auth_on_publish and their _m5 variants)"
@@ -52,17 +52,23 @@ pub(crate) async fn hook(
     }
 }
 
-async fn register(gate: &Arc<Gate>, fields: &Fields) -> Result<Response, BadRequest> {
+async fn register(logins: &Arc<Logins>, fields: &Fields) -> Result<Response, BadRequest> {
     let (username, client_id) = (fields.text("username")?, fields.text("client_id")?);
     mountpoint(fields)?;
     let password = fields.opt_text("password")?;
-    Ok(match login(gate, client_id, username, password).await {
-        Login::Hub | Login::Device => ok(),
-        Login::Refused => refuse("not_allowed"),
-    })
+    Ok(
+        match login(logins, client_id, username, password, fields.peer()).await {
+            Login::Hub | Login::Device => ok(),
+            Login::Refused => refuse("not_allowed"),
+        },
+    )
 }
 
-async fn subscribe(gate: &Arc<Gate>, fields: &Fields, v5: bool) -> Result<Response, BadRequest> {
+async fn subscribe(
+    logins: &Arc<Logins>,
+    fields: &Fields,
+    v5: bool,
+) -> Result<Response, BadRequest> {
     let (username, client_id) = (fields.text("username")?, fields.text("client_id")?);
     mountpoint(fields)?;
     let mut answered = Vec::new();
@@ -76,7 +82,7 @@ async fn subscribe(gate: &Arc<Gate>, fields: &Fields, v5: bool) -> Result<Respon
             .get("qos")
             .and_then(Value::as_u64)
             .ok_or_else(|| BadRequest("each of \"topics\" needs a number \"qos\"".into()))?;
-        let allowed = allowed(gate, username, client_id, Access::Subscribe, topic).await;
+        let allowed = allowed(logins.gate(), username, client_id, Access::Subscribe, topic).await;
         if !allowed {
             refused += 1;
         }
@@ -97,13 +103,21 @@ async fn subscribe(gate: &Arc<Gate>, fields: &Fields, v5: bool) -> Result<Respon
     }))
 }
 
-async fn publish(gate: &Arc<Gate>, fields: &Fields) -> Result<Response, BadRequest> {
+async fn publish(logins: &Arc<Logins>, fields: &Fields) -> Result<Response, BadRequest> {
     let (username, client_id) = (fields.text("username")?, fields.text("client_id")?);
     mountpoint(fields)?;
     let topic = fields.text("topic")?;
     let retain = fields.flag("retain")?;
     Ok(
-        if allowed(gate, username, client_id, Access::Publish { retain }, topic).await {
+        if allowed(
+            logins.gate(),
+            username,
+            client_id,
+            Access::Publish { retain },
+            topic,
+        )
+        .await
+        {
             ok()
         } else {
             refuse("not_allowed")

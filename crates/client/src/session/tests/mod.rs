@@ -385,6 +385,45 @@ fn replies_resolve_or_reject() {
 }
 
 #[test]
+fn a_rate_limited_message_waits_and_goes_again_with_its_id_until_stored() {
+    let mut d = Device::connected();
+    let now = d.now();
+    d.session.send(message("Hi"), now).expect("valid");
+    let sent =
+        r##"pub mq/up/alice/phone q1 {"type":"message","conv":"bob","text":"Hi","id":"#1"}"##;
+    assert_eq!(d.drain(), [sent]);
+    let limited = r##"{"type":"error","id":"#1","conv":"bob","about":1,"code":10}"##;
+    d.hub(REPLIES, limited);
+    assert!(
+        d.drain().is_empty(),
+        "the application is not told: it keeps waiting"
+    );
+    d.advance(999);
+    assert!(d.drain().is_empty(), "held for a second");
+    d.advance(1);
+    assert_eq!(d.drain(), [sent]);
+    // A second refusal in a row holds it twice as long.
+    d.hub(REPLIES, limited);
+    d.advance(1_999);
+    assert!(d.drain().is_empty());
+    d.advance(1);
+    assert_eq!(d.drain(), [sent]);
+    d.hub(
+        DURABLE,
+        r##"{"type":"message","id":"#1","conv":"bob","seq":1,"ts":5,"from":"alice","device":"phone","text":"Hi"}"##,
+    );
+    assert_eq!(
+        d.drain(),
+        [
+            "answer #1 sent bob seq=1 dup=false",
+            r#"event message bob#1 from=alice own=true "Hi""#,
+        ]
+    );
+    d.advance(120_000);
+    assert!(d.drain().is_empty(), "nothing more once stored");
+}
+
+#[test]
 fn offline_sends_go_out_on_connect_with_their_ids() {
     let mut d = Device::connected();
     d.session.handle_disconnected("gone".into());

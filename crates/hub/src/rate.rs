@@ -1,0 +1,297 @@
+//! Rate limits on what devices send upstream (spec 14, `rate-limited`): packets per device
+//! and per user, contact requests and group invitations per user per hour.
+//!
+//! Each limit is a bucket that holds `burst` and refills at `rate`, kept as one number per
+//! key (the generic cell rate algorithm: the time at which the bucket would be full again),
+//! so a key at rest costs nothing and is forgotten. Sans-IO: times are arguments.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use mqchat_proto::{DeviceIdentity, UserId};
+
+/// The rate limits. A rate of 0 turns that limit off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateConfig {
+    /// Upstream packets per device per second, sustained.
+    pub device_per_sec: u32,
+    /// Upstream packets a device may send at once.
+    pub device_burst: u32,
+    /// Upstream packets per user (all devices) per second, sustained.
+    pub user_per_sec: u32,
+    /// Upstream packets a user's devices may send at once.
+    pub user_burst: u32,
+    /// Contact requests per user per hour (all at once, at most).
+    pub contact_requests_per_hour: u32,
+    /// Group invitations per user per hour (all at once, at most).
+    pub group_invitations_per_hour: u32,
+}
+
+impl Default for RateConfig {
+    fn default() -> Self {
+        Self {
+            device_per_sec: 50,
+            device_burst: 1_000,
+            user_per_sec: 100,
+            user_burst: 2_000,
+            contact_requests_per_hour: 60,
+            group_invitations_per_hour: 300,
+        }
+    }
+}
+
+/// One kind of limit: `burst` at once, refilled at one per `interval_us`.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    interval_us: u64,
+    burst: u64,
+}
+
+impl Bucket {
+    fn new(per: u64, count: u32, burst: u32) -> Option<Self> {
+        (count > 0).then(|| Self {
+            interval_us: (per / u64::from(count)).max(1),
+            burst: u64::from(burst.max(1)),
+        })
+    }
+}
+
+/// Buckets of one kind, by key.
+#[derive(Debug)]
+struct Buckets<K> {
+    bucket: Option<Bucket>,
+    /// When each key's bucket is full again (µs); keys whose time has passed are at rest.
+    full_at: HashMap<K, u64>,
+    calls: u32,
+}
+
+impl<K: Hash + Eq + Clone> Buckets<K> {
+    fn new(bucket: Option<Bucket>) -> Self {
+        Self {
+            bucket,
+            full_at: HashMap::new(),
+            calls: 0,
+        }
+    }
+
+    /// Whether `n` more fit now; if they do, they are taken.
+    fn take(&mut self, key: &K, n: u64, now_us: u64) -> bool {
+        let Some(bucket) = self.bucket else {
+            return true;
+        };
+        self.calls = self.calls.wrapping_add(1);
+        if self.calls.is_multiple_of(4096) {
+            self.full_at.retain(|_, full| *full > now_us);
+        }
+        let full = self.full_at.get(key).copied().unwrap_or(0).max(now_us);
+        let after = full.saturating_add(n.saturating_mul(bucket.interval_us));
+        if after - now_us > bucket.burst.saturating_mul(bucket.interval_us) {
+            return false;
+        }
+        self.full_at.insert(key.clone(), after);
+        true
+    }
+
+    /// Gives back `n` taken by a call that then did not happen.
+    fn give_back(&mut self, key: &K, n: u64) {
+        if let (Some(bucket), Some(full)) = (self.bucket, self.full_at.get_mut(key)) {
+            *full = full.saturating_sub(n.saturating_mul(bucket.interval_us));
+        }
+    }
+}
+
+/// What was over its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exceeded {
+    /// The device's packets.
+    Device,
+    /// The user's packets (all devices).
+    User,
+    /// Contact requests this hour.
+    ContactRequests,
+    /// Group invitations this hour.
+    GroupInvitations,
+}
+
+impl std::fmt::Display for Exceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Device => "too many packets from this device; retry later",
+            Self::User => "too many packets from this user's devices; retry later",
+            Self::ContactRequests => "too many contact requests this hour; retry later",
+            Self::GroupInvitations => "too many group invitations this hour; retry later",
+        })
+    }
+}
+
+/// The rate limits' state.
+#[derive(Debug)]
+pub struct RateLimits {
+    devices: Buckets<DeviceIdentity>,
+    users: Buckets<UserId>,
+    contact_requests: Buckets<UserId>,
+    invitations: Buckets<UserId>,
+}
+
+const SECOND_US: u64 = 1_000_000;
+const HOUR_US: u64 = 3_600 * SECOND_US;
+
+impl RateLimits {
+    /// Limits with nothing used yet.
+    pub fn new(config: &RateConfig) -> Self {
+        let hourly = |n| Bucket::new(HOUR_US, n, n);
+        Self {
+            devices: Buckets::new(Bucket::new(
+                SECOND_US,
+                config.device_per_sec,
+                config.device_burst,
+            )),
+            users: Buckets::new(Bucket::new(
+                SECOND_US,
+                config.user_per_sec,
+                config.user_burst,
+            )),
+            contact_requests: Buckets::new(hourly(config.contact_requests_per_hour)),
+            invitations: Buckets::new(hourly(config.group_invitations_per_hour)),
+        }
+    }
+
+    /// Counts one upstream packet of `device` at `now` (ms); `Err` if it is over a limit
+    /// (then it is not counted).
+    pub fn packet(&mut self, device: &DeviceIdentity, now: u64) -> Result<(), Exceeded> {
+        let now_us = now.saturating_mul(1000);
+        if !self.devices.take(device, 1, now_us) {
+            return Err(Exceeded::Device);
+        }
+        if !self.users.take(&device.user, 1, now_us) {
+            self.devices.give_back(device, 1);
+            return Err(Exceeded::User);
+        }
+        Ok(())
+    }
+
+    /// Counts a contact request by `user`.
+    pub fn contact_request(&mut self, user: &UserId, now: u64) -> Result<(), Exceeded> {
+        self.contact_requests
+            .take(user, 1, now.saturating_mul(1000))
+            .then_some(())
+            .ok_or(Exceeded::ContactRequests)
+    }
+
+    /// Counts `n` group invitations by `user`.
+    pub fn invitations(&mut self, user: &UserId, n: usize, now: u64) -> Result<(), Exceeded> {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        self.invitations
+            .take(user, n, now.saturating_mul(1000))
+            .then_some(())
+            .ok_or(Exceeded::GroupInvitations)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(s: &str) -> DeviceIdentity {
+        let (user, device) = s.split_once(':').expect("user:device");
+        DeviceIdentity::from_connect(user, s).unwrap_or_else(|e| panic!("{user} {device}: {e}"))
+    }
+
+    fn config() -> RateConfig {
+        RateConfig {
+            device_per_sec: 10,
+            device_burst: 5,
+            user_per_sec: 15,
+            user_burst: 8,
+            contact_requests_per_hour: 3,
+            group_invitations_per_hour: 10,
+        }
+    }
+
+    /// How many of `n` packets sent at `now` pass.
+    fn passed(limits: &mut RateLimits, who: &DeviceIdentity, n: u32, now: u64) -> u32 {
+        (0..n)
+            .map(|_| u32::from(limits.packet(who, now).is_ok()))
+            .sum()
+    }
+
+    #[test]
+    fn a_device_gets_its_burst_then_its_rate() {
+        let mut limits = RateLimits::new(&config());
+        let phone = device("alice:phone");
+        assert_eq!(passed(&mut limits, &phone, 20, 0), 5);
+        assert_eq!(limits.packet(&phone, 0), Err(Exceeded::Device));
+        assert_eq!(passed(&mut limits, &phone, 20, 100), 1, "one per 100 ms");
+        assert_eq!(
+            passed(&mut limits, &phone, 20, 1_100),
+            5,
+            "full again after a rest"
+        );
+    }
+
+    #[test]
+    fn a_users_devices_share_the_user_limit() {
+        let mut limits = RateLimits::new(&config());
+        let phone = device("alice:phone");
+        let laptop = device("alice:laptop");
+        assert_eq!(passed(&mut limits, &phone, 5, 0), 5);
+        assert_eq!(passed(&mut limits, &laptop, 5, 0), 3);
+        assert_eq!(limits.packet(&laptop, 0), Err(Exceeded::User));
+        assert_eq!(
+            passed(&mut limits, &device("bob:phone"), 5, 0),
+            5,
+            "others are not affected"
+        );
+    }
+
+    #[test]
+    fn a_refusal_by_the_user_limit_does_not_use_the_devices_allowance() {
+        let mut limits = RateLimits::new(&config());
+        let phone = device("alice:phone");
+        let laptop = device("alice:laptop");
+        assert_eq!(passed(&mut limits, &laptop, 8, 0), 5);
+        assert_eq!(passed(&mut limits, &phone, 10, 0), 3);
+        // 400 ms later: the user has 6 more (15/s), the phone 4 more (10/s) on top of the
+        // 2 it had left.
+        assert_eq!(passed(&mut limits, &phone, 10, 400), 5);
+    }
+
+    #[test]
+    fn hourly_limits_allow_the_hour_at_once_then_refill() {
+        let mut limits = RateLimits::new(&config());
+        let alice = UserId::parse("alice").expect("user");
+        for _ in 0..3 {
+            assert_eq!(limits.contact_request(&alice, 0), Ok(()));
+        }
+        assert_eq!(
+            limits.contact_request(&alice, 0),
+            Err(Exceeded::ContactRequests)
+        );
+        assert_eq!(limits.contact_request(&alice, 20 * 60_000), Ok(()));
+        assert_eq!(limits.invitations(&alice, 10, 0), Ok(()));
+        assert_eq!(
+            limits.invitations(&alice, 1, 0),
+            Err(Exceeded::GroupInvitations)
+        );
+        assert_eq!(
+            limits.invitations(&alice, 11, 10 * 3_600_000),
+            Err(Exceeded::GroupInvitations),
+            "more than an hour's worth never fits"
+        );
+    }
+
+    #[test]
+    fn a_rate_of_zero_is_no_limit_and_rested_keys_are_forgotten() {
+        let mut limits = RateLimits::new(&RateConfig {
+            device_per_sec: 0,
+            ..config()
+        });
+        let phone = device("alice:phone");
+        assert!(limits.devices.take(&phone, 1_000_000, 0));
+        for i in 0..5_000u64 {
+            let who = device(&format!("u{i}:d"));
+            let _ = limits.packet(&who, i * 10_000);
+        }
+        assert!(limits.users.full_at.len() < 5_000, "rested users forgotten");
+    }
+}
