@@ -26,8 +26,8 @@ use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
 use rmqtt::session::SessionState;
 use rmqtt::types::{
-    AuthResult, CodecPublish, ConnectAckReason, From, FromType, Id, LastWill, Publish,
-    PublishAclResult, PublishResult, QoS, SubscribeAclResult,
+    AuthResult, CodecPublish, From, FromType, Id, LastWill, Publish, PublishAclResult,
+    PublishResult, QoS, SubscribeAclResult, Unsubscribe,
 };
 use tokio::task::JoinHandle;
 
@@ -41,12 +41,10 @@ pub enum Admission {
     },
     /// CONNACK "bad user name or password".
     BadCredentials,
-    /// CONNACK "not authorized".
+    /// CONNACK "not authorized". (rmqtt 0.24 cannot send "server busy" or "quota exceeded":
+    /// its authentication result has no such codes, and it does not run the CONNACK hook
+    /// for refusals.)
     NotAuthorized,
-    /// Try later: MQTT 5 CONNACK "server busy" (0x89), MQTT 3.1.1 "server unavailable".
-    Busy,
-    /// MQTT 5 CONNACK "quota exceeded" (0x97), MQTT 3.1.1 "not authorized".
-    QuotaExceeded,
 }
 
 /// A CONNECT, as the [`Gatekeeper`] sees it.
@@ -212,60 +210,10 @@ impl std::fmt::Debug for Broker {
 struct Hooks {
     gate: Arc<dyn Gatekeeper>,
     consumer: Option<Arc<dyn Consumer>>,
-    refusals: Arc<Refusals>,
 }
 
 /// The listener id of the loopback listener for the server's own clients.
 const INTERNAL_LISTENER: u16 = 3;
-
-/// CONNACK codes that rmqtt's authentication result cannot express ("server busy", "quota
-/// exceeded"): the authentication hook refuses with "not authorized" and notes the code
-/// here, and the CONNACK hook puts it in. Entries live only between the two hooks of one
-/// CONNECT; the map is cleared if it ever grows past a bound (a code is then lost, and the
-/// device sees "not authorized").
-#[derive(Default)]
-struct Refusals {
-    codes: std::sync::Mutex<std::collections::HashMap<(String, Option<SocketAddr>), Admission>>,
-}
-
-impl Refusals {
-    const MAX: usize = 10_000;
-
-    fn codes(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, Option<SocketAddr>), Admission>>
-    {
-        // The map is consistent between statements.
-        self.codes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn note(&self, id: &Id, admission: Admission) {
-        let mut codes = self.codes();
-        if codes.len() >= Self::MAX {
-            codes.clear();
-        }
-        codes.insert((id.client_id.to_string(), id.remote_addr), admission);
-    }
-
-    fn take(&self, id: &Id) -> Option<Admission> {
-        self.codes()
-            .remove(&(id.client_id.to_string(), id.remote_addr))
-    }
-}
-
-fn connack_code(admission: Admission, v5: bool) -> Option<ConnectAckReason> {
-    use rmqtt::codec::v3::ConnectAckReason as V3;
-    use rmqtt::codec::v5::ConnectAckReason as V5;
-    Some(match (admission, v5) {
-        (Admission::Busy, true) => ConnectAckReason::V5(V5::ServerBusy),
-        (Admission::Busy, false) => ConnectAckReason::V3(V3::ServiceUnavailable),
-        (Admission::QuotaExceeded, true) => ConnectAckReason::V5(V5::QuotaExceeded),
-        (Admission::QuotaExceeded, false) => ConnectAckReason::V3(V3::NotAuthorized),
-        _ => return None,
-    })
-}
 
 fn text(s: &Option<bytestring::ByteString>) -> Option<&str> {
     s.as_ref().map(|s| &**s)
@@ -319,23 +267,8 @@ impl Handler for Hooks {
                     }
                     Admission::BadCredentials => AuthResult::BadUsernameOrPassword,
                     Admission::NotAuthorized => AuthResult::NotAuthorized,
-                    refusal @ (Admission::Busy | Admission::QuotaExceeded) => {
-                        self.refusals.note(id, refusal);
-                        AuthResult::NotAuthorized
-                    }
                 };
                 (false, Some(HookResult::AuthResult(result)))
-            }
-            Parameter::ClientConnack(connect, code) => {
-                let v5 = matches!(code, ConnectAckReason::V5(_));
-                match self
-                    .refusals
-                    .take(connect.id())
-                    .and_then(|refusal| connack_code(refusal, v5))
-                {
-                    Some(code) => (false, Some(HookResult::ConnectAckReason(code))),
-                    None => (true, acc),
-                }
             }
             Parameter::ClientSubscribeCheckAcl(session, sub) => {
                 let allowed = self
@@ -452,11 +385,9 @@ impl Broker {
         let register = scx.extends.hook_mgr().register();
         let mut kinds = vec![
             Type::ClientAuthenticate,
-            Type::ClientConnack,
             Type::ClientSubscribeCheckAcl,
             Type::MessagePublishCheckAcl,
         ];
-        let refusals = Arc::new(Refusals::default());
         if consumer.is_some() {
             kinds.push(Type::MessagePublish);
         }
@@ -464,7 +395,6 @@ impl Broker {
             let hooks = Hooks {
                 gate: gate.clone(),
                 consumer: consumer.clone(),
-                refusals: refusals.clone(),
             };
             register.add_priority(kind, 100, Box::new(hooks)).await;
         }
@@ -622,6 +552,45 @@ impl Broker {
             let mut entry = self.scx.extends.shared().await.entry(id);
             let _ = entry.kick(true, true, true).await;
         }
+    }
+
+    /// Ends the subscriptions whose filter starts with `filter_prefix` in every session
+    /// (connected or not) whose client id starts with `client_prefix`; returns how many. A
+    /// user who is no longer someone's contact stops receiving their presence at once.
+    pub async fn end_subscriptions(&self, client_prefix: &str, filter_prefix: &str) -> usize {
+        let ids: Vec<_> = self
+            .scx
+            .extends
+            .shared()
+            .await
+            .iter()
+            .map(|entry| entry.id())
+            .filter(|id| id.client_id.starts_with(client_prefix))
+            .collect();
+        let mut ended = 0;
+        for id in ids {
+            let entry = self.scx.extends.shared().await.entry(id);
+            let Some(subscriptions) = entry.subscriptions().await else {
+                continue;
+            };
+            for sub in subscriptions {
+                if !sub.topic.starts_with(filter_prefix) {
+                    continue;
+                }
+                let unsubscribe = Unsubscribe {
+                    topic_filter: sub.topic.clone(),
+                    shared_group: sub.opts.shared_group().cloned(),
+                };
+                match entry.unsubscribe(&unsubscribe).await {
+                    Ok(true) => ended += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(client_id = &*sub.clientid, filter = &*sub.topic, error = %e, "could not end a subscription");
+                    }
+                }
+            }
+        }
+        ended
     }
 
     /// Closes one device's connection and removes its session (a revoked device).

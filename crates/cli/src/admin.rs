@@ -136,19 +136,19 @@ pub(crate) fn user(data_dir: &Path, command: UserCommand) -> anyhow::Result<()> 
             }
         }
         UserCommand::Passwd { user } => {
-            store.set_password(&UserId::parse(&user)?, Some(&read_password()?))?;
+            store.set_password(&UserId::parse(&user)?, Some(&read_password()?), now())?;
             println!("password of {user} changed");
         }
         UserCommand::Disable { user } => {
-            store.set_disabled(&UserId::parse(&user)?, true)?;
+            store.set_disabled(&UserId::parse(&user)?, true, now())?;
             println!("disabled {user}");
         }
         UserCommand::Enable { user } => {
-            store.set_disabled(&UserId::parse(&user)?, false)?;
+            store.set_disabled(&UserId::parse(&user)?, false, now())?;
             println!("enabled {user}");
         }
         UserCommand::Delete { user } => {
-            store.delete_user(&UserId::parse(&user)?)?;
+            store.delete_user(&UserId::parse(&user)?, now())?;
             println!("deleted {user}");
         }
     }

@@ -182,7 +182,9 @@ fn classify(error: &ConnectionError) -> Error {
                 // The password was right, something else was not (spec section 3).
                 reason.push_str(
                     " (a client id other than {user}:{device}, a disabled account, a revoked \
-                     device, or a will outside the device's topics: a wrong topic root?)",
+                     device, a new device beyond the user's limit, too many failed logins \
+                     from this address or on this user (wait a minute), or a will outside the \
+                     device's topics: a wrong topic root?)",
                 );
             }
             Error::new(if auth {

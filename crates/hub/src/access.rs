@@ -239,7 +239,7 @@ impl Gate {
         };
         match record.check(password) {
             Credentials::Decided(ok) => {
-                Login::Done(self.conclude(&identity, source, &record, Ok(ok), now))
+                Login::Done(self.conclude(&identity, source, &record, (Ok(ok), false), now))
             }
             Credentials::Password(hash) => Login::Verify(PasswordCheck {
                 identity,
@@ -257,15 +257,22 @@ impl Gate {
         verified: Result<bool, String>,
         now: u64,
     ) -> Admission {
-        self.conclude(&check.identity, check.source, &check.record, verified, now)
+        self.conclude(
+            &check.identity,
+            check.source,
+            &check.record,
+            (verified, true),
+            now,
+        )
     }
 
+    /// `password`: whether the secret was the password (not a device token).
     fn conclude(
         &self,
         identity: &DeviceIdentity,
         source: Source,
         record: &LoginRecord,
-        verified: Result<bool, String>,
+        (verified, password): (Result<bool, String>, bool),
         now: u64,
     ) -> Admission {
         let ok = match verified {
@@ -276,10 +283,13 @@ impl Gate {
             }
         };
         let result = match record.admit(ok) {
-            Ok(()) => {
-                self.store()
-                    .record_login(&identity.user, &identity.device, self.max_devices, now)
-            }
+            Ok(()) => self.store().record_login(
+                &identity.user,
+                &identity.device,
+                self.max_devices,
+                password,
+                now,
+            ),
             Err(failure) => Ok(Err(failure)),
         };
         match result {

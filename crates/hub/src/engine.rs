@@ -3,8 +3,8 @@
 //! commit), with a savepoint per packet so that a refused packet changes nothing.
 
 use mqchat_proto::body::{
-    Ack, Availability, Body, Contact, ConversationEntry, Delivered, History, HistoryResult,
-    Presence, Profile, Read, Sync, SyncResult, limits,
+    Ack, Availability, Body, Contact, ContactState, ConversationEntry, Delivered, History,
+    HistoryResult, Presence, Profile, Read, Sync, SyncResult, limits,
 };
 use mqchat_proto::upstream::{self, Inbound, Rejection, Route};
 use mqchat_proto::{
@@ -78,6 +78,9 @@ pub struct Output {
     pub evict: Vec<DeviceIdentity>,
     /// Devices to wake through their push service (spec 7.13), once `publishes` are out.
     pub pushes: Vec<Push>,
+    /// (reader, owner): the reader is no longer the owner's contact, so the reader's
+    /// subscriptions to the owner's presence must end (spec 4, 16).
+    pub presence_ended: Vec<(UserId, UserId)>,
 }
 
 /// Why one packet was not applied.
@@ -267,6 +270,7 @@ impl Engine {
                     output.delivered.extend(local.delivered);
                     output.evict.extend(local.evict);
                     output.pushes.extend(local.pushes);
+                    output.presence_ended.extend(local.presence_ended);
                 }
                 Err(Failure::Refused(rejection)) => {
                     tracing::info!(
@@ -492,8 +496,16 @@ impl Engine {
             &packet,
         )?;
         if let Some(((mine, theirs), peer)) = contact_change {
+            let before = tx
+                .participant(conv.id, &sender.user)?
+                .map(|p| p.contact)
+                .unwrap_or_default();
             tx.set_contact(conv.id, &sender.user, mine)?;
             tx.set_contact(conv.id, &peer, theirs)?;
+            if before == ContactState::Accepted && mine != ContactState::Accepted {
+                out.presence_ended.push((sender.user.clone(), peer.clone()));
+                out.presence_ended.push((peer, sender.user.clone()));
+            }
         }
         // The event as just stored: delivered without reading it back.
         let event = EventRow {

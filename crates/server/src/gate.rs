@@ -114,8 +114,9 @@ pub(crate) fn broker_admission(admission: &Admission) -> BrokerAdmission {
         Admission::Device(_) => BrokerAdmission::Allow { superuser: false },
         Admission::Hub => BrokerAdmission::Allow { superuser: true },
         Admission::BadCredentials => BrokerAdmission::BadCredentials,
-        Admission::NotAuthorized => BrokerAdmission::NotAuthorized,
-        Admission::Throttled => BrokerAdmission::Busy,
-        Admission::TooManyDevices => BrokerAdmission::QuotaExceeded,
+        // The hub logged which limit refused it; rmqtt has no better CONNACK code for it.
+        Admission::NotAuthorized | Admission::Throttled | Admission::TooManyDevices => {
+            BrokerAdmission::NotAuthorized
+        }
     }
 }

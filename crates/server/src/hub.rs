@@ -22,6 +22,7 @@ use crate::{StartError, link, push, retention};
 #[derive(Debug)]
 pub struct Hub {
     link: link::Link,
+    session_ends: crate::session_ends::SessionEnds,
     pusher: Option<Arc<push::Pusher>>,
     http: Option<AuthHttp>,
     retention: Option<retention::RetentionJob>,
@@ -173,6 +174,10 @@ impl Hub {
             std::time::Duration::from_secs(config.retention_interval_secs),
         )
         .map_err(|e| StartError::Config(format!("cannot start the retention job: {e}")))?;
+        let session_ends = crate::session_ends::SessionEnds::start(
+            Store::open(&config.database(), durability)?,
+            link.evictor(),
+        )?;
         tracing::info!(
             broker = %config.broker,
             client_id = %config.client_id,
@@ -184,6 +189,7 @@ impl Hub {
         );
         Ok(Self {
             link,
+            session_ends,
             pusher,
             http,
             retention,
@@ -221,6 +227,7 @@ impl Hub {
     /// waits there for the next start.
     pub async fn shutdown(self) {
         tracing::info!("hub shutting down");
+        self.session_ends.stop();
         if let Some(sip) = self.sip {
             sip.stop().await;
         }

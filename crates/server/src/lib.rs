@@ -23,6 +23,7 @@ mod link;
 pub mod login;
 pub mod push;
 mod retention;
+mod session_ends;
 pub mod sip_gateway;
 pub mod testing;
 
@@ -51,6 +52,7 @@ pub struct Server {
     broker: Arc<Broker>,
     logins: Arc<login::Logins>,
     link: link::Link,
+    session_ends: session_ends::SessionEnds,
     retention: Option<retention::RetentionJob>,
     pusher: Option<Arc<push::Pusher>>,
     sip: Option<sip_gateway::Gateway>,
@@ -149,6 +151,10 @@ impl Server {
         let link = link::Link::start(attach, &hub, engine, store, pusher.clone())
             .await
             .map_err(StartError::Link)?;
+        let session_ends = session_ends::SessionEnds::start(
+            Store::open(&config.database(), durability)?,
+            link.evictor(),
+        )?;
         let sip = if config.sip.enabled {
             let internal = broker.internal_addr();
             let gateway = sip_gateway::Gateway::start(
@@ -189,6 +195,7 @@ impl Server {
             broker,
             logins,
             link,
+            session_ends,
             retention,
             pusher,
             sip,
@@ -211,6 +218,18 @@ impl Server {
         &self.root
     }
 
+    /// How many passwords the server has verified since it started (the rest of the login
+    /// attempts were decided without hashing: tokens, throttled sources).
+    pub fn password_checks(&self) -> u64 {
+        self.logins.password_checks()
+    }
+
+    /// The embedded broker's loopback listener for the server's own clients (the SIP
+    /// gateway, session takeovers); it takes only the hub's account.
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.broker.internal_addr()
+    }
+
     /// The SIP gateway's bound UDP address (when `[sip]` is enabled).
     pub fn sip_udp_addr(&self) -> Option<SocketAddr> {
         self.sip.as_ref().and_then(sip_gateway::Gateway::udp_addr)
@@ -231,6 +250,7 @@ impl Server {
     pub async fn shutdown(self) {
         tracing::info!("shutting down: no new connections");
         self.broker.stop_accepting().await;
+        self.session_ends.stop();
         if let Some(sip) = self.sip {
             sip.stop().await;
         }

@@ -93,6 +93,9 @@ struct Work {
     delivered: Vec<(ConvId, u64)>,
     evict: Vec<DeviceIdentity>,
     pushes: Vec<Push>,
+    /// Presence subscriptions to end: (the reader's client id prefix `{user}:`, the
+    /// owner's presence topic prefix `{root}/pr/{owner}/`).
+    presence_ended: Vec<(String, String)>,
 }
 
 /// How the hub connects to its broker.
@@ -250,6 +253,25 @@ enum Sink {
 }
 
 impl Sink {
+    /// Ends the subscriptions under `filter_prefix` of every session whose client id starts
+    /// with `client_prefix`: at once with the embedded broker; an external broker keeps
+    /// them (docs/BROKERS.md).
+    async fn end_subscriptions(&self, client_prefix: &str, filter_prefix: &str) {
+        match self {
+            Self::Embedded { broker, .. } => {
+                let n = broker.end_subscriptions(client_prefix, filter_prefix).await;
+                tracing::debug!(client_prefix, filter_prefix, n, "ended subscriptions");
+            }
+            Self::Mqtt { .. } => {
+                tracing::debug!(
+                    client_prefix,
+                    filter_prefix,
+                    "an external broker keeps the subscriptions until the device subscribes again"
+                );
+            }
+        }
+    }
+
     async fn publish(&self, o: Outbound) -> Result<(), String> {
         match self {
             Self::Mqtt { client, .. } => {
@@ -310,6 +332,8 @@ pub(crate) struct Link {
     publisher: tokio::task::JoinHandle<()>,
     worker: std::thread::JoinHandle<()>,
     pending: Arc<AtomicUsize>,
+    /// Closes devices' broker sessions (revoked by a packet, or ended by administration).
+    evictor: Evictor,
 }
 
 impl std::fmt::Debug for Link {
@@ -392,6 +416,7 @@ impl Link {
                 delivered: startup.delivered,
                 evict: Vec::new(),
                 pushes: Vec::new(),
+                presence_ended: Vec::new(),
             })
             .await
             .map_err(|_| "publisher not running".to_owned())?;
@@ -405,7 +430,7 @@ impl Link {
             work_rx,
             confirm_tx,
             pending.clone(),
-            evictor,
+            evictor.clone(),
             pusher,
         ));
         let worker = std::thread::Builder::new()
@@ -419,7 +444,13 @@ impl Link {
             publisher,
             worker,
             pending,
+            evictor,
         })
+    }
+
+    /// What closes devices' broker sessions.
+    pub(crate) fn evictor(&self) -> Evictor {
+        self.evictor.clone()
     }
 
     /// Waits (up to 5 s) until everything received has been processed and published, then
@@ -692,6 +723,7 @@ fn run_worker(
                         delivered: output.delivered,
                         evict: Vec::new(),
                         pushes: output.pushes,
+                        presence_ended: Vec::new(),
                     })
                     .is_err()
             {
@@ -713,12 +745,19 @@ fn run_worker(
         let now = crate::now_ms();
         let output = engine.process_and_confirm(&mut store, now, &upstream, &done);
         done.clear();
+        let root = &engine.config().root;
+        let presence_ended = output
+            .presence_ended
+            .iter()
+            .map(|(reader, owner)| (format!("{reader}:"), format!("{root}/pr/{owner}/")))
+            .collect();
         let sent = work.blocking_send(Work {
             publishes: output.publishes,
             acks,
             delivered: output.delivered,
             evict: output.evict,
             pushes: output.pushes,
+            presence_ended,
         });
         if sent.is_err() {
             break;
@@ -753,6 +792,7 @@ async fn run_publisher(
         delivered,
         evict,
         pushes,
+        presence_ended,
     }) = work.recv().await
     {
         let mut ok = true;
@@ -770,6 +810,9 @@ async fn run_publisher(
         for device in evict {
             tokio::spawn(evictor.clone().evict(device));
         }
+        for (reader, owner) in presence_ended {
+            sink.end_subscriptions(&reader, &owner).await;
+        }
         // After the MQTT deliveries: a push never delays them, and never overtakes them.
         if let Some(pusher) = &pusher {
             pusher.push(pushes);
@@ -784,7 +827,7 @@ async fn run_publisher(
 /// with the device's client id, clean start and no session expiry, then disconnect. Any
 /// broker closes the device's connection and discards its session and queue.
 #[derive(Clone, Debug)]
-struct Evictor {
+pub(crate) struct Evictor {
     host: String,
     port: u16,
     credentials: HubCredentials,
@@ -793,23 +836,23 @@ struct Evictor {
 impl Evictor {
     const ATTEMPTS: u32 = 5;
 
-    async fn evict(self, device: DeviceIdentity) {
+    pub(crate) async fn evict(self, device: DeviceIdentity) {
         for attempt in 1..=Self::ATTEMPTS {
             match tokio::time::timeout(Duration::from_secs(10), self.take_over(&device)).await {
                 Ok(Ok(())) => {
-                    tracing::info!(device = %device, "revoked device's session removed");
+                    tracing::info!(device = %device, "device's session removed");
                     return;
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(device = %device, attempt, error = %e, "could not remove a revoked device's session");
+                    tracing::warn!(device = %device, attempt, error = %e, "could not remove a device's session");
                 }
                 Err(_) => {
-                    tracing::warn!(device = %device, attempt, "removing a revoked device's session timed out");
+                    tracing::warn!(device = %device, attempt, "removing a device's session timed out");
                 }
             }
             tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
         }
-        tracing::error!(device = %device, "gave up removing a revoked device's session; it cannot reconnect, and the broker drops the session when it expires");
+        tracing::error!(device = %device, "gave up removing a device's session; it cannot log in again, and the broker drops the session when it expires");
     }
 
     async fn take_over(&self, device: &DeviceIdentity) -> Result<(), String> {

@@ -67,6 +67,8 @@ struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
     per_source: usize,
+    /// Passwords verified since the start.
+    checked: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -101,6 +103,7 @@ impl Logins {
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
             per_source: config.queue_per_source.max(1),
+            checked: std::sync::atomic::AtomicU64::new(0),
         });
         let workers = (0..config.workers.max(1))
             .map(|i| {
@@ -120,6 +123,13 @@ impl Logins {
     /// The gate.
     pub fn gate(&self) -> &Arc<Gate> {
         &self.gate
+    }
+
+    /// How many passwords the pool has verified since the start.
+    pub fn password_checks(&self) -> u64 {
+        self.shared
+            .checked
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Decides a CONNECT.
@@ -215,6 +225,8 @@ impl Drop for Logins {
 }
 
 fn work(shared: &Shared) {
+    // The thread's argon2 memory, allocated at its first check and kept.
+    let mut memory = mqchat_store::PasswordMemory::default();
     loop {
         let job = {
             let mut queue = shared.queue();
@@ -235,7 +247,10 @@ fn work(shared: &Shared) {
         if job.reply.is_closed() {
             continue;
         }
-        let verdict = mqchat_store::verify_password(job.hash.as_deref(), &job.password);
+        let verdict = memory.verify(job.hash.as_deref(), &job.password);
+        shared
+            .checked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = job.reply.send(verdict);
     }
 }

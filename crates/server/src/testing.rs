@@ -96,6 +96,44 @@ impl TestServer {
             .add_device(&UserId::parse(user)?, &DeviceId::parse(device)?, now_ms())?)
     }
 
+    /// How many passwords the server has verified.
+    pub fn password_checks(&self) -> u64 {
+        self.server.password_checks()
+    }
+
+    /// The loopback listener for the server's own clients.
+    pub fn internal_addr(&self) -> std::net::SocketAddr {
+        self.server.internal_addr()
+    }
+
+    /// What `mqchat user disable` does: through its own connection to the store, as the
+    /// CLI in another process would.
+    pub fn disable_user(&self, user: &str) -> anyhow::Result<()> {
+        self.store()?
+            .set_disabled(&UserId::parse(user)?, true, now_ms())?;
+        Ok(())
+    }
+
+    /// What `mqchat user delete` does.
+    pub fn delete_user(&self, user: &str) -> anyhow::Result<()> {
+        self.store()?.delete_user(&UserId::parse(user)?, now_ms())?;
+        Ok(())
+    }
+
+    /// What `mqchat user passwd` does.
+    pub fn set_password(&self, user: &str, password: &str) -> anyhow::Result<()> {
+        self.store()?
+            .set_password(&UserId::parse(user)?, Some(password), now_ms())?;
+        Ok(())
+    }
+
+    /// What `mqchat device revoke` does (the server learns of it from the store).
+    pub fn revoke_device_in_store(&self, user: &str, device: &str) -> anyhow::Result<()> {
+        self.store()?
+            .revoke_device(&UserId::parse(user)?, &DeviceId::parse(device)?, now_ms())?;
+        Ok(())
+    }
+
     /// Revokes a device and closes its connection.
     pub async fn revoke_device(&self, user: &str, device: &str) -> anyhow::Result<()> {
         self.store()?

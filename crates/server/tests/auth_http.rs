@@ -33,7 +33,7 @@ fn fixture() -> Fixture {
             .add_user(&user(name), Some(&format!("{name}-secret")), 1)
             .expect("add user");
     }
-    store.set_disabled(&user("dave"), true).expect("disable");
+    store.set_disabled(&user("dave"), true, 1).expect("disable");
     let alice_token = store
         .add_device(&user("alice"), &DeviceId::parse("phone").expect("valid"), 1)
         .expect("device");

@@ -6,8 +6,8 @@
 //! fast hash suffices and reconnect storms stay cheap).
 
 use argon2::Argon2;
+use argon2::password_hash::PasswordHasher;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use mqchat_proto::{DeviceId, UserId};
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
@@ -62,6 +62,39 @@ pub enum AuthFailure {
     /// A new device id, but the user has as many devices as allowed.
     #[error("too many devices")]
     TooManyDevices,
+}
+
+/// A live session that administration ended: the device's broker session must close.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionEnd {
+    /// The row's id (increasing).
+    pub id: i64,
+    /// The user.
+    pub user: UserId,
+    /// The device.
+    pub device: DeviceId,
+    /// Why: `disabled`, `deleted`, `password` or `revoked`.
+    pub reason: String,
+}
+
+/// Records the end of the live sessions of `user`'s devices that match `which` (an SQL
+/// condition on `devices`), in the caller's transaction.
+fn end_sessions(
+    tx: &rusqlite::Transaction<'_>,
+    user: &UserId,
+    reason: &str,
+    which: &str,
+    now: u64,
+) -> Result<(), StoreError> {
+    let now = to_i64(now);
+    tx.execute(
+        &format!(
+            "INSERT INTO session_ends (user_id, device_id, reason, at)
+             SELECT user_id, id, ?2, ?3 FROM devices WHERE user_id = ?1 AND {which}"
+        ),
+        params![user.as_str(), reason, now],
+    )?;
+    Ok(())
 }
 
 /// An account as a login sees it.
@@ -151,19 +184,67 @@ fn decoy_hash() -> &'static str {
 
 /// Verifies a password against a stored PHC string (`None`: against a decoy, always
 /// false). Slow on purpose (argon2id with 19 MiB of memory): a server runs it on a bounded
-/// pool of threads. `Err`: the stored hash is not a PHC string (a damaged store).
+/// pool of threads, each with its own [`PasswordMemory`]. `Err`: the stored hash is not a
+/// PHC string of argon2 (a damaged store).
 pub fn verify_password(hash: Option<&str>, password: &str) -> Result<bool, String> {
-    let (hash, real) = match hash {
-        Some(hash) => (hash, true),
-        None => (decoy_hash(), false),
-    };
-    match PasswordHash::new(hash) {
-        Ok(parsed) => Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-            && real),
-        Err(e) if real => Err(e.to_string()),
-        Err(_) => Ok(false),
+    PasswordMemory::default().verify(hash, password)
+}
+
+/// The working memory of password checks, kept by a thread that checks many: argon2 needs
+/// its whole memory cost (19 MiB by default) for every check, and allocating it anew each
+/// time leaves every thread's allocator holding several such blocks.
+#[derive(Default)]
+pub struct PasswordMemory {
+    blocks: Vec<argon2::Block>,
+}
+
+impl std::fmt::Debug for PasswordMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordMemory")
+            .field("blocks", &self.blocks.len())
+            .finish()
+    }
+}
+
+impl PasswordMemory {
+    /// [`verify_password`] in this memory.
+    pub fn verify(&mut self, hash: Option<&str>, password: &str) -> Result<bool, String> {
+        let (hash, real) = match hash {
+            Some(hash) => (hash, true),
+            None => (decoy_hash(), false),
+        };
+        match self.check(hash, password) {
+            Ok(ok) => Ok(ok && real),
+            Err(e) if real => Err(e),
+            Err(_) => Ok(false),
+        }
+    }
+
+    fn check(&mut self, hash: &str, password: &str) -> Result<bool, String> {
+        let parsed = PasswordHash::new(hash).map_err(|e| e.to_string())?;
+        let algorithm =
+            argon2::Algorithm::try_from(parsed.algorithm.as_str()).map_err(|e| e.to_string())?;
+        let version = match parsed.version {
+            Some(v) => argon2::Version::try_from(v).map_err(|e| e.to_string())?,
+            None => argon2::Version::default(),
+        };
+        let params = argon2::Params::try_from(&parsed).map_err(|e| e.to_string())?;
+        let salt = parsed.salt.ok_or("no salt")?;
+        let expected = parsed.hash.ok_or("no hash")?;
+        let blocks = params.block_count();
+        if self.blocks.len() < blocks {
+            self.blocks.resize(blocks, argon2::Block::default());
+        }
+        let mut out = vec![0u8; expected.len()];
+        argon2::Argon2::new(algorithm, version, params)
+            .hash_password_into_with_memory(
+                password.as_bytes(),
+                salt.as_ref(),
+                &mut out,
+                &mut self.blocks[..blocks],
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(constant_time_eq(&out, expected.as_bytes()))
     }
 }
 
@@ -206,19 +287,30 @@ impl Store {
     }
 
     /// Sets (or, with `None`, removes) a user's password.
+    /// The devices that logged in with the old password have their live sessions ended.
     pub fn set_password(
         &mut self,
         user: &UserId,
         password: Option<&str>,
+        now: u64,
     ) -> Result<(), StoreError> {
         let hash = password.map(hash_password).transpose()?;
-        let n = self.conn.execute(
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
             "UPDATE users SET password_hash = ?2 WHERE id = ?1",
             params![user.as_str(), hash],
         )?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("user {user}")));
         }
+        end_sessions(
+            &tx,
+            user,
+            "password",
+            "password_login = 1 AND revoked_at IS NULL",
+            now,
+        )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -259,25 +351,38 @@ impl Store {
     }
 
     /// Disables or re-enables an account.
-    pub fn set_disabled(&mut self, user: &UserId, disabled: bool) -> Result<(), StoreError> {
-        let n = self.conn.execute(
+    /// Disabling ends the user's live sessions (see [`Store::session_ends_after`]).
+    pub fn set_disabled(
+        &mut self,
+        user: &UserId,
+        disabled: bool,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
             "UPDATE users SET disabled = ?2 WHERE id = ?1",
             params![user.as_str(), disabled],
         )?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("user {user}")));
         }
+        if disabled {
+            end_sessions(&tx, user, "disabled", "revoked_at IS NULL", now)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
     /// Deletes an account and its devices. Its conversations stay, for the other side.
-    pub fn delete_user(&mut self, user: &UserId) -> Result<(), StoreError> {
-        let n = self
-            .conn
-            .execute("DELETE FROM users WHERE id = ?1", [user.as_str()])?;
+    /// Deleting ends the user's live sessions (see [`Store::session_ends_after`]).
+    pub fn delete_user(&mut self, user: &UserId, now: u64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        end_sessions(&tx, user, "deleted", "revoked_at IS NULL", now)?;
+        let n = tx.execute("DELETE FROM users WHERE id = ?1", [user.as_str()])?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("user {user}")));
         }
+        tx.commit()?;
         Ok(())
     }
 
@@ -328,8 +433,67 @@ impl Store {
         if !known {
             return Err(StoreError::NotFound(format!("device {user}:{device}")));
         }
-        revoke(&self.conn, user, device, now)?;
+        let tx = self.conn.transaction()?;
+        revoke(&tx, user, device, now)?;
+        tx.execute(
+            "INSERT INTO session_ends (user_id, device_id, reason, at) VALUES (?1, ?2, 'revoked', ?3)",
+            params![user.as_str(), device.as_str(), to_i64(now)],
+        )?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// The live sessions administration ended after the row `after` (0: all kept), oldest
+    /// first, at most `limit`. A running server closes them (issue 15).
+    pub fn session_ends_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<SessionEnd>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, user_id, device_id, reason FROM session_ends WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(
+            params![after, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            },
+        )?;
+        rows.map(|row| {
+            let (id, user, device, reason) = row?;
+            let user = UserId::parse(&user).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let device =
+                DeviceId::parse(&device).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok(SessionEnd {
+                id,
+                user,
+                device,
+                reason,
+            })
+        })
+        .collect()
+    }
+
+    /// The newest ended-session row (0 if none): where a server that starts begins to
+    /// watch (sessions ended before it started died with the previous process).
+    pub fn last_session_end(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT coalesce(max(id), 0) FROM session_ends", [], |r| {
+                r.get(0)
+            })?)
+    }
+
+    /// Forgets ended-session rows older than `before` (ms).
+    pub fn prune_session_ends(&mut self, before: u64) -> Result<usize, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM session_ends WHERE at < ?1", [to_i64(before)])?)
     }
 
     /// Whether a device is registered and revoked. A device never registered is not: behind
@@ -367,7 +531,10 @@ impl Store {
                 .map_err(|e| StoreError::Corrupt(format!("password hash of {user}: {e}")))?,
         };
         match record.admit(verdict) {
-            Ok(()) => self.record_login(user, device, max_devices, now),
+            Ok(()) => {
+                let password = !secret.starts_with(TOKEN_PREFIX);
+                self.record_login(user, device, max_devices, password, now)
+            }
             Err(failure) => Ok(Err(failure)),
         }
     }
@@ -413,12 +580,15 @@ impl Store {
         user: &UserId,
         device: &DeviceId,
         max_devices: usize,
+        password: bool,
         now: u64,
     ) -> Result<Result<(), AuthFailure>, StoreError> {
         let updated = self
             .conn
-            .prepare_cached("UPDATE devices SET last_seen = ?3 WHERE user_id = ?1 AND id = ?2")?
-            .execute(params![user.as_str(), device.as_str(), to_i64(now)])?;
+            .prepare_cached(
+                "UPDATE devices SET last_seen = ?3, password_login = ?4 WHERE user_id = ?1 AND id = ?2",
+            )?
+            .execute(params![user.as_str(), device.as_str(), to_i64(now), password])?;
         if updated > 0 {
             return Ok(Ok(()));
         }
@@ -433,10 +603,16 @@ impl Store {
         }
         self.conn
             .prepare_cached(
-                "INSERT INTO devices (user_id, id, created_at, last_seen) VALUES (?1, ?2, ?3, ?3)
-                 ON CONFLICT (user_id, id) DO UPDATE SET last_seen = ?3",
+                "INSERT INTO devices (user_id, id, created_at, last_seen, password_login)
+                 VALUES (?1, ?2, ?3, ?3, ?4)
+                 ON CONFLICT (user_id, id) DO UPDATE SET last_seen = ?3, password_login = ?4",
             )?
-            .execute(params![user.as_str(), device.as_str(), to_i64(now)])?;
+            .execute(params![
+                user.as_str(),
+                device.as_str(),
+                to_i64(now),
+                password
+            ])?;
         Ok(Ok(()))
     }
 
@@ -572,7 +748,9 @@ mod tests {
             store.devices(&user("alice")).expect("list")[0].last_seen,
             Some(5)
         );
-        store.set_disabled(&user("alice"), true).expect("disable");
+        store
+            .set_disabled(&user("alice"), true, 9)
+            .expect("disable");
         assert_eq!(
             check(&mut store, "alice", "secret"),
             Err(AuthFailure::Disabled)
@@ -640,11 +818,11 @@ mod tests {
         store
             .add_device(&user("dave"), &device("a"), 1)
             .expect("token");
-        store.delete_user(&user("dave")).expect("delete");
+        store.delete_user(&user("dave"), 9).expect("delete");
         assert!(store.users().expect("list").is_empty());
         assert!(store.devices(&user("dave")).expect("list").is_empty());
         assert!(matches!(
-            store.delete_user(&user("dave")),
+            store.delete_user(&user("dave"), 9),
             Err(StoreError::NotFound(_))
         ));
     }
@@ -684,5 +862,66 @@ mod tests {
         assert_eq!(verify_password(Some(&hash), "right"), Ok(true));
         assert_eq!(verify_password(Some(&hash), "wrong"), Ok(false));
         assert!(verify_password(Some("not a phc string"), "x").is_err());
+        // One memory for many checks, of different costs.
+        let mut memory = PasswordMemory::default();
+        let cheap = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(1024, 1, 1, None).expect("params"),
+        )
+        .hash_password(b"small")
+        .expect("hash")
+        .to_string();
+        for _ in 0..2 {
+            assert_eq!(memory.verify(Some(&cheap), "small"), Ok(true));
+            assert_eq!(memory.verify(Some(&hash), "right"), Ok(true));
+            assert_eq!(memory.verify(Some(&cheap), "wrong"), Ok(false));
+            assert_eq!(memory.verify(None, "right"), Ok(false));
+        }
+    }
+
+    #[test]
+    fn administration_ends_the_sessions_it_affects() {
+        let (_dir, mut store) = test_store();
+        store.add_user(&user("fay"), Some("pw"), 1).expect("add");
+        let token = store
+            .add_device(&user("fay"), &device("tablet"), 1)
+            .expect("token");
+        let login = |s: &mut Store, d: &str, secret: &str| {
+            s.authenticate(&user("fay"), &device(d), secret, 10, 2)
+                .expect("db")
+        };
+        assert_eq!(login(&mut store, "phone", "pw"), Ok(()));
+        assert_eq!(login(&mut store, "tablet", &token), Ok(()));
+        let start = store.last_session_end().expect("last");
+        let ended = |s: &Store, after| -> Vec<(String, String)> {
+            s.session_ends_after(after, 100)
+                .expect("ends")
+                .into_iter()
+                .map(|e| (e.device.to_string(), e.reason))
+                .collect()
+        };
+        store
+            .set_password(&user("fay"), Some("new"), 3)
+            .expect("passwd");
+        assert_eq!(
+            ended(&store, start),
+            [("phone".to_owned(), "password".to_owned())],
+            "the token device keeps its session"
+        );
+        let after_passwd = store.last_session_end().expect("last");
+        store
+            .revoke_device(&user("fay"), &device("tablet"), 4)
+            .expect("revoke");
+        store.set_disabled(&user("fay"), true, 5).expect("disable");
+        assert_eq!(
+            ended(&store, after_passwd),
+            [
+                ("tablet".to_owned(), "revoked".to_owned()),
+                ("phone".to_owned(), "disabled".to_owned())
+            ]
+        );
+        assert_eq!(store.prune_session_ends(5).expect("prune"), 2);
+        assert_eq!(ended(&store, 0).len(), 1);
     }
 }

@@ -19,7 +19,8 @@ use rusqlite::Connection;
 use rusqlite::config::DbConfig;
 
 pub use account::{
-    AuthFailure, Credentials, DeviceRecord, LoginRecord, UserRecord, verify_password,
+    AuthFailure, Credentials, DeviceRecord, LoginRecord, PasswordMemory, SessionEnd, UserRecord,
+    verify_password,
 };
 pub use archive::{
     Author, ConvId, ConversationRow, EventRow, GroupProfile, Membership, ParticipantRow,
@@ -74,6 +75,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_groups.sql"),
     include_str!("../migrations/0003_push.sql"),
     include_str!("../migrations/0004_sip.sql"),
+    include_str!("../migrations/0005_session_ends.sql"),
 ];
 
 /// Prepared statements kept per connection: more than the hub's pipeline, sync and group

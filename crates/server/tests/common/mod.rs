@@ -3,14 +3,16 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use mqchat_proto::{Packet, Registry};
 use mqchat_server::testing::TestServer;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{PubAckReason, Publish, SubscribeReasonCode};
+use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, PubAckReason, Publish, SubscribeReasonCode};
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -151,4 +153,56 @@ impl Device {
         };
         (topic, json)
     }
+}
+
+/// An MQTT 3.1.1 CONNECT from the local address `from`, by hand: returns the CONNACK's
+/// return code.
+pub async fn raw_connect(from: IpAddr, to: SocketAddr, user: &str, device: &str, pw: &str) -> u8 {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::new(from, 0)).expect("bind");
+    let mut stream = socket.connect(to).await.expect("connect");
+    let field = |s: &str| {
+        let mut out = (s.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(s.as_bytes());
+        out
+    };
+    let mut body = field("MQTT");
+    body.extend_from_slice(&[4, 0xC2, 0, 60]);
+    body.extend(field(&format!("{user}:{device}")));
+    body.extend(field(user));
+    body.extend(field(pw));
+    let mut packet = vec![0x10, body.len() as u8];
+    packet.extend(body);
+    stream.write_all(&packet).await.expect("write");
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut connack))
+        .await
+        .expect("CONNACK in time")
+        .expect("CONNACK");
+    assert_eq!(connack[0], 0x20, "a CONNACK");
+    connack[3]
+}
+
+/// One connection attempt with rumqttc: `Ok` when accepted, the refusal's code otherwise.
+pub async fn attempt(
+    server: &TestServer,
+    user: &str,
+    device: &str,
+    pw: &str,
+) -> Result<(), ConnectReturnCode> {
+    match Device::connect(Device::options(server, user, device, pw)).await {
+        Ok(_) => Ok(()),
+        Err(ConnectionError::ConnectionRefused(code)) => Err(code),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+/// A server with the users alice, bob, carol and mallory (password `pw`), its settings
+/// adjusted by `adjust`.
+pub async fn server_with(adjust: impl FnOnce(&mut mqchat_server::ServerConfig)) -> TestServer {
+    let server = TestServer::start_with(adjust).await.expect("server");
+    for user in ["alice", "bob", "carol", "mallory"] {
+        server.add_user(user, "pw").expect("user");
+    }
+    server
 }
