@@ -33,6 +33,21 @@ def vectors(max_payload: int | None) -> list[tuple[str, dict]]:
     return [(name, v) for name, v in found if name != UNREACHABLE and v.get("max-payload") == max_payload]
 
 
+# What the error reply says of the refused packet (section 14: id, conv and type whenever
+# they could be read), for vectors refused as a whole or for another envelope field.
+ENVELOPE = {
+    "duplicate-key": {"id": "0a03zkqvpmqsw", "about": 1},
+    "trailing-bytes": {"id": "0a03zkqvpmqsw", "conv": "bob", "about": 1},
+    "conv-upper-case": {"id": "0a03zkqvpmqsw", "about": 1},
+    "text-not-utf8": {"id": "0a03zkqvpmqsw", "conv": "bob", "about": 1},
+    "nested-duplicate-key": {"id": "0a03zkqvpmqsw", "conv": "bob", "about": 1},
+    "too-deep": {"id": "0a03zkqvpmqsw", "conv": "bob", "about": 1},
+    "too-deep-unknown-type": {"id": "0a03zkqvpmqsw", "conv": "bob", "about": 5000},
+    "too-deep-hostile": {"id": "0a03zkqvpmqsw", "conv": "bob", "about": 1},
+    "too-large": {"id": "0a03zkqvpmqsw", "conv": "bob", "about": 1},
+}
+
+
 def check_refusals(world: World, cases: list[tuple[str, dict]]) -> None:
     world.users("alice", "bob")
     alice = world.python("alice", "phone")
@@ -41,6 +56,9 @@ def check_refusals(world: World, cases: list[tuple[str, dict]]) -> None:
         assert vector["topic"] == "mq/up/alice/phone", name
         error = refusal(alice, bytes.fromhex("".join(vector["cbor"].split())))
         assert ERROR_NAMES[error["code"]] == vector["error"], f"{name}: {error}"
+        if name in ENVELOPE:
+            said = {k: error[k] for k in ("id", "conv", "about") if k in error}
+            assert said == ENVELOPE[name], f"{name}: {error}"
 
 
 def test_each_invalid_vector_is_refused_with_its_error(world: World) -> None:

@@ -1309,12 +1309,14 @@ impl Engine {
                 tracing::error!(user = %user, device = %device, error = %e, "store failed checking a presence");
             }
         }
-        let decoded = self
-            .config
-            .registry
-            .decode(payload)
+        // Held to the limits of what the hub takes upstream: this copy stays retained.
+        let decoded = Packet::decode_within(payload, mqchat_proto::encoding::MAX_NESTING)
             .map_err(|e| e.to_string())
             .and_then(|p| {
+                self.config
+                    .registry
+                    .validate(&p)
+                    .map_err(|e| e.to_string())?;
                 if p.kind == PacketKind::PRESENCE {
                     Presence::from_packet(&p).map_err(|e| e.to_string())
                 } else {

@@ -62,12 +62,26 @@ impl Fixture {
     }
 
     fn raw(&mut self, batch: Vec<Upstream>) -> Vec<(String, Value)> {
+        let publishes = self.publishes(batch);
+        publishes.iter().map(|o| self.show(o)).collect()
+    }
+
+    /// Processes a batch; returns the publishes as they would go out.
+    fn publishes(&mut self, batch: Vec<Upstream>) -> Vec<Outbound> {
         self.now += 1000;
         let output = self.engine.process(&mut self.store, self.now, &batch);
         self.engine
             .confirm(&mut self.store, &output.delivered)
             .expect("confirm");
-        output.publishes.iter().map(|o| self.show(o)).collect()
+        output.publishes
+    }
+
+    /// A payload given in hex (whitespace ignored) from `user:phone`.
+    fn send_hex(&mut self, user: &str, payload: &str) -> Vec<Outbound> {
+        self.publishes(vec![Upstream {
+            topic: format!("mq/up/{user}/phone"),
+            payload: hex::decode(payload.split_whitespace().collect::<String>()).expect("test hex"),
+        }])
     }
 
     fn show(&self, o: &Outbound) -> (String, Value) {
@@ -432,6 +446,133 @@ fn history_pages_both_ways() {
         json!({"type": "history", "id": ID1, "conv": "carol"}),
     );
     assert_eq!(out[0].1["events"], json!([]));
+}
+
+/// `{0: kind, 1: ID1, 2: "bob", 99: [[...[0]...]]}` in hex, nesting `levels` levels in all.
+fn nested(kind: &str, levels: usize) -> String {
+    format!(
+        "a4 00{kind} 01 1b 05007f9df76a5f21 02 63 626f62 18 63 {} 00",
+        "81".repeat(levels - 1)
+    )
+}
+
+#[test]
+fn too_deep_packets_are_refused_with_their_envelope_and_nothing_kept() {
+    let mut f = Fixture::new();
+    let limit = mqchat_proto::encoding::MAX_NESTING;
+    // A message, an unknown event type and an unknown signal, one level too deep, and the
+    // 50,000 levels that once reached the archive.
+    for (kind, levels, about) in [
+        ("01", limit + 1, 1),
+        ("191388", limit + 1, 5000),
+        ("191388", 50_000, 5000),
+    ] {
+        let out = f.send_hex("alice", &nested(kind, levels));
+        let shown: Vec<_> = out.iter().map(|o| f.show(o)).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert_eq!(shown[0].0, "mq/in/alice/r/phone");
+        assert_eq!(
+            shown[0].1,
+            json!({"type": "error", "id": ID1, "conv": "bob", "code": 1, "about": about,
+                   "detail": format!("the packet nests deeper than {limit} levels")})
+        );
+    }
+    let signal = "a4 00 19 1388 02 63 626f62 07 f5 18 63".to_owned() + &"81".repeat(limit) + "00";
+    let out = f.send_hex("alice", &signal);
+    assert_eq!(out.len(), 1);
+    assert_eq!(f.show(&out[0]).1["code"], 1);
+    // Nothing was stored: the conversation does not exist, and the next event is the first.
+    let out = f.send("bob", json!({"type": "sync", "id": ID2}));
+    assert_eq!(out[0].1["conversations"], json!([]));
+    let out = f.send("alice", msg(ID3, "bob", "Hi"));
+    assert_eq!(out[0].1["seq"], 1);
+    // At the limit, the packet is an event like any other.
+    let out = f.send_hex("alice", &nested("191388", limit));
+    assert_eq!(f.show(&out[1]).1["seq"], 2);
+}
+
+#[test]
+fn refusals_carry_the_envelope_that_could_be_read() {
+    let mut f = Fixture::new();
+    // An invalid conversation: id and type still come back.
+    let out = f.send_hex(
+        "alice",
+        "a4 00 01 01 1b 05007f9df76a5f21 02 63 424f42 08 62 4869",
+    );
+    assert_eq!(out.len(), 1);
+    let (topic, reply) = f.show(&out[0]);
+    assert_eq!(topic, "mq/in/alice/r/phone");
+    assert_eq!(
+        (
+            &reply["id"],
+            &reply["conv"],
+            &reply["about"],
+            &reply["code"]
+        ),
+        (&json!(ID1), &Value::Null, &json!(1), &json!(2))
+    );
+    // Malformed as a whole (key 8 twice): all three.
+    let out = f.send_hex(
+        "alice",
+        "a5 00 01 01 1b 05007f9df76a5f21 02 63 626f62 08 61 61 08 61 62",
+    );
+    let reply = f.show(&out[0]).1;
+    assert_eq!(
+        (
+            &reply["id"],
+            &reply["conv"],
+            &reply["about"],
+            &reply["code"]
+        ),
+        (&json!(ID1), &json!("bob"), &json!(1), &json!(1))
+    );
+}
+
+#[test]
+fn other_encodings_are_accepted_and_forwarded_deterministic() {
+    let mut f = Fixture::new();
+    // {_ 0: 1, 1: ID1 (in 9 bytes), 2: (_ "b", "ob"), 8: (_ "H", "i"),
+    //   99: [_ {_ "b": 1.5 (double), "a": 24 (in 3 bytes)}, (_ h'01', h'02')]}
+    let out = f.send_hex(
+        "alice",
+        "bf 00 01 01 1b 05007f9df76a5f21 02 7f 61 62 62 6f62 ff 08 7f 61 48 61 69 ff
+         18 63 9f bf 61 62 fb 3ff8000000000000 61 61 19 0018 ff 5f 41 01 41 02 ff ff ff",
+    );
+    let canonical_99 = "18 63 82 a2 61 61 18 18 61 62 f9 3e00 42 0102";
+    let delivered: Vec<_> = out
+        .iter()
+        .map(|o| (o.topic.as_str(), hex::encode(&o.payload)))
+        .collect();
+    let expected = |s: &str| s.replace(' ', "");
+    assert_eq!(
+        delivered,
+        vec![
+            (
+                "mq/in/alice/d",
+                expected(&format!(
+                    "a9 00 01 01 1b 05007f9df76a5f21 02 63 626f62 03 01 04 19 07d0 05 65 616c696365 06 65 70686f6e65 08 62 4869 {canonical_99}"
+                ))
+            ),
+            (
+                "mq/in/bob/d",
+                expected(&format!(
+                    "a6 00 01 02 65 616c696365 03 01 04 19 07d0 08 62 4869 {canonical_99}"
+                ))
+            ),
+        ]
+    );
+    // The archive holds the same form: a history page carries it.
+    let history = json!({"type": "history", "id": ID2, "conv": "alice"});
+    let out = f.publishes(vec![Upstream {
+        topic: "mq/up/bob/phone".into(),
+        payload: f
+            .registry
+            .from_json(&history)
+            .expect("test packet")
+            .encode(),
+    }]);
+    let page = hex::encode(&out[0].payload);
+    assert!(page.contains(&expected(canonical_99)), "{page}");
 }
 
 #[test]

@@ -9,7 +9,8 @@
 // A tool, not the library: it writes files.
 #![allow(clippy::disallowed_methods)]
 
-use mqchat_proto::Registry;
+use mqchat_proto::encoding::MAX_NESTING;
+use mqchat_proto::{Packet, Registry};
 use serde_json::{Value, json};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,7 +39,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             serde_json::to_string_pretty(&vector)? + "\n",
         )?;
     }
-    for (name, description, topic, cbor, error, max_payload) in invalid() {
+    for (name, description, topic, cbor, packet, route) in other_encodings() {
+        let canonical = registry
+            .from_json(&packet)
+            .map_err(|e| format!("{name}: {e}"))?
+            .encode();
+        let bytes = ::hex::decode(cbor.split_whitespace().collect::<String>())?;
+        let decoded = Packet::decode(&bytes).map_err(|e| format!("{name}: {e}"))?;
+        if registry.to_json(&decoded) != packet || decoded.encode() != canonical {
+            return Err(format!("{name}: the bytes do not encode the packet").into());
+        }
+        let vector = json!({
+            "description": description,
+            "topic": topic,
+            "cbor": cbor,
+            "canonical": hex(&canonical),
+            "packet": packet,
+            "route": route,
+        });
+        std::fs::write(
+            valid_dir.join(format!("{name}.json")),
+            serde_json::to_string_pretty(&vector)? + "\n",
+        )?;
+    }
+    let invalid = invalid()
+        .into_iter()
+        .map(|(name, description, topic, cbor, error, max)| {
+            (name, description, topic, cbor.to_owned(), error, max)
+        });
+    for (name, description, topic, cbor, error, max_payload) in invalid.chain(too_deep()) {
         let mut vector =
             json!({ "description": description, "topic": topic, "cbor": cbor, "error": error });
         if let Some(max) = max_payload {
@@ -154,7 +183,7 @@ fn valid() -> Vec<Valid> {
         ),
         (
             "message-unknown-key",
-            "a message with a body key this version does not know (99): kept and passed on byte for byte",
+            "a message with a body key this version does not know (99): kept and passed on unchanged",
             up,
             json!({"type": "message", "id": ID, "conv": "bob", "text": "Hi", "unknown": {"99": "a1617801"}}),
             Some("event"),
@@ -403,6 +432,13 @@ fn valid() -> Vec<Valid> {
             Some("event"),
         ),
         (
+            "nesting-limit",
+            "a message whose unknown key 99 nests as deep as a packet may: 16 levels, the packet's map being the first",
+            up,
+            json!({"type": "message", "id": ID, "conv": "bob", "text": "Hi", "unknown": {"99": format!("{}00", "81".repeat(MAX_NESTING - 1))}}),
+            Some("event"),
+        ),
+        (
             "unknown-type-ephemeral",
             "an unknown type flagged ephemeral: forwarded like a chat state",
             up,
@@ -618,6 +654,93 @@ fn valid() -> Vec<Valid> {
             up,
             json!({"type": 128, "id": ID, "conv": "bob", "unknown": {"8": "182a", "9": "64f09f918d"}}),
             Some("event"),
+        ),
+    ]
+}
+
+type OtherEncoding = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Value,
+    &'static str,
+);
+
+/// Packets in encodings other than the deterministic one: accepted, and encoded as
+/// `canonical` by an encoder (and by a hub forwarding them).
+fn other_encodings() -> Vec<OtherEncoding> {
+    let up = "mq/up/alice/phone";
+    vec![
+        (
+            "message-indefinite",
+            "message-upstream with indefinite lengths: the map, and the conversation and text in chunks",
+            up,
+            "bf 00 01 01 1b05007f9df76a5f3c 02 7f 62626f 6162 ff 08 7f 6148 6169 ff ff",
+            json!({"type": "message", "id": ID, "conv": "bob", "text": "Hi"}),
+            "event",
+        ),
+        (
+            "message-unknown-other-encoding",
+            "unknown keys in other encodings: [_ {_ \"b\": 1.5 as a double, \"a\": 24 in 3 bytes}, (_ h'01', h'02')] and 1 in 9 bytes; keys 100 and 99 out of order",
+            up,
+            "a6 00 01 01 1b05007f9df76a5f3c 02 63626f62 08 624869 1864 1b0000000000000001 \
+             1863 9f bf 6162 fb3ff8000000000000 6161 190018 ff 5f 4101 4102 ff ff",
+            json!({"type": "message", "id": ID, "conv": "bob", "text": "Hi", "unknown": {"99": "82a2616118186162f93e00420102", "100": "01"}}),
+            "event",
+        ),
+        (
+            "unknown-type-indefinite",
+            "an unknown ephemeral type whose body is in indefinite lengths: {_ 0: 1501, 2: \"bob\", 7: true, 8: [_ 1, [_ ], {_ }]}",
+            up,
+            "bf 00 1905dd 02 63626f62 07 f5 08 9f 01 9f ff bf ff ff ff",
+            json!({"type": 1501, "conv": "bob", "ephemeral": true, "unknown": {"8": "830180a0"}}),
+            "signal",
+        ),
+    ]
+}
+
+/// An invalid vector whose bytes are computed.
+type Generated = (
+    &'static str,
+    &'static str,
+    &'static str,
+    String,
+    &'static str,
+    Option<usize>,
+);
+
+/// Invalid vectors too long to write out: nesting beyond the limit.
+fn too_deep() -> Vec<Generated> {
+    let up = "mq/up/alice/phone";
+    let message = "a5 0001 011b05007f9df76a5f3c 0263626f62 08624869 1863";
+    vec![
+        (
+            "too-deep",
+            "a message whose unknown key 99 nests one level deeper than a packet may (17 levels)",
+            up,
+            format!("{message} {}00", "81".repeat(MAX_NESTING)),
+            "malformed",
+            None,
+        ),
+        (
+            "too-deep-unknown-type",
+            "an unknown type whose body nests 17 levels in maps ({0: {0: ...}})",
+            up,
+            format!(
+                "a4 00191388 011b05007f9df76a5f3c 0263626f62 08 {}00",
+                "a100".repeat(MAX_NESTING)
+            ),
+            "malformed",
+            None,
+        ),
+        (
+            "too-deep-hostile",
+            "10,000 nested arrays in an unknown key: refused without exhausting any stack",
+            up,
+            format!("{message} {}00", "81".repeat(10_000)),
+            "malformed",
+            None,
         ),
     ]
 }
@@ -952,6 +1075,30 @@ fn invalid() -> Vec<Invalid> {
             up,
             "a4 0005 011b05007f9df76a5f3c 02 75 7369703a6361726f6c406578616d706c652e6e6574 0800",
             "invalid",
+            None,
+        ),
+        (
+            "nested-duplicate-key",
+            "a message whose unknown key 99 is a map with key 1 twice (once in 2 bytes)",
+            up,
+            "a5 0001 011b05007f9df76a5f3c 0263626f62 08624869 1863 a2 01f5 1801f4",
+            "malformed",
+            None,
+        ),
+        (
+            "text-not-utf8",
+            "a message whose text is not UTF-8",
+            up,
+            "a4 0001 011b05007f9df76a5f3c 0263626f62 0862c328",
+            "malformed",
+            None,
+        ),
+        (
+            "text-chunk-bytes",
+            "an indefinite-length text with a byte string chunk",
+            up,
+            "a4 0001 011b05007f9df76a5f3c 0263626f62 08 7f 4148 6169 ff",
+            "malformed",
             None,
         ),
         (

@@ -38,7 +38,7 @@ macro_rules! codes {
 
 codes! {
     /// The payload is not a packet: not CBOR, not a map, a key that is not an unsigned
-    /// integer, a duplicate key, or no type.
+    /// integer, a duplicate key, no type, or nesting too deep.
     MALFORMED = 1, "malformed";
     /// A field has the wrong type, a value out of range, or a required field is missing.
     INVALID = 2, "invalid";
@@ -127,6 +127,12 @@ pub enum DecodeError {
     /// Key 0 (the packet type) is missing.
     #[error("the packet has no type (key 0)")]
     NoType,
+    /// Arrays, maps and tags nest deeper than this many levels, the packet's map included.
+    #[error("the packet nests deeper than {0} levels")]
+    TooDeep(usize),
+    /// A map inside a value has the same key twice.
+    #[error("a map inside the packet has the same key twice")]
+    NestedDuplicateKey,
     /// A field has the wrong type or value.
     #[error(transparent)]
     Field(#[from] FieldError),
@@ -144,9 +150,13 @@ impl DecodeError {
     /// The wire error code a hub replies with for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Cbor(_) | Self::NotMap | Self::Key | Self::DuplicateKey(_) | Self::NoType => {
-                ErrorCode::MALFORMED
-            }
+            Self::Cbor(_)
+            | Self::NotMap
+            | Self::Key
+            | Self::DuplicateKey(_)
+            | Self::NoType
+            | Self::TooDeep(_)
+            | Self::NestedDuplicateKey => ErrorCode::MALFORMED,
             Self::Field(_) | Self::Kind { .. } => ErrorCode::INVALID,
         }
     }

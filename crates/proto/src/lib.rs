@@ -8,6 +8,7 @@
 
 pub mod acl;
 pub mod body;
+pub mod encoding;
 pub mod error;
 pub mod id;
 pub mod identity;

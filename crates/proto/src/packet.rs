@@ -2,13 +2,15 @@
 //! by every packet type; keys from 8 up are the type's body.
 //!
 //! The envelope is parsed into typed fields. The body is kept as raw CBOR items, one per key,
-//! exactly as received, so that a hub or client forwarding a packet passes on keys (and whole
-//! packet types) it does not know unchanged. Typed views of the body live in [`crate::body`];
-//! schemas and JSON rendering in [`crate::provider`].
+//! each in the deterministic encoding (see [`crate::encoding`]: a value a conforming sender
+//! wrote is kept byte for byte), so that a hub or client forwarding a packet passes on keys
+//! (and whole packet types) it does not know unchanged. Typed views of the body live in
+//! [`crate::body`]; schemas and JSON rendering in [`crate::provider`].
 
 use minicbor::data::Type;
 use minicbor::{Decoder, Encoder};
 
+use crate::encoding::{self, MAX_NESTING_DECODED};
 use crate::error::{DecodeError, FieldError};
 use crate::id::MessageId;
 use crate::identity::{ConversationRef, DeviceId, UserId};
@@ -107,7 +109,8 @@ pub mod key {
 /// this deep; it bounds work on hostile input.
 pub const MAX_DEPTH: usize = 4;
 
-/// The body of a packet, or any mqchat map: integer keys to raw CBOR items, in key order.
+/// The body of a packet, or any mqchat map: integer keys to raw CBOR items, in key order,
+/// each in the deterministic encoding (spec 5).
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Fields {
     entries: Vec<(u32, Box<[u8]>)>,
@@ -172,15 +175,15 @@ impl Fields {
         self.raw(key).is_some()
     }
 
-    /// Sets `key` to a raw CBOR item, which must be exactly one well-formed item.
-    pub fn insert_raw(&mut self, key: u32, raw: impl Into<Box<[u8]>>) -> Result<(), DecodeError> {
-        let raw = raw.into();
-        let mut d = Decoder::new(&raw);
-        d.skip()?;
-        if d.position() != raw.len() {
+    /// Sets `key` to a raw CBOR item, which must be exactly one well-formed item; it is kept
+    /// in the deterministic encoding, like every value of a decoded map.
+    pub fn insert_raw(&mut self, key: u32, raw: impl AsRef<[u8]>) -> Result<(), DecodeError> {
+        let raw = raw.as_ref();
+        let (value, end) = encoding::canonical(raw, 0, 1, MAX_NESTING_DECODED)?;
+        if end != raw.len() {
             return Err(DecodeError::Cbor("trailing bytes after the item".into()));
         }
-        self.put(key, raw);
+        self.put(key, value.into_boxed_slice());
         Ok(())
     }
 
@@ -330,8 +333,10 @@ impl Fields {
         }
     }
 
-    /// Decodes a map from `d` into fields, checking keys. Used for packets and nested maps.
-    pub(crate) fn decode_map(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+    /// Decodes a map from `d` into fields, checking keys, each value rewritten in the
+    /// deterministic encoding and nesting at most `max_nesting` levels, the map being level 1.
+    /// Used for packets and nested maps.
+    pub(crate) fn decode_map(d: &mut Decoder<'_>, max_nesting: usize) -> Result<Self, DecodeError> {
         let input = d.input();
         let len = match d.datatype()? {
             Type::Map | Type::MapIndef => d.map()?,
@@ -359,9 +364,9 @@ impl Fields {
                     return Err(DecodeError::Key);
                 }
             };
-            let start = d.position();
-            d.skip()?;
-            let raw: Box<[u8]> = input[start..d.position()].into();
+            let (raw, end) = encoding::canonical(input, d.position(), 1, max_nesting)?;
+            d.set_position(end);
+            let raw = raw.into_boxed_slice();
             match fields.entries.binary_search_by_key(&key, |(k, _)| *k) {
                 Ok(_) => return Err(DecodeError::DuplicateKey(key)),
                 Err(i) => fields.entries.insert(i, (key, raw)),
@@ -370,10 +375,15 @@ impl Fields {
         Ok(fields)
     }
 
-    /// Decodes one complete map (no trailing bytes).
+    /// Decodes one complete map (no trailing bytes), nesting at most
+    /// [`MAX_NESTING_DECODED`] levels.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_within(bytes, MAX_NESTING_DECODED)
+    }
+
+    fn decode_within(bytes: &[u8], max_nesting: usize) -> Result<Self, DecodeError> {
         let mut d = Decoder::new(bytes);
-        let fields = Self::decode_map(&mut d)?;
+        let fields = Self::decode_map(&mut d, max_nesting)?;
         if d.position() != bytes.len() {
             return Err(DecodeError::Cbor("trailing bytes after the map".into()));
         }
@@ -462,10 +472,16 @@ impl Packet {
         &self.body
     }
 
-    /// Decodes a packet from its CBOR bytes.
+    /// Decodes a packet from its CBOR bytes, nesting at most [`MAX_NESTING_DECODED`] levels
+    /// (what every receiver accepts, spec 5).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let all = Fields::decode(bytes)?;
-        Self::from_fields(all)
+        Self::decode_within(bytes, MAX_NESTING_DECODED)
+    }
+
+    /// Decodes a packet nesting at most `max_nesting` levels, its map being level 1: the hub
+    /// takes [`encoding::MAX_NESTING`] from devices and its gateway.
+    pub fn decode_within(bytes: &[u8], max_nesting: usize) -> Result<Self, DecodeError> {
+        Self::from_fields(Fields::decode_within(bytes, max_nesting)?)
     }
 
     /// Splits a decoded map into envelope and body.
@@ -577,10 +593,37 @@ mod tests {
         assert_eq!(p.encode(), bytes);
     }
 
+    /// Decodes `input` and encodes the packet again: `expected`, the deterministic encoding.
+    fn normalises(input: &str, expected: &str) {
+        let p = Packet::decode(&hex(input)).expect(input);
+        assert_eq!(
+            hex::encode(p.encode()),
+            expected.replace(' ', ""),
+            "{input}"
+        );
+    }
+
     #[test]
-    fn indefinite_maps_are_accepted_and_normalised() {
-        let p = Packet::decode(&hex("bf 00 01 08 624869 ff")).expect("valid");
-        assert_eq!(p.encode(), hex("a2 00 01 08 624869"));
+    fn other_encodings_are_accepted_and_normalised() {
+        // Indefinite lengths: the map, text in the envelope and the body, unknown values.
+        normalises("bf 00 01 08 624869 ff", "a2 00 01 08 624869");
+        normalises(
+            "bf 00 01 02 7f 62 626f 61 62 ff 08 7f 61 48 61 69 ff ff",
+            "a3 00 01 02 63626f62 08 624869",
+        );
+        normalises(
+            "a2 00 19 1388 1863 9f 5f 41 00 ff bf 02 00 01 00 ff ff",
+            "a2 00 19 1388 1863 82 41 00 a2 01 00 02 00",
+        );
+        // Shortest heads, keys in order, floats in their shortest width.
+        normalises(
+            "a2 18 08 62 4869 00 1b 0000000000000001",
+            "a2 00 01 08 624869",
+        );
+        normalises("a2 00 01 1863 fb 3ff8000000000000", "a2 00 01 1863 f9 3e00");
+        // Deeper levels count from the packet's map; nested packets are checked again.
+        let deepest = format!("a2 00 01 08 {} 00", "81".repeat(MAX_NESTING_DECODED - 1));
+        normalises(&deepest, &deepest);
     }
 
     #[test]
@@ -601,6 +644,13 @@ mod tests {
                 DecodeError::Field(field_err(1, "")),
             ),
             ("a1 00 20", DecodeError::Field(field_err(0, ""))),
+            ("a2 00 01 08 62 c328", DecodeError::Cbor(String::new())),
+            ("a2 00 01 08 7f 41 48 ff", DecodeError::Cbor(String::new())),
+            (
+                "a2 00 01 08 a2 01 00 01 00",
+                DecodeError::NestedDuplicateKey,
+            ),
+            ("a2 00 01 08 c1 c1 c1 ff", DecodeError::Cbor(String::new())),
         ];
         for (input, expected) in cases {
             let err = Packet::decode(&hex(input)).expect_err(input);
@@ -616,6 +666,26 @@ mod tests {
     }
 
     #[test]
+    fn nesting_is_limited_from_the_packets_map() {
+        let at = |levels: usize| hex(&format!("a2 00 01 08 {} 00", "81".repeat(levels - 1)));
+        let limit = crate::encoding::MAX_NESTING;
+        assert!(Packet::decode_within(&at(limit), limit).is_ok());
+        assert_eq!(
+            Packet::decode_within(&at(limit + 1), limit),
+            Err(DecodeError::TooDeep(limit))
+        );
+        assert!(Packet::decode(&at(MAX_NESTING_DECODED)).is_ok());
+        assert_eq!(
+            Packet::decode(&at(MAX_NESTING_DECODED + 1)),
+            Err(DecodeError::TooDeep(MAX_NESTING_DECODED))
+        );
+        assert_eq!(
+            Packet::decode(&hex(&format!("a1 00 {}", "81".repeat(50_000)))),
+            Err(DecodeError::TooDeep(MAX_NESTING_DECODED))
+        );
+    }
+
+    #[test]
     fn with_body_refuses_envelope_keys() {
         let mut body = Fields::new();
         body.set_uint(3, 1);
@@ -628,5 +698,7 @@ mod tests {
         assert!(f.insert_raw(9, vec![0x01]).is_ok());
         assert!(f.insert_raw(9, vec![0x01, 0x02]).is_err());
         assert!(f.insert_raw(9, vec![0x62, 0x48]).is_err());
+        assert!(f.insert_raw(9, vec![0x9f, 0x18, 0x01, 0xff]).is_ok());
+        assert_eq!(f.raw(9), Some(&[0x81, 0x01][..]));
     }
 }

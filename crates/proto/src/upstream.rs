@@ -2,15 +2,21 @@
 //! or into the error reply the spec says the device gets.
 //!
 //! Everything the hub checks before touching storage happens here, without IO: the topic
-//! names the sender (never the payload), the size is bounded, the packet decodes and fits
-//! its schema, and its type may travel upstream with the envelope fields its route needs.
-//! Envelope fields only the hub may set (`seq`, `ts`, `from`, `device`) are dropped.
+//! names the sender (never the payload), the size is bounded, the packet decodes (nesting at
+//! most [`MAX_NESTING`] levels) and fits its schema, and its type may travel upstream with
+//! the envelope fields its route needs. Envelope fields only the hub may set (`seq`, `ts`,
+//! `from`, `device`) are dropped. A refusal carries the packet's `id`, `conv` and type
+//! whenever they can be read, even from a payload refused as a whole (spec 14).
+
+use minicbor::Decoder;
+use minicbor::data::Type;
 
 use crate::body::{Body, ErrorReply, GATEWAY_KEYS, Sip};
+use crate::encoding::MAX_NESTING;
 use crate::error::ErrorCode;
 use crate::id::MessageId;
 use crate::identity::{ConversationRef, DeviceIdentity, GatewayName};
-use crate::packet::{Packet, PacketKind};
+use crate::packet::{Fields, Packet, PacketKind, key};
 use crate::provider::{Registry, Routing};
 use crate::topic::{GatewayDirection, Topic, TopicRoot};
 
@@ -97,11 +103,11 @@ pub fn accept(
             "payload is {} bytes, at most {max_payload} accepted",
             payload.len()
         );
-        return Err(reject(Some(sender), ErrorCode::TOO_LARGE, detail));
+        return Err(salvage(sender, ErrorCode::TOO_LARGE, detail, payload));
     }
-    let mut packet = match Packet::decode(payload) {
+    let mut packet = match Packet::decode_within(payload, MAX_NESTING) {
         Ok(packet) => packet,
-        Err(e) => return Err(reject(Some(sender), e.code(), e.to_string())),
+        Err(e) => return Err(salvage(sender, e.code(), e.to_string(), payload)),
     };
     let refuse = |code: ErrorCode, detail: String, packet: &Packet| Rejection {
         sender: Some(sender.clone()),
@@ -221,7 +227,7 @@ pub fn accept_gateway(
             payload.len()
         ));
     }
-    let packet = Packet::decode(payload).map_err(|e| e.to_string())?;
+    let packet = Packet::decode_within(payload, MAX_NESTING).map_err(|e| e.to_string())?;
     if packet.kind != PacketKind::SIP {
         return Err(format!("packet type {} on a gateway topic", packet.kind.0));
     }
@@ -231,6 +237,65 @@ pub fn accept_gateway(
         return Err("a sip packet from the gateway needs peer and source".into());
     }
     Ok(GatewayInbound { gateway, sip })
+}
+
+/// The refusal of a payload that did not decode as a whole, with what can still be read of
+/// its type, `id` and `conv` (spec 14): the top-level map is walked as far as it is
+/// well-formed, and each of keys 0, 1 and 2 that appears once, with a valid value, is kept,
+/// whatever is wrong elsewhere. Values are skipped without being rewritten (the walk is
+/// iterative at any depth); the payload is at most the broker's maximum, so this is cheap.
+fn salvage(sender: DeviceIdentity, code: ErrorCode, detail: String, payload: &[u8]) -> Rejection {
+    let envelope = envelope_of(payload);
+    let id = envelope.uint(key::ID).ok().flatten();
+    let conv = envelope.text(key::CONV).ok().flatten();
+    let kind = envelope.uint(key::TYPE).ok().flatten();
+    Rejection {
+        sender: Some(sender),
+        code,
+        detail,
+        id: id.and_then(|id| MessageId::new(id).ok()),
+        conv: conv.and_then(|conv| ConversationRef::parse(conv).ok()),
+        about: kind.and_then(|k| u32::try_from(k).ok()).map(PacketKind),
+    }
+}
+
+/// Keys 0 to 2 of a payload's top-level map that appear exactly once, as raw items.
+fn envelope_of(payload: &[u8]) -> Fields {
+    let mut d = Decoder::new(payload);
+    let mut found: Vec<(u64, &[u8])> = Vec::new();
+    let Ok(len) = d.map() else {
+        return Fields::new();
+    };
+    let mut remaining = len;
+    loop {
+        match remaining {
+            Some(0) => break,
+            Some(ref mut n) => *n -= 1,
+            None if matches!(d.datatype(), Ok(Type::Break) | Err(_)) => break,
+            None => {}
+        }
+        let key = match d.datatype() {
+            Ok(Type::U8 | Type::U16 | Type::U32 | Type::U64) => d.u64().ok(),
+            _ => d.skip().ok().map(|()| u64::MAX),
+        };
+        let start = d.position();
+        let (Some(key), Ok(())) = (key, d.skip()) else {
+            break;
+        };
+        found.push((key, &payload[start..d.position()]));
+    }
+    let mut envelope = Fields::new();
+    for k in [key::TYPE, key::ID, key::CONV] {
+        if let [(_, raw)] = found
+            .iter()
+            .filter(|(f, _)| *f == u64::from(k))
+            .collect::<Vec<_>>()[..]
+        {
+            // Skipped above as one well-formed item; the value's own checks come next.
+            let _ = envelope.insert_raw(k, raw);
+        }
+    }
+    envelope
 }
 
 fn reject(sender: Option<DeviceIdentity>, code: ErrorCode, detail: String) -> Rejection {
@@ -391,6 +456,135 @@ mod tests {
         assert!(accept_gateway(&registry, &root, "mq/gw/sip/in", &bare, 4096).is_err());
         let message = message().encode();
         assert!(accept_gateway(&registry, &root, "mq/gw/sip/in", &message, 4096).is_err());
+    }
+
+    /// The refusal of `payload` (hex) on alice's upstream topic, with a maximum of 4096 bytes:
+    /// its code and what it says of the packet (id, conv, type); `_` for what it leaves out.
+    fn refused(payload: &str, expected: &str) {
+        let payload = hex::decode(payload.replace(' ', "")).expect("test hex");
+        let r = accept(
+            &Registry::with_core(),
+            &TopicRoot::default(),
+            UP,
+            &payload,
+            4096,
+        )
+        .expect_err("must be refused");
+        let or_blank = |s: Option<String>| s.unwrap_or_else(|| "_".into());
+        let got = format!(
+            "{} {} {} {}",
+            r.code,
+            or_blank(r.id.map(|id| id.get().to_string())),
+            or_blank(r.conv.map(|c| c.to_string())),
+            or_blank(r.about.map(|k| k.0.to_string())),
+        );
+        let shown = hex::encode(&payload[..payload.len().min(40)]);
+        assert_eq!(got, expected, "{shown}...: {}", r.detail);
+    }
+
+    #[test]
+    fn refusals_carry_what_could_be_read() {
+        // Envelope fields in error: the others still reach the reply.
+        refused(
+            "a4 0001 011b05007f9df76a5f3c 0263424f42 08624869",
+            "invalid 360428286627176252 _ 1",
+        );
+        refused("a4 0001 0100 0263626f62 08624869", "invalid _ bob 1");
+        refused(
+            "a4 0001 011b8000000000000000 0263626f62 08624869",
+            "invalid _ bob 1",
+        );
+        refused("a4 0001 0143626f62 0263626f62 08624869", "invalid _ bob 1");
+        refused(
+            "a4 0001 011b05007f9df76a5f3c 0243626f62 08624869",
+            "invalid 360428286627176252 _ 1",
+        );
+        refused(
+            "a4 0001 011b05007f9df76a5f3c 0263626f62 0300",
+            "invalid 360428286627176252 bob 1",
+        );
+        refused(
+            "a4 0001 011b05007f9df76a5f3c 0263626f62 0701",
+            "invalid 360428286627176252 bob 1",
+        );
+        refused(
+            "a3 001b0000000100000000 011b05007f9df76a5f3c 0263626f62",
+            "invalid 360428286627176252 bob _",
+        );
+        // Payloads refused as a whole: what comes before and after the fault is read.
+        refused(
+            "a4 0001 011b05007f9df76a5f3c 0263626f62 0862c328",
+            "malformed 360428286627176252 bob 1",
+        );
+        refused(
+            "a5 0001 011b05007f9df76a5f3c 0263626f62 08624869 08624869",
+            "malformed 360428286627176252 bob 1",
+        );
+        refused("a4 08624869 6174 00 0001 0263626f62", "malformed _ bob 1");
+        refused(
+            "a4 0001 011b05007f9df76a5f3c 0263626f62 0861",
+            "malformed 360428286627176252 bob 1",
+        );
+        refused(
+            "a5 0001 011b05007f9df76a5f3c 0263626f62 08624869 00",
+            "malformed 360428286627176252 bob 1",
+        );
+        refused(
+            "a4 0001 011b05007f9df76a5f3c 0263626f62 08624869 00",
+            "malformed 360428286627176252 bob 1",
+        );
+        refused(
+            "bf 0001 011b05007f9df76a5f3c 027f62626f6162ff 0862c328 ff",
+            "malformed 360428286627176252 bob 1",
+        );
+        refused(
+            "a4 0001 011b05007f9df76a5f3c 0263626f62 08a2010001 00",
+            "malformed 360428286627176252 bob 1",
+        );
+        // Ambiguous or unreadable: left out.
+        refused(
+            "a4 0001 011b05007f9df76a5f3c 0100 0263626f62",
+            "malformed _ bob 1",
+        );
+        refused("a3 0001 0001 0263626f62", "malformed _ bob _");
+        refused(
+            "a3 0001 011b05007f9df76a5f3c 02 5f",
+            "malformed 360428286627176252 _ 1",
+        );
+        refused("83 0001 02", "malformed _ _ _");
+        refused("ff", "malformed _ _ _");
+        refused("a1 08 62 4869", "malformed _ _ _");
+        // Too deep, in an unknown key or an unknown type: malformed, with the envelope.
+        let deep = |kind: &str, levels: usize| {
+            format!(
+                "a4 00{kind} 011b05007f9df76a5f3c 0263626f62 1863 {} 00",
+                "81".repeat(levels - 1)
+            )
+        };
+        refused(
+            &deep("01", MAX_NESTING + 1),
+            "malformed 360428286627176252 bob 1",
+        );
+        refused(
+            &deep("191388", MAX_NESTING + 1),
+            "malformed 360428286627176252 bob 5000",
+        );
+        refused(
+            &deep("191388", 4000),
+            "malformed 360428286627176252 bob 5000",
+        );
+        let deepest = hex::decode(deep("191388", MAX_NESTING).replace(' ', "")).expect("hex");
+        let registry = Registry::with_core();
+        assert!(accept(&registry, &TopicRoot::default(), UP, &deepest, 4096).is_ok());
+        // Too large: the envelope is still read.
+        refused(
+            &format!(
+                "a4 0001 011b05007f9df76a5f3c 0263626f62 08791000{}",
+                "78".repeat(4096)
+            ),
+            "too-large 360428286627176252 bob 1",
+        );
+        // Not on an upstream topic: no one to answer.
     }
 
     #[test]

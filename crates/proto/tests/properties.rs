@@ -144,6 +144,13 @@ proptest! {
         if let Ok(p) = registry.decode(&bytes) {
             let _ = registry.to_json(&p);
         }
+        // Whatever decodes comes out in the deterministic encoding, which decodes to itself.
+        if let Ok(p) = Packet::decode(&bytes) {
+            let encoded = p.encode();
+            let again = Packet::decode(&encoded).expect("an encoded packet decodes");
+            prop_assert_eq!(&again, &p);
+            prop_assert_eq!(again.encode(), encoded);
+        }
     }
 
     #[test]

@@ -34,12 +34,13 @@ fn vectors(kind: &str) -> Vec<(PathBuf, Value)> {
 }
 
 fn bytes(vector: &Value) -> Vec<u8> {
-    let hex_text: String = vector["cbor"]
-        .as_str()
-        .expect("cbor is a string")
-        .split_whitespace()
-        .collect();
-    hex::decode(hex_text).expect("cbor is hex")
+    field_bytes(vector, "cbor").expect("every vector has cbor")
+}
+
+/// A hex field of a vector (whitespace ignored), if present.
+fn field_bytes(vector: &Value, field: &str) -> Option<Vec<u8>> {
+    let hex_text: String = vector.get(field)?.as_str()?.split_whitespace().collect();
+    Some(hex::decode(hex_text).expect("hex"))
 }
 
 fn route_name(route: Route) -> &'static str {
@@ -59,6 +60,13 @@ fn valid_vectors_round_trip() {
     for (path, vector) in vectors("valid") {
         let name = path.display();
         let cbor = bytes(&vector);
+        // `canonical`, when present, is the deterministic encoding of a `cbor` in another.
+        let deterministic = field_bytes(&vector, "canonical").unwrap_or_else(|| cbor.clone());
+        assert_eq!(
+            vector.get("canonical").is_some(),
+            deterministic != cbor,
+            "{name}: `canonical` is given exactly when `cbor` is in another encoding"
+        );
         let packet = Packet::decode(&cbor).unwrap_or_else(|e| panic!("{name}: {e}"));
         registry
             .validate(&packet)
@@ -73,13 +81,18 @@ fn valid_vectors_round_trip() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
             hex::encode(from_json.encode()),
-            hex::encode(&cbor),
+            hex::encode(&deterministic),
             "{name}: JSON encodes to other bytes"
         );
         assert_eq!(
-            packet.encode(),
-            cbor,
-            "{name}: not in deterministic encoding"
+            hex::encode(packet.encode()),
+            hex::encode(&deterministic),
+            "{name}: decoding does not yield the deterministic encoding"
+        );
+        assert_eq!(
+            Packet::decode(&deterministic).as_ref(),
+            Ok(&packet),
+            "{name}: `canonical` decodes to another packet"
         );
 
         let topic = vector["topic"].as_str().expect("topic");
@@ -91,6 +104,11 @@ fn valid_vectors_round_trip() {
                 let inbound = upstream::accept(&registry, &root, topic, &cbor, DEFAULT_MAX_PAYLOAD)
                     .unwrap_or_else(|e| panic!("{name}: refused: {}", e.detail));
                 assert_eq!(Some(route_name(inbound.route)), route.as_str(), "{name}");
+                assert_eq!(
+                    inbound.packet.encode(),
+                    deterministic,
+                    "{name}: the hub would store and forward another form"
+                );
             }
             (Topic::Upstream { .. }, None) => {
                 panic!("{name}: upstream vectors must give their route")

@@ -232,3 +232,136 @@ function wireInts(value) {
   if (value instanceof Map) return new Map([...value].map(([k, v]) => [wireInts(k), wireInts(v)]));
   return value;
 }
+
+/** Levels a packet sent to the hub may nest, its map being level 1 (section 5). */
+export const MAX_NESTING = 16;
+/** Levels a decoder accepts: the hub's results wrap stored packets up to 3 levels deeper. */
+export const MAX_NESTING_DECODED = 32;
+
+/** The half precision bits of a Number that has them exactly (NaN aside), else null. */
+function halfBits(value) {
+  const sign = value < 0 || Object.is(value, -0) ? 0x8000 : 0;
+  const abs = Math.abs(value);
+  if (abs === 0) return sign;
+  if (abs === Infinity) return sign | 0x7c00;
+  if (abs < 2 ** -14) {
+    const mantissa = abs / 2 ** -24; // subnormal: in units of 2^-24
+    return Number.isInteger(mantissa) ? sign | mantissa : null;
+  }
+  let exponent = Math.floor(Math.log2(abs));
+  while (2 ** exponent > abs) exponent -= 1;
+  while (2 ** (exponent + 1) <= abs) exponent += 1;
+  const mantissa = (abs / 2 ** exponent - 1) * 1024;
+  return exponent <= 15 && Number.isInteger(mantissa) ? sign | ((exponent + 15) << 10) | mantissa : null;
+}
+
+/** A float in the shortest of half, single and double precision that keeps it; NaN as f97e00. */
+function encodeFloat(value) {
+  if (Number.isNaN(value)) return Uint8Array.of(0xf9, 0x7e, 0x00);
+  const half = halfBits(value);
+  if (half !== null) return Uint8Array.of(0xf9, half >> 8, half & 0xff);
+  const view = new DataView(new ArrayBuffer(9));
+  if (Object.is(Math.fround(value), value)) {
+    view.setUint8(0, 0xfa);
+    view.setFloat32(1, value);
+    return new Uint8Array(view.buffer, 0, 5);
+  }
+  view.setUint8(0, 0xfb);
+  view.setFloat64(1, value);
+  return new Uint8Array(view.buffer);
+}
+
+/** A simple value or float (major type 7) whose head starts at `start`, in its deterministic form. */
+function simple(buf, start, arg) {
+  const info = buf[start] & 0x1f;
+  if (info < 24) return Uint8Array.of(0xe0 | info);
+  if (info === 24) {
+    if (arg < 32) throw new MalformedError('a simple value below 32 in two bytes');
+    return Uint8Array.of(0xf8, arg);
+  }
+  const view = new DataView(buf.buffer, buf.byteOffset + start + 1, 1 << (info - 24));
+  if (info === 25) {
+    const bits = view.getUint16(0);
+    return (bits & 0x7c00) === 0x7c00 && (bits & 0x3ff) !== 0 ? encodeFloat(NaN) : Uint8Array.of(0xf9, bits >> 8, bits & 0xff);
+  }
+  return encodeFloat(info === 26 ? view.getFloat32(0) : view.getFloat64(0));
+}
+
+/** A container's deterministic encoding, once all its items are read. */
+function close([major, , tag, items]) {
+  if (major === MAJOR.ARRAY) return concat([encodeHead(MAJOR.ARRAY, items.length), ...items]);
+  if (major === MAJOR.TAG) return concat([encodeHead(MAJOR.TAG, tag), items[0]]);
+  if (items.length % 2 !== 0) throw new MalformedError('a map ends after a key');
+  const entries = [];
+  for (let i = 0; i < items.length; i += 2) entries.push([items[i], items[i + 1]]);
+  entries.sort((a, b) => Buffer.compare(a[0], b[0]));
+  if (entries.some((entry, i) => i > 0 && Buffer.compare(entries[i - 1][0], entry[0]) === 0)) {
+    throw new MalformedError('a map with the same key twice');
+  }
+  return concat([encodeHead(MAJOR.MAP, entries.length), ...entries.flat()]);
+}
+
+/**
+ * Re-encodes one item in the deterministic encoding of section 5 (RFC 8949 4.2.1), as a hub
+ * forwards it. `raw` is a value inside containers `level` deep (1: a value of a packet's map).
+ * Throws MalformedError if it is not exactly one well-formed item, nests past `maxNesting`,
+ * or has a map with the same key twice. Iterative: `open` holds, for each container being
+ * read, [major type, items still needed (null: until a break), tag, items so far].
+ */
+export function deterministic(raw, maxNesting = MAX_NESTING_DECODED, level = 1) {
+  const open = [];
+  let pos = 0;
+  for (;;) {
+    const start = pos;
+    const [major, arg, next] = readHead(raw, pos);
+    pos = next;
+    if (major === MAJOR.TAG || ((major === MAJOR.ARRAY || major === MAJOR.MAP) && arg !== 0)) {
+      if (level + open.length + 1 > maxNesting) throw new MalformedError(`nests deeper than ${maxNesting} levels`);
+      if (typeof arg === 'bigint' && major !== MAJOR.TAG) throw new MalformedError('unexpected end of data');
+      const needed = major === MAJOR.TAG ? 1 : arg === null ? null : arg * (major === MAJOR.MAP ? 2 : 1);
+      open.push([major, needed, arg, []]);
+      continue;
+    }
+    let item;
+    if (major === MAJOR.SIMPLE && arg === null) {
+      if (open.length === 0 || open.at(-1)[1] !== null) throw new MalformedError('break outside an indefinite-length container');
+      item = close(open.pop());
+    } else if (major === MAJOR.BYTES || major === MAJOR.TEXT) {
+      let chunks;
+      if (arg === null) {
+        [chunks, pos] = stringChunks(raw, pos, major);
+      } else {
+        pos = skipBytes(raw, pos, arg);
+        chunks = [raw.subarray(pos - arg, pos)];
+      }
+      if (major === MAJOR.TEXT) {
+        for (const chunk of chunks) {
+          try {
+            new TextDecoder('utf-8', { fatal: true }).decode(chunk);
+          } catch {
+            throw new MalformedError('text that is not UTF-8');
+          }
+        }
+      }
+      const content = concat(chunks);
+      item = concat([encodeHead(major, content.length), content]);
+    } else if (major === MAJOR.SIMPLE) {
+      item = simple(raw, start, arg);
+    } else {
+      item = encodeHead(major, arg); // integers, and empty arrays and maps
+    }
+    // One item is complete: add it to its container, closing those it completes.
+    for (;;) {
+      if (open.length === 0) {
+        if (pos !== raw.length) throw new MalformedError('trailing bytes after the item');
+        return item;
+      }
+      const container = open.at(-1);
+      container[3].push(item);
+      if (container[1] === null) break;
+      container[1] -= 1;
+      if (container[1] > 0) break;
+      item = close(open.pop());
+    }
+  }
+}

@@ -6,6 +6,7 @@
  * the error this check must produce.
  */
 
+import { MAX_NESTING, MalformedError, deterministic, splitMap } from './cbor.js';
 import { PacketError, ROUTE_NEEDS, SIP_GATEWAY_FIELDS, TYPES, decodePacket } from './packet.js';
 
 export const DEFAULT_MAX_PAYLOAD = 65536;
@@ -17,6 +18,13 @@ export const DEFAULT_MAX_PAYLOAD = 65536;
 export function checkUpstream(topics, topic, payload, maxPayload = DEFAULT_MAX_PAYLOAD) {
   if (topics.parse(topic)?.kind !== 'upstream') throw new PacketError('wrong-topic', `${topic} is not an upstream topic`);
   if (payload.length > maxPayload) throw new PacketError('too-large', `${payload.length} bytes, the maximum is ${maxPayload}`);
+  try {
+    // The hub walks every value: nesting, a key twice in any map (section 5).
+    for (const value of splitMap(payload).values()) deterministic(value, MAX_NESTING);
+  } catch (e) {
+    if (e instanceof MalformedError) throw new PacketError('malformed', e.message);
+    throw e;
+  }
   const packet = decodePacket(payload);
   const known = TYPES.get(packet.type);
   let route;

@@ -5,14 +5,25 @@ keys and the exact bytes of each value, so that unknown values can be kept and f
 for byte, and assembles maps in the deterministic encoding the spec requires (definite
 lengths, shortest heads, ascending keys). Scalar values (integers, text, booleans) are
 decoded and encoded with cbor2; the structure around them is walked here, because cbor2
-neither exposes item boundaries nor rejects duplicate keys or trailing bytes.
+neither exposes item boundaries nor rejects duplicate keys or trailing bytes. The hub's
+deeper checks of values (nesting, a key twice in any map) and its deterministic re-encoding
+of them are in `deterministic`.
 """
 
 from __future__ import annotations
 
+import math
+import struct
+
 import cbor2
 
 MAX_KEY = 2**32 - 1
+
+MAX_NESTING = 16
+"""Levels a packet sent to the hub may nest, its map being level 1 (section 5)."""
+
+MAX_NESTING_DECODED = 32
+"""Levels a decoder accepts: the hub's results wrap stored packets up to 3 levels deeper."""
 
 MAJOR_UINT = 0
 MAJOR_NINT = 1
@@ -186,3 +197,123 @@ def decode_scalar(raw: bytes) -> object:
 def encode_scalar(value: int | str | bool) -> bytes:
     """Encodes an integer, text or boolean with cbor2 (always the shortest form)."""
     return cbor2.dumps(value)
+
+
+def _float(value: float) -> bytes:
+    """The shortest of half, single and double precision that keeps the value; NaN as f97e00."""
+    if math.isnan(value):
+        return bytes([0xF9, 0x7E, 0x00])
+    double = struct.pack(">d", value)
+    for head, fmt in ((0xF9, ">e"), (0xFA, ">f")):
+        try:
+            packed = struct.pack(fmt, value)
+        except OverflowError:
+            continue
+        if struct.pack(">d", struct.unpack(fmt, packed)[0]) == double:
+            return bytes([head]) + packed
+    return bytes([0xFB]) + double
+
+
+def _simple(info: int, arg: int) -> bytes:
+    """A simple value or float (major type 7) in its deterministic form."""
+    if info < 24:
+        return bytes([0xE0 | info])
+    if info == 24:
+        if arg < 32:
+            raise MalformedError("a simple value below 32 in two bytes")
+        return bytes([0xF8, arg])
+    if info == 25:
+        bits = arg.to_bytes(2, "big")
+        return _float(float("nan")) if math.isnan(struct.unpack(">e", bits)[0]) else b"\xf9" + bits
+    fmt, size = (">f", 4) if info == 26 else (">d", 8)
+    return _float(struct.unpack(fmt, arg.to_bytes(size, "big"))[0])
+
+
+def _close(container: list) -> bytes:
+    """A container's deterministic encoding, once all its items are read."""
+    major, _, tag, items = container
+    if major == MAJOR_ARRAY:
+        return encode_head(MAJOR_ARRAY, len(items)) + b"".join(items)
+    if major == MAJOR_TAG:
+        return encode_head(MAJOR_TAG, tag) + items[0]
+    if len(items) % 2:
+        raise MalformedError("a map ends after a key")
+    entries = sorted(zip(items[0::2], items[1::2]), key=lambda entry: entry[0])
+    if any(a[0] == b[0] for a, b in zip(entries, entries[1:])):
+        raise MalformedError("a map with the same key twice")
+    return encode_head(MAJOR_MAP, len(entries)) + b"".join(k + v for k, v in entries)
+
+
+def _string(buf: bytes, pos: int, major: int, length: int | None) -> tuple[bytes, int]:
+    """A string item's bytes (chunks joined; text checked UTF-8 chunk by chunk), and its end."""
+    chunks = []
+    if length is not None:
+        chunks.append((pos, length))
+        pos = _skip_bytes(buf, pos, length)
+    else:
+        while True:
+            chunk_major, chunk_length, pos = read_head(buf, pos)
+            if chunk_major == MAJOR_SIMPLE and chunk_length is None:
+                break
+            if chunk_major != major or chunk_length is None:
+                raise MalformedError("bad chunk in an indefinite-length string")
+            chunks.append((pos, chunk_length))
+            pos = _skip_bytes(buf, pos, chunk_length)
+    content = b""
+    for start, size in chunks:
+        chunk = buf[start : start + size]
+        if major == MAJOR_TEXT:
+            try:
+                chunk.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise MalformedError("text that is not UTF-8") from e
+        content += chunk
+    return encode_head(major, len(content)) + content, pos
+
+
+def deterministic(raw: bytes, max_nesting: int = MAX_NESTING_DECODED, level: int = 1) -> bytes:
+    """Re-encodes one item in the deterministic encoding of section 5 (RFC 8949 4.2.1).
+
+    `raw` is a value inside containers `level` deep (1: a value of a packet's map). Raises
+    MalformedError if it is not exactly one well-formed item, nests past `max_nesting`, or
+    has a map with the same key twice. Iterative: `open_items` holds, for each container
+    being read, [major type, items still needed (None: until a break), tag, items so far].
+    """
+    open_items: list[list] = []
+    pos = 0
+    while True:
+        info = raw[pos] & 0x1F if pos < len(raw) else 0
+        major, arg, pos = read_head(raw, pos)
+        if major == MAJOR_TAG or (major in (MAJOR_ARRAY, MAJOR_MAP) and arg != 0):
+            if level + len(open_items) + 1 > max_nesting:
+                raise MalformedError(f"nests deeper than {max_nesting} levels")
+            if major == MAJOR_TAG:
+                needed = 1
+            else:
+                needed = None if arg is None else arg * (2 if major == MAJOR_MAP else 1)
+            open_items.append([major, needed, arg, []])
+            continue
+        if major == MAJOR_SIMPLE and arg is None:  # a break
+            if not open_items or open_items[-1][1] is not None:
+                raise MalformedError("break outside an indefinite-length container")
+            item = _close(open_items.pop())
+        elif major in (MAJOR_BYTES, MAJOR_TEXT):
+            item, pos = _string(raw, pos, major, arg)
+        elif major == MAJOR_SIMPLE:
+            item = _simple(info, arg)
+        else:  # integers, and empty arrays and maps
+            item = encode_head(major, arg)
+        # One item is complete: add it to its container, closing those it completes.
+        while True:
+            if not open_items:
+                if pos != len(raw):
+                    raise MalformedError("trailing bytes after the item")
+                return item
+            container = open_items[-1]
+            container[3].append(item)
+            if container[1] is None:
+                break
+            container[1] -= 1
+            if container[1] > 0:
+                break
+            item = _close(open_items.pop())

@@ -7,6 +7,7 @@ the error this check must produce.
 
 from __future__ import annotations
 
+from . import cbor
 from .packet import ROUTE_NEEDS, SIP_GATEWAY_FIELDS, TYPES, Packet, PacketError, decode_packet
 from .topics import Topics
 
@@ -23,6 +24,11 @@ def check_upstream(
         raise PacketError("wrong-topic", f"{topic} is not an upstream topic")
     if len(payload) > max_payload:
         raise PacketError("too-large", f"{len(payload)} bytes, the maximum is {max_payload}")
+    try:  # the hub walks every value: nesting, a key twice in any map (section 5)
+        for value in cbor.split_map(payload).values():
+            cbor.deterministic(value, cbor.MAX_NESTING)
+    except cbor.MalformedError as e:
+        raise PacketError("malformed", str(e)) from e
     packet = decode_packet(payload)
     known = TYPES.get(packet.type)
     if known is not None:

@@ -442,6 +442,8 @@ def decode_packet(payload: bytes) -> Packet:
         _check_rules(p)
     except InvalidError as e:
         raise PacketError("invalid", str(e)) from e
+    except cbor.MalformedError as e:  # e.g. text that is not UTF-8
+        raise PacketError("malformed", str(e)) from e
     return p
 
 

@@ -1,7 +1,8 @@
 """The shared test vectors (crates/proto/tests/vectors, spec section 18), both ways.
 
 valid/: the payload decodes to the JSON rendering given, the JSON rendering encodes to
-exactly the payload, and an upstream payload gets the route given. invalid/: the hub's
+exactly the payload (its `canonical` form, when given), re-encoding each value as a hub does
+yields that form, and an upstream payload gets the route given. invalid/: the hub's
 edge check refuses the payload with the error given.
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mqchat_py import cbor
 from mqchat_py.hub_check import DEFAULT_MAX_PAYLOAD, check_upstream
 from mqchat_py.packet import PacketError, decode_packet, encode_packet, packet_from_json, packet_to_json
 from mqchat_py.topics import Topics
@@ -26,18 +28,38 @@ def load(kind: str) -> list[tuple[str, dict]]:
     return [(f.stem, json.loads(f.read_text())) for f in files]
 
 
-def payload(vector: dict) -> bytes:
-    return bytes.fromhex("".join(vector["cbor"].split()))
+def payload(vector: dict, field: str = "cbor") -> bytes:
+    return bytes.fromhex("".join(vector[field].split()))
+
+
+def deterministic(vector: dict) -> bytes:
+    """The deterministic encoding: `canonical` when `cbor` is in another one."""
+    return payload(vector, "canonical" if "canonical" in vector else "cbor")
+
+
+def with_deterministic_unknowns(packet: dict) -> dict:
+    """This client keeps unknown values as received; a hub forwards them re-encoded."""
+    unknown = {k: cbor.deterministic(bytes.fromhex(v)).hex() for k, v in packet.get("unknown", {}).items()}
+    return {**packet, "unknown": unknown} if unknown else packet
 
 
 @pytest.mark.parametrize("name,vector", load("valid"), ids=lambda v: v if isinstance(v, str) else "")
 def test_valid_decodes_to_its_json(name: str, vector: dict) -> None:
-    assert packet_to_json(decode_packet(payload(vector))) == vector["packet"]
+    assert packet_to_json(decode_packet(deterministic(vector))) == vector["packet"]
+    decoded = packet_to_json(decode_packet(payload(vector)))
+    assert with_deterministic_unknowns(decoded) == vector["packet"]
 
 
 @pytest.mark.parametrize("name,vector", load("valid"), ids=lambda v: v if isinstance(v, str) else "")
 def test_valid_encodes_to_its_bytes(name: str, vector: dict) -> None:
-    assert encode_packet(packet_from_json(vector["packet"])).hex() == payload(vector).hex()
+    assert encode_packet(packet_from_json(vector["packet"])).hex() == deterministic(vector).hex()
+
+
+@pytest.mark.parametrize("name,vector", load("valid"), ids=lambda v: v if isinstance(v, str) else "")
+def test_valid_values_are_deterministic_as_the_hub_forwards_them(name: str, vector: dict) -> None:
+    entries = cbor.split_map(payload(vector))
+    forwarded = cbor.encode_map({k: cbor.deterministic(v, cbor.MAX_NESTING) for k, v in entries.items()})
+    assert forwarded.hex() == deterministic(vector).hex()
 
 
 @pytest.mark.parametrize("name,vector", load("valid"), ids=lambda v: v if isinstance(v, str) else "")
