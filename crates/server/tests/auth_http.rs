@@ -193,10 +193,13 @@ async fn vernemq_webhooks() {
 async fn serves_on_a_socket() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let fixture = fixture();
-    let server =
-        mqchat_server::auth_http::AuthHttp::start(([127, 0, 0, 1], 0).into(), fixture.gate.clone())
-            .await
-            .expect("bind");
+    let server = mqchat_server::auth_http::AuthHttp::start(
+        ([127, 0, 0, 1], 0).into(),
+        fixture.gate.clone(),
+        None,
+    )
+    .await
+    .expect("bind");
     let body = json!({"username": "alice", "password": "alice-secret", "clientid": "alice:phone"})
         .to_string();
     let mut stream = tokio::net::TcpStream::connect(server.addr())
