@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 MQCHAT = Path(os.environ.get("MQCHAT_BIN", REPO / "target" / "debug" / "mqchat"))
 NODE_AGENT = REPO / "interop" / "node" / "agent.js"
 TIMEOUT = 15.0
-LISTENING = re.compile(r"mqchat listening: mqtt://(\S+) ws://(\S+) root=(\S+) data=")
+LISTENING = re.compile(r"mqchat listening: (.*) root=(\S+) data=")
 
 ABSENT = object()
 """In an expected JSON object: this key must not be there."""
@@ -76,7 +76,7 @@ class Server:
         self.extra_args = extra_args
         self.log_path = data_dir.parent / "serve.log"
         self.process: subprocess.Popen[str] | None = None
-        self.tcp_url = self.ws_url = ""
+        self.tcp_url = self.ws_url = self.tls_url = self.wss_url = ""
 
     def add_user(self, name: str) -> None:
         subprocess.run(
@@ -109,7 +109,9 @@ class Server:
         line = _reader(self.process).wait_for(lambda line: LISTENING.match(line) is not None, TIMEOUT, "listening line")
         listening = LISTENING.match(line)
         assert listening is not None
-        self.tcp_url, self.ws_url = f"mqtt://{listening[1]}", f"ws://{listening[2]}"
+        urls = {url.split("://")[0]: url for url in listening[1].split()}
+        self.tcp_url, self.ws_url = urls.get("mqtt", ""), urls.get("ws", "")
+        self.tls_url, self.wss_url = urls.get("mqtts", ""), urls.get("wss", "")
 
     def stop(self) -> int:
         """SIGTERM, then the exit code."""
@@ -276,8 +278,18 @@ class World:
         for name in names:
             self.server.add_user(name)
 
-    def python(self, user: str, device: str = "py", mqtt_version: int = 5, connect: bool = True) -> Device:
-        d = Device(self.server.tcp_url, user, device, password_of(user), mqtt_version=mqtt_version)
+    def python(
+        self,
+        user: str,
+        device: str = "py",
+        mqtt_version: int = 5,
+        connect: bool = True,
+        url: str | None = None,
+        ca_file: str | None = None,
+    ) -> Device:
+        d = Device(
+            url or self.server.tcp_url, user, device, password_of(user), mqtt_version=mqtt_version, ca_file=ca_file
+        )
         if connect:
             d.connect()
         self._cleanups.append(lambda: d.connected and d.disconnect())

@@ -3,9 +3,10 @@
 //!
 //! This is the only crate that depends on rmqtt (pinned: its 0.x API moves). Everything
 //! else sees [`Broker`] and the [`Gatekeeper`] trait the broker calls for every CONNECT,
-//! PUBLISH and SUBSCRIBE. Three listeners: MQTT over TCP and over WebSocket for devices, and
-//! a loopback TCP listener for MQTT clients of the server itself (the SIP gateway, session
-//! takeovers, a hub that is not in-process), with a large in-flight window.
+//! PUBLISH and SUBSCRIBE. Listeners: MQTT over TCP and over WebSocket for devices, the same
+//! two over TLS (`tls.rs`: certificates replaced without a restart), and a loopback TCP
+//! listener for MQTT clients of the server itself (the SIP gateway, session takeovers, a
+//! hub that is not in-process), with a large in-flight window.
 //!
 //! The hub in the same process does not need an MQTT connection: a [`Consumer`] given at
 //! start takes the publishes on its topics as the broker accepts them (after the access
@@ -30,6 +31,10 @@ use rmqtt::types::{
     PublishResult, QoS, SubscribeAclResult, Unsubscribe,
 };
 use tokio::task::JoinHandle;
+
+mod tls;
+
+pub use tls::{TlsError, TlsFiles, check_files};
 
 /// The answer to a CONNECT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +139,12 @@ pub struct BrokerConfig {
     pub tcp: Option<SocketAddr>,
     /// MQTT over WebSocket for devices; `None` disables it.
     pub ws: Option<SocketAddr>,
+    /// MQTT over TLS for devices; `None` disables it. Needs `certificate`.
+    pub tls: Option<SocketAddr>,
+    /// MQTT over WebSocket over TLS for devices; `None` disables it. Needs `certificate`.
+    pub wss: Option<SocketAddr>,
+    /// The TLS listeners' certificate chain and key.
+    pub certificate: Option<TlsFiles>,
     /// The largest MQTT packet a device may send. Keep it above the hub's maximum payload so
     /// that oversize payloads reach the hub and get an error reply.
     pub max_packet_size: u32,
@@ -155,6 +166,9 @@ impl Default for BrokerConfig {
         Self {
             tcp: Some(SocketAddr::from(([127, 0, 0, 1], 1883))),
             ws: Some(SocketAddr::from(([127, 0, 0, 1], 8083))),
+            tls: None,
+            wss: None,
+            certificate: None,
             max_packet_size: 256 * 1024,
             session_expiry: Duration::from_secs(7 * 24 * 3600),
             max_queue: 1000,
@@ -176,6 +190,12 @@ pub enum BrokerError {
         /// Why.
         reason: String,
     },
+    /// A TLS listener could not start (its certificate or key, or its socket).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A TLS listener is asked for without a certificate.
+    #[error("a TLS listener needs a certificate and a key")]
+    NoCertificate,
     /// A plugin failed to start.
     #[error("broker plugin {name}: {reason}")]
     Plugin {
@@ -195,6 +215,7 @@ pub struct Broker {
     ws: Option<SocketAddr>,
     internal: SocketAddr,
     server: JoinHandle<()>,
+    secure: Option<tls::SecureListeners>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -202,6 +223,8 @@ impl std::fmt::Debug for Broker {
         f.debug_struct("Broker")
             .field("tcp", &self.tcp)
             .field("ws", &self.ws)
+            .field("tls", &self.tls_addr())
+            .field("wss", &self.wss_addr())
             .field("internal", &self.internal)
             .finish()
     }
@@ -461,6 +484,24 @@ impl Broker {
             .local_addr()
             .map_err(|e| bind_error(internal_addr, e))?;
         let server = server.listener_by_id(internal, INTERNAL_LISTENER).build();
+        let mut wanted = Vec::new();
+        if let Some(addr) = config.tls {
+            wanted.push((tls::Secure::Mqtt, addr));
+        }
+        if let Some(addr) = config.wss {
+            wanted.push((tls::Secure::WebSocket, addr));
+        }
+        let secure = match (wanted.is_empty(), config.certificate) {
+            (true, _) => None,
+            (false, None) => return Err(BrokerError::NoCertificate),
+            (false, Some(files)) => {
+                // Listener ids from 16: room below for the plain listeners.
+                let template = device_listener("tls", SocketAddr::from(([127, 0, 0, 1], 0)));
+                Some(tls::SecureListeners::start(
+                    &scx, template, files, &wanted, 16,
+                )?)
+            }
+        };
         let server = tokio::spawn(async move {
             if let Err(e) = server.run().await {
                 tracing::error!(error = %e, "broker stopped");
@@ -475,6 +516,7 @@ impl Broker {
             ws,
             internal: internal_addr,
             server,
+            secure,
         })
     }
 
@@ -486,6 +528,28 @@ impl Broker {
     /// The bound MQTT/WebSocket address for devices.
     pub fn ws_addr(&self) -> Option<SocketAddr> {
         self.ws
+    }
+
+    /// The bound MQTT/TLS address for devices.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.secure.as_ref().and_then(|s| s.addr(tls::Secure::Mqtt))
+    }
+
+    /// The bound MQTT/WebSocket/TLS address for devices.
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.secure
+            .as_ref()
+            .and_then(|s| s.addr(tls::Secure::WebSocket))
+    }
+
+    /// Reads the certificate chain and key again and serves new TLS connections with them;
+    /// connections already made keep theirs. On an error the TLS listeners go on with the
+    /// certificate they had. Without TLS listeners, does nothing.
+    pub async fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.secure {
+            Some(secure) => secure.reload().await,
+            None => Ok(()),
+        }
     }
 
     /// The loopback address the hub connects to.
@@ -528,6 +592,9 @@ impl Broker {
 
     /// Stops accepting connections (the listening sockets close).
     pub async fn stop_accepting(&self) {
+        if let Some(secure) = &self.secure {
+            secure.stop_accepting().await;
+        }
         self.server.abort();
         while !self.server.is_finished() {
             tokio::task::yield_now().await;

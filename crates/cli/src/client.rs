@@ -13,9 +13,13 @@ use crate::output::{availability_name, event_json, event_text};
 /// How to reach the server and as whom.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct ConnectArgs {
-    /// The server: mqtt://host:port or ws://host:port/mqtt.
+    /// The server: mqtt://host:port or ws://host:port/mqtt, or over TLS mqtts://host:port or
+    /// wss://host:port/mqtt.
     #[arg(long, env = "MQCHAT_SERVER", default_value = "mqtt://127.0.0.1:1883")]
     server: String,
+    /// For mqtts:// and wss://: the CA certificates (PEM) to trust instead of the system's.
+    #[arg(long, env = "MQCHAT_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     /// Your user id.
     #[arg(long, short, env = "MQCHAT_USER")]
     user: String,
@@ -56,7 +60,7 @@ impl ConnectArgs {
         presence: Presence,
     ) -> anyhow::Result<(Client, Events)> {
         let device = self.device.clone().unwrap_or_else(|| device.to_owned());
-        let config = ClientConfig::new(
+        let mut config = ClientConfig::new(
             &self.server,
             UserId::parse(&self.user)?,
             DeviceId::parse(&device)?,
@@ -68,6 +72,9 @@ impl ConnectArgs {
         .auto_delivered(long_running)
         .sip_domain(&self.sip_domain)
         .presence(presence);
+        if let Some(path) = &self.ca_file {
+            config = config.ca_file(path);
+        }
         Ok(Client::connect(config).await?)
     }
 

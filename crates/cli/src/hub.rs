@@ -1,6 +1,7 @@
 //! `mqchat hub`: the hub alone, as an MQTT client of an external broker, with the HTTP
 //! endpoint brokers ask for authentication and authorization. Settings from a TOML file,
-//! then the environment, then flags; runs until SIGINT or SIGTERM.
+//! then the environment, then flags; runs until SIGINT or SIGTERM (SIGHUP reloads the HTTP
+//! endpoint's TLS certificate).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,22 +9,26 @@ use std::path::PathBuf;
 use anyhow::Context;
 use mqchat_server::{Hub, HubProcessConfig};
 
-use crate::serve::{listen, shutdown_signal};
+use crate::serve::{listen, run_until_stopped, shutdown_signal};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct HubArgs {
     /// A TOML configuration file (keys: data_dir, root, broker, broker_username,
-    /// broker_password, broker_password_file, client_id, shared_subscription,
-    /// broker_session_expiry_secs, http_listen, max_payload, durability, max_group_members,
-    /// retention_days, retention_max_events, retention_interval_secs).
+    /// broker_password, broker_password_file, broker_ca_file, client_id, shared_subscription,
+    /// broker_session_expiry_secs, http_listen, [tls] cert, key, reload_interval_secs,
+    /// max_payload, durability, max_group_members, retention_days, retention_max_events,
+    /// retention_interval_secs).
     #[arg(long, env = "MQCHAT_CONFIG")]
     config: Option<PathBuf>,
     /// The data directory (the database lives there).
     #[arg(long, env = "MQCHAT_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// The broker, `mqtt://host:port`.
+    /// The broker, `mqtt://host:port` or `mqtts://host:port` (TLS).
     #[arg(long, env = "MQCHAT_BROKER")]
     broker: Option<String>,
+    /// For a mqtts:// broker: the CA certificates (PEM) to trust instead of the system's.
+    #[arg(long, env = "MQCHAT_BROKER_CA_FILE")]
+    broker_ca_file: Option<PathBuf>,
     /// The hub's MQTT username at the broker (starts with `_`).
     #[arg(long, env = "MQCHAT_BROKER_USERNAME")]
     broker_username: Option<String>,
@@ -40,6 +45,12 @@ pub(crate) struct HubArgs {
     /// The HTTP auth endpoint's address (port 0: any free port), or `off`.
     #[arg(long, env = "MQCHAT_HTTP_LISTEN")]
     http_listen: Option<String>,
+    /// The HTTP endpoint's TLS certificate chain (PEM): it then speaks HTTPS.
+    #[arg(long, env = "MQCHAT_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The HTTP endpoint's TLS private key (PEM).
+    #[arg(long, env = "MQCHAT_TLS_KEY")]
+    tls_key: Option<PathBuf>,
     /// The topic root.
     #[arg(long, env = "MQCHAT_ROOT")]
     root: Option<String>,
@@ -62,6 +73,15 @@ fn config(args: HubArgs) -> anyhow::Result<HubProcessConfig> {
     }
     if let Some(broker) = args.broker {
         config.broker = broker;
+    }
+    if let Some(path) = args.broker_ca_file {
+        config.broker_ca_file = Some(path);
+    }
+    if let Some(path) = args.tls_cert {
+        config.tls.cert = Some(path);
+    }
+    if let Some(path) = args.tls_key {
+        config.tls.key = Some(path);
     }
     if let Some(username) = args.broker_username {
         config.broker_username = username;
@@ -114,7 +134,8 @@ pub(crate) async fn run(args: HubArgs) -> anyhow::Result<()> {
     // One line on stdout once the hub is subscribed, for people and scripts.
     let mut line = format!("mqchat hub running: broker {}", config.broker);
     if let Some(addr) = hub.http_addr() {
-        line.push_str(&format!(" http://{addr}"));
+        let scheme = if hub.http_tls() { "https" } else { "http" };
+        line.push_str(&format!(" {scheme}://{addr}"));
     }
     if let Some(addr) = hub.sip_udp_addr() {
         line.push_str(&format!(" sip+udp://{addr}"));
@@ -130,7 +151,12 @@ pub(crate) async fn run(args: HubArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{line}")?;
     stdout.flush()?;
-    let signal = shutdown_signal().await?;
+    // A failed reload is logged by the hub, which keeps its certificate.
+    let signal = run_until_stopped(|| {
+        let _ = hub.reload_tls();
+        std::future::ready(())
+    })
+    .await?;
     tracing::info!(signal, "stopping");
     hub.shutdown().await;
     Ok(())

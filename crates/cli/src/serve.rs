@@ -1,6 +1,8 @@
 //! `mqchat serve`: configuration from a TOML file, the environment and flags (in that order
-//! of precedence, flags last), then run until SIGINT or SIGTERM.
+//! of precedence, flags last), then run until SIGINT or SIGTERM; SIGHUP reloads the TLS
+//! certificate.
 
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,8 +12,9 @@ use mqchat_server::{Server, ServerConfig};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ServeArgs {
-    /// A TOML configuration file (keys: data_dir, root, listen_tcp, listen_ws, max_payload,
-    /// max_queue, session_expiry_secs, durability).
+    /// A TOML configuration file (keys: data_dir, root, listen_tcp, listen_ws, listen_tls,
+    /// listen_wss, [tls] cert, key, reload_interval_secs, max_payload, max_queue,
+    /// session_expiry_secs, durability).
     #[arg(long, env = "MQCHAT_CONFIG")]
     config: Option<PathBuf>,
     /// The data directory (the database lives there).
@@ -23,6 +26,19 @@ pub(crate) struct ServeArgs {
     /// MQTT over WebSocket listen address (port 0: any free port), or `off`.
     #[arg(long, env = "MQCHAT_LISTEN_WS")]
     listen_ws: Option<String>,
+    /// MQTT over TLS listen address (port 0: any free port), or `off`. Needs --tls-cert and
+    /// --tls-key.
+    #[arg(long, env = "MQCHAT_LISTEN_TLS")]
+    listen_tls: Option<String>,
+    /// MQTT over WebSocket over TLS listen address (port 0: any free port), or `off`.
+    #[arg(long, env = "MQCHAT_LISTEN_WSS")]
+    listen_wss: Option<String>,
+    /// The TLS certificate chain (PEM); reloaded on SIGHUP and when the file changes.
+    #[arg(long, env = "MQCHAT_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM).
+    #[arg(long, env = "MQCHAT_TLS_KEY")]
+    tls_key: Option<PathBuf>,
     /// The topic root.
     #[arg(long, env = "MQCHAT_ROOT")]
     root: Option<String>,
@@ -68,6 +84,18 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     if let Some(addr) = args.listen_ws {
         config.listen_ws = listen(&addr)?;
     }
+    if let Some(addr) = args.listen_tls {
+        config.listen_tls = listen(&addr)?;
+    }
+    if let Some(addr) = args.listen_wss {
+        config.listen_wss = listen(&addr)?;
+    }
+    if let Some(path) = args.tls_cert {
+        config.tls.cert = Some(path);
+    }
+    if let Some(path) = args.tls_key {
+        config.tls.key = Some(path);
+    }
     if let Some(root) = args.root {
         config.root = root;
     }
@@ -92,6 +120,24 @@ pub(crate) async fn shutdown_signal() -> anyhow::Result<&'static str> {
     }
 }
 
+/// Waits for SIGINT or SIGTERM, calling `reload` at every SIGHUP meanwhile.
+pub(crate) async fn run_until_stopped<F: Future<Output = ()>>(
+    mut reload: impl FnMut() -> F,
+) -> anyhow::Result<&'static str> {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            signal = &mut stop => return signal,
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the TLS certificate");
+                reload().await;
+            }
+        }
+    }
+}
+
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = config(args)?;
     let server = Server::start(&config).await?;
@@ -102,6 +148,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(addr) = server.ws_addr() {
         line.push_str(&format!(" ws://{addr}/mqtt"));
+    }
+    if let Some(addr) = server.tls_addr() {
+        line.push_str(&format!(" mqtts://{addr}"));
+    }
+    if let Some(addr) = server.wss_addr() {
+        line.push_str(&format!(" wss://{addr}/mqtt"));
     }
     if let Some(addr) = server.sip_udp_addr() {
         line.push_str(&format!(" sip+udp://{addr}"));
@@ -117,7 +169,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{line}")?;
     stdout.flush()?;
-    let signal = shutdown_signal().await?;
+    // A failed reload is logged by the server, which keeps its certificate.
+    let signal = run_until_stopped(|| async {
+        let _ = server.reload_tls().await;
+    })
+    .await?;
     tracing::info!(signal, "stopping");
     server.shutdown().await;
     Ok(())

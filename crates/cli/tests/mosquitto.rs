@@ -1,7 +1,8 @@
 //! Mosquitto as the broker: `mqchat broker-config mosquitto` writes its files, the test
 //! starts Mosquitto on a free loopback port and `mqchat hub` against it, and Rust SDK
 //! clients chat through it: a message with receipts, presence, sync after being offline,
-//! restarts of the broker and of the hub, and the attacks Mosquitto's ACL must refuse.
+//! restarts of the broker and of the hub, the attacks Mosquitto's ACL must refuse, and the
+//! hub and devices over TLS (a Mosquitto TLS listener with a test CA's certificate).
 //!
 //! Mosquitto is a Debian package (`apt-get install -y mosquitto`, which scripts/test does
 //! when it is missing); without it these tests fail, they do not skip. Every wait is for an
@@ -115,6 +116,8 @@ impl Drop for Process {
 struct Deployment {
     dir: tempfile::TempDir,
     port: u16,
+    /// The TLS listener's port and the CA file that its certificate chains to.
+    tls: Option<(u16, PathBuf)>,
     passwords: BTreeMap<String, String>,
     broker: Option<Process>,
     hub: Option<Process>,
@@ -122,6 +125,12 @@ struct Deployment {
 
 impl Deployment {
     fn start() -> Self {
+        Self::start_with_tls(false)
+    }
+
+    /// With `tls`, Mosquitto also listens for MQTT over TLS (a certificate from a test CA
+    /// made now) and the hub connects to that listener, `mqtts://` with the CA file.
+    fn start_with_tls(tls: bool) -> Self {
         require_mosquitto();
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
@@ -164,9 +173,11 @@ impl Deployment {
             USERS,
             "one broker password per user: {printed}"
         );
+        let tls = tls.then(|| add_tls_listener(&out));
         let mut deployment = Self {
             dir,
             port,
+            tls,
             passwords,
             broker: None,
             hub: None,
@@ -265,19 +276,27 @@ impl Deployment {
         assert!(status.success(), "mqchat hub exited with {status}");
     }
 
+    /// The devices' URL: the TLS listener when there is one.
     fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
+        match &self.tls {
+            Some((port, _)) => format!("mqtts://127.0.0.1:{port}"),
+            None => format!("mqtt://127.0.0.1:{}", self.port),
+        }
     }
 
     fn config(&self, user: &str, device: &str) -> ClientConfig {
-        ClientConfig::new(
+        let config = ClientConfig::new(
             &self.url(),
             UserId::parse(user).expect("valid"),
             DeviceId::parse(device).expect("valid"),
             &self.passwords[user],
         )
         .expect("valid URL")
-        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500));
+        match &self.tls {
+            Some((_, ca_file)) => config.ca_file(ca_file),
+            None => config,
+        }
     }
 
     async fn connect(&self, user: &str, device: &str) -> (Client, Events) {
@@ -296,6 +315,49 @@ impl Drop for Deployment {
             eprintln!("--- mosquitto's log ---\n{}", self.broker_log());
         }
     }
+}
+
+/// Adds a TLS listener to the configuration in `dir` (a certificate for 127.0.0.1 from a
+/// test CA made now) and points the hub's `hub.toml` at it; returns its port and the CA
+/// file.
+fn add_tls_listener(dir: &Path) -> (u16, PathBuf) {
+    let ca = mqchat_server::testing::TestCa::new("mosquitto test CA").expect("a CA");
+    let ca_file = dir.join("ca.pem");
+    ca.write(&ca_file).expect("CA file");
+    let files = mqchat_server::tls::TlsFiles {
+        cert: dir.join("server-cert.pem"),
+        key: dir.join("server-key.pem"),
+    };
+    ca.issue(&["127.0.0.1"])
+        .expect("a certificate")
+        .write(&files)
+        .expect("certificate files");
+    let port = free_port();
+    let conf = dir.join("mosquitto.conf");
+    let mut text = std::fs::read_to_string(&conf).expect("conf");
+    text.push_str(&format!(
+        "\nlistener {port} 127.0.0.1\ncertfile {}\nkeyfile {}\ntls_version tlsv1.2\n",
+        files.cert.display(),
+        files.key.display()
+    ));
+    std::fs::write(&conf, text).expect("conf");
+    let hub = dir.join("hub.toml");
+    let text = std::fs::read_to_string(&hub).expect("hub.toml");
+    let mut replaced = String::new();
+    for line in text.lines() {
+        if line.starts_with("broker = ") {
+            replaced.push_str(&format!(
+                "broker = \"mqtts://127.0.0.1:{port}\"\nbroker_ca_file = \"{}\"\n",
+                ca_file.display()
+            ));
+        } else {
+            replaced.push_str(line);
+            replaced.push('\n');
+        }
+    }
+    assert!(replaced.contains("mqtts://"), "no broker line in {text}");
+    std::fs::write(&hub, replaced).expect("hub.toml");
+    (port, ca_file)
 }
 
 fn whoami() -> Result<String, std::env::VarError> {
@@ -348,6 +410,41 @@ async fn incoming(events: &mut Events) -> (ConversationRef, u64, UserId, String)
         _ => None,
     })
     .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_and_devices_over_tls_to_mosquitto() {
+    let deployment = Deployment::start_with_tls(true);
+    assert!(deployment.url().starts_with("mqtts://"));
+    let (alice, _alice_events) = deployment.connect("alice", "phone").await;
+    let (_bob, mut bob_events) = deployment.connect("bob", "laptop").await;
+    // `sent` means the hub (an mqtts:// client of Mosquitto) stored it and answered.
+    let sent = alice
+        .send(conv("bob"), Message::text("Hi Bob, over TLS"))
+        .await
+        .expect("sent: the hub stored it");
+    assert_eq!(
+        incoming(&mut bob_events).await,
+        (
+            conv("alice"),
+            sent.seq,
+            user("alice"),
+            "Hi Bob, over TLS".to_owned()
+        )
+    );
+    // A client that does not trust the test CA is refused.
+    let stranger = ClientConfig::new(
+        &deployment.url(),
+        user("carol"),
+        DeviceId::parse("phone").expect("valid"),
+        &deployment.passwords["carol"],
+    )
+    .expect("valid URL")
+    .connect_timeout(Duration::from_secs(5));
+    match Client::connect(stranger).await {
+        Ok(_) => panic!("connected without trusting the test CA"),
+        Err(e) => assert!(e.is_unreachable() || e.is_invalid(), "{e}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

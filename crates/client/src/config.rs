@@ -1,6 +1,7 @@
 //! Connection settings: where the broker is, which device connects, and how the SDK behaves.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use mqchat_proto::body::{Availability, Presence};
@@ -12,23 +13,30 @@ use crate::state::SyncState;
 /// Where the broker listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Endpoint {
-    /// MQTT over TCP (`mqtt://host:port`).
+    /// MQTT over TCP (`mqtt://host:port`), or over TLS (`mqtts://host:port`).
     Tcp {
         /// Host name or address.
         host: String,
         /// Port.
         port: u16,
+        /// TLS, the server's certificate checked for `host`.
+        tls: bool,
     },
-    /// MQTT over WebSocket (`ws://host:port/path`); the URL is kept whole for the handshake.
+    /// MQTT over WebSocket (`ws://host:port/path`), or over TLS (`wss://...`); the URL is
+    /// kept whole for the handshake.
     WebSocket {
         /// The URL.
         url: String,
+        /// TLS, the server's certificate checked for the URL's host.
+        tls: bool,
     },
 }
 
 impl Endpoint {
-    /// Parses `mqtt://host[:port]` (or `tcp://`; port 1883 by default) or
-    /// `ws://host[:port][/path]` (port 80 by default).
+    /// Parses `mqtt://host[:port]` (or `tcp://`; port 1883 by default),
+    /// `mqtts://host[:port]` (or `ssl://`; TLS, port 8883 by default),
+    /// `ws://host[:port][/path]` (port 80 by default) or `wss://host[:port][/path]` (TLS,
+    /// port 443 by default).
     pub fn parse(url: &str) -> Result<Self, Error> {
         let bad = |why: &str| Error::invalid(format!("broker URL {url:?}: {why}"));
         let (scheme, rest) = url
@@ -41,25 +49,27 @@ impl Endpoint {
         if authority.contains('@') {
             return Err(bad("credentials go in the configuration, not the URL"));
         }
-        let default_port = match scheme {
-            "mqtt" | "tcp" => 1883,
-            "ws" => 80,
-            "mqtts" | "ssl" | "wss" => return Err(bad("TLS is not supported by this build")),
-            _ => return Err(bad("the scheme must be mqtt or ws")),
+        let (default_port, tls) = match scheme {
+            "mqtt" | "tcp" => (1883, false),
+            "mqtts" | "ssl" => (8883, true),
+            "ws" => (80, false),
+            "wss" => (443, true),
+            _ => return Err(bad("the scheme must be mqtt, mqtts, ws or wss")),
         };
         // Checked for WebSocket URLs too, though the handshake reads them from the URL.
         let (host, port) =
             split_host_port(authority, default_port).ok_or_else(|| bad("bad host or port"))?;
-        if scheme == "ws" {
+        if scheme.starts_with("ws") {
             let path = if path.is_empty() { "/" } else { path };
             return Ok(Self::WebSocket {
-                url: format!("ws://{authority}{path}"),
+                url: format!("{scheme}://{authority}{path}"),
+                tls,
             });
         }
         if !path.is_empty() && path != "/" {
             return Err(bad("an mqtt URL has no path"));
         }
-        Ok(Self::Tcp { host, port })
+        Ok(Self::Tcp { host, port, tls })
     }
 }
 
@@ -113,12 +123,16 @@ pub struct ClientConfig {
     pub(crate) ids_after: Option<MessageId>,
     pub(crate) resume: Option<SyncState>,
     pub(crate) sip_domain: String,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 impl ClientConfig {
     /// Settings for the device `device` of `user`, logging in with `password` (or a device
-    /// token) to the broker at `url`: `mqtt://host:port` for MQTT over TCP, or
-    /// `ws://host:port/path` for MQTT over WebSocket.
+    /// token) to the broker at `url`: `mqtt://host:port` for MQTT over TCP,
+    /// `ws://host:port/path` for MQTT over WebSocket, and `mqtts://host:port` or
+    /// `wss://host:port/path` for the same over TLS (1.2 or 1.3; the server's certificate
+    /// must be valid for the URL's host and chain to a trusted root, see
+    /// [`ClientConfig::ca_file`]).
     pub fn new(
         url: &str,
         user: UserId,
@@ -146,7 +160,16 @@ impl ClientConfig {
             ids_after: None,
             resume: None,
             sip_domain: "localhost".into(),
+            ca_file: None,
         })
+    }
+
+    /// For `mqtts://` and `wss://`: trust only the CA certificates in this PEM file (a
+    /// private CA, a test CA). Default: the system's root certificates. Read when the
+    /// client connects.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
     }
 
     /// The topic root the server is configured with. Default `mq`.
@@ -321,6 +344,7 @@ impl fmt::Debug for ClientConfig {
             .field("request_timeout", &self.request_timeout)
             .field("catch_up", &self.catch_up)
             .field("sip_domain", &self.sip_domain)
+            .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
 }
@@ -333,11 +357,23 @@ mod tests {
         Ok(Endpoint::Tcp {
             host: host.into(),
             port,
+            tls: false,
+        })
+    }
+
+    fn tls(host: &str, port: u16) -> Result<Endpoint, String> {
+        Ok(Endpoint::Tcp {
+            host: host.into(),
+            port,
+            tls: true,
         })
     }
 
     fn ws(url: &str) -> Result<Endpoint, String> {
-        Ok(Endpoint::WebSocket { url: url.into() })
+        Ok(Endpoint::WebSocket {
+            url: url.into(),
+            tls: url.starts_with("wss:"),
+        })
     }
 
     fn check(url: &str, expected: Result<Endpoint, String>) {
@@ -360,7 +396,14 @@ mod tests {
         check("ws://127.0.0.1:8080/mqtt", ws("ws://127.0.0.1:8080/mqtt"));
         check("ws://example.org", ws("ws://example.org/"));
         check("ws://[::1]:80/x?y=1", ws("ws://[::1]:80/x?y=1"));
-        check("mqtts://example.org", Err("TLS".into()));
+        check("mqtts://example.org", tls("example.org", 8883));
+        check("ssl://127.0.0.1:9", tls("127.0.0.1", 9));
+        check("wss://example.org", ws("wss://example.org/"));
+        check(
+            "wss://example.org:8084/mqtt",
+            ws("wss://example.org:8084/mqtt"),
+        );
+        check("mqtts://example.org/x", Err("no path".into()));
         check("http://example.org", Err("scheme".into()));
         check("example.org:1883", Err("expected".into()));
         check("mqtt://:1883", Err("bad host".into()));

@@ -18,7 +18,7 @@ use mqchat_proto::{ConversationRef, GroupId, MessageId, Packet, UserId};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Filter, LastWill};
 use rumqttc::v5::{AsyncClient, MqttOptions};
-use rumqttc::{NetworkOptions, Transport};
+use rumqttc::{NetworkOptions, TlsConfiguration, Transport};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backoff::Backoff;
@@ -29,6 +29,7 @@ use crate::error::{Error, Kind};
 use crate::event::Event;
 use crate::session::{Answer, Now, Output, Qos, Readiness, Session, Settings, Transmit};
 use crate::state::SyncState;
+use crate::tls;
 
 /// Where the session stood when it ended, for `Client::close` to return.
 pub(crate) type FinalState = Arc<Mutex<Option<SyncState>>>;
@@ -139,7 +140,7 @@ pub(crate) async fn start(
         sip_domain: config.sip_domain.clone(),
         seed: rand::random(),
     });
-    let options = mqtt_options(&config, session.will());
+    let options = mqtt_options(&config, session.will())?;
     let (mqtt, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
     let (net_tx, net_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = oneshot::channel();
@@ -179,14 +180,32 @@ pub(crate) async fn start(
 /// and contacts' presence).
 const TOPIC_ALIASES: u16 = 16;
 
-fn mqtt_options(config: &ClientConfig, will: Transmit) -> MqttOptions {
+fn mqtt_options(config: &ClientConfig, will: Transmit) -> Result<MqttOptions, Error> {
     let client_id = config.identity.client_id();
+    let tls = || -> Result<TlsConfiguration, Error> {
+        Ok(TlsConfiguration::Rustls(tls::client_config(
+            config.ca_file.as_deref(),
+        )?))
+    };
     let mut options = match &config.endpoint {
-        Endpoint::Tcp { host, port } => MqttOptions::new(client_id, host.clone(), *port),
-        Endpoint::WebSocket { url } => {
+        Endpoint::Tcp {
+            host,
+            port,
+            tls: secure,
+        } => {
+            let mut options = MqttOptions::new(client_id, host.clone(), *port);
+            if *secure {
+                options.set_transport(Transport::tls_with_config(tls()?));
+            }
+            options
+        }
+        Endpoint::WebSocket { url, tls: secure } => {
             // rumqttc takes host and port from the URL for WebSocket; the port here is unused.
             let mut options = MqttOptions::new(client_id, url.clone(), 0);
-            options.set_transport(Transport::Ws);
+            options.set_transport(match secure {
+                true => Transport::wss_with_config(tls()?),
+                false => Transport::Ws,
+            });
             options
         }
     };
@@ -213,7 +232,7 @@ fn mqtt_options(config: &ClientConfig, will: Transmit) -> MqttOptions {
     network.set_tcp_nodelay(true);
     network.set_connection_timeout(config.connect_timeout.as_secs().max(1));
     options.set_network_options(network);
-    options
+    Ok(options)
 }
 
 fn now() -> Now {

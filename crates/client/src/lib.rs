@@ -69,6 +69,7 @@ mod event;
 mod group;
 mod session;
 mod state;
+mod tls;
 mod ua;
 
 pub use call::{Call, EndReason, Rejection};

@@ -17,6 +17,16 @@ pub struct ServerConfig {
     pub listen_tcp: Option<SocketAddr>,
     /// MQTT over WebSocket for devices; empty to disable.
     pub listen_ws: Option<SocketAddr>,
+    /// MQTT over TLS for devices (`mqtts://`, 8883 by convention); absent or `off`: none.
+    /// Needs `[tls] cert` and `key`.
+    #[serde(deserialize_with = "address_or_off")]
+    pub listen_tls: Option<SocketAddr>,
+    /// MQTT over WebSocket over TLS for devices (`wss://`); absent or `off`: none. Needs
+    /// `[tls] cert` and `key`.
+    #[serde(deserialize_with = "address_or_off")]
+    pub listen_wss: Option<SocketAddr>,
+    /// `[tls]`: the certificate of the TLS listeners, and how often its files are checked.
+    pub tls: crate::tls::TlsConfig,
     /// The largest upstream payload the hub accepts, in bytes.
     pub max_payload: usize,
     /// Messages the broker queues for one offline session.
@@ -60,6 +70,9 @@ impl Default for ServerConfig {
             root: mqchat_proto::TopicRoot::DEFAULT.to_owned(),
             listen_tcp: Some(SocketAddr::from(([127, 0, 0, 1], 1883))),
             listen_ws: Some(SocketAddr::from(([127, 0, 0, 1], 8083))),
+            listen_tls: None,
+            listen_wss: None,
+            tls: crate::tls::TlsConfig::default(),
             max_payload: 65_536,
             max_queue: 1000,
             session_expiry_secs: 7 * 24 * 3600,
@@ -105,8 +118,12 @@ pub struct HubProcessConfig {
     pub data_dir: PathBuf,
     /// The topic root.
     pub root: String,
-    /// The broker, `mqtt://host:port` (port 1883 when absent).
+    /// The broker, `mqtt://host:port` (port 1883 when absent) or `mqtts://host:port` (TLS,
+    /// port 8883 when absent).
     pub broker: String,
+    /// The CA certificates (PEM) a `mqtts://` broker's certificate must chain to; absent:
+    /// the system's roots.
+    pub broker_ca_file: Option<PathBuf>,
     /// The hub's MQTT username at the broker (must start with `_`, which no user id can).
     pub broker_username: String,
     /// The hub's MQTT password. When neither this nor `broker_password_file` is set, the hub
@@ -128,6 +145,8 @@ pub struct HubProcessConfig {
     /// `""`) in TOML disables it.
     #[serde(deserialize_with = "address_or_off")]
     pub http_listen: Option<SocketAddr>,
+    /// `[tls]`: with a certificate, the HTTP endpoint speaks HTTPS.
+    pub tls: crate::tls::TlsConfig,
     /// The largest upstream payload the hub accepts, in bytes.
     pub max_payload: usize,
     /// `full` (every commit synced to disk) or `normal` (survives a process crash only).
@@ -156,6 +175,7 @@ impl Default for HubProcessConfig {
             data_dir: server.data_dir,
             root: server.root,
             broker: "mqtt://127.0.0.1:1883".to_owned(),
+            broker_ca_file: None,
             broker_username: "_hub".to_owned(),
             broker_password: None,
             broker_password_file: None,
@@ -163,6 +183,7 @@ impl Default for HubProcessConfig {
             shared_subscription: true,
             broker_session_expiry_secs: 24 * 3600,
             http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8090))),
+            tls: crate::tls::TlsConfig::default(),
             max_payload: server.max_payload,
             durability: server.durability,
             max_group_members: server.max_group_members,
@@ -196,8 +217,8 @@ impl HubProcessConfig {
         )
     }
 
-    /// The broker's host and port, from `broker`.
-    pub fn broker_address(&self) -> Result<(String, u16), String> {
+    /// The broker's host and port, and whether it speaks TLS, from `broker`.
+    pub fn broker_address(&self) -> Result<BrokerUrl, String> {
         parse_broker_url(&self.broker)
     }
 }
@@ -524,17 +545,31 @@ fn address_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Socke
     }
 }
 
-/// Parses `mqtt://host:port`, `tcp://host:port` or `host:port` (port 1883 by default;
-/// IPv6 addresses in brackets).
-pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
-    let rest = match url.split_once("://") {
-        Some(("mqtt" | "tcp", rest)) => rest,
+/// A broker's address, from its URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// MQTT over TLS (`mqtts://`).
+    pub tls: bool,
+}
+
+/// Parses `mqtt://host:port`, `tcp://host:port` or `host:port` (port 1883 by default), or
+/// `mqtts://host:port` or `ssl://host:port` (TLS, port 8883 by default); IPv6 addresses in
+/// brackets.
+pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, String> {
+    let (rest, tls) = match url.split_once("://") {
+        Some(("mqtt" | "tcp", rest)) => (rest, false),
+        Some(("mqtts" | "ssl", rest)) => (rest, true),
         Some((scheme, _)) => {
             return Err(format!(
-                "broker {url:?}: scheme {scheme:?} is not supported (use mqtt://host:port)"
+                "broker {url:?}: scheme {scheme:?} is not supported (use mqtt://host:port or \
+                 mqtts://host:port)"
             ));
         }
-        None => url,
+        None => (url, false),
     };
     let rest = rest.trim_end_matches('/');
     let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
@@ -553,12 +588,17 @@ pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
         return Err(format!("broker {url:?}: expected mqtt://host:port"));
     }
     let port = match port {
+        None if tls => 8883,
         None => 1883,
         Some(p) => p
             .parse()
             .map_err(|_| format!("broker {url:?}: bad port {p:?}"))?,
     };
-    Ok((host.to_owned(), port))
+    Ok(BrokerUrl {
+        host: host.to_owned(),
+        port,
+        tls,
+    })
 }
 
 /// TOML parsing, kept behind a small module so the error type stays ours.
@@ -604,12 +644,41 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings() {
+        let c = ServerConfig::from_toml(
+            "listen_tls = \"0.0.0.0:8883\"\nlisten_wss = \"off\"\n[tls]\ncert = \"/etc/c.pem\"\nkey = \"/etc/k.pem\"",
+        )
+        .expect("valid");
+        assert_eq!(c.listen_tls, Some(SocketAddr::from(([0, 0, 0, 0], 8883))));
+        assert_eq!(c.listen_wss, None);
+        assert_eq!(c.tls.reload_interval_secs, 5);
+        let files = c.tls.files().expect("both").expect("given");
+        assert_eq!(files.cert, PathBuf::from("/etc/c.pem"));
+        let half = ServerConfig::from_toml("[tls]\ncert = \"/etc/c.pem\"").expect("parses");
+        assert!(half.tls.files().is_err());
+        assert!(ServerConfig::from_toml("[tls]\ncertificate = \"x\"").is_err());
+        assert_eq!(ServerConfig::default().listen_tls, None);
+        let hub =
+            HubProcessConfig::from_toml("broker = \"mqtts://b\"\nbroker_ca_file = \"/ca.pem\"")
+                .expect("valid");
+        assert!(hub.broker_address().expect("valid").tls);
+        assert_eq!(hub.broker_ca_file, Some(PathBuf::from("/ca.pem")));
+    }
+
+    #[test]
     fn hub_settings() {
         let c = HubProcessConfig::from_toml(
             "broker = \"mqtt://10.0.0.5:1884\"\nshared_subscription = false\nhttp_listen = \"127.0.0.1:0\"",
         )
         .expect("valid");
-        assert_eq!(c.broker_address(), Ok(("10.0.0.5".to_owned(), 1884)));
+        assert_eq!(
+            c.broker_address(),
+            Ok(BrokerUrl {
+                host: "10.0.0.5".to_owned(),
+                port: 1884,
+                tls: false
+            })
+        );
         assert!(!c.shared_subscription);
         assert_eq!(c.client_id, "_hub-1");
         assert_eq!(c.http_listen, Some(SocketAddr::from(([127, 0, 0, 1], 0))));
@@ -653,20 +722,26 @@ mod tests {
 
     #[test]
     fn broker_urls() {
-        let check = |url: &str, expected: Result<(&str, u16), ()>| {
+        let check = |url: &str, expected: Result<(&str, u16, bool), ()>| {
             assert_eq!(
                 parse_broker_url(url).map_err(|_| ()),
-                expected.map(|(h, p)| (h.to_owned(), p)),
+                expected.map(|(h, port, tls)| BrokerUrl {
+                    host: h.to_owned(),
+                    port,
+                    tls
+                }),
                 "{url}"
             );
         };
-        check("mqtt://localhost:1883", Ok(("localhost", 1883)));
-        check("mqtt://broker.example", Ok(("broker.example", 1883)));
-        check("tcp://127.0.0.1:2000/", Ok(("127.0.0.1", 2000)));
-        check("127.0.0.1:2000", Ok(("127.0.0.1", 2000)));
-        check("mqtt://[::1]:1999", Ok(("::1", 1999)));
-        check("mqtt://[::1]", Ok(("::1", 1883)));
-        check("mqtts://host:8883", Err(()));
+        check("mqtt://localhost:1883", Ok(("localhost", 1883, false)));
+        check("mqtt://broker.example", Ok(("broker.example", 1883, false)));
+        check("tcp://127.0.0.1:2000/", Ok(("127.0.0.1", 2000, false)));
+        check("127.0.0.1:2000", Ok(("127.0.0.1", 2000, false)));
+        check("mqtt://[::1]:1999", Ok(("::1", 1999, false)));
+        check("mqtt://[::1]", Ok(("::1", 1883, false)));
+        check("mqtts://host:9883", Ok(("host", 9883, true)));
+        check("mqtts://host", Ok(("host", 8883, true)));
+        check("ssl://[::1]", Ok(("::1", 8883, true)));
         check("ws://host:8083/mqtt", Err(()));
         check("mqtt://host:port", Err(()));
         check("mqtt://:1883", Err(()));

@@ -16,7 +16,7 @@ use mqchat_store::Store;
 
 use crate::auth_http::AuthHttp;
 use crate::config::{Durability, HubProcessConfig};
-use crate::{StartError, link, push, retention};
+use crate::{StartError, link, push, retention, tls};
 
 /// A running hub.
 #[derive(Debug)]
@@ -28,6 +28,10 @@ pub struct Hub {
     retention: Option<retention::RetentionJob>,
     sip: Option<crate::sip_gateway::Gateway>,
     root: TopicRoot,
+    /// The HTTP endpoint's certificate, when it speaks HTTPS.
+    certificate: Option<Arc<tls::Certificate>>,
+    /// Reloads that certificate when its files change.
+    tls_watch: Option<tls::Watcher>,
 }
 
 impl Hub {
@@ -36,7 +40,27 @@ impl Hub {
     /// hub's subscriptions are acknowledged. Refused credentials end the wait with an error.
     pub async fn start(config: &HubProcessConfig) -> Result<Self, StartError> {
         let root = TopicRoot::parse(&config.root).map_err(|e| StartError::Config(e.to_string()))?;
-        let (host, port) = config.broker_address().map_err(StartError::Config)?;
+        let url = config.broker_address().map_err(StartError::Config)?;
+        let broker = tls::BrokerTarget {
+            host: url.host,
+            port: url.port,
+            tls: match url.tls {
+                true => Some(
+                    tls::client_config(config.broker_ca_file.as_deref())
+                        .map_err(StartError::Config)?,
+                ),
+                false if config.broker_ca_file.is_some() => {
+                    return Err(StartError::Config(
+                        "broker_ca_file is for a mqtts:// broker".into(),
+                    ));
+                }
+                false => None,
+            },
+        };
+        let certificate = match config.tls.files().map_err(StartError::Config)? {
+            Some(files) => Some(tls::Certificate::load(files).map_err(StartError::Config)?),
+            None => None,
+        };
         let policy = config.retention().map_err(StartError::Config)?;
         if config.sip.enabled {
             config.sip.validate().map_err(StartError::Config)?;
@@ -101,12 +125,15 @@ impl Hub {
         );
         let http = match config.http_listen {
             Some(addr) => Some(
-                AuthHttp::start(addr, logins)
+                AuthHttp::start(addr, logins, certificate.clone())
                     .await
                     .map_err(|e| StartError::Config(format!("http_listen {addr}: {e}")))?,
             ),
             None => None,
         };
+        if certificate.is_none() {
+            tls::warn_if_plain_on_network("http_listen", http.as_ref().map(AuthHttp::addr));
+        }
         let engine = Engine::new(HubConfig {
             root: root.clone(),
             max_payload: config.max_payload,
@@ -116,8 +143,7 @@ impl Hub {
             ..HubConfig::default()
         });
         let options = link::LinkOptions {
-            host,
-            port,
+            broker,
             client_id: config.client_id.clone(),
             shared: config.shared_subscription,
             session_expiry: Some(config.broker_session_expiry_secs),
@@ -147,8 +173,7 @@ impl Hub {
             let gateway = crate::sip_gateway::Gateway::start(
                 &config.sip,
                 crate::sip_gateway::GatewayLink {
-                    host: options.host.clone(),
-                    port: options.port,
+                    broker: options.broker.clone(),
                     credentials: credentials.clone(),
                     root: root.clone(),
                     wait_for_broker: true,
@@ -187,6 +212,20 @@ impl Hub {
             data = %config.data_dir.display(),
             "mqchat hub is running"
         );
+        let tls_watch = match (&certificate, config.tls.interval()) {
+            (Some(certificate), Some(every)) if http.is_some() => {
+                let weak = Arc::downgrade(certificate);
+                Some(tls::Watcher::start(
+                    certificate.files().clone(),
+                    every,
+                    move || {
+                        let reloaded = weak.upgrade().map_or(Ok(()), |c| c.reload());
+                        std::future::ready(reloaded)
+                    },
+                ))
+            }
+            _ => None,
+        };
         Ok(Self {
             link,
             session_ends,
@@ -195,12 +234,29 @@ impl Hub {
             retention,
             sip,
             root,
+            certificate,
+            tls_watch,
         })
     }
 
     /// The HTTP endpoint's bound address.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(AuthHttp::addr)
+    }
+
+    /// Whether the HTTP endpoint speaks HTTPS.
+    pub fn http_tls(&self) -> bool {
+        self.certificate.is_some() && self.http.is_some()
+    }
+
+    /// Reads the HTTP endpoint's certificate and key files again (SIGHUP): new connections
+    /// get the new certificate. On an error (logged and returned) the old one stays.
+    pub fn reload_tls(&self) -> Result<(), String> {
+        let reloaded = self.certificate.as_ref().map_or(Ok(()), |c| c.reload());
+        if let Err(e) = &reloaded {
+            tracing::error!(error = %e, "the TLS certificate was not reloaded; the old one stays");
+        }
+        reloaded
     }
 
     /// The topic root.
@@ -228,6 +284,7 @@ impl Hub {
     pub async fn shutdown(self) {
         tracing::info!("hub shutting down");
         self.session_ends.stop();
+        drop(self.tls_watch);
         if let Some(sip) = self.sip {
             sip.stop().await;
         }

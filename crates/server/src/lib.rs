@@ -26,6 +26,7 @@ mod retention;
 mod session_ends;
 pub mod sip_gateway;
 pub mod testing;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub struct Server {
     pusher: Option<Arc<push::Pusher>>,
     sip: Option<sip_gateway::Gateway>,
     root: TopicRoot,
+    /// Reloads the TLS listeners' certificate when its files change.
+    tls_watch: Option<tls::Watcher>,
 }
 
 /// Why the server could not start.
@@ -85,6 +88,17 @@ impl Server {
         let policy = config.retention().map_err(StartError::Config)?;
         if config.sip.enabled {
             config.sip.validate().map_err(StartError::Config)?;
+        }
+        let certificate = config.tls.files().map_err(StartError::Config)?;
+        if certificate.is_none() && (config.listen_tls.is_some() || config.listen_wss.is_some()) {
+            return Err(StartError::Config(
+                "listen_tls and listen_wss need a certificate: [tls] cert and key \
+                 (--tls-cert, --tls-key)"
+                    .into(),
+            ));
+        }
+        if let Some(files) = &certificate {
+            mqchat_broker::check_files(files).map_err(|e| StartError::Config(e.to_string()))?;
         }
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Config(format!("data directory {}: {e}", config.data_dir.display()))
@@ -118,6 +132,9 @@ impl Server {
             BrokerConfig {
                 tcp: config.listen_tcp,
                 ws: config.listen_ws,
+                tls: config.listen_tls,
+                wss: config.listen_wss,
+                certificate: certificate.clone(),
                 max_packet_size,
                 session_expiry: Duration::from_secs(config.session_expiry_secs),
                 max_queue: config.max_queue,
@@ -132,6 +149,25 @@ impl Server {
         )
         .await?;
         let broker = Arc::new(broker);
+        tls::warn_if_plain_on_network("listen_tcp", broker.tcp_addr());
+        tls::warn_if_plain_on_network("listen_ws", broker.ws_addr());
+        let tls_watch = match (&certificate, config.tls.interval()) {
+            (Some(files), Some(every))
+                if broker.tls_addr().is_some() || broker.wss_addr().is_some() =>
+            {
+                let broker = Arc::downgrade(&broker);
+                Some(tls::Watcher::start(files.clone(), every, move || {
+                    let broker = broker.upgrade();
+                    async move {
+                        match broker {
+                            Some(broker) => broker.reload_tls().await.map_err(|e| e.to_string()),
+                            None => Ok(()),
+                        }
+                    }
+                }))
+            }
+            _ => None,
+        };
         let engine = Engine::new(HubConfig {
             root: root.clone(),
             max_payload: config.max_payload,
@@ -160,8 +196,7 @@ impl Server {
             let gateway = sip_gateway::Gateway::start(
                 &config.sip,
                 sip_gateway::GatewayLink {
-                    host: internal.ip().to_string(),
-                    port: internal.port(),
+                    broker: tls::BrokerTarget::plain(internal),
                     credentials: hub.clone(),
                     root: root.clone(),
                     wait_for_broker: false,
@@ -187,6 +222,8 @@ impl Server {
         tracing::info!(
             tcp = ?broker.tcp_addr(),
             ws = ?broker.ws_addr(),
+            tls = ?broker.tls_addr(),
+            wss = ?broker.wss_addr(),
             root = %root,
             data = %config.data_dir.display(),
             "mqchat is serving"
@@ -200,6 +237,7 @@ impl Server {
             pusher,
             sip,
             root,
+            tls_watch,
         })
     }
 
@@ -211,6 +249,27 @@ impl Server {
     /// The bound MQTT/WebSocket address.
     pub fn ws_addr(&self) -> Option<SocketAddr> {
         self.broker.ws_addr()
+    }
+
+    /// The bound MQTT/TLS address.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.broker.tls_addr()
+    }
+
+    /// The bound MQTT/WebSocket/TLS address.
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.broker.wss_addr()
+    }
+
+    /// Reads the TLS certificate and key files again (SIGHUP): new TLS connections get the
+    /// new certificate, connections already made keep theirs. On an error (logged and
+    /// returned) the listeners keep the certificate they had.
+    pub async fn reload_tls(&self) -> Result<(), String> {
+        let reloaded = self.broker.reload_tls().await.map_err(|e| e.to_string());
+        if let Err(e) = &reloaded {
+            tracing::error!(error = %e, "the TLS certificate was not reloaded; the old one stays");
+        }
+        reloaded
     }
 
     /// The topic root.
@@ -249,6 +308,7 @@ impl Server {
     /// received, flushes the store, and returns.
     pub async fn shutdown(self) {
         tracing::info!("shutting down: no new connections");
+        drop(self.tls_watch);
         self.broker.stop_accepting().await;
         self.session_ends.stop();
         if let Some(sip) = self.sip {

@@ -38,10 +38,11 @@ use mqchat_proto::{DeviceIdentity, TopicRoot};
 use mqchat_store::{ConvId, Store};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Publish;
-use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use rumqttc::v5::{AsyncClient, Event, EventLoop};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::push::Pusher;
+use crate::tls::BrokerTarget;
 
 /// The hub's broker username; no user id can start with `_`.
 pub(crate) const HUB_USERNAME: &str = "_hub";
@@ -101,10 +102,8 @@ struct Work {
 /// How the hub connects to its broker.
 #[derive(Clone, Debug)]
 pub(crate) struct LinkOptions {
-    /// Broker host name or address.
-    pub(crate) host: String,
-    /// Broker port.
-    pub(crate) port: u16,
+    /// The broker: host, port, and TLS settings for `mqtts://`.
+    pub(crate) broker: BrokerTarget,
     /// The hub's MQTT client id (starts with its username).
     pub(crate) client_id: String,
     /// Subscribe through `$share/mqchat/` (several hubs share the load), or plainly (a
@@ -389,7 +388,7 @@ impl Link {
                 inbound_rx: tap.inbound_rx,
                 pending: tap.pending,
                 link_task: None,
-                takeover: (takeover.ip().to_string(), takeover.port()),
+                takeover: BrokerTarget::plain(takeover),
             },
         };
         {
@@ -421,8 +420,7 @@ impl Link {
             .await
             .map_err(|_| "publisher not running".to_owned())?;
         let evictor = Evictor {
-            host: takeover.0,
-            port: takeover.1,
+            broker: takeover,
             credentials: credentials.clone(),
         };
         let publisher = tokio::spawn(run_publisher(
@@ -485,7 +483,7 @@ struct Attached {
     inbound_rx: mpsc::UnboundedReceiver<Input>,
     pending: Arc<AtomicUsize>,
     link_task: Option<tokio::task::JoinHandle<()>>,
-    takeover: (String, u16),
+    takeover: BrokerTarget,
 }
 
 /// Connects to the broker over MQTT, starts the link task, and returns once the hub's
@@ -496,7 +494,7 @@ async fn connect(
     engine: &Engine,
 ) -> Result<Attached, String> {
     let root = engine.config().root.clone();
-    let mut options = MqttOptions::new(&link.client_id, &link.host, link.port);
+    let mut options = link.broker.options(&link.client_id);
     options
         .set_credentials(&credentials.username, &credentials.secret)
         .set_keep_alive(Duration::from_secs(30))
@@ -549,7 +547,7 @@ async fn connect(
         inbound_rx,
         pending,
         link_task: Some(link_task),
-        takeover: (link.host.clone(), link.port),
+        takeover: link.broker.clone(),
     })
 }
 
@@ -828,8 +826,7 @@ async fn run_publisher(
 /// broker closes the device's connection and discards its session and queue.
 #[derive(Clone, Debug)]
 pub(crate) struct Evictor {
-    host: String,
-    port: u16,
+    broker: BrokerTarget,
     credentials: HubCredentials,
 }
 
@@ -856,7 +853,7 @@ impl Evictor {
     }
 
     async fn take_over(&self, device: &DeviceIdentity) -> Result<(), String> {
-        let mut options = MqttOptions::new(device.client_id(), &self.host, self.port);
+        let mut options = self.broker.options(&device.client_id());
         options
             .set_credentials(&self.credentials.username, &self.credentials.secret)
             .set_keep_alive(Duration::from_secs(10))

@@ -1,6 +1,6 @@
 //! The hub's HTTP auth endpoint answering recorded requests of EMQX 5, rmqtt-auth-http,
 //! mosquitto-go-auth and VerneMQ (`tests/auth_http/*.json`, see its README) over a real
-//! store, and the same endpoint on a real socket.
+//! store, and the same endpoint on a real socket, in clear and over TLS.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -196,10 +196,13 @@ async fn vernemq_webhooks() {
 async fn serves_on_a_socket() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let fixture = fixture();
-    let server =
-        mqchat_server::auth_http::AuthHttp::start(([127, 0, 0, 1], 0).into(), fixture.gate.clone())
-            .await
-            .expect("bind");
+    let server = mqchat_server::auth_http::AuthHttp::start(
+        ([127, 0, 0, 1], 0).into(),
+        fixture.gate.clone(),
+        None,
+    )
+    .await
+    .expect("bind");
     let body = json!({"username": "alice", "password": "alice-secret", "clientid": "alice:phone"})
         .to_string();
     let mut stream = tokio::net::TcpStream::connect(server.addr())
@@ -224,6 +227,118 @@ async fn serves_on_a_socket() {
         answer.ends_with(r#"{"result":"allow","is_superuser":false}"#),
         "{answer}"
     );
+    server.stop().await;
+}
+
+/// `POST /emqx/authn` for alice over TLS, trusting only the CA certificate `ca_pem`.
+async fn https_authn(addr: std::net::SocketAddr, ca_pem: &str) -> std::io::Result<String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("PEM")).expect("a CA certificate");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    let body = json!({"username": "alice", "password": "alice-secret", "clientid": "alice:phone"})
+        .to_string();
+    let request = format!(
+        "POST /emqx/authn HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = String::new();
+    // A TLS peer that closes without close_notify is an error to rustls; the answer is
+    // complete by then (connection: close).
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_string(&mut answer),
+    )
+    .await;
+    Ok(answer)
+}
+
+/// The endpoint over TLS (the hub's `[tls]`), and a certificate reloaded without a restart.
+#[tokio::test]
+async fn serves_over_tls_and_reloads_its_certificate() {
+    use mqchat_server::testing::TestCa;
+    let fixture = fixture();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = mqchat_server::tls::TlsFiles {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+    };
+    let first = TestCa::new("first CA").expect("CA");
+    let second = TestCa::new("second CA").expect("CA");
+    first
+        .issue(&["localhost"])
+        .expect("cert")
+        .write(&files)
+        .expect("write");
+    let certificate = mqchat_server::tls::Certificate::load(files.clone()).expect("loads");
+    let server = mqchat_server::auth_http::AuthHttp::start(
+        ([127, 0, 0, 1], 0).into(),
+        fixture.gate.clone(),
+        Some(certificate.clone()),
+    )
+    .await
+    .expect("bind");
+    let allowed = r#"{"result":"allow","is_superuser":false}"#;
+    let answer = https_authn(server.addr(), first.pem()).await.expect("TLS");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with(allowed),
+        "{answer}"
+    );
+    assert!(
+        https_authn(server.addr(), second.pem()).await.is_err(),
+        "a certificate from a CA the client does not trust"
+    );
+
+    // In clear on the TLS port: no HTTP answer.
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut plain = tokio::net::TcpStream::connect(server.addr())
+            .await
+            .expect("connect");
+        plain
+            .write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            plain.read_to_end(&mut answer),
+        )
+        .await
+        .expect("closed in time");
+        assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+    }
+
+    second
+        .issue(&["localhost"])
+        .expect("cert")
+        .write(&files)
+        .expect("write");
+    certificate.reload().expect("reloads");
+    let answer = https_authn(server.addr(), second.pem()).await.expect("TLS");
+    assert!(answer.ends_with(allowed), "{answer}");
+    assert!(https_authn(server.addr(), first.pem()).await.is_err());
+    // Broken files are refused; the certificate stays.
+    std::fs::write(&files.cert, "nothing\n").expect("write");
+    assert!(certificate.reload().is_err());
+    let answer = https_authn(server.addr(), second.pem()).await.expect("TLS");
+    assert!(answer.ends_with(allowed), "{answer}");
     server.stop().await;
 }
 

@@ -67,7 +67,9 @@ class _ConnAck:
 
 
 class Device:
-    """One device of a user. `server` is `mqtt://host:port`; `mqtt_version` 5 or 4 (3.1.1)."""
+    """One device of a user. `server` is `mqtt://host:port`, or `mqtts://host:port` for MQTT
+    over TLS (the server's certificate checked against `ca_file`, or the system's roots);
+    `mqtt_version` 5 or 4 (3.1.1)."""
 
     def __init__(
         self,
@@ -79,10 +81,11 @@ class Device:
         root: str = "mq",
         mqtt_version: int = 5,
         ids: IdGenerator | None = None,
+        ca_file: str | None = None,
     ) -> None:
         url = urlsplit(server)
-        if url.scheme != "mqtt" or url.hostname is None or url.port is None:
-            raise ValueError(f"{server}: expected mqtt://host:port")
+        if url.scheme not in ("mqtt", "mqtts") or url.hostname is None or url.port is None:
+            raise ValueError(f"{server}: expected mqtt://host:port or mqtts://host:port")
         self.user, self.device = user, device
         self.topics = Topics(root)
         self.ids = ids or IdGenerator()
@@ -100,6 +103,10 @@ class Device:
             clean_session=None if self._v5 else False,
             protocol=protocol,
         )
+        if url.scheme == "mqtts":
+            # Python's defaults: the certificate and the host name checked, TLS 1.2 or later
+            # (what the spec's section 16 asks of clients).
+            self._client.tls_set(ca_certs=ca_file)
         self._client.username_pw_set(user, password)
         self._client.will_set(self.topics.presence(user, device), WILL, qos=1, retain=True)
         self._client.reconnect_delay_set(1, 5)

@@ -8,3 +8,4 @@ mod devices;
 mod groups;
 mod messaging;
 mod presence;
+mod tls;

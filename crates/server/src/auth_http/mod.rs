@@ -36,6 +36,7 @@ use mqchat_proto::{Access, DeviceIdentity};
 use serde_json::{Map, Value};
 
 use crate::login::Logins;
+use crate::tls::{Certificate, HttpsListener};
 
 /// The routes, over the logins and their gate. Public so tests can drive it without a
 /// socket.
@@ -62,22 +63,32 @@ pub struct AuthHttp {
 }
 
 impl AuthHttp {
-    /// Binds `addr` and serves the routes until [`AuthHttp::stop`].
-    pub async fn start(addr: SocketAddr, logins: Arc<Logins>) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
+    /// Binds `addr` and serves the routes until [`AuthHttp::stop`]: over TLS (HTTPS) with a
+    /// `certificate`, in clear without one.
+    pub async fn start(
+        addr: SocketAddr,
+        logins: Arc<Logins>,
+        certificate: Option<Arc<Certificate>>,
+    ) -> std::io::Result<Self> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let stopped = async {
+            let _ = stopped.await;
+        };
         let app = router(logins);
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "auth HTTP endpoint failed");
+        let (addr, task) = match certificate {
+            Some(certificate) => {
+                let listener = HttpsListener::bind(addr, &certificate).await?;
+                let addr = axum::serve::Listener::local_addr(&listener)?;
+                let served = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                (addr, tokio::spawn(async move { report(served.await) }))
             }
-        });
+            None => {
+                let listener = tokio::net::TcpListener::bind(addr).await?;
+                let addr = listener.local_addr()?;
+                let served = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                (addr, tokio::spawn(async move { report(served.await) }))
+            }
+        };
         Ok(Self { addr, stop, task })
     }
 
@@ -90,6 +101,12 @@ impl AuthHttp {
     pub async fn stop(self) {
         let _ = self.stop.send(());
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.task).await;
+    }
+}
+
+fn report(served: std::io::Result<()>) {
+    if let Err(e) = served {
+        tracing::error!(error = %e, "auth HTTP endpoint failed");
     }
 }
 

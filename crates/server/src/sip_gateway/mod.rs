@@ -25,7 +25,7 @@ use mqchat_proto::body::Sip;
 use mqchat_proto::{Body, GatewayDirection, GatewayName, Packet, Topic, TopicRoot};
 use mqchat_sip::{Framer, Limits, Timing};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, EventLoop, Incoming, MqttOptions};
+use rumqttc::v5::{AsyncClient, Event, EventLoop, Incoming};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -38,8 +38,8 @@ use crate::config::{SipConfig, SipTransport};
 /// How the gateway reaches the broker.
 #[derive(Clone, Debug)]
 pub(crate) struct GatewayLink {
-    pub(crate) host: String,
-    pub(crate) port: u16,
+    /// The broker: host, port, and TLS settings for `mqtts://`.
+    pub(crate) broker: crate::tls::BrokerTarget,
     pub(crate) credentials: HubCredentials,
     pub(crate) root: TopicRoot,
     /// Keep trying to connect at start (an external broker may come up later).
@@ -102,11 +102,10 @@ impl Gateway {
             direction: GatewayDirection::Out,
         });
 
-        let mut options = MqttOptions::new(
-            format!("{}-gw-{}", link.credentials.username, config.gateway_name),
-            &link.host,
-            link.port,
-        );
+        let mut options = link.broker.options(&format!(
+            "{}-gw-{}",
+            link.credentials.username, config.gateway_name
+        ));
         options
             .set_credentials(&link.credentials.username, &link.credentials.secret)
             .set_keep_alive(Duration::from_secs(30))

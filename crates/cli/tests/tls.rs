@@ -1,0 +1,296 @@
+//! `mqchat serve` over TLS as a user runs it (issue 15): `--listen-tls`/`--listen-wss` with
+//! a test CA's certificate made at run time, `mqchat send --ca-file` (and `MQCHAT_CA_FILE`)
+//! over `mqtts://` and `wss://`, SIGHUP serving a new certificate to new connections, one
+//! clear line for a missing certificate file, and the warning for a listener on the
+//! network without TLS. Waits are for printed lines, never for time to pass.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use mqchat_server::testing::TestCa;
+use mqchat_server::tls::TlsFiles;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mqchat");
+const WAIT: Duration = Duration::from_secs(20);
+
+/// `mqchat serve`, its stdout and stderr lines arriving on one channel.
+struct Serve {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Serve {
+    fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(args)
+            .env("MQCHAT_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start mqchat serve");
+        let (tx, lines) = mpsc::channel();
+        let stdout: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("piped"));
+        let stderr: Box<dyn Read + Send> = Box::new(child.stderr.take().expect("piped"));
+        for stream in [stdout, stderr] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Self { child, lines }
+    }
+
+    /// The next line containing `needle`.
+    fn line_with(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|_| panic!("no line with {needle:?} in time"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal("-TERM");
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for Serve {
+    /// A failing test must not leave servers behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a command to its end: (exit code, stdout, stderr).
+fn run(args: &[&str], env: &[(&str, &Path)], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .env("MQCHAT_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mqchat");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("run mqchat");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn url(banner: &str, scheme: &str) -> String {
+    banner
+        .split_whitespace()
+        .find(|w| w.starts_with(scheme))
+        .unwrap_or_else(|| panic!("no {scheme} URL in {banner}"))
+        .to_owned()
+}
+
+/// `mqchat send` as alice to bob; `ca` is given with `--ca-file`, or with the
+/// `MQCHAT_CA_FILE` environment variable when `by_env`.
+fn send(url: &str, ca: Option<&Path>, by_env: bool, text: &str) -> (i32, String, String) {
+    let mut args = vec![
+        "send", "--server", url, "-u", "alice", "-p", "secret-a", "bob", text,
+    ];
+    let mut env = Vec::new();
+    if let Some(ca) = ca {
+        if by_env {
+            env.push(("MQCHAT_CA_FILE", ca));
+        } else {
+            args.extend(["--ca-file", ca.to_str().expect("utf-8")]);
+        }
+    }
+    run(&args, &env, None)
+}
+
+#[test]
+fn send_over_mqtts_and_wss_and_a_new_certificate_on_sighup() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8");
+    for (user, password) in [("alice", "secret-a"), ("bob", "secret-b")] {
+        let (code, _, err) = run(
+            &["user", "add", user, "--password-stdin", "--data-dir", data],
+            &[],
+            Some(&format!("{password}\n")),
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    let first = TestCa::new("first CA").expect("CA");
+    let second = TestCa::new("second CA").expect("CA");
+    let first_file = dir.path().join("first.pem");
+    let second_file = dir.path().join("second.pem");
+    first.write(&first_file).expect("CA file");
+    second.write(&second_file).expect("CA file");
+    let files = TlsFiles {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+    };
+    first
+        .issue(&["localhost", "127.0.0.1"])
+        .expect("cert")
+        .write(&files)
+        .expect("write");
+    // Reloads on SIGHUP only, so the reload seen below is the signal's.
+    let config = dir.path().join("mqchat.toml");
+    std::fs::write(&config, "[tls]\nreload_interval_secs = 0\n").expect("config");
+
+    let server = Serve::spawn(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--data-dir",
+        data,
+        "--listen-tcp",
+        "off",
+        "--listen-ws",
+        "off",
+        "--listen-tls",
+        "127.0.0.1:0",
+        "--listen-wss",
+        "127.0.0.1:0",
+        "--tls-cert",
+        files.cert.to_str().expect("utf-8"),
+        "--tls-key",
+        files.key.to_str().expect("utf-8"),
+    ]);
+    let banner = server.line_with("mqchat listening:");
+    assert!(!banner.contains("mqtt://"), "{banner}");
+    let mqtts = url(&banner, "mqtts://");
+    let wss = url(&banner, "wss://");
+
+    let (code, out, err) = send(&mqtts, Some(&first_file), false, "over mqtts");
+    assert_eq!((code, out.trim()), (0, "sent to bob as #1"), "{err}");
+    let (code, out, err) = send(&wss, Some(&first_file), true, "over wss");
+    assert_eq!((code, out.trim()), (0, "sent to bob as #2"), "{err}");
+    // Without the test CA: unreachable (exit 4), in one line that says why.
+    let (code, _, err) = send(&mqtts, None, false, "no CA");
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("certificate"), "{err}");
+
+    second
+        .issue(&["localhost", "127.0.0.1"])
+        .expect("cert")
+        .write(&files)
+        .expect("write");
+    server.signal("-HUP");
+    server.line_with("TLS certificate reloaded");
+    let (code, out, err) = send(&mqtts, Some(&second_file), false, "after the reload");
+    assert_eq!((code, out.trim()), (0, "sent to bob as #3"), "{err}");
+    let (code, _, err) = send(&wss, Some(&first_file), false, "the old CA");
+    assert_eq!(
+        code, 4,
+        "the first CA's certificate is no longer served: {err}"
+    );
+
+    // A reload from a broken key is refused, and the server goes on with what it has.
+    std::fs::write(&files.key, "not a key\n").expect("write");
+    server.signal("-HUP");
+    server.line_with("not reloaded");
+    let (code, _, err) = send(&wss, Some(&second_file), true, "still the second");
+    assert_eq!(code, 0, "{err}");
+
+    assert!(server.terminate().success(), "serve exits 0 on SIGTERM");
+}
+
+#[test]
+fn a_missing_certificate_is_one_clear_line_and_plain_listeners_on_the_network_warn() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8");
+    let missing = dir.path().join("missing.pem");
+    let missing = missing.to_str().expect("utf-8");
+    let (code, out, err) = run(
+        &[
+            "serve",
+            "--data-dir",
+            data,
+            "--listen-tcp",
+            "127.0.0.1:0",
+            "--listen-ws",
+            "off",
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--tls-cert",
+            missing,
+            "--tls-key",
+            missing,
+        ],
+        &[],
+        None,
+    );
+    assert_ne!(code, 0, "{out}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("TLS certificate file") && err.contains("missing.pem"),
+        "{err}"
+    );
+    let (code, _, err) = run(
+        &[
+            "serve",
+            "--data-dir",
+            data,
+            "--listen-tcp",
+            "off",
+            "--listen-ws",
+            "off",
+            "--listen-tls",
+            "127.0.0.1:0",
+        ],
+        &[],
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("need a certificate"), "{err}");
+
+    // Every interface, in clear: a warning.
+    let server = Serve::spawn(&[
+        "--data-dir",
+        data,
+        "--listen-tcp",
+        "0.0.0.0:0",
+        "--listen-ws",
+        "off",
+    ]);
+    let warning = server.line_with("without TLS");
+    assert!(
+        warning.contains("WARN") && warning.contains("listen_tcp"),
+        "{warning}"
+    );
+    server.line_with("mqchat listening:");
+    assert!(server.terminate().success());
+}
