@@ -359,7 +359,7 @@ impl mqchat_broker::Gatekeeper for AllowAll {
         _username: Option<&str>,
         _topic: &str,
         _retain: bool,
-        _size: usize,
+        _payload: &[u8],
     ) -> bool {
         true
     }

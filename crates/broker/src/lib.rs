@@ -75,14 +75,14 @@ pub struct Connect<'a> {
 pub trait Gatekeeper: Send + Sync + 'static {
     /// Decides a CONNECT.
     async fn authenticate(&self, connect: Connect<'_>) -> Admission;
-    /// Decides a PUBLISH by a non-superuser, whose payload has `size` bytes.
+    /// Decides a PUBLISH (or a CONNECT's will) by a non-superuser.
     async fn may_publish(
         &self,
         client_id: &str,
         username: Option<&str>,
         topic: &str,
         retain: bool,
-        size: usize,
+        payload: &[u8],
     ) -> bool;
     /// Decides a SUBSCRIBE filter by a non-superuser (a `$share/{group}/` prefix removed).
     async fn may_subscribe(&self, client_id: &str, username: Option<&str>, filter: &str) -> bool;
@@ -238,6 +238,27 @@ struct Hooks {
 /// The listener id of the loopback listener for the server's own clients.
 const INTERNAL_LISTENER: u16 = 3;
 
+/// What makes a PUBLISH a protocol error, after which the connection is closed (MQTT 5
+/// 1.5.4-2 and 3.3.2-2, 3.1.1 1.5.3-2 and 3.3.2-2): a topic name with a wildcard or NUL
+/// character, a topic alias of 0 or above the maximum granted (3.3.2-8, 3.3.2-9). rmqtt
+/// 0.24 accepts them.
+fn protocol_error(publish: &Publish) -> Option<(PublishAckReason, &'static str)> {
+    if publish.topic.contains(['+', '#', '\0']) {
+        return Some((
+            PublishAckReason::TopicNameInvalid,
+            "a topic name may not hold wildcards or NUL",
+        ));
+    }
+    let alias = publish.properties.as_ref().and_then(|p| p.topic_alias);
+    if alias.is_some_and(|alias| alias.get() > TOPIC_ALIASES) {
+        return Some((
+            PublishAckReason::ImplementationSpecificError,
+            "topic alias above the maximum granted",
+        ));
+    }
+    None
+}
+
 fn text(s: &Option<bytestring::ByteString>) -> Option<&str> {
     s.as_ref().map(|s| &**s)
 }
@@ -265,17 +286,17 @@ impl Handler for Hooks {
                         // leave a will only where it may publish itself.
                         let will = connect.last_will().map(|will| match will {
                             LastWill::V3(will) => {
-                                (will.topic.clone(), will.retain, will.message.len())
+                                (will.topic.clone(), will.retain, will.message.clone())
                             }
                             LastWill::V5(will) => {
-                                (will.topic.clone(), will.retain, will.message.len())
+                                (will.topic.clone(), will.retain, will.message.clone())
                             }
                         });
                         match will {
-                            Some((topic, retain, size))
+                            Some((topic, retain, message))
                                 if !self
                                     .gate
-                                    .may_publish(client_id, username, &topic, retain, size)
+                                    .may_publish(client_id, username, &topic, retain, &message)
                                     .await =>
                             {
                                 tracing::warn!(
@@ -310,6 +331,19 @@ impl Handler for Hooks {
                 (false, Some(HookResult::SubscribeAclResult(result)))
             }
             Parameter::MessagePublishCheckAcl(session, publish) => {
+                if let Some((code, reason)) = protocol_error(publish) {
+                    tracing::warn!(
+                        client_id = &*session.id.client_id,
+                        topic = &*publish.topic,
+                        reason,
+                        "connection closed: a PUBLISH that breaks MQTT"
+                    );
+                    let result = PublishResult::reason_code(code, Some(reason.into()), true);
+                    return (
+                        false,
+                        Some(HookResult::PublishAclResult(PublishAclResult(result))),
+                    );
+                }
                 let allowed = self
                     .gate
                     .may_publish(
@@ -317,7 +351,7 @@ impl Handler for Hooks {
                         text(&session.id.username),
                         &publish.topic,
                         publish.retain,
-                        publish.payload.len(),
+                        &publish.payload,
                     )
                     .await;
                 // Refused publishes are dropped; MQTT 5 publishers get PUBACK "not authorized".

@@ -84,19 +84,28 @@ impl Gatekeeper for BrokerGate {
         username: Option<&str>,
         topic: &str,
         retain: bool,
-        size: usize,
+        payload: &[u8],
     ) -> bool {
-        if size > self.max_presence
-            && let Ok(Topic::Presence { .. }) = self.gate.root().parse_topic(topic)
+        // A presence goes from the device to its readers through the broker alone (the
+        // hub only stamps it), so it is checked here: its size, and that it is a packet
+        // (nesting within spec 5's limit). An empty payload clears a retained presence.
+        if let Ok(Topic::Presence { .. }) = self.gate.root().parse_topic(topic)
+            && !payload.is_empty()
         {
-            tracing::warn!(
-                client_id,
-                topic,
-                size,
-                max = self.max_presence,
-                "presence refused: larger than max_presence_bytes"
-            );
-            return false;
+            if payload.len() > self.max_presence {
+                tracing::warn!(
+                    client_id,
+                    topic,
+                    size = payload.len(),
+                    max = self.max_presence,
+                    "presence refused: larger than max_presence_bytes"
+                );
+                return false;
+            }
+            if let Err(e) = mqchat_proto::Packet::decode(payload) {
+                tracing::warn!(client_id, topic, error = %e, "presence refused: not a packet");
+                return false;
+            }
         }
         self.decide(client_id, username, topic, Access::Publish { retain })
             .await

@@ -980,7 +980,7 @@ mod tests {
         async fn authenticate(&self, _: mqchat_broker::Connect<'_>) -> mqchat_broker::Admission {
             mqchat_broker::Admission::NotAuthorized
         }
-        async fn may_publish(&self, _: &str, _: Option<&str>, _: &str, _: bool, _: usize) -> bool {
+        async fn may_publish(&self, _: &str, _: Option<&str>, _: &str, _: bool, _: &[u8]) -> bool {
             false
         }
         async fn may_subscribe(&self, _: &str, _: Option<&str>, _: &str) -> bool {

@@ -11,6 +11,7 @@ mod common;
 use std::time::Instant;
 
 use common::{Device, WAIT, attempt, raw_connect, server_with};
+use mqchat_server::testing::TestServer;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
 use rumqttc::v5::{AsyncClient, Event, Incoming};
@@ -103,6 +104,14 @@ async fn presence_and_subscriptions_are_bounded() {
     assert!(
         !mallory.publish_raw("mq/pr/mallory/phone", big, true).await,
         "refused"
+    );
+    // A small presence nested deeper than spec 5 allows: {0: 6, 8: 1, 999: [[[…0…]]]}.
+    let mut deep = vec![0xa3, 0x00, 0x06, 0x08, 0x01, 0x19, 0x03, 0xe7];
+    deep.extend(std::iter::repeat_n(0x81u8, 40));
+    deep.push(0x00);
+    assert!(
+        !mallory.publish_raw("mq/pr/mallory/phone", deep, true).await,
+        "too deep"
     );
     let small = mallory
         .registry
@@ -520,4 +529,117 @@ async fn next_presence(device: &mut Device) -> (String, Value) {
             return (topic, packet);
         }
     }
+}
+
+/// A connection made by hand (MQTT 3.1.1 or 5), logged in as mallory: for packets a client
+/// library would not send.
+async fn raw_session(server: &TestServer, v5: bool) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(server.tcp_addr())
+        .await
+        .expect("connect");
+    let field = |s: &str| {
+        let mut out = (s.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(s.as_bytes());
+        out
+    };
+    let mut body = field("MQTT");
+    body.extend_from_slice(&[if v5 { 5 } else { 4 }, 0xC2, 0, 60]);
+    if v5 {
+        body.push(0); // no properties
+    }
+    body.extend(field("mallory:raw"));
+    body.extend(field("mallory"));
+    body.extend(field("pw"));
+    let mut packet = vec![0x10, body.len() as u8];
+    packet.extend(body);
+    stream.write_all(&packet).await.expect("write");
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).await.expect("CONNACK");
+    let mut rest = vec![0u8; usize::from(head[1])];
+    stream.read_exact(&mut rest).await.expect("CONNACK");
+    assert_eq!((head[0], rest[1]), (0x20, 0), "accepted");
+    stream
+}
+
+/// A QoS 1 PUBLISH by hand, with a topic alias property (MQTT 5) if given.
+fn raw_publish(topic: &[u8], alias: Option<u16>, v5: bool) -> Vec<u8> {
+    let mut body = (topic.len() as u16).to_be_bytes().to_vec();
+    body.extend_from_slice(topic);
+    body.extend_from_slice(&[0, 1]); // packet id
+    if v5 {
+        match alias {
+            Some(alias) => {
+                body.extend_from_slice(&[3, 0x23]);
+                body.extend_from_slice(&alias.to_be_bytes());
+            }
+            None => body.push(0),
+        }
+    }
+    // {0: 1, 2: "bob", 8: "x"}: not a valid message (no id), refused by the hub, which is
+    // enough to tell a PUBACK from a closed connection.
+    body.extend_from_slice(&[
+        0xa3, 0x00, 0x01, 0x02, 0x63, b'b', b'o', b'b', 0x08, 0x61, b'x',
+    ]);
+    let mut packet = vec![0x32, body.len() as u8];
+    packet.extend(body);
+    packet
+}
+
+/// What the server answered: the first byte of its next packet, `None` if it closed the
+/// connection (a DISCONNECT before the close counts as closing).
+async fn next_packet_type(stream: &mut tokio::net::TcpStream) -> Option<u8> {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(WAIT, stream.read(&mut byte))
+        .await
+        .expect("an answer in time")
+    {
+        Ok(0) | Err(_) => None,
+        Ok(_) if byte[0] == 0xE0 => None,
+        Ok(_) => Some(byte[0]),
+    }
+}
+
+#[tokio::test]
+async fn publishes_that_break_mqtt_close_the_connection() {
+    let server = server_with(|_| {}).await;
+    for v5 in [false, true] {
+        let mut ok = raw_session(&server, v5).await;
+        ok.write_all(&raw_publish(b"mq/up/mallory/raw", None, v5))
+            .await
+            .expect("write");
+        assert_eq!(next_packet_type(&mut ok).await, Some(0x40), "a PUBACK");
+        for topic in [
+            &b"mq/up/mallory/r+w"[..],
+            b"mq/up/mallory/#",
+            b"mq/up/mallory/r\0w",
+        ] {
+            let mut bad = raw_session(&server, v5).await;
+            bad.write_all(&raw_publish(topic, None, v5))
+                .await
+                .expect("write");
+            assert_eq!(
+                next_packet_type(&mut bad).await,
+                None,
+                "closed after {:?} (v5: {v5})",
+                String::from_utf8_lossy(topic)
+            );
+        }
+    }
+    let mut aliased = raw_session(&server, true).await;
+    aliased
+        .write_all(&raw_publish(b"mq/up/mallory/raw", Some(17), true))
+        .await
+        .expect("write");
+    assert_eq!(
+        next_packet_type(&mut aliased).await,
+        None,
+        "a topic alias above the 16 granted closes the connection"
+    );
+    let mut aliased = raw_session(&server, true).await;
+    aliased
+        .write_all(&raw_publish(b"mq/up/mallory/raw", Some(16), true))
+        .await
+        .expect("write");
+    assert_eq!(next_packet_type(&mut aliased).await, Some(0x40));
+    server.stop().await;
 }
