@@ -50,6 +50,7 @@ impl Running {
     }
 
     /// Waits for the process to end by itself; its exit code.
+    #[allow(dead_code)] // Not every test binary waits for one to end.
     pub fn wait(mut self) -> i32 {
         self.child.wait().expect("wait").code().unwrap_or(-1)
     }
