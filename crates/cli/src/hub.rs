@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use mqchat_server::{Hub, HubProcessConfig};
 
-use crate::serve::{listen, run_until_stopped, shutdown_signal};
+use crate::serve::{Signals, listen};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct HubArgs {
@@ -122,12 +122,13 @@ fn config(args: HubArgs) -> anyhow::Result<HubProcessConfig> {
 
 pub(crate) async fn run(args: HubArgs) -> anyhow::Result<()> {
     let config = config(args)?;
+    let mut signals = Signals::new()?;
     // The broker may come up after the hub: the start waits for it, and a signal ends the
     // wait.
     let hub = tokio::select! {
         hub = Hub::start(&config) => hub?,
-        signal = shutdown_signal() => {
-            tracing::info!(signal = signal?, "stopped before the broker was reached");
+        signal = signals.stopped() => {
+            tracing::info!(signal, "stopped before the broker was reached");
             return Ok(());
         }
     };
@@ -152,11 +153,12 @@ pub(crate) async fn run(args: HubArgs) -> anyhow::Result<()> {
     writeln!(stdout, "{line}")?;
     stdout.flush()?;
     // A failed reload is logged by the hub, which keeps its certificate.
-    let signal = run_until_stopped(|| {
-        let _ = hub.reload_tls();
-        std::future::ready(())
-    })
-    .await?;
+    let signal = signals
+        .run_until_stopped(|| {
+            let _ = hub.reload_tls();
+            std::future::ready(())
+        })
+        .await;
     tracing::info!(signal, "stopping");
     hub.shutdown().await;
     Ok(())

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use mqchat_server::{Server, ServerConfig};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ServeArgs {
@@ -112,27 +113,45 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     Ok(config)
 }
 
-pub(crate) async fn shutdown_signal() -> anyhow::Result<&'static str> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => { r?; Ok("SIGINT") }
-        _ = term.recv() => Ok("SIGTERM"),
-    }
+/// The signals `serve` and `hub` answer: SIGINT and SIGTERM stop, SIGHUP reloads the TLS
+/// certificate. Registered before the process says it is ready, so that a signal sent right
+/// after the banner is handled, not the default action (ending the process at once).
+pub(crate) struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
 }
 
-/// Waits for SIGINT or SIGTERM, calling `reload` at every SIGHUP meanwhile.
-pub(crate) async fn run_until_stopped<F: Future<Output = ()>>(
-    mut reload: impl FnMut() -> F,
-) -> anyhow::Result<&'static str> {
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let stop = shutdown_signal();
-    tokio::pin!(stop);
-    loop {
+impl Signals {
+    pub(crate) fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for SIGINT or SIGTERM (SIGHUP is ignored meanwhile).
+    pub(crate) async fn stopped(&mut self) -> &'static str {
         tokio::select! {
-            signal = &mut stop => return signal,
-            _ = hangup.recv() => {
-                tracing::info!("SIGHUP: reloading the TLS certificate");
-                reload().await;
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+
+    /// Waits for SIGINT or SIGTERM, calling `reload` at every SIGHUP meanwhile.
+    pub(crate) async fn run_until_stopped<F: Future<Output = ()>>(
+        mut self,
+        mut reload: impl FnMut() -> F,
+    ) -> &'static str {
+        loop {
+            tokio::select! {
+                _ = self.interrupt.recv() => return "SIGINT",
+                _ = self.terminate.recv() => return "SIGTERM",
+                _ = self.hangup.recv() => {
+                    tracing::info!("SIGHUP: reloading the TLS certificate");
+                    reload().await;
+                }
             }
         }
     }
@@ -140,6 +159,7 @@ pub(crate) async fn run_until_stopped<F: Future<Output = ()>>(
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = config(args)?;
+    let signals = Signals::new()?;
     let server = Server::start(&config).await?;
     // One line on stdout with the bound addresses, for people and for scripts (port 0).
     let mut line = String::from("mqchat listening:");
@@ -170,10 +190,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     writeln!(stdout, "{line}")?;
     stdout.flush()?;
     // A failed reload is logged by the server, which keeps its certificate.
-    let signal = run_until_stopped(|| async {
-        let _ = server.reload_tls().await;
-    })
-    .await?;
+    let signal = signals
+        .run_until_stopped(|| async {
+            let _ = server.reload_tls().await;
+        })
+        .await;
     tracing::info!(signal, "stopping");
     server.shutdown().await;
     Ok(())
