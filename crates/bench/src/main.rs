@@ -9,6 +9,7 @@
 mod compare;
 mod direct;
 mod fanout;
+mod flood;
 mod load;
 mod mqchat;
 mod mqtt;
@@ -123,6 +124,55 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// Issue 15's login flood: attackers open connections with wrong passwords and unknown
+    /// users while a phone logs in with its token and a person with a password from another
+    /// address; the server's memory before, during and after. Prints the figures (JSON on
+    /// stdout, a summary with the targets on stderr).
+    LoginFlood {
+        #[command(flatten)]
+        server: FloodServer,
+        /// The flood's length, seconds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Attackers, each with one attempt in progress at a time.
+        #[arg(long, default_value_t = 50)]
+        attackers: usize,
+        /// Addresses the attackers come from: 1 is 127.0.0.1 (the phone's address too);
+        /// more spreads them over 127.0.1.1, 127.0.1.2, ...
+        #[arg(long, default_value_t = 1)]
+        sources: usize,
+        /// Milliseconds between the phone's token logins.
+        #[arg(long, default_value_t = 500)]
+        token_every_ms: u64,
+        /// Milliseconds between the password logins from 127.0.0.2.
+        #[arg(long, default_value_t = 3000)]
+        password_every_ms: u64,
+        /// Seconds after the flood at which the server's memory is read again.
+        #[arg(long, default_value_t = 5)]
+        after: u64,
+    },
+    /// Issue 15's message flood: one device sends as fast as it can while a bystander pair
+    /// talks; the bystanders' latency idle and during the flood, what is lost, what the
+    /// flood got through. Prints the figures (JSON on stdout, a summary on stderr).
+    MessageFlood {
+        #[command(flatten)]
+        server: FloodServer,
+        /// The idle window and the flood, each, seconds.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Bystander traffic before the idle window, seconds.
+        #[arg(long, default_value_t = 3)]
+        warmup: u64,
+        /// Bystander traffic measured after the flood, seconds.
+        #[arg(long, default_value_t = 5)]
+        after: u64,
+        /// Bystander messages per second, each way.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// The flooding client's in-flight window (what it asks for).
+        #[arg(long, default_value_t = 1000)]
+        window: u16,
+    },
     /// Renders saved raw figures into the results file again.
     Report {
         /// The raw figures.
@@ -135,6 +185,21 @@ enum Command {
     /// The embedded broker alone (the `rmqtt` peer's server process).
     #[command(hide = true)]
     RmqttAlone,
+}
+
+/// The server of a flood benchmark.
+#[derive(Args, Debug, Clone)]
+struct FloodServer {
+    /// The mqchat binary.
+    #[arg(long, default_value = "target/release/mqchat")]
+    bin: PathBuf,
+    /// mqchat's durability mode: `full` (each commit synced to disk) or `normal`.
+    #[arg(long, default_value = "full")]
+    durability: String,
+    /// A settings file for `mqchat serve --config` (e.g. other `[limits]`); without it,
+    /// the defaults a user gets.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 /// Workload 2's groups.
@@ -401,6 +466,57 @@ async fn run(command: Command) -> anyhow::Result<()> {
             at,
             seconds,
         } => print_json(&profile::profile(&common.setup(), at, seconds).await?),
+        Command::LoginFlood {
+            server,
+            seconds,
+            attackers,
+            sources,
+            token_every_ms,
+            password_every_ms,
+            after,
+        } => {
+            mqchat::check_binary(&server.bin)?;
+            let figures = flood::login::run(&flood::login::Plan {
+                bin: server.bin,
+                durability: server.durability,
+                config: server.config,
+                duration: Duration::from_secs(seconds),
+                attackers,
+                sources,
+                token_every: Duration::from_millis(token_every_ms),
+                password_every: Duration::from_millis(password_every_ms),
+                after: Duration::from_secs(after),
+            })
+            .await?;
+            print_json(&figures)?;
+            eprint!("{}", figures.summary());
+            Ok(())
+        }
+        Command::MessageFlood {
+            server,
+            seconds,
+            warmup,
+            after,
+            rate,
+            window,
+        } => {
+            mqchat::check_binary(&server.bin)?;
+            let figures = flood::message::run(&flood::message::Plan {
+                bin: server.bin,
+                durability: server.durability,
+                config: server.config,
+                warmup: Duration::from_secs(warmup),
+                duration: Duration::from_secs(seconds),
+                after: Duration::from_secs(after),
+                rate,
+                window,
+                drain: Duration::from_secs(60),
+            })
+            .await?;
+            print_json(&figures)?;
+            eprint!("{}", figures.summary());
+            Ok(())
+        }
         Command::RmqttAlone => peer::run_rmqtt_alone().await,
     }
 }

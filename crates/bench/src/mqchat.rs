@@ -50,14 +50,30 @@ impl Server {
     /// Starts `bin serve` on a free loopback port with its data in `data_dir`, and waits for
     /// its `mqchat listening: mqtt://ADDR ...` line. Logs go to `data_dir/server.log`.
     pub fn start(bin: &Path, data_dir: &Path, durability: &str) -> anyhow::Result<Self> {
+        Self::start_with(bin, data_dir, durability, None)
+    }
+
+    /// [`Server::start`] with the settings of a TOML file (`mqchat serve --config`); the
+    /// data directory, listeners and durability given here take precedence over the file's.
+    pub fn start_with(
+        bin: &Path,
+        data_dir: &Path,
+        durability: &str,
+        config: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let log = std::fs::File::create(data_dir.join("server.log"))?;
         let mut command = Guard::command(bin, None);
+        command.arg("serve");
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
         command
-            .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen-tcp", "127.0.0.1:0", "--listen-ws", "off"])
             .args(["--durability", durability])
+            // The log is read back (the flood benchmarks count the server's own lines).
+            .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(log);
         let mut guard = Guard::spawn("mqchat serve", command)?;
