@@ -162,13 +162,20 @@ impl Engine {
         inbound: &Inbound,
         charge: impl FnOnce(&mut RateLimits) -> Result<(), Exceeded>,
     ) -> Result<(), Failure> {
+        self.rates(charge)
+            .map_err(|exceeded| refuse(inbound, ErrorCode::RATE_LIMITED, exceeded.to_string()))
+    }
+
+    fn rates(
+        &self,
+        charge: impl FnOnce(&mut RateLimits) -> Result<(), Exceeded>,
+    ) -> Result<(), Exceeded> {
         // One thread (the worker) takes the lock; a panic elsewhere leaves the buckets whole.
         let mut rates = self
             .rates
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         charge(&mut rates)
-            .map_err(|exceeded| refuse(inbound, ErrorCode::RATE_LIMITED, exceeded.to_string()))
     }
 
     pub(crate) fn proxy(&self) -> &Mutex<Proxy> {
@@ -273,13 +280,23 @@ impl Engine {
                     output.presence_ended.extend(local.presence_ended);
                 }
                 Err(Failure::Refused(rejection)) => {
-                    tracing::info!(
-                        sender = rejection.sender.as_ref().map(ToString::to_string),
-                        topic = %input.topic,
-                        code = %rejection.code,
-                        detail = %rejection.detail,
-                        "refused upstream packet"
-                    );
+                    // Rate-limited packets are logged per burst by the rate limits; the
+                    // others are bounded by them.
+                    if rejection.code == ErrorCode::RATE_LIMITED {
+                        tracing::debug!(
+                            sender = rejection.sender.as_ref().map(ToString::to_string),
+                            detail = %rejection.detail,
+                            "rate-limited upstream packet"
+                        );
+                    } else {
+                        tracing::info!(
+                            sender = rejection.sender.as_ref().map(ToString::to_string),
+                            topic = %input.topic,
+                            code = %rejection.code,
+                            detail = %rejection.detail,
+                            "refused upstream packet"
+                        );
+                    }
                     if rejection.sender.is_some() {
                         output.publishes.push(self.error_reply(&rejection));
                     }
@@ -345,14 +362,27 @@ impl Engine {
         input: &Upstream,
         out: &mut Output,
     ) -> Result<(), Failure> {
-        let inbound = upstream::accept(
+        let accepted = upstream::accept(
             &self.config.registry,
             &self.config.root,
             &input.topic,
             &input.payload,
             self.config.max_payload,
-        )
-        .map_err(Failure::Refused)?;
+        );
+        let inbound = match accepted {
+            Ok(inbound) => inbound,
+            Err(mut rejection) => {
+                // Refused packets count against their sender's rate too: a flood of
+                // malformed packets costs the hub as much as one of messages.
+                if let Some(sender) = &rejection.sender
+                    && let Err(exceeded) = self.rates(|rates| rates.packet(sender, now))
+                {
+                    rejection.code = ErrorCode::RATE_LIMITED;
+                    rejection.detail = exceeded.to_string();
+                }
+                return Err(Failure::Refused(rejection));
+            }
+        };
         self.charge(&inbound, |rates| rates.packet(&inbound.sender, now))?;
         match inbound.route {
             Route::Event => self.event(tx, now, &inbound, out),

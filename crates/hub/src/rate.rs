@@ -131,6 +131,10 @@ pub struct RateLimits {
     users: Buckets<UserId>,
     contact_requests: Buckets<UserId>,
     invitations: Buckets<UserId>,
+    /// Devices refused since their last accepted packet, with how many refusals: the log
+    /// says when a device goes over and when it comes back, not every refusal (a flood of
+    /// log lines would be a flood of the disk).
+    limited: HashMap<DeviceIdentity, u64>,
 }
 
 const SECOND_US: u64 = 1_000_000;
@@ -153,6 +157,7 @@ impl RateLimits {
             )),
             contact_requests: Buckets::new(hourly(config.contact_requests_per_hour)),
             invitations: Buckets::new(hourly(config.group_invitations_per_hour)),
+            limited: HashMap::new(),
         }
     }
 
@@ -160,14 +165,35 @@ impl RateLimits {
     /// (then it is not counted).
     pub fn packet(&mut self, device: &DeviceIdentity, now: u64) -> Result<(), Exceeded> {
         let now_us = now.saturating_mul(1000);
-        if !self.devices.take(device, 1, now_us) {
-            return Err(Exceeded::Device);
-        }
-        if !self.users.take(&device.user, 1, now_us) {
+        let result = if !self.devices.take(device, 1, now_us) {
+            Err(Exceeded::Device)
+        } else if !self.users.take(&device.user, 1, now_us) {
             self.devices.give_back(device, 1);
-            return Err(Exceeded::User);
+            Err(Exceeded::User)
+        } else {
+            Ok(())
+        };
+        match result {
+            Ok(()) => {
+                if let Some(refused) = self.limited.remove(device) {
+                    tracing::info!(device = %device, refused, "device back under its packet rate");
+                }
+            }
+            Err(exceeded) => {
+                let refused = self.limited.entry(device.clone()).or_insert(0);
+                if *refused == 0 {
+                    tracing::warn!(device = %device, limit = ?exceeded, "device over its packet rate: its packets are refused (rate-limited) until it slows down");
+                }
+                *refused += 1;
+                if self.limited.len() > 10_000 {
+                    // Devices that went quiet while limited: forget them without a line.
+                    let devices = &self.devices;
+                    self.limited
+                        .retain(|d, _| devices.full_at.get(d).is_some_and(|f| *f > now_us));
+                }
+            }
         }
-        Ok(())
+        result
     }
 
     /// Counts a contact request by `user`.

@@ -99,6 +99,7 @@ impl std::fmt::Debug for Logins {
 impl Logins {
     /// Starts the pool's threads.
     pub fn start(gate: Arc<Gate>, config: &LoginConfig) -> std::io::Result<Self> {
+        mqchat_store::prepare_decoy();
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),

@@ -643,3 +643,33 @@ async fn publishes_that_break_mqtt_close_the_connection() {
     assert_eq!(next_packet_type(&mut aliased).await, Some(0x40));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn refused_packets_count_against_the_rate_too() {
+    let server = server_with(|c| {
+        c.limits.device_packets_per_sec = 1;
+        c.limits.device_packets_burst = 5;
+    })
+    .await;
+    let mut mallory = Device::login(&server, "mallory", "phone").await;
+    mallory.inbox("mallory", "phone").await;
+    for _ in 0..10 {
+        assert!(
+            mallory
+                .publish_raw("mq/up/mallory/phone", vec![0xff, 0x00], false)
+                .await
+        );
+    }
+    let mut codes = Vec::new();
+    while codes.len() < 10 {
+        let (topic, packet) = mallory.receive().await;
+        assert_eq!(topic, "mq/in/mallory/r/phone");
+        codes.push(packet["code"].as_u64().unwrap_or_default());
+    }
+    assert_eq!(
+        codes,
+        [1, 1, 1, 1, 1, 10, 10, 10, 10, 10],
+        "malformed, then rate-limited"
+    );
+    server.stop().await;
+}

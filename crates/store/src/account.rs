@@ -182,6 +182,13 @@ fn decoy_hash() -> &'static str {
     })
 }
 
+/// Computes the decoy hash now (it is computed once, at the first password check of an
+/// unknown user otherwise): a server calls it at start, so that its memory peak is there
+/// and not in the middle of a flood of failed logins.
+pub fn prepare_decoy() {
+    decoy_hash();
+}
+
 /// Verifies a password against a stored PHC string (`None`: against a decoy, always
 /// false). Slow on purpose (argon2id with 19 MiB of memory): a server runs it on a bounded
 /// pool of threads, each with its own [`PasswordMemory`]. `Err`: the stored hash is not a

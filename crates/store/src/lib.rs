@@ -20,7 +20,7 @@ use rusqlite::config::DbConfig;
 
 pub use account::{
     AuthFailure, Credentials, DeviceRecord, LoginRecord, PasswordMemory, SessionEnd, UserRecord,
-    verify_password,
+    prepare_decoy, verify_password,
 };
 pub use archive::{
     Author, ConvId, ConversationRow, EventRow, GroupProfile, Membership, ParticipantRow,
