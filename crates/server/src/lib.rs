@@ -21,6 +21,7 @@ mod gate;
 mod hub;
 mod link;
 pub mod login;
+mod pace;
 pub mod push;
 mod retention;
 mod session_ends;
@@ -127,7 +128,16 @@ impl Server {
         // payloads reach the hub and get an error reply instead of a dropped connection.
         let max_packet_size = u32::try_from(config.max_payload + 64 * 1024).unwrap_or(u32::MAX);
         // The hub takes its topics' publishes from the broker in-process.
-        let (tap, tap_end) = link::Tap::new(&root, config.sip.enabled);
+        // A device far above its packet rate is slowed where its packets come in (the hub
+        // answers `rate-limited` to what gets through above the rate).
+        let pacer = pace::Pacer::new(
+            config
+                .limits
+                .device_packets_per_sec
+                .saturating_mul(pace::PACE_FACTOR),
+            config.limits.device_packets_burst,
+        );
+        let (tap, tap_end) = link::Tap::new(&root, config.sip.enabled, pacer);
         let broker = Broker::start(
             BrokerConfig {
                 tcp: config.listen_tcp,

@@ -153,6 +153,8 @@ pub(crate) struct Tap {
     inbound: mpsc::UnboundedSender<Input>,
     window: Arc<Semaphore>,
     pending: Arc<AtomicUsize>,
+    /// Holds the publishes of a device far above its packet rate (`None`: no rate limit).
+    pacer: Option<std::sync::Mutex<crate::pace::Pacer>>,
 }
 
 /// The hub's end of a [`Tap`], for [`Link::start`].
@@ -171,8 +173,12 @@ impl std::fmt::Debug for TapEnd {
 
 impl Tap {
     /// A tap for the hub's topics under `root` (with the gateway's when SIP is on), and its
-    /// other end.
-    pub(crate) fn new(root: &TopicRoot, gateway: bool) -> (Arc<Self>, TapEnd) {
+    /// other end; `pacer` holds the publishes of devices far above their rate.
+    pub(crate) fn new(
+        root: &TopicRoot,
+        gateway: bool,
+        pacer: Option<crate::pace::Pacer>,
+    ) -> (Arc<Self>, TapEnd) {
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         let window = Arc::new(Semaphore::new(TAP_WINDOW));
         let pending = Arc::new(AtomicUsize::new(0));
@@ -182,6 +188,7 @@ impl Tap {
             inbound: inbound_tx.clone(),
             window: window.clone(),
             pending: pending.clone(),
+            pacer: pacer.map(std::sync::Mutex::new),
         };
         let end = TapEnd {
             inbound_tx,
@@ -210,6 +217,20 @@ impl mqchat_broker::Consumer for Tap {
     }
 
     async fn take(&self, topic: &str, payload: bytes::Bytes) -> bool {
+        // Devices are paced; the SIP gateway (one publisher for every SIP peer) is not.
+        let device = !topic
+            .strip_prefix(&self.prefix)
+            .is_some_and(|rest| rest.starts_with("gw/"));
+        if let Some(pacer) = self.pacer.as_ref().filter(|_| device) {
+            // The pacer's table is consistent between statements.
+            let hold = pacer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .hold(topic, std::time::Instant::now());
+            if let Some(hold) = hold {
+                tokio::time::sleep(hold).await;
+            }
+        }
         // The permit goes back when the publisher has handled the input (`Ack::Tap`). The
         // window is closed once the hub has stopped.
         match self.window.acquire().await {
@@ -889,7 +910,7 @@ mod tests {
     use super::*;
 
     fn tap(gateway: bool) -> (Arc<Tap>, TapEnd) {
-        Tap::new(&TopicRoot::parse("mq").expect("valid root"), gateway)
+        Tap::new(&TopicRoot::parse("mq").expect("valid root"), gateway, None)
     }
 
     #[test]

