@@ -132,6 +132,8 @@ async fn run_link(
 ) {
     let mut ready = Some(ready);
     let mut subacks = 0;
+    // Whether any start-up SUBACK refused a filter (each filter has its own SUBSCRIBE).
+    let mut any_refused = false;
     let mut failures = 0u32;
     loop {
         match eventloop.poll().await {
@@ -182,10 +184,11 @@ async fn run_link(
                     tracing::error!(?suback, "the broker refused a hub subscription");
                 }
                 subacks += 1;
+                any_refused |= refused;
                 if subacks == state.filters.len()
                     && let Some(ready) = ready.take()
                 {
-                    let _ = ready.send(if refused {
+                    let _ = ready.send(if any_refused {
                         Err("the broker refused the hub's subscription (check its ACL)".into())
                     } else {
                         Ok(())
