@@ -600,10 +600,12 @@ impl Results {
             }
             writeln!(
                 o,
-                "\nConnections per second while filling: {:.0}. Still connected after 10 quiet \
-                 seconds: {}.{}\n",
+                "\nConnections per second while filling: {:.0}. Still connected after {} quiet \
+                 seconds: {}, with {:.2} s of server CPU in them.{}\n",
                 idle.connects_per_s,
+                crate::sessions::QUIET.as_secs(),
                 idle.still_connected,
+                idle.quiet_cpu_s,
                 idle.failure
                     .as_ref()
                     .map_or(String::new(), |f| format!(" Stopped early: {f}."))

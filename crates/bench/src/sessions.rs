@@ -42,6 +42,9 @@ pub struct IdleStep {
     pub elapsed_s: f64,
 }
 
+/// Workload 3's quiet period at the end.
+pub const QUIET: Duration = Duration::from_secs(10);
+
 /// Workload 3's figures.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IdleResult {
@@ -59,6 +62,10 @@ pub struct IdleResult {
     pub connects_per_s: f64,
     /// Devices still connected at the end (after a quiet period).
     pub still_connected: usize,
+    /// Server CPU seconds spent in the quiet period (keep-alives, timers, mqchat's CONNECT
+    /// deadline watcher), 0 in results from before it was measured.
+    #[serde(default)]
+    pub quiet_cpu_s: f64,
     /// What stopped it before the target, if anything.
     pub failure: Option<String>,
     /// The server's durability mode.
@@ -207,6 +214,7 @@ pub async fn idle(
         rss_per_connection_kib: 0.0,
         connects_per_s: 0.0,
         still_connected: 0,
+        quiet_cpu_s: 0.0,
         failure: None,
         durability: durability.to_owned(),
     };
@@ -255,7 +263,10 @@ pub async fn idle(
         result.connects_per_s = connected as f64 / connect_time.as_secs_f64();
     }
     // A quiet period: idle connections must stay up (keep-alive is 60 s).
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    let before = process::usage(server.pid())?;
+    tokio::time::sleep(QUIET).await;
+    let after = process::usage(server.pid())?;
+    result.quiet_cpu_s = after.cpu.saturating_sub(before.cpu).as_secs_f64();
     result.still_connected = alive.load(Ordering::Relaxed);
     holders.abort_all();
     server.stop();

@@ -111,11 +111,7 @@ fn config(args: HubArgs) -> anyhow::Result<HubProcessConfig> {
         config.root = root;
     }
     if let Some(durability) = args.durability {
-        config.durability = match durability.as_str() {
-            "full" => mqchat_server::config::Durability::Full,
-            "normal" => mqchat_server::config::Durability::Normal,
-            other => anyhow::bail!("durability {other:?}: use full or normal"),
-        };
+        config.durability = durability.parse().map_err(anyhow::Error::msg)?;
     }
     Ok(config)
 }

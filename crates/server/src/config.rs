@@ -34,6 +34,7 @@ pub struct ServerConfig {
     /// How long the broker keeps a disconnected device's session, in seconds.
     pub session_expiry_secs: u64,
     /// `full` (every commit synced to disk) or `normal` (survives a process crash only).
+    #[serde(deserialize_with = "durability")]
     pub durability: Durability,
     /// The most members (and invited users) of one group.
     pub max_group_members: usize,
@@ -52,16 +53,7 @@ pub struct ServerConfig {
     pub limits: Limits,
 }
 
-/// The store's durability setting.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// Synced before acknowledged.
-    #[default]
-    Full,
-    /// Survives a process crash, not a power loss.
-    Normal,
-}
+pub use mqchat_store::Durability;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -150,6 +142,7 @@ pub struct HubProcessConfig {
     /// The largest upstream payload the hub accepts, in bytes.
     pub max_payload: usize,
     /// `full` (every commit synced to disk) or `normal` (survives a process crash only).
+    #[serde(deserialize_with = "durability")]
     pub durability: Durability,
     /// The most members (and invited users) of one group.
     pub max_group_members: usize,
@@ -534,6 +527,13 @@ fn retention_policy(
         max_age_ms: days.map(|d| d.saturating_mul(86_400_000)),
         max_events,
     })
+}
+
+/// `full` or `normal`.
+fn durability<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Durability, D::Error> {
+    String::deserialize(d)?
+        .parse()
+        .map_err(serde::de::Error::custom)
 }
 
 /// An address, or `off` / empty for none.

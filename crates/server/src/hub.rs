@@ -15,7 +15,7 @@ use mqchat_proto::TopicRoot;
 use mqchat_store::Store;
 
 use crate::auth_http::AuthHttp;
-use crate::config::{Durability, HubProcessConfig};
+use crate::config::HubProcessConfig;
 use crate::{StartError, link, push, retention, tls};
 
 /// A running hub.
@@ -104,11 +104,7 @@ impl Hub {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Config(format!("data directory {}: {e}", config.data_dir.display()))
         })?;
-        let durability = match config.durability {
-            Durability::Full => mqchat_store::Durability::Full,
-            Durability::Normal => mqchat_store::Durability::Normal,
-        };
-        let store = Store::open(&config.database(), durability)?;
+        let store = Store::open(&config.database(), config.durability)?;
         let credentials = HubCredentials {
             username: config.broker_username.clone(),
             secret,

@@ -104,11 +104,7 @@ impl Server {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Config(format!("data directory {}: {e}", config.data_dir.display()))
         })?;
-        let durability = match config.durability {
-            config::Durability::Full => mqchat_store::Durability::Full,
-            config::Durability::Normal => mqchat_store::Durability::Normal,
-        };
-        let store = Store::open(&config.database(), durability)?;
+        let store = Store::open(&config.database(), config.durability)?;
         let secret: [u8; 24] = rand::random();
         let hub = HubCredentials {
             username: link::HUB_USERNAME.to_owned(),

@@ -70,6 +70,19 @@ pub enum Durability {
     Normal,
 }
 
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    /// `full` or `normal`, as in the configuration file and on the command line.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "full" => Ok(Self::Full),
+            "normal" => Ok(Self::Normal),
+            other => Err(format!("durability {other:?}: use full or normal")),
+        }
+    }
+}
+
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_groups.sql"),
