@@ -1,0 +1,156 @@
+//! The hub's engine: the upstream pipeline of spec section 8, one room per route. The
+//! pipeline (`pipeline.rs`) checks each packet and hands it to its route: events
+//! (`event.rs`), markers (`marker.rs`), signals (`signal.rs`), requests (`request.rs`), or
+//! the SIP proxy; presence (`presence.rs`) comes on topics of its own. `target.rs` resolves
+//! the conversation a packet names. Each room is an `impl Engine` block of its own.
+
+mod event;
+mod marker;
+mod pipeline;
+mod presence;
+mod request;
+mod signal;
+mod target;
+
+use std::sync::Mutex;
+
+use mqchat_proto::upstream::Inbound;
+use mqchat_proto::{
+    DeviceIdentity, ErrorCode, InboxBranch, Packet, Registry, Topic, TopicRoot, UserId,
+};
+use mqchat_store::ConvId;
+
+use crate::push::Push;
+use crate::rate::{Exceeded, RateConfig, RateLimits};
+use crate::sip::Proxy;
+use crate::{Outbound, Qos};
+
+pub(crate) use pipeline::{Failure, body, refuse};
+pub(crate) use target::{Target, conv_name, window};
+
+/// The hub's settings.
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// The topic root.
+    pub root: TopicRoot,
+    /// The packet types the hub validates (others pass through by envelope).
+    pub registry: Registry,
+    /// The largest upstream payload accepted, in bytes.
+    pub max_payload: usize,
+    /// The largest reply (history and sync results) the hub builds, in bytes.
+    pub max_reply_bytes: usize,
+    /// The most members (and invited users) a group may have.
+    pub max_group_members: usize,
+    /// The SIP proxy's settings; `None`: no SIP (spec 19).
+    pub sip: Option<crate::sip::SipConfig>,
+    /// Rate limits on what devices send.
+    pub rates: RateConfig,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            root: TopicRoot::default(),
+            registry: Registry::with_core(),
+            max_payload: 65_536,
+            max_reply_bytes: 256 * 1024,
+            max_group_members: 1000,
+            sip: None,
+            rates: RateConfig::default(),
+        }
+    }
+}
+
+/// One PUBLISH received by the hub.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// Its topic.
+    pub topic: String,
+    /// Its payload.
+    pub payload: Vec<u8>,
+}
+
+/// What a batch produced.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Publishes to send, in order.
+    pub publishes: Vec<Outbound>,
+    /// Stored events whose delivery is among `publishes`: confirm them with
+    /// [`Engine::confirm`] once the broker has them, so they leave the outbox.
+    pub delivered: Vec<(ConvId, u64)>,
+    /// Devices revoked by this batch: their broker sessions must be removed (spec 7.12).
+    pub evict: Vec<DeviceIdentity>,
+    /// Devices to wake through their push service (spec 7.13), once `publishes` are out.
+    pub pushes: Vec<Push>,
+    /// (reader, owner): the reader is no longer the owner's contact, so the reader's
+    /// subscriptions to the owner's presence must end (spec 4, 16).
+    pub presence_ended: Vec<(UserId, UserId)>,
+}
+
+/// The hub's logic. Holds configuration and the SIP proxy's transactions; everything else
+/// is in the store.
+#[derive(Debug)]
+pub struct Engine {
+    config: HubConfig,
+    proxy: Mutex<Proxy>,
+    rates: Mutex<RateLimits>,
+}
+
+impl Engine {
+    /// An engine with this configuration.
+    pub fn new(config: HubConfig) -> Self {
+        // SIP branches, tags and Call-IDs must not repeat across restarts.
+        Self {
+            rates: Mutex::new(RateLimits::new(&config.rates)),
+            config,
+            proxy: Proxy::new(rand::random()),
+        }
+    }
+
+    /// Charges the rate limits; a packet over one is refused with `rate-limited`.
+    pub(crate) fn charge(
+        &self,
+        inbound: &Inbound,
+        charge: impl FnOnce(&mut RateLimits) -> Result<(), Exceeded>,
+    ) -> Result<(), Failure> {
+        self.rates(charge)
+            .map_err(|exceeded| refuse(inbound, ErrorCode::RATE_LIMITED, exceeded.to_string()))
+    }
+
+    pub(super) fn rates(
+        &self,
+        charge: impl FnOnce(&mut RateLimits) -> Result<(), Exceeded>,
+    ) -> Result<(), Exceeded> {
+        // One thread (the worker) takes the lock; a panic elsewhere leaves the buckets whole.
+        let mut rates = self
+            .rates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        charge(&mut rates)
+    }
+
+    pub(crate) fn proxy(&self) -> &Mutex<Proxy> {
+        &self.proxy
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    pub(crate) fn inbox(&self, user: &UserId, branch: InboxBranch) -> String {
+        self.config.root.topic(&Topic::Inbox {
+            user: user.clone(),
+            branch,
+        })
+    }
+
+    pub(crate) fn durable(&self, user: &UserId, packet: &Packet) -> Outbound {
+        Outbound {
+            topic: self.inbox(user, InboxBranch::Durable),
+            payload: packet.encode(),
+            qos: Qos::AtLeastOnce,
+            retain: false,
+        }
+    }
+}
