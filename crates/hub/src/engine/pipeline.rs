@@ -5,7 +5,7 @@
 
 use mqchat_proto::body::Body;
 use mqchat_proto::upstream::{self, Inbound, Rejection, Route};
-use mqchat_proto::{ErrorCode, InboxBranch, Packet, Topic};
+use mqchat_proto::{DeviceIdentity, ErrorCode, InboxBranch, Packet, Topic};
 use mqchat_store::{ConvId, Store, StoreError, Tx};
 
 use super::{Engine, Output, Upstream};
@@ -63,14 +63,22 @@ impl Engine {
         batch: &[Upstream],
         delivered: &[(ConvId, u64)],
     ) -> Output {
-        match self.process_in_tx(store, now, batch, delivered) {
+        // Each topic is parsed here once; what it names is passed along from then on.
+        let topics: Vec<Option<Topic>> = batch
+            .iter()
+            .map(|input| self.config.root.parse_topic(&input.topic).ok())
+            .collect();
+        match self.process_in_tx(store, now, batch, &topics, delivered) {
             Ok(output) => output,
             Err(e) => {
                 tracing::error!(error = %e, n = batch.len(), "store transaction failed; answering internal");
                 let mut output = Output::default();
-                output
-                    .publishes
-                    .extend(batch.iter().filter_map(|input| self.internal_error(input)));
+                output.publishes.extend(
+                    batch
+                        .iter()
+                        .zip(&topics)
+                        .filter_map(|(input, topic)| self.internal_error(topic.as_ref(), input)),
+                );
                 output
             }
         }
@@ -81,46 +89,52 @@ impl Engine {
         store: &mut Store,
         now: u64,
         batch: &[Upstream],
+        topics: &[Option<Topic>],
         delivered: &[(ConvId, u64)],
     ) -> Result<Output, StoreError> {
         let mut tx = store.transaction()?;
         tx.outbox_done(delivered)?;
         let mut output = Output::default();
-        for input in batch {
-            if let Ok(Topic::Presence { user, device }) = self.config.root.parse_topic(&input.topic)
-            {
-                output.publishes.extend(self.presence_in(
-                    &tx,
-                    &input.topic,
-                    &user,
-                    &device,
-                    &input.payload,
-                    now,
-                ));
-                continue;
-            }
-            if let Ok(Topic::Gateway { .. }) = self.config.root.parse_topic(&input.topic) {
-                let mut local = Output::default();
-                let result = tx.item(|tx| {
-                    self.sip_from_gateway(tx, now, &input.topic, &input.payload, &mut local)
-                });
-                match result {
-                    Ok(()) => {
-                        output.publishes.extend(local.publishes);
-                        output.delivered.extend(local.delivered);
-                        output.pushes.extend(local.pushes);
-                    }
-                    Err(e) => {
-                        tracing::error!(topic = %input.topic, error = %e, "store failed on a gateway packet")
-                    }
+        for (input, topic) in batch.iter().zip(topics) {
+            let result = match topic {
+                Some(Topic::Presence { user, device }) => {
+                    output.publishes.extend(self.presence_in(
+                        &tx,
+                        &input.topic,
+                        user,
+                        device,
+                        &input.payload,
+                        now,
+                    ));
+                    continue;
                 }
-                continue;
-            }
-            let result = tx.item(|tx| {
-                let mut local = Output::default();
-                self.handle(tx, now, input, &mut local)?;
-                Ok::<_, Failure>(local)
-            });
+                Some(Topic::Gateway { gateway, direction }) => {
+                    let mut local = Output::default();
+                    let result = tx.item(|tx| {
+                        self.sip_from_gateway(tx, now, input, gateway, *direction, &mut local)
+                    });
+                    match result {
+                        Ok(()) => {
+                            output.publishes.extend(local.publishes);
+                            output.delivered.extend(local.delivered);
+                            output.pushes.extend(local.pushes);
+                        }
+                        Err(e) => {
+                            tracing::error!(topic = %input.topic, error = %e, "store failed on a gateway packet")
+                        }
+                    }
+                    continue;
+                }
+                Some(Topic::Upstream { user, device }) => tx.item(|tx| {
+                    let sender = DeviceIdentity::new(user.clone(), device.clone());
+                    let mut local = Output::default();
+                    self.handle(tx, now, sender, &input.payload, &mut local)?;
+                    Ok::<_, Failure>(local)
+                }),
+                Some(Topic::Inbox { .. } | Topic::Profile { .. }) | None => {
+                    Err(Failure::Refused(upstream::wrong_topic(&input.topic)))
+                }
+            };
             match result {
                 Ok(local) => {
                     output.publishes.extend(local.publishes);
@@ -153,7 +167,9 @@ impl Engine {
                 }
                 Err(Failure::Store(e)) => {
                     tracing::error!(topic = %input.topic, error = %e, "store failed on one packet");
-                    output.publishes.extend(self.internal_error(input));
+                    output
+                        .publishes
+                        .extend(self.internal_error(topic.as_ref(), input));
                 }
             }
         }
@@ -163,11 +179,14 @@ impl Engine {
 
     /// The `internal` error reply for a packet the hub failed to store, if it asked for an
     /// answer.
-    fn internal_error(&self, input: &Upstream) -> Option<Outbound> {
-        let inbound = upstream::accept(
+    fn internal_error(&self, topic: Option<&Topic>, input: &Upstream) -> Option<Outbound> {
+        let Some(Topic::Upstream { user, device }) = topic else {
+            return None;
+        };
+        let sender = DeviceIdentity::new(user.clone(), device.clone());
+        let inbound = upstream::accept_payload(
             &self.config.registry,
-            &self.config.root,
-            &input.topic,
+            sender,
             &input.payload,
             self.config.max_payload,
         )
@@ -205,18 +224,20 @@ impl Engine {
         }
     }
 
+    /// A PUBLISH on the upstream topic of `sender`: checked at the edge, charged to the
+    /// sender's rates, and handed to its route.
     fn handle(
         &self,
         tx: &mut Tx<'_>,
         now: u64,
-        input: &Upstream,
+        sender: DeviceIdentity,
+        payload: &[u8],
         out: &mut Output,
     ) -> Result<(), Failure> {
-        let accepted = upstream::accept(
+        let accepted = upstream::accept_payload(
             &self.config.registry,
-            &self.config.root,
-            &input.topic,
-            &input.payload,
+            sender,
+            payload,
             self.config.max_payload,
         );
         let inbound = match accepted {

@@ -16,14 +16,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use mqchat_proto::body::{Body, Sip};
-use mqchat_proto::upstream::{Inbound, accept_gateway};
+use mqchat_proto::upstream::{Inbound, accept_gateway_payload};
 use mqchat_proto::{
     DeviceId, DeviceIdentity, ErrorCode, GatewayDirection, GatewayName, InboxBranch, Topic, UserId,
 };
 use mqchat_sip::{IdGen, Message, Method, Transport, Uri, Via};
 use mqchat_store::{StoreError, Tx};
 
-use crate::engine::{Engine, Failure, Output, refuse};
+use crate::engine::{Engine, Failure, Output, Upstream, refuse};
 use crate::{Outbound, Qos};
 
 pub(crate) use call::CallState;
@@ -348,26 +348,32 @@ impl Engine {
         .map_err(Failure::Store)
     }
 
-    /// A PUBLISH on a gateway's `in` topic. Refusals have no one to answer: they are logged.
+    /// A PUBLISH on a topic of `gateway`, which must be its `in` topic. Refusals have no one
+    /// to answer: they are logged.
     pub(crate) fn sip_from_gateway(
         &self,
         tx: &mut Tx<'_>,
         now: u64,
-        topic: &str,
-        payload: &[u8],
+        input: &Upstream,
+        gateway: &GatewayName,
+        direction: GatewayDirection,
         out: &mut Output,
     ) -> Result<(), StoreError> {
+        let topic = input.topic.as_str();
         let Some(sip) = self.sip() else {
             tracing::warn!(topic, "gateway packet, but SIP is off; dropped");
             return Ok(());
         };
-        let inbound = match accept_gateway(
-            &self.config().registry,
-            &self.config().root,
-            topic,
-            payload,
-            self.config().max_payload,
-        ) {
+        let accepted = match direction {
+            GatewayDirection::In => accept_gateway_payload(
+                &self.config().registry,
+                gateway.clone(),
+                &input.payload,
+                self.config().max_payload,
+            ),
+            GatewayDirection::Out => Err(format!("{topic:?} is not a gateway's in topic")),
+        };
+        let inbound = match accepted {
             Ok(inbound) => inbound,
             Err(reason) => {
                 tracing::warn!(topic, %reason, "refused a gateway packet");
