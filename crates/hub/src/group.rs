@@ -89,7 +89,7 @@ impl Engine {
     }
 
     pub(crate) fn group_create(
-        &self,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         inbound: &Inbound,
@@ -184,7 +184,7 @@ impl Engine {
     }
 
     pub(crate) fn group_admin(
-        &self,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         inbound: &Inbound,

@@ -679,7 +679,7 @@ async fn run_link(
 }
 
 fn run_worker(
-    engine: Engine,
+    mut engine: Engine,
     mut store: Store,
     mut inbound: mpsc::UnboundedReceiver<Input>,
     work: mpsc::Sender<Work>,

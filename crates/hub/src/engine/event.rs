@@ -38,7 +38,7 @@ impl Engine {
     }
 
     pub(super) fn event(
-        &self,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         inbound: &Inbound,
@@ -110,7 +110,7 @@ impl Engine {
     /// An event to a SIP address (spec 19): a text message, stored in the sender's
     /// conversation with the address, then sent through the gateway as a SIP MESSAGE.
     fn event_to_sip(
-        &self,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         inbound: &Inbound,
@@ -128,7 +128,7 @@ impl Engine {
         let routed = self.sip().is_some_and(|sip| {
             mqchat_sip::Uri::parse(address.as_str())
                 .ok()
-                .and_then(|uri| self.peer_for(sip, &uri))
+                .and_then(|uri| self.peer_for(&sip, &uri))
                 .is_some()
         });
         if !routed {
@@ -169,7 +169,7 @@ impl Engine {
     }
 
     fn contact_change(
-        &self,
+        &mut self,
         tx: &Tx<'_>,
         now: u64,
         inbound: &Inbound,

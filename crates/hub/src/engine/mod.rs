@@ -12,7 +12,7 @@ mod request;
 mod signal;
 mod target;
 
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use mqchat_proto::upstream::Inbound;
 use mqchat_proto::{
@@ -22,7 +22,7 @@ use mqchat_store::ConvId;
 
 use crate::push::Push;
 use crate::rate::{Exceeded, RateConfig, RateLimits};
-use crate::sip::Proxy;
+use crate::sip::{Proxy, SipConfig};
 use crate::{Outbound, Qos};
 
 pub(crate) use pipeline::{Failure, body, refuse};
@@ -42,7 +42,7 @@ pub struct HubConfig {
     /// The most members (and invited users) a group may have.
     pub max_group_members: usize,
     /// The SIP proxy's settings; `None`: no SIP (spec 19).
-    pub sip: Option<crate::sip::SipConfig>,
+    pub sip: Option<SipConfig>,
     /// Rate limits on what devices send.
     pub rates: RateConfig,
 }
@@ -87,13 +87,16 @@ pub struct Output {
     pub presence_ended: Vec<(UserId, UserId)>,
 }
 
-/// The hub's logic. Holds configuration and the SIP proxy's transactions; everything else
-/// is in the store.
+/// The hub's logic. Holds configuration, the SIP proxy's transactions and the rate limits'
+/// buckets; everything else is in the store. One thread owns it (the server's worker), so
+/// what changes that memory takes `&mut self` and nothing is locked.
 #[derive(Debug)]
 pub struct Engine {
     config: HubConfig,
-    proxy: Mutex<Proxy>,
-    rates: Mutex<RateLimits>,
+    /// `config.sip`, shared: a SIP handler holds it while it changes `proxy`.
+    sip: Option<Arc<SipConfig>>,
+    pub(crate) proxy: Proxy,
+    rates: RateLimits,
 }
 
 impl Engine {
@@ -101,7 +104,8 @@ impl Engine {
     pub fn new(config: HubConfig) -> Self {
         // SIP branches, tags and Call-IDs must not repeat across restarts.
         Self {
-            rates: Mutex::new(RateLimits::new(&config.rates)),
+            sip: config.sip.clone().map(Arc::new),
+            rates: RateLimits::new(&config.rates),
             config,
             proxy: Proxy::new(rand::random()),
         }
@@ -109,33 +113,22 @@ impl Engine {
 
     /// Charges the rate limits; a packet over one is refused with `rate-limited`.
     pub(crate) fn charge(
-        &self,
+        &mut self,
         inbound: &Inbound,
         charge: impl FnOnce(&mut RateLimits) -> Result<(), Exceeded>,
     ) -> Result<(), Failure> {
-        self.rates(charge)
+        charge(&mut self.rates)
             .map_err(|exceeded| refuse(inbound, ErrorCode::RATE_LIMITED, exceeded.to_string()))
-    }
-
-    pub(super) fn rates(
-        &self,
-        charge: impl FnOnce(&mut RateLimits) -> Result<(), Exceeded>,
-    ) -> Result<(), Exceeded> {
-        // One thread (the worker) takes the lock; a panic elsewhere leaves the buckets whole.
-        let mut rates = self
-            .rates
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        charge(&mut rates)
-    }
-
-    pub(crate) fn proxy(&self) -> &Mutex<Proxy> {
-        &self.proxy
     }
 
     /// The configuration.
     pub fn config(&self) -> &HubConfig {
         &self.config
+    }
+
+    /// The SIP settings, if SIP is on.
+    pub(crate) fn sip(&self) -> Option<Arc<SipConfig>> {
+        self.sip.clone()
     }
 
     pub(crate) fn inbox(&self, user: &UserId, branch: InboxBranch) -> String {

@@ -47,7 +47,7 @@ impl Engine {
     /// Processes a batch of upstream PUBLISHes at time `now` (ms since the Unix epoch), in
     /// one transaction. Refused packets produce error replies; if the commit itself fails,
     /// every packet of the batch that asked for an answer gets `internal`.
-    pub fn process(&self, store: &mut Store, now: u64, batch: &[Upstream]) -> Output {
+    pub fn process(&mut self, store: &mut Store, now: u64, batch: &[Upstream]) -> Output {
         self.process_and_confirm(store, now, batch, &[])
     }
 
@@ -57,7 +57,7 @@ impl Engine {
     /// sync, per batch instead of two. If the transaction fails they stay in the outbox
     /// (and are delivered again at the next start).
     pub fn process_and_confirm(
-        &self,
+        &mut self,
         store: &mut Store,
         now: u64,
         batch: &[Upstream],
@@ -85,7 +85,7 @@ impl Engine {
     }
 
     fn process_in_tx(
-        &self,
+        &mut self,
         store: &mut Store,
         now: u64,
         batch: &[Upstream],
@@ -227,7 +227,7 @@ impl Engine {
     /// A PUBLISH on the upstream topic of `sender`: checked at the edge, charged to the
     /// sender's rates, and handed to its route.
     fn handle(
-        &self,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         sender: DeviceIdentity,
@@ -246,7 +246,7 @@ impl Engine {
                 // Refused packets count against their sender's rate too: a flood of
                 // malformed packets costs the hub as much as one of messages.
                 if let Some(sender) = &rejection.sender
-                    && let Err(exceeded) = self.rates(|rates| rates.packet(sender, now))
+                    && let Err(exceeded) = self.rates.packet(sender, now)
                 {
                     rejection.code = ErrorCode::RATE_LIMITED;
                     rejection.detail = exceeded.to_string();

@@ -15,7 +15,7 @@ use crate::{Outbound, Qos};
 
 impl Engine {
     pub(super) fn request(
-        &self,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         inbound: &Inbound,
