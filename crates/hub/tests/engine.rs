@@ -931,6 +931,25 @@ mod groups {
         );
     }
 
+    #[test]
+    fn group_ids_follow_the_engines_seed() {
+        let gid = |seed: u64| {
+            let mut f = Fixture::new();
+            f.engine = Engine::new(HubConfig {
+                seed,
+                ..HubConfig::default()
+            });
+            let out = f.send(
+                "alice",
+                json!({"type": "group-create", "id": "0a03zkqvpmqg1", "name": "Team"}),
+            );
+            let ack = to(&out, "mq/in/alice/r/phone")[0];
+            ack["conv"].as_str().expect("group conv").to_owned()
+        };
+        assert_eq!(gid(7), gid(7), "the same seed, the same ids");
+        assert_ne!(gid(7), gid(8));
+    }
+
     /// (topic, type, up-to, from, private) of each publish.
     fn markers(out: &[(String, Value)]) -> Vec<(String, String, u64, String, bool)> {
         out.iter()

@@ -14,6 +14,9 @@ mod target;
 
 use std::sync::Arc;
 
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
 use mqchat_proto::upstream::Inbound;
 use mqchat_proto::{
     DeviceIdentity, ErrorCode, InboxBranch, Packet, Registry, Topic, TopicRoot, UserId,
@@ -45,6 +48,10 @@ pub struct HubConfig {
     pub sip: Option<SipConfig>,
     /// Rate limits on what devices send.
     pub rates: RateConfig,
+    /// The seed of the engine's randomness (group ids; SIP branches, tags and Call-IDs).
+    /// A server draws it from OS randomness at every start: these must not repeat across
+    /// restarts. The default, 0, makes a test's run reproducible.
+    pub seed: u64,
 }
 
 impl Default for HubConfig {
@@ -57,6 +64,7 @@ impl Default for HubConfig {
             max_group_members: 1000,
             sip: None,
             rates: RateConfig::default(),
+            seed: 0,
         }
     }
 }
@@ -97,17 +105,20 @@ pub struct Engine {
     sip: Option<Arc<SipConfig>>,
     pub(crate) proxy: Proxy,
     rates: RateLimits,
+    /// All of the engine's randomness, from `config.seed`: the hub draws none of its own.
+    rng: StdRng,
 }
 
 impl Engine {
     /// An engine with this configuration.
     pub fn new(config: HubConfig) -> Self {
-        // SIP branches, tags and Call-IDs must not repeat across restarts.
+        let mut rng = StdRng::seed_from_u64(config.seed);
         Self {
             sip: config.sip.clone().map(Arc::new),
             rates: RateLimits::new(&config.rates),
+            proxy: Proxy::new(rng.random()),
+            rng,
             config,
-            proxy: Proxy::new(rand::random()),
         }
     }
 
@@ -124,6 +135,11 @@ impl Engine {
     /// The configuration.
     pub fn config(&self) -> &HubConfig {
         &self.config
+    }
+
+    /// The engine's random numbers.
+    pub(crate) fn rng(&mut self) -> &mut StdRng {
+        &mut self.rng
     }
 
     /// The SIP settings, if SIP is on.
