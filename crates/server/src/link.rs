@@ -33,9 +33,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mqchat_broker::Broker;
-use mqchat_hub::{Engine, HubCredentials, Outbound, Push, Qos, Upstream};
+use mqchat_hub::{ConversationKey, Engine, HubCredentials, Outbound, Push, Qos, Upstream};
 use mqchat_proto::{DeviceIdentity, TopicRoot};
-use mqchat_store::{ConvId, Store};
+use mqchat_store::Store;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::v5::{AsyncClient, Event, EventLoop};
@@ -91,7 +91,7 @@ enum Input {
 struct Work {
     publishes: Vec<Outbound>,
     acks: Vec<Ack>,
-    delivered: Vec<(ConvId, u64)>,
+    delivered: Vec<(ConversationKey, u64)>,
     evict: Vec<DeviceIdentity>,
     pushes: Vec<Push>,
     /// Presence subscriptions to end: (the reader's client id prefix `{user}:`, the
@@ -428,7 +428,7 @@ impl Link {
         }
 
         let (work_tx, work_rx) = mpsc::channel::<Work>(64);
-        let (confirm_tx, confirm_rx) = mpsc::unbounded_channel::<Vec<(ConvId, u64)>>();
+        let (confirm_tx, confirm_rx) = mpsc::unbounded_channel::<Vec<(ConversationKey, u64)>>();
         work_tx
             .send(Work {
                 publishes: startup.publishes,
@@ -683,12 +683,12 @@ fn run_worker(
     mut store: Store,
     mut inbound: mpsc::UnboundedReceiver<Input>,
     work: mpsc::Sender<Work>,
-    mut confirmations: mpsc::UnboundedReceiver<Vec<(ConvId, u64)>>,
+    mut confirmations: mpsc::UnboundedReceiver<Vec<(ConversationKey, u64)>>,
 ) {
     // Deliveries the broker has taken, not yet cleared from the outbox: cleared in the next
     // batch's transaction, or on their own at a tick without packets. They only matter after
     // a crash (an event still in the outbox is delivered again at start).
-    let mut done: Vec<(ConvId, u64)> = Vec::new();
+    let mut done: Vec<(ConversationKey, u64)> = Vec::new();
     let mut stop = false;
     // When the last batch was handed on: packets arriving soon after it are a stream.
     let mut last_batch: Option<Instant> = None;
@@ -800,7 +800,7 @@ fn run_worker(
 async fn run_publisher(
     sink: Sink,
     mut work: mpsc::Receiver<Work>,
-    confirmations: mpsc::UnboundedSender<Vec<(ConvId, u64)>>,
+    confirmations: mpsc::UnboundedSender<Vec<(ConversationKey, u64)>>,
     pending: Arc<AtomicUsize>,
     evictor: Evictor,
     pusher: Option<Arc<Pusher>>,

@@ -8,7 +8,7 @@ use mqchat_proto::{
 };
 use mqchat_store::{Author, ConvId, ConversationRow, EventRow, Membership, StoreError, Tx};
 
-use super::{Engine, Failure, Output, Target, body, conv_name, refuse};
+use super::{ConversationKey, Engine, Failure, Output, Target, body, conv_name, refuse};
 use crate::render::{decode_stored, render};
 use crate::{Outbound, Qos};
 
@@ -260,7 +260,7 @@ impl Engine {
                 out.publishes.push(self.durable(&participant.user, &packet));
             }
         }
-        out.delivered.push((event.conv, event.seq));
+        out.delivered.push((ConversationKey(event.conv), event.seq));
         self.pushes(tx, event.conv, event, &participants, extra, out)
     }
 }

@@ -78,6 +78,19 @@ pub struct Upstream {
     pub payload: Vec<u8>,
 }
 
+/// A stored conversation, as the hub's output names it: the store's key, which callers only
+/// hand back (to [`Engine::confirm`] and [`Engine::process_and_confirm`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConversationKey(ConvId);
+
+/// The store's form of deliveries the broker has taken.
+fn outbox_entries(delivered: &[(ConversationKey, u64)]) -> Vec<(ConvId, u64)> {
+    delivered
+        .iter()
+        .map(|(ConversationKey(conv), seq)| (*conv, *seq))
+        .collect()
+}
+
 /// What a batch produced.
 #[derive(Debug, Default)]
 pub struct Output {
@@ -85,7 +98,7 @@ pub struct Output {
     pub publishes: Vec<Outbound>,
     /// Stored events whose delivery is among `publishes`: confirm them with
     /// [`Engine::confirm`] once the broker has them, so they leave the outbox.
-    pub delivered: Vec<(ConvId, u64)>,
+    pub delivered: Vec<(ConversationKey, u64)>,
     /// Devices revoked by this batch: their broker sessions must be removed (spec 7.12).
     pub evict: Vec<DeviceIdentity>,
     /// Devices to wake through their push service (spec 7.13), once `publishes` are out.

@@ -6,9 +6,9 @@
 use mqchat_proto::body::Body;
 use mqchat_proto::upstream::{self, Inbound, Rejection, Route};
 use mqchat_proto::{DeviceIdentity, ErrorCode, InboxBranch, Packet, Topic};
-use mqchat_store::{ConvId, Store, StoreError, Tx};
+use mqchat_store::{Store, StoreError, Tx};
 
-use super::{Engine, Output, Upstream};
+use super::{ConversationKey, Engine, Output, Upstream, outbox_entries};
 use crate::{Outbound, Qos};
 
 /// Why one packet was not applied.
@@ -61,7 +61,7 @@ impl Engine {
         store: &mut Store,
         now: u64,
         batch: &[Upstream],
-        delivered: &[(ConvId, u64)],
+        delivered: &[(ConversationKey, u64)],
     ) -> Output {
         // Each topic is parsed here once; what it names is passed along from then on.
         let topics: Vec<Option<Topic>> = batch
@@ -90,10 +90,10 @@ impl Engine {
         now: u64,
         batch: &[Upstream],
         topics: &[Option<Topic>],
-        delivered: &[(ConvId, u64)],
+        delivered: &[(ConversationKey, u64)],
     ) -> Result<Output, StoreError> {
         let mut tx = store.transaction()?;
-        tx.outbox_done(delivered)?;
+        tx.outbox_done(&outbox_entries(delivered))?;
         let mut output = Output::default();
         for (input, topic) in batch.iter().zip(topics) {
             let result = match topic {
@@ -268,13 +268,13 @@ impl Engine {
     pub fn confirm(
         &self,
         store: &mut Store,
-        delivered: &[(ConvId, u64)],
+        delivered: &[(ConversationKey, u64)],
     ) -> Result<(), StoreError> {
         if delivered.is_empty() {
             return Ok(());
         }
         let tx = store.transaction()?;
-        tx.outbox_done(delivered)?;
+        tx.outbox_done(&outbox_entries(delivered))?;
         tx.commit()
     }
 
