@@ -1,5 +1,6 @@
-//! Events (spec 7.1): deduplicated by the sender's id, sequenced, stored and delivered to
-//! the durable inbox of every member; contact changes; messages to SIP addresses.
+//! Events (spec section 8, steps 4 to 6): deduplicated by the sender's id, sequenced,
+//! stored, and delivered to the durable inbox of every member; contact changes (spec 7.4);
+//! messages to SIP addresses (spec 19).
 
 use mqchat_proto::body::{Ack, Body, Contact, ContactState};
 use mqchat_proto::upstream::Inbound;

@@ -1,8 +1,9 @@
-//! The hub's engine: the upstream pipeline of spec section 8, one room per route. The
-//! pipeline (`pipeline.rs`) checks each packet and hands it to its route: events
-//! (`event.rs`), markers (`marker.rs`), signals (`signal.rs`), requests (`request.rs`), or
-//! the SIP proxy; presence (`presence.rs`) comes on topics of its own. `target.rs` resolves
-//! the conversation a packet names. Each room is an `impl Engine` block of its own.
+//! The hub's engine: the upstream pipeline of spec section 8, a module per route, each an
+//! `impl Engine` block. The pipeline (`pipeline.rs`) checks each packet and hands it to its
+//! route: events (`event.rs`), markers (`marker.rs`), signals (`signal.rs`), requests
+//! (`request.rs`, and the crate's `group`, `device` and `push`), or the SIP proxy (`sip`);
+//! presence (`presence.rs`) comes on topics of its own. `target.rs` resolves the
+//! conversation a packet names.
 
 mod event;
 mod marker;

@@ -1,5 +1,6 @@
-//! Requests (spec 7.4 to 7.13): answered on the sender's reply topic. Profile, sync and
-//! history are here; groups, devices and push have rooms of their own.
+//! Requests (spec section 8), answered on the sender's reply topic: profile (spec 7.6), sync
+//! (7.9) and history (7.10) are here; groups (7.11), devices (7.12) and client state, push
+//! and mute (7.13) have modules of their own.
 
 use mqchat_proto::body::{
     Ack, Body, ConversationEntry, History, HistoryResult, Profile, Sync, SyncResult, limits,

@@ -1,5 +1,5 @@
-//! Signals (spec 7.3): chat states and other ephemeral packets, forwarded to the other
-//! members' ephemeral inboxes and stored nowhere.
+//! Signals (spec section 8): chat states (spec 7.2) and other ephemeral packets, forwarded
+//! to the other participants' ephemeral inboxes and stored nowhere.
 
 use mqchat_proto::upstream::Inbound;
 use mqchat_proto::{ConversationRef, ErrorCode, InboxBranch};
