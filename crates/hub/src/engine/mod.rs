@@ -117,6 +117,8 @@ pub struct Engine {
     config: HubConfig,
     /// `config.sip`, shared: a SIP handler holds it while it changes `proxy`.
     sip: Option<Arc<SipConfig>>,
+    /// The SIP proxy's memory. A field the `sip` module reaches directly, so that a handler
+    /// can change it while it calls the engine's `&self` helpers.
     pub(crate) proxy: Proxy,
     rates: RateLimits,
     /// All of the engine's randomness, from `config.seed`: the hub draws none of its own.
