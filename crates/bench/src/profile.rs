@@ -27,7 +27,7 @@ const PARTS: &[(&str, &[&str])] = &[
     ),
     (
         "hub tap: publishes handed to the hub (on the connection tasks)",
-        &["mqchat_server::link::Tap"],
+        &["mqchat_server::link::tap::Tap"],
     ),
     (
         "broker: socket writes (one writev per packet)",
@@ -44,17 +44,17 @@ const PARTS: &[(&str, &[&str])] = &[
         // `Broker::publish` is inlined into the publisher.
         "hub publisher: routing into the broker's sessions (or the MQTT link's event loop)",
         &[
-            "mqchat_server::link::run_link",
-            "mqchat_server::link::run_publisher",
+            "mqchat_server::link::mqtt::run_link",
+            "mqchat_server::link::publisher::run_publisher",
         ],
     ),
     (
         "hub worker: engine and store (one thread)",
-        &["mqchat_server::link::run_worker"],
+        &["mqchat_server::link::worker::run_worker"],
     ),
     (
         "store: participants query",
-        &["mqchat_store::archive::Tx::participants"],
+        &["<impl mqchat_store::archive::Tx>::participants"],
     ),
     (
         "store: statements re-prepared at every step (sqlite3Reprepare)",
@@ -66,7 +66,7 @@ const PARTS: &[(&str, &[&str])] = &[
     ),
     (
         "store: append event",
-        &["mqchat_store::archive::Tx::append"],
+        &["<impl mqchat_store::archive::Tx>::append"],
     ),
     (
         "store: change tokens (touch, next_change)",
@@ -74,7 +74,7 @@ const PARTS: &[(&str, &[&str])] = &[
     ),
     (
         "store: markers",
-        &["mqchat_store::archive::Tx::set_markers"],
+        &["<impl mqchat_store::archive::Tx>::set_markers"],
     ),
     (
         "store: commit (WAL write and fsync)",
@@ -82,7 +82,7 @@ const PARTS: &[(&str, &[&str])] = &[
     ),
     (
         "store: outbox confirmation",
-        &["mqchat_hub::engine::Engine::confirm"],
+        &["<impl mqchat_hub::engine::Engine>::confirm"],
     ),
     (
         "hub: rendering and encoding",

@@ -32,6 +32,7 @@ use rmqtt::types::{
 };
 use tokio::task::JoinHandle;
 
+mod deadline;
 mod tls;
 
 pub use tls::{TlsError, TlsFiles, check_files};
@@ -154,8 +155,8 @@ pub struct BrokerConfig {
     /// Messages queued for one offline session; beyond it the oldest are dropped (sync
     /// recovers them).
     pub max_queue: usize,
-    /// How long a new device connection has for its TLS or WebSocket handshake and its
-    /// CONNECT before it is closed.
+    /// How long a new connection has for its TLS or WebSocket handshake and its whole
+    /// CONNECT before it is closed (the first bytes through the `deadline` watcher).
     pub connect_timeout: Duration,
     /// Subscriptions one device connection may hold (beyond: SUBACK "quota exceeded").
     pub max_subscriptions: usize,
@@ -216,6 +217,8 @@ pub struct Broker {
     internal: SocketAddr,
     server: JoinHandle<()>,
     secure: Option<tls::SecureListeners>,
+    /// The CONNECT deadline watcher (`None` where it cannot run).
+    deadline: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -233,6 +236,7 @@ impl std::fmt::Debug for Broker {
 struct Hooks {
     gate: Arc<dyn Gatekeeper>,
     consumer: Option<Arc<dyn Consumer>>,
+    arrivals: Arc<deadline::Arrivals>,
 }
 
 /// The listener id of the loopback listener for the server's own clients.
@@ -267,6 +271,12 @@ fn text(s: &Option<bytestring::ByteString>) -> Option<&str> {
 impl Handler for Hooks {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         match param {
+            Parameter::ClientConnect(connect) => {
+                if let Some(peer) = connect.id().remote_addr {
+                    self.arrivals.arrived(peer, std::time::Instant::now());
+                }
+                (true, acc)
+            }
             Parameter::ClientAuthenticate(connect) => {
                 let username = connect.username().map(|u| &**u);
                 let client_id = connect.client_id();
@@ -440,7 +450,9 @@ impl Broker {
             })?;
 
         let register = scx.extends.hook_mgr().register();
+        let arrivals = Arc::new(deadline::Arrivals::default());
         let mut kinds = vec![
+            Type::ClientConnect,
             Type::ClientAuthenticate,
             Type::ClientSubscribeCheckAcl,
             Type::MessagePublishCheckAcl,
@@ -452,6 +464,7 @@ impl Broker {
             let hooks = Hooks {
                 gate: gate.clone(),
                 consumer: consumer.clone(),
+                arrivals: arrivals.clone(),
             };
             register.add_priority(kind, 100, Box::new(hooks)).await;
         }
@@ -509,6 +522,7 @@ impl Broker {
             .max_packet_size(16 * 1024 * 1024)
             .max_inflight(std::num::NonZeroU16::new(1024).unwrap_or(std::num::NonZeroU16::MIN))
             .max_mqueue_len(1_000_000)
+            .handshake_timeout(config.connect_timeout)
             .session_expiry_interval(config.session_expiry)
             .message_expiry_interval(Duration::ZERO)
             .bind()
@@ -541,6 +555,13 @@ impl Broker {
                 tracing::error!(error = %e, "broker stopped");
             }
         });
+        let mut listeners = vec![internal_addr];
+        listeners.extend(tcp.iter().chain(&ws));
+        if let Some(secure) = &secure {
+            let kinds = [tls::Secure::Mqtt, tls::Secure::WebSocket];
+            listeners.extend(kinds.into_iter().filter_map(|kind| secure.addr(kind)));
+        }
+        let deadline = deadline::spawn(listeners, config.connect_timeout, arrivals);
         // A client id no device or MQTT client can have (`$` is not in the id grammar).
         let publisher = Id::new(scx.node.id(), 0, None, None, "$in-process".into(), None);
         Ok(Self {
@@ -551,6 +572,7 @@ impl Broker {
             internal: internal_addr,
             server,
             secure,
+            deadline,
         })
     }
 
@@ -630,6 +652,9 @@ impl Broker {
             secure.stop_accepting().await;
         }
         self.server.abort();
+        if let Some(deadline) = &self.deadline {
+            deadline.abort();
+        }
         while !self.server.is_finished() {
             tokio::task::yield_now().await;
         }

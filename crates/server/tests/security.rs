@@ -48,28 +48,36 @@ async fn new_device_ids_beyond_the_cap_are_refused_at_connect() {
     server.stop().await;
 }
 
-/// rmqtt 0.24 reads the first bytes of a connection (up to the protocol level) without a
-/// deadline; from there on, the CONNECT must arrive within the connect timeout.
+/// A connection that sends nothing, one byte, or the first bytes of a CONNECT (up to the
+/// protocol level) and then stops is closed at the connect timeout; a device whose session
+/// is older than the timeout is not.
 #[tokio::test]
-async fn a_connect_that_stops_halfway_is_closed() {
+async fn a_connect_that_stops_early_is_closed() {
     let server = server_with(|c| c.limits.connect_timeout_secs = 1).await;
-    // A CONNECT's fixed header, protocol name and level, and nothing more.
+    let mut bystander = Device::login(&server, "bob", "phone").await;
+    // A CONNECT's fixed header, protocol name and level.
     let start = [0x10, 20, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04];
     let mut sockets = Vec::new();
-    for _ in 0..50 {
-        let mut socket = tokio::net::TcpStream::connect(server.tcp_addr())
-            .await
-            .expect("connect");
-        socket.write_all(&start).await.expect("part of a CONNECT");
-        sockets.push(socket);
+    for sent in [0, 1, start.len()] {
+        for _ in 0..20 {
+            let mut socket = tokio::net::TcpStream::connect(server.tcp_addr())
+                .await
+                .expect("connect");
+            socket
+                .write_all(&start[..sent])
+                .await
+                .expect("part of a CONNECT");
+            sockets.push((sent, socket));
+        }
     }
-    for mut socket in sockets {
+    for (sent, mut socket) in sockets {
         let mut byte = [0u8; 8];
         let read = tokio::time::timeout(WAIT, socket.read(&mut byte))
             .await
-            .expect("closed in time");
+            .unwrap_or_else(|_| panic!("a socket that sent {sent} bytes is still open"));
         assert!(matches!(read, Ok(0) | Ok(4) | Err(_)), "closed: {read:?}");
     }
+    assert!(bystander.subscribe("mq/pf/+").await, "the session lives on");
     assert_eq!(attempt(&server, "alice", "phone", "pw").await, Ok(()));
     server.stop().await;
 }
