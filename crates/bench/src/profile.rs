@@ -82,7 +82,7 @@ const PARTS: &[(&str, &[&str])] = &[
     ),
     (
         "store: outbox confirmation",
-        &["mqchat_hub::engine::Engine::confirm"],
+        &["<impl mqchat_hub::engine::Engine>::confirm"],
     ),
     (
         "hub: rendering and encoding",

@@ -11,6 +11,8 @@ use mqchat_proto::{
     ConversationRef, DeviceIdentity, ErrorCode, GroupId, MessageId, Packet, PacketKind, UserId,
 };
 use mqchat_store::{ConversationRow, GroupProfile, Membership, ParticipantRow, StoreError, Tx};
+use rand::RngExt;
+use rand::rngs::StdRng;
 
 use crate::engine::{Engine, Failure, Output, Target, body, refuse};
 
@@ -18,9 +20,9 @@ use crate::engine::{Engine, Failure, Output, Target, body, refuse};
 const GROUP_ID_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
 const GROUP_ID_LEN: usize = 10;
 
-fn new_group_id(tx: &Tx<'_>) -> Result<GroupId, StoreError> {
+fn new_group_id(tx: &Tx<'_>, rng: &mut StdRng) -> Result<GroupId, StoreError> {
     loop {
-        let bytes: [u8; GROUP_ID_LEN] = rand::random();
+        let bytes: [u8; GROUP_ID_LEN] = rng.random();
         let text: String = bytes
             .iter()
             .map(|b| char::from(GROUP_ID_ALPHABET[usize::from(*b) % GROUP_ID_ALPHABET.len()]))
@@ -89,7 +91,7 @@ impl Engine {
     }
 
     pub(crate) fn group_create(
-        &self,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         inbound: &Inbound,
@@ -129,7 +131,7 @@ impl Engine {
                 ),
             ));
         }
-        let gid = new_group_id(tx)?;
+        let gid = new_group_id(tx, self.rng())?;
         let profile = GroupProfile {
             name: create.name.clone(),
             avatar: create.avatar.clone().filter(|a| !a.is_empty()),
@@ -184,7 +186,7 @@ impl Engine {
     }
 
     pub(crate) fn group_admin(
-        &self,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         inbound: &Inbound,

@@ -18,7 +18,7 @@ pub mod throttle;
 pub use access::{
     Admission, Attempt, Door, Gate, HubCredentials, Login, LoginLimits, PasswordCheck,
 };
-pub use engine::{Engine, HubConfig, Output, Upstream};
+pub use engine::{ConversationKey, Engine, HubConfig, Output, Upstream};
 pub use push::Push;
 pub use rate::RateConfig;
 pub use sip::{SipConfig, SipPeerRoute};

@@ -932,6 +932,95 @@ mod groups {
     }
 
     #[test]
+    fn group_ids_follow_the_engines_seed() {
+        let gid = |seed: u64| {
+            let mut f = Fixture::new();
+            f.engine = Engine::new(HubConfig {
+                seed,
+                ..HubConfig::default()
+            });
+            let out = f.send(
+                "alice",
+                json!({"type": "group-create", "id": "0a03zkqvpmqg1", "name": "Team"}),
+            );
+            let ack = to(&out, "mq/in/alice/r/phone")[0];
+            ack["conv"].as_str().expect("group conv").to_owned()
+        };
+        assert_eq!(gid(7), gid(7), "the same seed, the same ids");
+        assert_ne!(gid(7), gid(8));
+    }
+
+    /// (topic, type, up-to, from, private) of each publish.
+    fn markers(out: &[(String, Value)]) -> Vec<(String, String, u64, String, bool)> {
+        out.iter()
+            .map(|(t, v)| {
+                (
+                    t.clone(),
+                    v["type"].as_str().unwrap_or("").to_owned(),
+                    v["up-to"].as_u64().unwrap_or(0),
+                    v["from"].as_str().unwrap_or("").to_owned(),
+                    v["private"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn group_markers_reach_the_authors_they_newly_cover() {
+        let mut f = Fixture::new();
+        let conv = team(&mut f);
+        let out = f.send("alice", msg("0a03zkqvpmqm1", &conv, "one"));
+        let one = out[0].1["seq"].as_u64().expect("seq");
+        let out = f.send("bob", msg("0a03zkqvpmqm2", &conv, "two"));
+        let two = out[0].1["seq"].as_u64().expect("seq");
+        let row = |t: &str, kind: &str, up_to: u64, from: &str, private: bool| {
+            (
+                t.to_owned(),
+                kind.to_owned(),
+                up_to,
+                from.to_owned(),
+                private,
+            )
+        };
+        let out = f.send(
+            "carol",
+            json!({"type": "delivered", "conv": conv, "up-to": one}),
+        );
+        assert_eq!(
+            markers(&out),
+            vec![row("mq/in/alice/d", "delivered", one, "carol", false)]
+        );
+        assert_eq!(out[0].1["conv"], conv.as_str());
+        // A private read: the authors it newly covers learn `delivered`, carol's devices
+        // the read.
+        let out = f.send(
+            "carol",
+            json!({"type": "read", "conv": conv, "up-to": two, "private": true}),
+        );
+        assert_eq!(
+            markers(&out),
+            vec![
+                row("mq/in/bob/d", "delivered", two, "carol", false),
+                row("mq/in/carol/d", "read", two, "carol", true),
+            ]
+        );
+        let out = f.send("carol", json!({"type": "read", "conv": conv, "up-to": two}));
+        assert!(out.is_empty(), "nothing moves: {out:?}");
+        // bob reads both: alice learns `read` (not also `delivered`), bob is no author
+        // to himself.
+        let out = f.send("bob", json!({"type": "read", "conv": conv, "up-to": two}));
+        assert_eq!(
+            markers(&out),
+            vec![
+                row("mq/in/alice/d", "read", two, "bob", false),
+                row("mq/in/bob/d", "read", two, "bob", false),
+            ]
+        );
+        let out = f.send("dave", json!({"type": "read", "conv": conv, "up-to": two}));
+        assert_eq!(out[0].1["code"], 7, "not a member: {out:?}");
+    }
+
+    #[test]
     fn outsiders_and_removed_members_are_refused_and_hear_nothing() {
         let mut f = Fixture::new();
         let conv = team(&mut f);

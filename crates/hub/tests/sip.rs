@@ -547,6 +547,57 @@ fn message_from_a_sip_peer_becomes_a_chat_message_once() {
 }
 
 #[test]
+fn markers_in_a_sip_conversation_reach_the_readers_devices_only() {
+    let mut f = Fixture::new();
+    let conv = "sip:carol@example.net";
+    let out = f.packet(
+        "bob",
+        "phone",
+        json!({"type": "read", "conv": conv, "up-to": 1}),
+    );
+    assert_eq!(out.packets_to(PHONE)[0]["code"], 8, "no conversation yet");
+    assert_eq!(
+        out.packets_to(PHONE)[0]["detail"],
+        "no conversation with sip:carol@example.net"
+    );
+    f.packet(
+        "bob",
+        "phone",
+        json!({"type": "message", "id": "0a03zkqvpmqs1", "conv": conv, "text": "Hi Carol"}),
+    );
+    let out = f.packet(
+        "bob",
+        "laptop",
+        json!({"type": "read", "conv": conv, "up-to": 1}),
+    );
+    assert!(out.sip.is_empty());
+    assert_eq!(out.packets.len(), 1, "{:?}", out.packets);
+    let read = out.packets_to("mq/in/bob/d")[0];
+    assert_eq!(
+        (
+            &read["type"],
+            &read["conv"],
+            &read["up-to"],
+            &read["from"],
+            &read["device"]
+        ),
+        (
+            &json!("read"),
+            &json!(conv),
+            &json!(1),
+            &json!("bob"),
+            &json!("laptop")
+        )
+    );
+    let out = f.packet(
+        "bob",
+        "laptop",
+        json!({"type": "delivered", "conv": conv, "up-to": 1}),
+    );
+    assert!(out.packets.is_empty(), "nothing moves");
+}
+
+#[test]
 fn message_to_a_sip_address_goes_out_and_its_answer_comes_back() {
     let mut f = Fixture::new();
     let out = f.packet(

@@ -88,16 +88,35 @@ pub fn accept(
     payload: &[u8],
     max_payload: usize,
 ) -> Result<Inbound, Rejection> {
-    let sender = match root.parse_topic(topic) {
-        Ok(Topic::Upstream { user, device }) => DeviceIdentity::new(user, device),
-        Ok(_) | Err(_) => {
-            return Err(reject(
-                None,
-                ErrorCode::WRONG_TOPIC,
-                format!("{topic:?} is not an upstream topic"),
-            ));
-        }
-    };
+    match root.parse_topic(topic) {
+        Ok(Topic::Upstream { user, device }) => accept_payload(
+            registry,
+            DeviceIdentity::new(user, device),
+            payload,
+            max_payload,
+        ),
+        Ok(_) | Err(_) => Err(wrong_topic(topic)),
+    }
+}
+
+/// The refusal of a PUBLISH whose topic is not an upstream topic: it names no device to
+/// answer.
+pub fn wrong_topic(topic: &str) -> Rejection {
+    reject(
+        None,
+        ErrorCode::WRONG_TOPIC,
+        format!("{topic:?} is not an upstream topic"),
+    )
+}
+
+/// [`accept`] of a payload whose upstream topic the caller has parsed already and found to
+/// name `sender`.
+pub fn accept_payload(
+    registry: &Registry,
+    sender: DeviceIdentity,
+    payload: &[u8],
+    max_payload: usize,
+) -> Result<Inbound, Rejection> {
     if payload.len() > max_payload {
         let detail = format!(
             "payload is {} bytes, at most {max_payload} accepted",
@@ -214,13 +233,23 @@ pub fn accept_gateway(
     payload: &[u8],
     max_payload: usize,
 ) -> Result<GatewayInbound, String> {
-    let gateway = match root.parse_topic(topic) {
+    match root.parse_topic(topic) {
         Ok(Topic::Gateway {
             gateway,
             direction: GatewayDirection::In,
-        }) => gateway,
-        _ => return Err(format!("{topic:?} is not a gateway's in topic")),
-    };
+        }) => accept_gateway_payload(registry, gateway, payload, max_payload),
+        _ => Err(format!("{topic:?} is not a gateway's in topic")),
+    }
+}
+
+/// [`accept_gateway`] of a payload whose topic the caller has parsed already and found to be
+/// the `in` topic of `gateway`.
+pub fn accept_gateway_payload(
+    registry: &Registry,
+    gateway: GatewayName,
+    payload: &[u8],
+    max_payload: usize,
+) -> Result<GatewayInbound, String> {
     if payload.len() > max_payload {
         return Err(format!(
             "payload is {} bytes, at most {max_payload} accepted",
@@ -347,6 +376,19 @@ mod tests {
         assert_eq!(inbound.route, Route::Event);
         assert_eq!(inbound.packet.from, None);
         assert_eq!(inbound.packet.seq, None);
+    }
+
+    #[test]
+    fn a_topic_parsed_by_the_caller_gives_what_its_text_gives() {
+        let packet = message();
+        let sender = DeviceIdentity::new(
+            crate::UserId::parse("alice").expect("valid"),
+            crate::DeviceId::parse("phone").expect("valid"),
+        );
+        let parsed = accept_payload(&Registry::with_core(), sender, &packet.encode(), 4096);
+        assert_eq!(parsed, accept_at(UP, &packet));
+        let topic = "mq/in/alice/d";
+        assert_eq!(accept_at(topic, &packet), Err(wrong_topic(topic)));
     }
 
     #[test]

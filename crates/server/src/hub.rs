@@ -136,6 +136,8 @@ impl Hub {
             max_group_members: config.max_group_members,
             sip: config.sip.hub(),
             rates: config.limits.rates(),
+            // Group ids and SIP identifiers must not repeat across restarts.
+            seed: rand::random(),
             ..HubConfig::default()
         });
         let options = link::LinkOptions {

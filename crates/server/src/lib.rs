@@ -180,6 +180,8 @@ impl Server {
             max_group_members: config.max_group_members,
             sip: config.sip.hub(),
             rates: config.limits.rates(),
+            // Group ids and SIP identifiers must not repeat across restarts.
+            seed: rand::random(),
             ..HubConfig::default()
         });
         let pusher = push::Pusher::start(&config.push, config.database(), durability)

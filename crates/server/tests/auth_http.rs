@@ -38,7 +38,7 @@ fn fixture() -> Fixture {
         .add_device(&user("alice"), &DeviceId::parse("phone").expect("valid"), 1)
         .expect("device");
     // alice asks bob to be contacts, bob accepts: alice may read bob's presence.
-    let engine = Engine::new(HubConfig::default());
+    let mut engine = Engine::new(HubConfig::default());
     let registry = Registry::with_core();
     let up = |user: &str, packet: Value| Upstream {
         topic: format!("mq/up/{user}/phone"),

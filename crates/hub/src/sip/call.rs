@@ -8,7 +8,7 @@ use mqchat_proto::{ConversationRef, DeviceId, PacketKind, SipAddress, UserId};
 use mqchat_sip::{Message, Method, StartLine, Uri};
 use mqchat_store::{Author, CallRow, StoreError, Tx};
 
-use super::{Hop, Local, Proxy};
+use super::{Hop, Local};
 use crate::engine::{Engine, Output};
 use crate::push::Push;
 
@@ -151,8 +151,7 @@ fn branch_request(branch: &Message, method: Method, to: Option<&str>) -> Option<
 impl Engine {
     /// A new INVITE (no To tag).
     pub(super) fn invite_in(
-        &self,
-        proxy: &mut Proxy,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         invite: Message,
@@ -167,19 +166,19 @@ impl Engine {
         else {
             return Ok(());
         };
-        if let Some(call) = proxy.calls.get(&call_id) {
+        if let Some(call) = self.proxy.calls.get(&call_id) {
             let same = call
                 .invite
                 .top_via()
                 .and_then(|v| v.branch().map(str::to_owned))
                 == invite.top_via().and_then(|v| v.branch().map(str::to_owned));
             if !same {
-                self.respond(proxy, &invite, 482, out);
+                self.respond(&invite, 482, out);
             }
             return Ok(());
         }
         if tx.call(&call_id)?.is_some() {
-            self.respond(proxy, &invite, 482, out);
+            self.respond(&invite, 482, out);
             return Ok(());
         }
         let (caller, caller_device) = match &from {
@@ -187,7 +186,7 @@ impl Engine {
             Hop::Gateway(_) => {
                 let address = invite.from().and_then(|f| canonical(&f.uri));
                 let Some(address) = address else {
-                    self.respond(proxy, &invite, 400, out);
+                    self.respond(&invite, 400, out);
                     return Ok(());
                 };
                 let gateway = sip
@@ -198,21 +197,21 @@ impl Engine {
                 (Author::Sip(address), gateway)
             }
         };
-        let (callee, callee_author) = match self.local(sip, &uri) {
+        let (callee, callee_author) = match self.local(&sip, &uri) {
             Some(Local::User(user, device)) if tx.user_exists(&user, true)? => {
                 (Callee::User(user.clone(), device), Author::User(user))
             }
             Some(_) => {
-                self.respond(proxy, &invite, 404, out);
+                self.respond(&invite, 404, out);
                 return Ok(());
             }
             None => {
                 let route = match from {
-                    Hop::Device(_) => self.peer_for(sip, &uri).zip(canonical(&uri)),
+                    Hop::Device(_) => self.peer_for(&sip, &uri).zip(canonical(&uri)),
                     Hop::Gateway(_) => None,
                 };
                 let Some((destination, address)) = route else {
-                    self.respond(proxy, &invite, 404, out);
+                    self.respond(&invite, 404, out);
                     return Ok(());
                 };
                 (Callee::Outside(destination), Author::Sip(address))
@@ -233,7 +232,7 @@ impl Engine {
             outcome: None,
         };
         if !tx.insert_call(&row)? {
-            self.respond(proxy, &invite, 482, out);
+            self.respond(&invite, 482, out);
             return Ok(());
         }
         tracing::info!(
@@ -256,7 +255,7 @@ impl Engine {
         match &callee {
             Callee::Outside(destination) => {
                 let hop = Hop::Gateway(Some(destination.clone()));
-                self.fork(proxy, &mut call, hop, None, uri);
+                self.fork(&mut call, hop, None, uri);
             }
             Callee::User(user, only) => {
                 let caller = call.caller.clone();
@@ -274,8 +273,8 @@ impl Engine {
                         user.clone(),
                         device.clone(),
                     ));
-                    let gruu = self.gruu(sip, user, device);
-                    self.fork(proxy, &mut call, hop, Some(device.clone()), gruu);
+                    let gruu = self.gruu(&sip, user, device);
+                    self.fork(&mut call, hop, Some(device.clone()), gruu);
                 }
                 let asleep: Vec<_> = tx
                     .push_devices(user)?
@@ -308,26 +307,19 @@ impl Engine {
             .collect();
         if call.branches.is_empty() && call.woken.is_empty() {
             let invite = call.invite.clone();
-            self.respond(proxy, &invite, 480, out);
+            self.respond(&invite, 480, out);
             return self.record(tx, now, &mut call.row, CallOutcome::Missed, out);
         }
         tx.update_call(&call.row)?;
         for branch in &call.branches {
             self.emit(&branch.hop, &branch.request, out);
         }
-        proxy.calls.insert(call_id, call);
+        self.proxy.calls.insert(call_id, call);
         Ok(())
     }
 
     /// Starts one branch of `call` (the INVITE is emitted by the caller of this).
-    fn fork(
-        &self,
-        proxy: &mut Proxy,
-        call: &mut CallState,
-        hop: Hop,
-        device: Option<DeviceId>,
-        uri: Uri,
-    ) {
+    fn fork(&mut self, call: &mut CallState, hop: Hop, device: Option<DeviceId>, uri: Uri) {
         let Some(sip) = self.sip() else {
             return;
         };
@@ -335,10 +327,12 @@ impl Engine {
         if let StartLine::Request { uri: target, .. } = &mut request.start {
             *target = uri;
         }
-        let via = self.hub_via(sip, proxy);
+        let via = self.hub_via(&sip);
         let id = via.branch().unwrap_or_default().to_owned();
         request.push_via(&via);
-        proxy.branches.insert(id.clone(), call.row.call_id.clone());
+        self.proxy
+            .branches
+            .insert(id.clone(), call.row.call_id.clone());
         call.branches.push(Branch {
             id,
             hop,
@@ -377,8 +371,7 @@ impl Engine {
     /// A response on one of a call's branches (the hub's Via still on top).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn branch_response(
-        &self,
-        proxy: &mut Proxy,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         call_id: &str,
@@ -388,9 +381,9 @@ impl Engine {
     ) -> Result<(), StoreError> {
         let code = response.code().unwrap_or(0);
         let method = response.cseq().map(|c| c.method);
-        let Some(mut call) = proxy.calls.remove(call_id) else {
+        let Some(mut call) = self.proxy.calls.remove(call_id) else {
             // A finished call: acknowledge a late failure, drop the rest.
-            if let Some((request, hop @ Hop::Device(_), _)) = proxy.ended.get(branch_id)
+            if let Some((request, hop @ Hop::Device(_), _)) = self.proxy.ended.get(branch_id)
                 && method == Some(Method::Invite)
                 && code >= 300
                 && let Some(ack) = branch_request(request, Method::Ack, response.headers.get("To"))
@@ -410,9 +403,9 @@ impl Engine {
             out,
         );
         if call.row.ended.is_none() {
-            proxy.calls.insert(call_id.to_owned(), call);
+            self.proxy.calls.insert(call_id.to_owned(), call);
         } else {
-            self.forget(proxy, call, now);
+            self.forget(call, now);
         }
         result
     }
@@ -539,8 +532,7 @@ impl Engine {
 
     /// A CANCEL (RFC 3261 9.2, 16.10).
     pub(super) fn cancel_in(
-        &self,
-        proxy: &mut Proxy,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         cancel: &Message,
@@ -548,65 +540,66 @@ impl Engine {
     ) -> Result<(), StoreError> {
         let branch_of = |m: &Message| m.top_via().and_then(|v| v.branch().map(str::to_owned));
         let call_id = cancel.call_id().unwrap_or_default().to_owned();
-        let matches = proxy
+        let matches = self
+            .proxy
             .calls
             .get(&call_id)
             .is_some_and(|c| branch_of(&c.invite) == branch_of(cancel));
         if !matches {
-            self.respond(proxy, cancel, 481, out);
+            self.respond(cancel, 481, out);
             return Ok(());
         }
-        self.respond(proxy, cancel, 200, out);
-        let Some(mut call) = proxy.calls.remove(&call_id) else {
+        self.respond(cancel, 200, out);
+        let Some(mut call) = self.proxy.calls.remove(&call_id) else {
             return Ok(());
         };
         if call.final_sent {
-            proxy.calls.insert(call_id, call);
+            self.proxy.calls.insert(call_id, call);
             return Ok(());
         }
         self.cancel_pending(&mut call, None, out);
         call.final_sent = true;
         let invite = call.invite.clone();
-        self.respond(proxy, &invite, 487, out);
+        self.respond(&invite, 487, out);
         let outcome = if call.row.rang {
             CallOutcome::Missed
         } else {
             CallOutcome::Cancelled
         };
         self.record(tx, now, &mut call.row, outcome, out)?;
-        self.forget(proxy, call, now);
+        self.forget(call, now);
         Ok(())
     }
 
     /// A BYE passing the hub ends an answered call.
     pub(super) fn bye_seen(
-        &self,
-        proxy: &mut Proxy,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         bye: &Message,
         out: &mut Output,
     ) -> Result<(), StoreError> {
         let call_id = bye.call_id().unwrap_or_default().to_owned();
-        let answered = proxy
+        let answered = self
+            .proxy
             .calls
             .get(&call_id)
             .is_some_and(|c| c.row.answered.is_some());
         if !answered {
             return Ok(());
         }
-        if let Some(mut call) = proxy.calls.remove(&call_id) {
+        if let Some(mut call) = self.proxy.calls.remove(&call_id) {
             self.record(tx, now, &mut call.row, CallOutcome::Answered, out)?;
-            self.forget(proxy, call, now);
+            self.forget(call, now);
         }
         Ok(())
     }
 
     /// Drops a finished call, keeping its branches a while to absorb late answers.
-    fn forget(&self, proxy: &mut Proxy, call: CallState, now: u64) {
+    fn forget(&mut self, call: CallState, now: u64) {
         for branch in call.branches {
-            proxy.branches.remove(&branch.id);
-            proxy
+            self.proxy.branches.remove(&branch.id);
+            self.proxy
                 .ended
                 .insert(branch.id, (branch.request, branch.hop, now + LINGER_MS));
         }
@@ -614,16 +607,15 @@ impl Engine {
 
     /// Ringing timeouts, late forks, calls without BYE for too long, and old branches.
     pub(super) fn tick_calls(
-        &self,
-        proxy: &mut Proxy,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         out: &mut Output,
     ) -> Result<(), StoreError> {
-        proxy.ended.retain(|_, (_, _, until)| *until > now);
-        let ids: Vec<String> = proxy.calls.keys().cloned().collect();
+        self.proxy.ended.retain(|_, (_, _, until)| *until > now);
+        let ids: Vec<String> = self.proxy.calls.keys().cloned().collect();
         for call_id in ids {
-            let Some(mut call) = proxy.calls.remove(&call_id) else {
+            let Some(mut call) = self.proxy.calls.remove(&call_id) else {
                 continue;
             };
             if !call.final_sent && now >= call.deadline {
@@ -631,7 +623,7 @@ impl Engine {
                 self.cancel_pending(&mut call, None, out);
                 call.final_sent = true;
                 let invite = call.invite.clone();
-                self.respond(proxy, &invite, 480, out);
+                self.respond(&invite, 480, out);
                 self.record(tx, now, &mut call.row, CallOutcome::Missed, out)?;
             } else if call.row.answered.is_some_and(|t| now >= t + MAX_CALL_MS) {
                 self.record(tx, now, &mut call.row, CallOutcome::Answered, out)?;
@@ -648,8 +640,8 @@ impl Engine {
                             user.clone(),
                             device.clone(),
                         ));
-                        let gruu = self.gruu(sip, &user, &device);
-                        self.fork(proxy, &mut call, hop, Some(device), gruu);
+                        let gruu = self.gruu(&sip, &user, &device);
+                        self.fork(&mut call, hop, Some(device), gruu);
                         if let Some(branch) = call.branches.last() {
                             self.emit(&branch.hop, &branch.request, out);
                         }
@@ -657,9 +649,9 @@ impl Engine {
                 }
             }
             if call.row.ended.is_none() {
-                proxy.calls.insert(call_id, call);
+                self.proxy.calls.insert(call_id, call);
             } else {
-                self.forget(proxy, call, now);
+                self.forget(call, now);
             }
         }
         Ok(())
@@ -668,13 +660,12 @@ impl Engine {
     /// Records the calls a previous run left unfinished (spec 19, Dialogs).
     pub(super) fn recover_calls(
         &self,
-        proxy: &mut Proxy,
         tx: &mut Tx<'_>,
         now: u64,
         out: &mut Output,
     ) -> Result<(), StoreError> {
         for mut row in tx.unfinished_calls()? {
-            if proxy.calls.contains_key(&row.call_id) {
+            if self.proxy.calls.contains_key(&row.call_id) {
                 continue;
             }
             let outcome = if row.answered.is_some() {

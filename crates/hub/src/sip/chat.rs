@@ -12,7 +12,7 @@ use mqchat_sip::{Message, Method, NameAddr, Uri};
 use mqchat_store::{Author, ConvId, StoreError, Tx};
 
 use super::call::canonical;
-use super::{Hop, MESSAGE_TIMEOUT_MS, Proxy, hash63};
+use super::{Hop, MESSAGE_TIMEOUT_MS, hash63};
 use crate::engine::{Engine, Output};
 use crate::{Outbound, Qos};
 
@@ -30,8 +30,7 @@ pub(crate) struct PendingMessage {
 impl Engine {
     /// A MESSAGE from the gateway to a user of the domain, outside a dialog.
     pub(super) fn message_in(
-        &self,
-        proxy: &mut Proxy,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         user: &mqchat_proto::UserId,
@@ -42,24 +41,24 @@ impl Engine {
             return Ok(());
         };
         if !tx.user_exists(user, true)? {
-            self.respond(proxy, request, 404, out);
+            self.respond(request, 404, out);
             return Ok(());
         }
         let text_type = request.content_type().is_none_or(|t| t == "text/plain");
         if !text_type {
-            self.respond(proxy, request, 415, out);
+            self.respond(request, 415, out);
             return Ok(());
         }
         if request.body.len() > limits::TEXT_BYTES {
-            self.respond(proxy, request, 413, out);
+            self.respond(request, 413, out);
             return Ok(());
         }
         let Ok(text) = std::str::from_utf8(&request.body) else {
-            self.respond(proxy, request, 400, out);
+            self.respond(request, 400, out);
             return Ok(());
         };
         let Some(address) = request.from().and_then(|f| canonical(&f.uri)) else {
-            self.respond(proxy, request, 400, out);
+            self.respond(request, 400, out);
             return Ok(());
         };
         let cseq = request
@@ -74,15 +73,15 @@ impl Engine {
             .as_ref()
             .and_then(|g| mqchat_proto::DeviceId::parse(g.as_str()).ok());
         let (Some(id), Some(device)) = (id, gateway) else {
-            self.respond(proxy, request, 500, out);
+            self.respond(request, 500, out);
             return Ok(());
         };
         if tx.find_duplicate_by(&author, &device, id)?.is_some() {
-            self.respond(proxy, request, 200, out);
+            self.respond(request, 200, out);
             return Ok(());
         }
         let Some(conv) = tx.sip_conversation(user, &address, true)? else {
-            self.respond(proxy, request, 500, out);
+            self.respond(request, 500, out);
             return Ok(());
         };
         let packet = ChatMessage::text(text).to_packet();
@@ -98,14 +97,14 @@ impl Engine {
         )?;
         self.deliver(tx, conv.id, seq, None, out)?;
         // The publishes of `out` go after the commit: so does this 200.
-        self.respond(proxy, request, 200, out);
+        self.respond(request, 200, out);
         Ok(())
     }
 
     /// Sends a stored chat message to a SIP address as a MESSAGE through the gateway.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn message_out(
-        &self,
+        &mut self,
         now: u64,
         sender: &DeviceIdentity,
         id: Option<MessageId>,
@@ -121,26 +120,27 @@ impl Engine {
         let Ok(target) = Uri::parse(address.as_str()) else {
             return;
         };
-        let Some(destination) = self.peer_for(sip, &target) else {
+        let Some(destination) = self.peer_for(&sip, &target) else {
             return;
         };
-        let mut proxy = self.proxy_lock();
         let mut request = Message::request(Method::Message, target.clone());
-        let via = self.hub_via(sip, &mut proxy);
+        let via = self.hub_via(&sip);
         let branch = via.branch().unwrap_or_default().to_owned();
         request.push_via(&via);
         request.headers.push("Max-Forwards", "70");
-        let mut from = NameAddr::new(self.aor(sip, &sender.user));
-        from.set_tag(&proxy.ids.tag());
+        let mut from = NameAddr::new(self.aor(&sip, &sender.user));
+        from.set_tag(&self.proxy.ids.tag());
         request.headers.push("From", &from.to_string());
         request
             .headers
             .push("To", &NameAddr::new(target).to_string());
         let host = format!("hub.{}", sip.domain);
-        request.headers.push("Call-ID", &proxy.ids.call_id(&host));
+        request
+            .headers
+            .push("Call-ID", &self.proxy.ids.call_id(&host));
         request.headers.push("CSeq", "1 MESSAGE");
         request.set_body("text/plain;charset=utf-8", text.as_bytes().to_vec());
-        proxy.messages.insert(
+        self.proxy.messages.insert(
             branch,
             PendingMessage {
                 device: sender.clone(),
@@ -151,14 +151,12 @@ impl Engine {
                 deadline: now + MESSAGE_TIMEOUT_MS,
             },
         );
-        drop(proxy);
         self.emit(&Hop::Gateway(Some(destination)), &request, out);
     }
 
     /// The answer to a MESSAGE the hub sent.
     pub(super) fn message_answered(
-        &self,
-        proxy: &mut Proxy,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         branch: &str,
@@ -169,7 +167,7 @@ impl Engine {
         if code < 200 {
             return Ok(());
         }
-        let Some(pending) = proxy.messages.remove(branch) else {
+        let Some(pending) = self.proxy.messages.remove(branch) else {
             return Ok(());
         };
         if code < 300 {
@@ -212,15 +210,16 @@ impl Engine {
     }
 
     /// MESSAGEs that got no final answer in time.
-    pub(super) fn tick_messages(&self, proxy: &mut Proxy, now: u64, out: &mut Output) {
-        let expired: Vec<String> = proxy
+    pub(super) fn tick_messages(&mut self, now: u64, out: &mut Output) {
+        let expired: Vec<String> = self
+            .proxy
             .messages
             .iter()
             .filter(|(_, m)| m.deadline <= now)
             .map(|(k, _)| k.clone())
             .collect();
         for branch in expired {
-            if let Some(pending) = proxy.messages.remove(&branch) {
+            if let Some(pending) = self.proxy.messages.remove(&branch) {
                 self.not_delivered(&pending, "no answer", out);
             }
         }

@@ -13,17 +13,16 @@ mod call;
 mod chat;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use mqchat_proto::body::{Body, Sip};
-use mqchat_proto::upstream::{Inbound, accept_gateway};
+use mqchat_proto::upstream::{Inbound, accept_gateway_payload};
 use mqchat_proto::{
     DeviceId, DeviceIdentity, ErrorCode, GatewayDirection, GatewayName, InboxBranch, Topic, UserId,
 };
 use mqchat_sip::{IdGen, Message, Method, Transport, Uri, Via};
 use mqchat_store::{StoreError, Tx};
 
-use crate::engine::{Engine, Failure, Output, refuse};
+use crate::engine::{Engine, Failure, Output, Upstream, refuse};
 use crate::{Outbound, Qos};
 
 pub(crate) use call::CallState;
@@ -94,15 +93,15 @@ pub(crate) struct Proxy {
 }
 
 impl Proxy {
-    pub(crate) fn new(seed: u64) -> Mutex<Self> {
-        Mutex::new(Self {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
             calls: HashMap::new(),
             branches: HashMap::new(),
             ended: HashMap::new(),
             messages: HashMap::new(),
             ids: IdGen::new(seed),
             recovered: false,
-        })
+        }
     }
 }
 
@@ -141,10 +140,6 @@ pub(crate) enum Local {
 }
 
 impl Engine {
-    pub(crate) fn sip(&self) -> Option<&SipConfig> {
-        self.config().sip.as_ref()
-    }
-
     fn hub_host(&self, sip: &SipConfig) -> String {
         format!("hub.{}", sip.domain)
     }
@@ -191,12 +186,12 @@ impl Engine {
     }
 
     /// A new Via of the hub with a fresh branch.
-    pub(crate) fn hub_via(&self, sip: &SipConfig, proxy: &mut Proxy) -> Via {
+    pub(crate) fn hub_via(&mut self, sip: &SipConfig) -> Via {
         Via::new(
             Transport::Mqtt,
             &self.hub_host(sip),
             None,
-            &proxy.ids.branch(),
+            &self.proxy.ids.branch(),
         )
     }
 
@@ -261,19 +256,13 @@ impl Engine {
     }
 
     /// Answers `request` with `code` (adding a To tag where the request had none).
-    pub(crate) fn respond(
-        &self,
-        proxy: &mut Proxy,
-        request: &Message,
-        code: u16,
-        out: &mut Output,
-    ) {
+    pub(crate) fn respond(&mut self, request: &Message, code: u16, out: &mut Output) {
         if request.method() == Some(&Method::Ack) {
             return;
         }
         let mut response = Message::response(request, code, "");
         if code > 100 && request.to().is_some_and(|to| to.tag().is_none()) {
-            response.set_to_tag(&proxy.ids.tag());
+            response.set_to_tag(&self.proxy.ids.tag());
         }
         tracing::debug!(
             code,
@@ -285,7 +274,7 @@ impl Engine {
 
     /// A `sip` packet from a device's upstream topic.
     pub(crate) fn sip_from_device(
-        &self,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         inbound: &Inbound,
@@ -307,18 +296,17 @@ impl Engine {
             )
         })?;
         let sender = &inbound.sender;
-        let mut proxy = self.proxy_lock();
         if !message.is_request() {
             // A device's response: the hub's Via must be on top.
             return self
-                .response_in(&mut proxy, tx, now, message, out)
+                .response_in(tx, now, message, out)
                 .map_err(Failure::Store);
         }
         let top = message.top_via();
         if top.as_ref().and_then(device_of_via).as_ref() != Some(sender) {
             tracing::info!(%sender, "SIP request whose top Via does not name the sending device");
             let mut response = Message::response(&message, 400, "Via Must Name The Sending Device");
-            response.set_to_tag(&proxy.ids.tag());
+            response.set_to_tag(&self.proxy.ids.tag());
             self.emit(&Hop::Device(sender.clone()), &response, out);
             return Ok(());
         }
@@ -327,47 +315,46 @@ impl Engine {
         // caller called that device.
         let from_ok = message.from().is_some_and(|from| {
             matches!(
-                self.local(sip, &from.uri),
+                self.local(&sip, &from.uri),
                 Some(Local::User(user, device))
                     if user == sender.user && device.as_ref().is_none_or(|d| *d == sender.device)
             )
         });
         if !from_ok && message.method() != Some(&Method::Ack) {
             tracing::info!(%sender, "SIP request whose From is not the sender's address");
-            self.respond(&mut proxy, &message, 403, out);
+            self.respond(&message, 403, out);
             return Ok(());
         }
-        self.request_in(
-            &mut proxy,
-            tx,
-            now,
-            message,
-            Hop::Device(sender.clone()),
-            out,
-        )
-        .map_err(Failure::Store)
+        self.request_in(tx, now, message, Hop::Device(sender.clone()), out)
+            .map_err(Failure::Store)
     }
 
-    /// A PUBLISH on a gateway's `in` topic. Refusals have no one to answer: they are logged.
+    /// A PUBLISH on a topic of `gateway`, which must be its `in` topic. Refusals have no one
+    /// to answer: they are logged.
     pub(crate) fn sip_from_gateway(
-        &self,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
-        topic: &str,
-        payload: &[u8],
+        input: &Upstream,
+        gateway: &GatewayName,
+        direction: GatewayDirection,
         out: &mut Output,
     ) -> Result<(), StoreError> {
+        let topic = input.topic.as_str();
         let Some(sip) = self.sip() else {
             tracing::warn!(topic, "gateway packet, but SIP is off; dropped");
             return Ok(());
         };
-        let inbound = match accept_gateway(
-            &self.config().registry,
-            &self.config().root,
-            topic,
-            payload,
-            self.config().max_payload,
-        ) {
+        let accepted = match direction {
+            GatewayDirection::In => accept_gateway_payload(
+                &self.config().registry,
+                gateway.clone(),
+                &input.payload,
+                self.config().max_payload,
+            ),
+            GatewayDirection::Out => Err(format!("{topic:?} is not a gateway's in topic")),
+        };
+        let inbound = match accepted {
             Ok(inbound) => inbound,
             Err(reason) => {
                 tracing::warn!(topic, %reason, "refused a gateway packet");
@@ -388,26 +375,17 @@ impl Engine {
                 return Ok(());
             }
         };
-        let mut proxy = self.proxy_lock();
         if message.is_request() {
             let source = inbound.sip.source.unwrap_or_default();
-            self.request_in(
-                &mut proxy,
-                tx,
-                now,
-                message,
-                Hop::Gateway(Some(source)),
-                out,
-            )
+            self.request_in(tx, now, message, Hop::Gateway(Some(source)), out)
         } else {
-            self.response_in(&mut proxy, tx, now, message, out)
+            self.response_in(tx, now, message, out)
         }
     }
 
     /// Routes a request (spec 19, "Routing a request").
     fn request_in(
-        &self,
-        proxy: &mut Proxy,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         mut request: Message,
@@ -422,13 +400,13 @@ impl Engine {
         };
         // Loops and hops.
         // The hub's Via in a request reaching the hub: it went round (RFC 3261 16.3).
-        if request.vias().iter().any(|v| self.is_hub_via(sip, v)) {
-            self.respond(proxy, &request, 482, out);
+        if request.vias().iter().any(|v| self.is_hub_via(&sip, v)) {
+            self.respond(&request, 482, out);
             return Ok(());
         }
         let hops = request.max_forwards().unwrap_or(70);
         if hops == 0 && method != Method::Ack {
-            self.respond(proxy, &request, 483, out);
+            self.respond(&request, 483, out);
             return Ok(());
         }
         request.set_max_forwards(hops.saturating_sub(1));
@@ -436,24 +414,24 @@ impl Engine {
         while request
             .routes()
             .first()
-            .is_some_and(|r| self.local(sip, &r.uri).is_some() && r.uri.user.is_none())
+            .is_some_and(|r| self.local(&sip, &r.uri).is_some() && r.uri.user.is_none())
         {
             request.pop_route();
         }
         let in_dialog = request.to().is_some_and(|to| to.tag().is_some());
         match method {
-            Method::Cancel => return self.cancel_in(proxy, tx, now, &request, out),
+            Method::Cancel => return self.cancel_in(tx, now, &request, out),
             Method::Invite if !in_dialog => {
-                return self.invite_in(proxy, tx, now, request, from, out);
+                return self.invite_in(tx, now, request, from, out);
             }
             _ => {}
         }
-        match self.local(sip, &uri) {
+        match self.local(&sip, &uri) {
             Some(Local::User(user, Some(device))) => {
                 if method == Method::Bye {
-                    self.bye_seen(proxy, tx, now, &request, out)?;
+                    self.bye_seen(tx, now, &request, out)?;
                 }
-                self.to_device(proxy, tx, &user, &device, request, out)
+                self.forward_to_device(tx, &user, &device, request, out)
             }
             Some(Local::User(_, None)) if method == Method::Ack => Ok(()), // our failure's ACK
             Some(Local::User(user, None)) if !in_dialog => match method {
@@ -465,41 +443,41 @@ impl Engine {
                     } else {
                         200
                     };
-                    self.respond(proxy, &request, code, out);
+                    self.respond(&request, code, out);
                     Ok(())
                 }
                 Method::Message if matches!(from, Hop::Gateway(_)) => {
-                    self.message_in(proxy, tx, now, &user, &request, out)
+                    self.message_in(tx, now, &user, &request, out)
                 }
                 _ => {
-                    self.respond(proxy, &request, 405, out);
+                    self.respond(&request, 405, out);
                     Ok(())
                 }
             },
             Some(_) => {
-                self.respond(proxy, &request, 404, out);
+                self.respond(&request, 404, out);
                 Ok(())
             }
             None => {
                 // Outside the domain: through the gateway, never from it (no open relay).
                 if matches!(from, Hop::Gateway(_)) {
-                    self.respond(proxy, &request, 404, out);
+                    self.respond(&request, 404, out);
                     return Ok(());
                 }
-                let destination = match request.call_id().and_then(|c| proxy.calls.get(c)) {
+                let destination = match request.call_id().and_then(|c| self.proxy.calls.get(c)) {
                     Some(call) => call.outside_destination(),
                     None if in_dialog => None,
-                    None => self.peer_for(sip, &uri),
+                    None => self.peer_for(&sip, &uri),
                 };
                 let Some(destination) = destination else {
                     let code = if in_dialog { 481 } else { 404 };
-                    self.respond(proxy, &request, code, out);
+                    self.respond(&request, code, out);
                     return Ok(());
                 };
                 if method == Method::Bye {
-                    self.bye_seen(proxy, tx, now, &request, out)?;
+                    self.bye_seen(tx, now, &request, out)?;
                 }
-                self.forward_stateless(sip, &mut request);
+                self.forward_stateless(&sip, &mut request);
                 self.emit(&Hop::Gateway(Some(destination)), &request, out);
                 Ok(())
             }
@@ -507,9 +485,8 @@ impl Engine {
     }
 
     /// Forwards a request to one device, if it is connected.
-    fn to_device(
-        &self,
-        proxy: &mut Proxy,
+    fn forward_to_device(
+        &mut self,
         tx: &Tx<'_>,
         user: &UserId,
         device: &DeviceId,
@@ -520,14 +497,14 @@ impl Engine {
             return Ok(());
         };
         if !tx.user_exists(user, true)? {
-            self.respond(proxy, &request, 404, out);
+            self.respond(&request, 404, out);
             return Ok(());
         }
         if !tx.connected_devices(user)?.contains(device) {
-            self.respond(proxy, &request, 480, out);
+            self.respond(&request, 480, out);
             return Ok(());
         }
-        self.forward_stateless(sip, &mut request);
+        self.forward_stateless(&sip, &mut request);
         self.emit(
             &Hop::Device(DeviceIdentity::new(user.clone(), device.clone())),
             &request,
@@ -559,8 +536,7 @@ impl Engine {
 
     /// A response arriving from a device or the gateway: the hub's Via must be on top.
     fn response_in(
-        &self,
-        proxy: &mut Proxy,
+        &mut self,
         tx: &mut Tx<'_>,
         now: u64,
         mut response: Message,
@@ -569,7 +545,7 @@ impl Engine {
         let Some(sip) = self.sip() else {
             return Ok(());
         };
-        let Some(top) = response.top_via().filter(|v| self.is_hub_via(sip, v)) else {
+        let Some(top) = response.top_via().filter(|v| self.is_hub_via(&sip, v)) else {
             tracing::info!(
                 call_id = response.call_id(),
                 "SIP response without the hub's Via on top; dropped"
@@ -577,55 +553,42 @@ impl Engine {
             return Ok(());
         };
         let branch = top.branch().unwrap_or_default().to_owned();
-        if proxy.messages.contains_key(&branch) {
-            return self.message_answered(proxy, tx, now, &branch, &response, out);
+        if self.proxy.messages.contains_key(&branch) {
+            return self.message_answered(tx, now, &branch, &response, out);
         }
-        if let Some(call_id) = proxy.branches.get(&branch).cloned() {
-            return self.branch_response(proxy, tx, now, &call_id, &branch, response, out);
+        if let Some(call_id) = self.proxy.branches.get(&branch).cloned() {
+            return self.branch_response(tx, now, &call_id, &branch, response, out);
         }
         response.pop_via();
         self.route_response(&response, out);
         Ok(())
     }
 
-    pub(crate) fn proxy_lock(&self) -> std::sync::MutexGuard<'_, Proxy> {
-        // A panic while holding the lock cannot leave the maps in a state worse than stale
-        // entries, which the tick removes; keep serving.
-        self.proxy()
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// The clock: ringing timeouts, late forks to devices that connected, SIP MESSAGEs
     /// that got no answer, and (once) recording calls a previous run left unfinished. The
     /// server calls it at least once a second.
-    pub fn tick(&self, store: &mut mqchat_store::Store, now: u64) -> Output {
+    pub fn tick(&mut self, store: &mut mqchat_store::Store, now: u64) -> Output {
         let mut out = Output::default();
         if self.sip().is_none() {
             return out;
         }
+        let proxy = &self.proxy;
+        if proxy.recovered
+            && proxy.calls.is_empty()
+            && proxy.messages.is_empty()
+            && proxy.ended.is_empty()
         {
-            let proxy = self.proxy_lock();
-            if proxy.recovered
-                && proxy.calls.is_empty()
-                && proxy.messages.is_empty()
-                && proxy.ended.is_empty()
-            {
-                // Nothing waits on the clock: spare the store its write lock.
-                return out;
-            }
+            // Nothing waits on the clock: spare the store its write lock.
+            return out;
         }
         let result = (|| -> Result<(), StoreError> {
             let mut tx = store.transaction()?;
-            {
-                let mut proxy = self.proxy_lock();
-                if !proxy.recovered {
-                    self.recover_calls(&mut proxy, &mut tx, now, &mut out)?;
-                    proxy.recovered = true;
-                }
-                self.tick_calls(&mut proxy, &mut tx, now, &mut out)?;
-                self.tick_messages(&mut proxy, now, &mut out);
+            if !self.proxy.recovered {
+                self.recover_calls(&mut tx, now, &mut out)?;
+                self.proxy.recovered = true;
             }
+            self.tick_calls(&mut tx, now, &mut out)?;
+            self.tick_messages(now, &mut out);
             tx.commit()
         })();
         if let Err(e) = result {

@@ -40,9 +40,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mqchat_broker::Broker;
-use mqchat_hub::{Engine, HubCredentials, Outbound, Push, Upstream};
+use mqchat_hub::{ConversationKey, Engine, HubCredentials, Outbound, Push, Upstream};
 use mqchat_proto::DeviceIdentity;
-use mqchat_store::{ConvId, Store};
+use mqchat_store::Store;
 use rumqttc::v5::mqttbytes::v5::Publish;
 use tokio::sync::mpsc;
 
@@ -84,7 +84,7 @@ enum Input {
 struct Work {
     publishes: Vec<Outbound>,
     acks: Vec<Ack>,
-    delivered: Vec<(ConvId, u64)>,
+    delivered: Vec<(ConversationKey, u64)>,
     evict: Vec<DeviceIdentity>,
     pushes: Vec<Push>,
     /// Presence subscriptions to end: (the reader's client id prefix `{user}:`, the
@@ -193,7 +193,7 @@ impl Link {
         }
 
         let (work_tx, work_rx) = mpsc::channel::<Work>(64);
-        let (confirm_tx, confirm_rx) = mpsc::unbounded_channel::<Vec<(ConvId, u64)>>();
+        let (confirm_tx, confirm_rx) = mpsc::unbounded_channel::<Vec<(ConversationKey, u64)>>();
         work_tx
             .send(Work {
                 publishes: startup.publishes,

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use mqchat_broker::Broker;
-use mqchat_hub::{Outbound, Qos};
-use mqchat_store::ConvId;
+use mqchat_hub::{ConversationKey, Outbound, Qos};
 use rumqttc::v5::AsyncClient;
 use rumqttc::v5::mqttbytes::QoS;
 use tokio::sync::{Semaphore, mpsc};
@@ -106,7 +105,7 @@ impl Sink {
 pub(super) async fn run_publisher(
     sink: Sink,
     mut work: mpsc::Receiver<Work>,
-    confirmations: mpsc::UnboundedSender<Vec<(ConvId, u64)>>,
+    confirmations: mpsc::UnboundedSender<Vec<(ConversationKey, u64)>>,
     pending: Arc<AtomicUsize>,
     evictor: Evictor,
     pusher: Option<Arc<Pusher>>,

@@ -4,24 +4,24 @@
 
 use std::time::Instant;
 
-use mqchat_hub::{Engine, Upstream};
-use mqchat_store::{ConvId, Store};
+use mqchat_hub::{ConversationKey, Engine, Upstream};
+use mqchat_store::Store;
 use tokio::sync::mpsc;
 
 use super::batch::{Batcher, Next};
 use super::{Ack, Input, Work};
 
 pub(super) fn run_worker(
-    engine: Engine,
+    mut engine: Engine,
     mut store: Store,
     mut inbound: mpsc::UnboundedReceiver<Input>,
     work: mpsc::Sender<Work>,
-    mut confirmations: mpsc::UnboundedReceiver<Vec<(ConvId, u64)>>,
+    mut confirmations: mpsc::UnboundedReceiver<Vec<(ConversationKey, u64)>>,
 ) {
     // Deliveries the broker has taken, not yet cleared from the outbox: cleared in the next
     // batch's transaction, or on their own at a tick without packets. They only matter after
     // a crash (an event still in the outbox is delivered again at start).
-    let mut done: Vec<(ConvId, u64)> = Vec::new();
+    let mut done: Vec<(ConversationKey, u64)> = Vec::new();
     let mut batcher = Batcher::new();
     while !batcher.stopped()
         && let Some(first) = inbound.blocking_recv()
