@@ -51,6 +51,9 @@ impl Arrivals {
 #[derive(Debug)]
 pub(crate) struct Watch {
     deadline: Duration,
+    /// Connections of the last scan whose CONNECT had not arrived: the next scan is needed
+    /// even if no connection was accepted since.
+    waiting: usize,
     /// Every socket of the last scan: `Some` with when it was first seen and its peer for a
     /// connection to a listener, `None` for any other socket (so it is not looked at again).
     seen: HashMap<u64, Option<(Instant, SocketAddr)>>,
@@ -60,8 +63,16 @@ impl Watch {
     pub(crate) fn new(deadline: Duration) -> Self {
         Self {
             deadline,
+            waiting: 0,
             seen: HashMap::new(),
         }
+    }
+
+    /// Whether a scan is needed: a connection of the last one was still waiting for its
+    /// CONNECT, or connections were accepted since (`accepted`: the system's count of
+    /// accepted TCP connections changed, or it is unknown).
+    pub(crate) fn wants_scan(&self, accepted: bool) -> bool {
+        accepted || self.waiting > 0
     }
 
     /// Whether a socket is known from an earlier scan (and so needs no look at its addresses).
@@ -92,13 +103,19 @@ impl Watch {
         // A CONNECT that arrived before this scan began, from a peer with no open connection,
         // is over. A later one may be from a connection this scan missed: kept for the next.
         arrived.retain(|peer, at| open.contains(peer) || *at >= now);
-        self.seen
+        let waiting: Vec<_> = self
+            .seen
             .iter()
             .filter_map(|(inode, entry)| {
                 let (first, peer) = (*entry)?;
-                let late = now.saturating_duration_since(first) >= self.deadline;
-                (late && !arrived.contains_key(&peer)).then_some((*inode, peer))
+                (!arrived.contains_key(&peer)).then_some((*inode, first, peer))
             })
+            .collect();
+        self.waiting = waiting.len();
+        waiting
+            .into_iter()
+            .filter(|(_, first, _)| now.saturating_duration_since(*first) >= self.deadline)
+            .map(|(inode, _, peer)| (inode, peer))
             .collect()
     }
 }
@@ -127,8 +144,21 @@ pub(crate) fn spawn(
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let watch = Arc::new(Mutex::new(Watch::new(deadline)));
         let listeners = Arc::new(listeners);
+        let mut opens = None;
         loop {
             ticks.tick().await;
+            // Listing every socket costs a path lookup per descriptor: with no connection
+            // accepted since the last scan and none waiting, there is nothing to find.
+            let now_opens = sockets::passive_opens();
+            let accepted = now_opens.is_none() || now_opens != opens;
+            let idle = !watch
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .wants_scan(accepted);
+            if idle {
+                continue;
+            }
+            opens = now_opens;
             let (watch, listeners, arrivals) = (watch.clone(), listeners.clone(), arrivals.clone());
             let scan = tokio::task::spawn_blocking(move || {
                 let mut watch = watch.lock().unwrap_or_else(PoisonError::into_inner);
@@ -166,6 +196,18 @@ mod sockets {
 
     pub(super) fn available() -> bool {
         std::fs::read_dir(FDS).is_ok()
+    }
+
+    /// The network namespace's count of TCP connections accepted so far (`PassiveOpens`
+    /// in `/proc/self/net/snmp`), if it can be read.
+    pub(super) fn passive_opens() -> Option<u64> {
+        let text = std::fs::read_to_string("/proc/self/net/snmp").ok()?;
+        let mut tcp = text.lines().filter(|line| line.starts_with("Tcp:"));
+        let (names, values) = (tcp.next()?, tcp.next()?);
+        let at = names
+            .split_whitespace()
+            .position(|name| name == "PassiveOpens")?;
+        values.split_whitespace().nth(at)?.parse().ok()
     }
 
     /// The inode of the socket a descriptor number names now, if it names a socket.
@@ -347,6 +389,29 @@ mod tests {
                 .scan(&[known(3)], &arrivals, scan + DEADLINE * 2)
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn scans_are_skipped_only_when_nothing_was_accepted_and_nothing_waits() {
+        let t0 = Instant::now();
+        let (mut watch, arrivals) = (Watch::new(DEADLINE), Arrivals::default());
+        assert!(!watch.wants_scan(false));
+        assert!(watch.wants_scan(true));
+        watch.scan(&[conn(1, 5000)], &arrivals, t0);
+        assert!(
+            watch.wants_scan(false),
+            "a connection waits for its CONNECT"
+        );
+        arrivals.arrived(addr(5000), t0);
+        watch.scan(&[known(1)], &arrivals, t0 + Duration::from_secs(1));
+        assert!(!watch.wants_scan(false));
+    }
+
+    #[test]
+    fn the_count_of_accepted_connections_is_read_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(sockets::passive_opens().is_some());
+        }
     }
 
     #[test]
