@@ -147,7 +147,7 @@ impl Hub {
             session_expiry: Some(config.broker_session_expiry_secs),
             wait_for_broker: true,
         };
-        let pusher = push::Pusher::start(&config.push, config.database(), durability)
+        let pusher = push::Pusher::start(&config.push, config.database(), config.durability)
             .map_err(|e| StartError::Config(format!("push: {e}")))?
             .map(Arc::new);
         let link = match link::Link::start(
@@ -192,13 +192,13 @@ impl Hub {
             None
         };
         let retention = retention::RetentionJob::start(
-            Store::open(&config.database(), durability)?,
+            Store::open(&config.database(), config.durability)?,
             policy,
             std::time::Duration::from_secs(config.retention_interval_secs),
         )
         .map_err(|e| StartError::Config(format!("cannot start the retention job: {e}")))?;
         let session_ends = crate::session_ends::SessionEnds::start(
-            Store::open(&config.database(), durability)?,
+            Store::open(&config.database(), config.durability)?,
             link.evictor(),
         )?;
         tracing::info!(

@@ -184,7 +184,7 @@ impl Server {
             seed: rand::random(),
             ..HubConfig::default()
         });
-        let pusher = push::Pusher::start(&config.push, config.database(), durability)
+        let pusher = push::Pusher::start(&config.push, config.database(), config.durability)
             .map_err(|e| StartError::Config(format!("push: {e}")))?
             .map(Arc::new);
         let attach = link::Attach::Embedded {
@@ -196,7 +196,7 @@ impl Server {
             .await
             .map_err(StartError::Link)?;
         let session_ends = session_ends::SessionEnds::start(
-            Store::open(&config.database(), durability)?,
+            Store::open(&config.database(), config.durability)?,
             link.evictor(),
         )?;
         let sip = if config.sip.enabled {
@@ -222,7 +222,7 @@ impl Server {
             None
         };
         let retention = retention::RetentionJob::start(
-            Store::open(&config.database(), durability)?,
+            Store::open(&config.database(), config.durability)?,
             policy,
             Duration::from_secs(config.retention_interval_secs),
         )
