@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use mqchat_proto::Qos;
 use rmqtt::codec::v5::{PublishAckReason, PublishProperties, SubscribeAckReason};
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
@@ -107,15 +108,6 @@ pub trait Consumer: Send + Sync + 'static {
     /// (MQTT 5: PUBACK "implementation specific error"), so its client keeps it to send
     /// again.
     async fn take(&self, topic: &str, payload: Bytes) -> bool;
-}
-
-/// Quality of service of an in-process publish ([`Broker::publish`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Qos {
-    /// At most once.
-    AtMostOnce,
-    /// At least once.
-    AtLeastOnce,
 }
 
 /// Why an in-process publish was not routed.

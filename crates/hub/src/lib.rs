@@ -23,14 +23,9 @@ pub use push::Push;
 pub use rate::RateConfig;
 pub use sip::{SipConfig, SipPeerRoute};
 
-/// MQTT delivery guarantee of an outbound publish.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Qos {
-    /// QoS 0.
-    AtMostOnce,
-    /// QoS 1.
-    AtLeastOnce,
-}
+/// The delivery guarantee of an outbound publish: the protocol's, re-exported because it is
+/// part of [`Outbound`].
+pub use mqchat_proto::Qos;
 
 /// A PUBLISH the hub wants sent.
 #[derive(Clone, Debug, PartialEq, Eq)]

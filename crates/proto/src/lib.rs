@@ -29,3 +29,4 @@ pub use identity::{
 pub use packet::{Fields, Packet, PacketKind};
 pub use provider::{FieldSpec, FieldType, Provider, Registry, Routing, SchemaProvider};
 pub use topic::{GatewayDirection, InboxBranch, Topic, TopicError, TopicRoot};
+pub use wire::Qos;

@@ -18,6 +18,16 @@ pub enum MqttVersion {
     V5,
 }
 
+/// An MQTT delivery guarantee, as the hub, the embedded broker and the SDK publish with (none
+/// of them uses QoS 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Qos {
+    /// QoS 0: at most once (chat states).
+    AtMostOnce,
+    /// QoS 1: at least once (everything else).
+    AtLeastOnce,
+}
+
 /// Bytes of a variable byte integer (MQTT's remaining-length encoding).
 pub fn varint_len(n: usize) -> usize {
     match n {

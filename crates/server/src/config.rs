@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub limits: Limits,
 }
 
+/// The SIP gateway's vocabulary, read here from `[sip]`.
+pub use mqchat_gateway::{SipPeer, SipTransport, parse_ip_block, parse_sip_target};
 pub use mqchat_store::Durability;
 
 impl Default for ServerConfig {
@@ -368,25 +370,6 @@ impl Default for SipConfig {
     }
 }
 
-/// One SIP peer (a PBX, a SIP provider, a phone): who may send through the gateway, and
-/// where requests for its domains go.
-#[derive(Clone, Debug, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct SipPeer {
-    /// The peer's name (in logs and in the gateway's packets to the hub).
-    pub name: String,
-    /// Source addresses allowed, as IP addresses or CIDR blocks (`10.0.0.0/8`). Empty: any
-    /// source that authenticates with `username` and `password`.
-    pub addresses: Vec<String>,
-    /// Digest credentials (RFC 7616, MD5) the peer must answer challenges with.
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// SIP domains routed to this peer (`example.net`).
-    pub domains: Vec<String>,
-    /// Where requests to this peer go: `udp:ip:port` or `tcp:ip:port`.
-    pub outbound: Option<String>,
-}
-
 impl SipConfig {
     /// The hub's SIP proxy settings, when SIP is enabled (the configuration is valid).
     pub fn hub(&self) -> Option<mqchat_hub::SipConfig> {
@@ -460,50 +443,6 @@ impl SipConfig {
         }
         Ok(())
     }
-}
-
-/// The transport of a SIP target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SipTransport {
-    Udp,
-    Tcp,
-}
-
-/// Parses `udp:ip:port` or `tcp:ip:port` (IPv6 in brackets).
-pub fn parse_sip_target(text: &str) -> Result<(SipTransport, SocketAddr), String> {
-    let (transport, addr) = text
-        .split_once(':')
-        .ok_or_else(|| format!("{text:?}: expected udp:ip:port or tcp:ip:port"))?;
-    let transport = match transport {
-        "udp" => SipTransport::Udp,
-        "tcp" => SipTransport::Tcp,
-        other => return Err(format!("{text:?}: transport {other:?} (use udp or tcp)")),
-    };
-    let addr = addr
-        .parse()
-        .map_err(|_| format!("{text:?}: expected udp:ip:port or tcp:ip:port"))?;
-    Ok((transport, addr))
-}
-
-/// Parses an IP address or a CIDR block into (network, prefix length).
-pub fn parse_ip_block(text: &str) -> Result<(std::net::IpAddr, u8), String> {
-    let (ip, prefix) = match text.split_once('/') {
-        Some((ip, prefix)) => (ip, Some(prefix)),
-        None => (text, None),
-    };
-    let ip: std::net::IpAddr = ip
-        .parse()
-        .map_err(|_| format!("{text:?} is not an IP address or CIDR block"))?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let prefix = match prefix {
-        None => max,
-        Some(p) => p
-            .parse::<u8>()
-            .ok()
-            .filter(|p| *p <= max)
-            .ok_or_else(|| format!("{text:?}: bad prefix length"))?,
-    };
-    Ok((ip, prefix))
 }
 
 /// Checks the retention settings (shared by `serve` and `hub`).

@@ -62,14 +62,8 @@ pub(crate) struct Now {
     pub entropy: u32,
 }
 
-/// An MQTT quality of service level.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Qos {
-    /// At most once (chat states).
-    AtMostOnce,
-    /// At least once (everything else).
-    AtLeastOnce,
-}
+/// The protocol's delivery guarantee, which the session's publishes and subscriptions carry.
+pub(crate) use mqchat_proto::Qos;
 
 /// An MQTT publish to make.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -61,16 +61,10 @@ impl Sink {
                     .await
                     .map_err(|e| e.to_string())
             }
-            Self::Embedded { broker, .. } => {
-                let qos = match o.qos {
-                    Qos::AtMostOnce => mqchat_broker::Qos::AtMostOnce,
-                    Qos::AtLeastOnce => mqchat_broker::Qos::AtLeastOnce,
-                };
-                broker
-                    .publish(&o.topic, o.payload.into(), qos, o.retain)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
+            Self::Embedded { broker, .. } => broker
+                .publish(&o.topic, o.payload.into(), o.qos, o.retain)
+                .await
+                .map_err(|e| e.to_string()),
         }
     }
 

@@ -8,18 +8,15 @@
 //! hub ─{root}/gw/{gw}/out─► MQTT ┘        ▲ timers       └─► {root}/gw/{gw}/in ─► hub
 //! ```
 //!
-//! All SIP logic is in [`core`], which does no IO and is tested on its own; this module
-//! moves bytes.
-
-mod core;
-mod digest;
-mod peers;
+//! All SIP logic is in [`mqchat_gateway::Core`], which does no IO and is tested on its own;
+//! this module moves bytes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mqchat_gateway::{Core, CoreConfig, Output, Peers, Remote, SipTransport};
 use mqchat_hub::HubCredentials;
 use mqchat_proto::body::Sip;
 use mqchat_proto::{Body, GatewayDirection, GatewayName, Packet, Topic, TopicRoot};
@@ -31,9 +28,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use self::core::{Core, CoreConfig, Output};
-use self::peers::{Peers, Remote};
-use crate::config::{SipConfig, SipTransport};
+use crate::config::SipConfig;
 
 /// How the gateway reaches the broker.
 #[derive(Clone, Debug)]
@@ -73,7 +68,7 @@ impl Gateway {
     pub(crate) async fn start(config: &SipConfig, link: GatewayLink) -> Result<Gateway, String> {
         config.validate()?;
         let name = GatewayName::parse(&config.gateway_name).map_err(|e| e.to_string())?;
-        let peers = Peers::new(config)?;
+        let peers = Peers::new(&config.peers)?;
         let udp = match config.listen_udp {
             Some(addr) => Some(Arc::new(
                 UdpSocket::bind(addr)
@@ -479,6 +474,3 @@ async fn run_mqtt(
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

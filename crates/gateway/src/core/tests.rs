@@ -5,9 +5,9 @@ use std::time::Duration;
 use mqchat_proto::body::Sip;
 use mqchat_sip::{Message, Method, Timing};
 
-use super::core::{Core, CoreConfig, Output};
-use super::peers::{Peers, Remote};
-use crate::config::{SipConfig, SipPeer};
+use super::{Core, CoreConfig, Output};
+use crate::peers::{Peers, SipPeer};
+use crate::remote::Remote;
 
 const PBX: &str = "udp:127.0.0.1:5070";
 
@@ -16,10 +16,6 @@ fn ms(n: u64) -> Duration {
 }
 
 fn core_with(peers: Vec<SipPeer>) -> Core {
-    let config = SipConfig {
-        peers,
-        ..SipConfig::default()
-    };
     Core::new(
         CoreConfig {
             realm: "localhost".into(),
@@ -27,7 +23,7 @@ fn core_with(peers: Vec<SipPeer>) -> Core {
             local_udp: Some("127.0.0.1:5060".parse().expect("addr")),
             local_tcp: Some("127.0.0.1:5060".parse().expect("addr")),
         },
-        Peers::new(&config).expect("valid peers"),
+        Peers::new(&peers).expect("valid peers"),
         7,
         "secret".into(),
     )

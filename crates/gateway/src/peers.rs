@@ -1,33 +1,29 @@
 //! The configured SIP peers: who may use the gateway (source addresses, digest credentials)
 //! and where a destination the hub names belongs.
 
-use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use crate::config::{SipConfig, SipTransport, parse_ip_block, parse_sip_target};
+use serde::Deserialize;
 
-/// A transport address: where a SIP message came from or goes to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Remote {
-    pub(crate) transport: SipTransport,
-    pub(crate) addr: SocketAddr,
-}
+use crate::remote::Remote;
 
-impl Remote {
-    pub(crate) fn parse(text: &str) -> Result<Remote, String> {
-        let (transport, addr) = parse_sip_target(text)?;
-        Ok(Remote { transport, addr })
-    }
-}
-
-impl fmt::Display for Remote {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = match self.transport {
-            SipTransport::Udp => "udp",
-            SipTransport::Tcp => "tcp",
-        };
-        write!(f, "{t}:{}", self.addr)
-    }
+/// One SIP peer (a PBX, a SIP provider, a phone): who may send through the gateway, and
+/// where requests for its domains go.
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipPeer {
+    /// The peer's name (in logs and in the gateway's packets to the hub).
+    pub name: String,
+    /// Source addresses allowed, as IP addresses or CIDR blocks (`10.0.0.0/8`). Empty: any
+    /// source that authenticates with `username` and `password`.
+    pub addresses: Vec<String>,
+    /// Digest credentials (RFC 7616, MD5) the peer must answer challenges with.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// SIP domains routed to this peer (`example.net`).
+    pub domains: Vec<String>,
+    /// Where requests to this peer go: `udp:ip:port` or `tcp:ip:port`.
+    pub outbound: Option<String>,
 }
 
 /// One configured peer.
@@ -68,15 +64,16 @@ fn in_block(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
 
 /// The peer table.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Peers {
+pub struct Peers {
     peers: Vec<Peer>,
 }
 
 impl Peers {
-    /// Builds the table from checked settings ([`SipConfig::validate`]).
-    pub(crate) fn new(config: &SipConfig) -> Result<Peers, String> {
+    /// Builds the table from the configured peers (a bad address or outbound target is an
+    /// error).
+    pub fn new(configured: &[SipPeer]) -> Result<Peers, String> {
         let mut peers = Vec::new();
-        for p in &config.peers {
+        for p in configured {
             let blocks = p
                 .addresses
                 .iter()
@@ -115,30 +112,47 @@ impl Peers {
     }
 }
 
+/// Parses an IP address or a CIDR block into (network, prefix length).
+pub fn parse_ip_block(text: &str) -> Result<(IpAddr, u8), String> {
+    let (ip, prefix) = match text.split_once('/') {
+        Some((ip, prefix)) => (ip, Some(prefix)),
+        None => (text, None),
+    };
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IP address or CIDR block"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("{text:?}: bad prefix length"))?,
+    };
+    Ok((ip, prefix))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SipPeer;
 
     #[test]
     fn blocks_and_lookups() {
-        let config = SipConfig {
-            peers: vec![
-                SipPeer {
-                    name: "lan".into(),
-                    addresses: vec!["10.1.0.0/16".into(), "::1".into()],
-                    outbound: Some("udp:10.1.2.3:5060".into()),
-                    ..SipPeer::default()
-                },
-                SipPeer {
-                    name: "roamer".into(),
-                    username: Some("u".into()),
-                    password: Some("p".into()),
-                    ..SipPeer::default()
-                },
-            ],
-            ..SipConfig::default()
-        };
+        let config = [
+            SipPeer {
+                name: "lan".into(),
+                addresses: vec!["10.1.0.0/16".into(), "::1".into()],
+                outbound: Some("udp:10.1.2.3:5060".into()),
+                ..SipPeer::default()
+            },
+            SipPeer {
+                name: "roamer".into(),
+                username: Some("u".into()),
+                password: Some("p".into()),
+                ..SipPeer::default()
+            },
+        ];
         let peers = Peers::new(&config).expect("valid");
         let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
         assert_eq!(
