@@ -5,17 +5,18 @@
 
 mod common;
 
-use common::{Running, run, server_with};
+use common::{MQCHAT, server_with};
+use mqchat_testkit::Process;
 
 /// Waits until `listener` reports that it lost its connection and that the server refused
 /// it when it came back.
-fn ended(listener: &Running) {
+fn ended(listener: &Process) {
     listener.line_with("\"disconnected\"");
     listener.line_with("\"refused\"");
 }
 
-fn listen(url: &str, user: &str, device: &str, secret: &str) -> Running {
-    let listener = Running::spawn(&[
+fn listen(url: &str, user: &str, device: &str, secret: &str) -> Process {
+    let listener = MQCHAT.spawn(&[
         "listen", "--server", url, "-u", user, "-p", secret, "--device", device, "--json",
     ]);
     listener.line_with("\"connected\"");
@@ -31,13 +32,13 @@ fn disable_passwd_and_revoke_end_live_sessions() {
     // Disabling bob ends both of his sessions.
     let phone = listen(&url, "bob", "phone", "bob-pw");
     let laptop = listen(&url, "bob", "laptop", "bob-pw");
-    let (code, _, err) = run(&["user", "disable", "bob", "--data-dir", data], None);
+    let (code, _, err) = MQCHAT.run(&["user", "disable", "bob", "--data-dir", data], None);
     assert_eq!(code, 0, "{err}");
     ended(&phone);
     ended(&laptop);
 
     // A new password ends alice's password session; her tablet with its token stays.
-    let (code, token, err) = run(
+    let (code, token, err) = MQCHAT.run(
         &["device", "add", "alice", "tablet", "--data-dir", data],
         None,
     );
@@ -49,14 +50,14 @@ fn disable_passwd_and_revoke_end_live_sessions() {
         .to_owned();
     let with_password = listen(&url, "alice", "phone", "alice-pw");
     let with_token = listen(&url, "alice", "tablet", &token);
-    let (code, _, err) = run(
+    let (code, _, err) = MQCHAT.run(
         &["user", "passwd", "alice", "--data-dir", data],
         Some("a new secret\n"),
     );
     assert_eq!(code, 0, "{err}");
     ended(&with_password);
     // The token session still receives: carol writes to alice.
-    let (code, _, err) = run(
+    let (code, _, err) = MQCHAT.run(
         &[
             "send", "--server", &url, "-u", "carol", "-p", "carol-pw", "alice", "still", "here",
         ],
@@ -66,7 +67,7 @@ fn disable_passwd_and_revoke_end_live_sessions() {
     with_token.line_with("still here");
 
     // Revoking the tablet ends it.
-    let (code, _, err) = run(
+    let (code, _, err) = MQCHAT.run(
         &["device", "revoke", "alice", "tablet", "--data-dir", data],
         None,
     );

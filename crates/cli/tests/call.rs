@@ -4,11 +4,12 @@
 
 mod common;
 
-use common::{Running, run, server_with_config};
+use common::{MQCHAT, server_with_config};
+use mqchat_testkit::Process;
 
 /// A server with SIP on (no gateway listeners) and these users (password `{user}-pw`), and
 /// its `mqtt://` URL.
-fn sip_server(dir: &tempfile::TempDir, users: &[&str]) -> (Running, String) {
+fn sip_server(dir: &tempfile::TempDir, users: &[&str]) -> (Process, String) {
     let toml = "[sip]\nenabled = true\nlisten_udp = \"off\"\nlisten_tcp = \"off\"\n";
     server_with_config(dir, users, Some(toml))
 }
@@ -21,7 +22,7 @@ fn json(line: &str) -> serde_json::Value {
 fn alice_calls_bob_who_answers() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (_server, url) = sip_server(&dir, &["alice", "bob"]);
-    let bob = Running::spawn(&[
+    let bob = MQCHAT.spawn(&[
         "listen",
         "--server",
         &url,
@@ -37,7 +38,7 @@ fn alice_calls_bob_who_answers() {
     ]);
     bob.line_with("\"connected\"");
 
-    let (code, out, err) = run(
+    let (code, out, err) = MQCHAT.run(
         &[
             "call",
             "--server",
@@ -78,9 +79,9 @@ fn alice_calls_bob_who_answers() {
         (ended["reason"].as_str(), ended["local"].as_bool()),
         (Some("hung-up"), Some(false))
     );
-    assert_eq!(bob.wait(), 0, "listen stops after one call");
+    assert_eq!(bob.wait().code(), Some(0), "listen stops after one call");
 
-    let (code, out, err) = run(
+    let (code, out, err) = MQCHAT.run(
         &[
             "history", "--server", &url, "-u", "alice", "-p", "alice-pw", "bob",
         ],
@@ -91,7 +92,7 @@ fn alice_calls_bob_who_answers() {
         out.contains("(you called bob: answered on cli, 0:0"),
         "{out}"
     );
-    let (_, out, _) = run(
+    let (_, out, _) = MQCHAT.run(
         &[
             "history", "--server", &url, "-u", "bob", "-p", "bob-pw", "alice",
         ],
@@ -99,7 +100,7 @@ fn alice_calls_bob_who_answers() {
     );
     assert!(out.contains("(call from alice: answered on cli"), "{out}");
     // The conversation list shows the call as the last event.
-    let (_, out, _) = run(
+    let (_, out, _) = MQCHAT.run(
         &[
             "conversations",
             "--server",
@@ -121,7 +122,7 @@ fn alice_calls_bob_who_answers() {
 fn a_busy_callee_fails_the_call() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (_server, url) = sip_server(&dir, &["alice", "bob"]);
-    let bob = Running::spawn(&[
+    let bob = MQCHAT.spawn(&[
         "listen",
         "--server",
         &url,
@@ -135,7 +136,7 @@ fn a_busy_callee_fails_the_call() {
         "1",
     ]);
     bob.line_with("connected");
-    let (code, out, err) = run(
+    let (code, out, err) = MQCHAT.run(
         &[
             "call", "--server", &url, "-u", "alice", "-p", "alice-pw", "bob",
         ],
@@ -146,5 +147,5 @@ fn a_busy_callee_fails_the_call() {
     assert!(err.contains("the call was not answered: busy"), "{err}");
     bob.line_with("incoming call from sip:alice@localhost");
     bob.line_with("call ended: rejected as busy");
-    assert_eq!(bob.wait(), 0);
+    assert_eq!(bob.wait().code(), Some(0));
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Running, run, server_with};
+use common::{MQCHAT, server_with};
 
 /// `mqchat <command...> --server URL -u USER -p USER-pw <rest...>`.
 fn as_user(url: &str, user: &str, command: &[&str], rest: &[&str]) -> (i32, String, String) {
@@ -11,7 +11,7 @@ fn as_user(url: &str, user: &str, command: &[&str], rest: &[&str]) -> (i32, Stri
     let mut args: Vec<&str> = command.to_vec();
     args.extend(["--server", url, "-u", user, "-p", &password]);
     args.extend(rest);
-    run(&args, None)
+    MQCHAT.run(&args, None)
 }
 
 fn ok(result: (i32, String, String)) -> String {
@@ -25,7 +25,7 @@ fn create_invite_chat_and_list_members() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (_server, url) = server_with(&dir, &["alice", "bob", "carol"]);
 
-    let bob_listens = Running::spawn(&[
+    let bob_listens = MQCHAT.spawn(&[
         "listen", "--server", &url, "-u", "bob", "-p", "bob-pw", "--json", "--count", "1",
     ]);
     bob_listens.line_with("\"connected\"");
@@ -86,7 +86,7 @@ fn create_invite_chat_and_list_members() {
         ),
         (Some(group.as_str()), Some("alice"), Some("hello crew"))
     );
-    assert_eq!(bob_listens.wait(), 0);
+    assert_eq!(bob_listens.wait().code(), Some(0));
 
     let members = ok(as_user(&url, "carol", &["group", "members"], &[&group]));
     assert_eq!(

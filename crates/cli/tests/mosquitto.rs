@@ -8,21 +8,21 @@
 //! when it is missing); without it these tests fail, they do not skip. Every wait is for an
 //! event (a port accepting, a printed line, an MQTT packet) with a deadline.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use common::MQCHAT;
 use mqchat_client::{Client, ClientConfig, Event, Events};
 use mqchat_proto::body::{ContactAction, Message};
 use mqchat_proto::{ConversationRef, DeviceId, Registry, UserId};
+use mqchat_testkit::sdk::{conv, expect, expect_incoming as incoming, user};
+use mqchat_testkit::{Process, Stderr, TestCa, WAIT, until, within};
 use serde_json::json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_mqchat");
-const WAIT: Duration = Duration::from_secs(20);
 const USERS: [&str; 4] = ["alice", "bob", "carol", "mallory"];
 
 /// Fails the test clearly when Mosquitto is not installed.
@@ -41,6 +41,10 @@ fn require_mosquitto() {
     }
 }
 
+/// A free TCP port on 127.0.0.1 for a Mosquitto listener (bound, read, released): the one
+/// port these tests pick for another process. Mosquitto 2.0 cannot listen on port 0 (its
+/// `listener 0` is a Unix socket, `-p 0` is refused) and its log names the configured port,
+/// not a bound one; it restarts on the same port at once (SO_REUSEADDR).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -50,66 +54,15 @@ fn free_port() -> u16 {
 
 /// Waits until something accepts connections on `addr`.
 fn wait_for_port(addr: SocketAddr, what: &str) {
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until(&format!("{what} listening on {addr}"), || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+    });
 }
 
 fn mqchat(args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("MQCHAT_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mqchat");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(input.as_bytes())
-            .expect("stdin");
-    }
-    let out = child.wait_with_output().expect("run mqchat");
-    assert!(
-        out.status.success(),
-        "mqchat {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A child process, killed if the test ends without stopping it.
-struct Process {
-    child: Child,
-    name: &'static str,
-}
-
-impl Process {
-    /// SIGTERM, then waits for the exit.
-    fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "{} did not stop", self.name);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    let (code, out, err) = MQCHAT.run(args, stdin);
+    assert_eq!(code, 0, "mqchat {args:?} failed: {err}");
+    out
 }
 
 /// Mosquitto, the hub and the users' broker passwords, in a temporary directory.
@@ -202,27 +155,17 @@ impl Deployment {
     }
 
     fn start_broker(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("mosquitto.log"))
-            .expect("log file");
-        let child = Command::new("mosquitto")
+        let mut command = Command::new("mosquitto");
+        command
             .arg("-c")
-            .arg(self.conf_dir().join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start mosquitto");
-        self.broker = Some(Process {
-            child,
-            name: "mosquitto",
-        });
+            .arg(self.conf_dir().join("mosquitto.conf"));
+        let log = Stderr::File(self.dir.path().join("mosquitto.log"));
+        self.broker = Some(Process::start("mosquitto", command, log));
         wait_for_port(([127, 0, 0, 1], self.port).into(), "Mosquitto");
     }
 
     fn stop_broker(&mut self) {
-        let status = self.broker.take().expect("running").stop();
+        let status = self.broker.take().expect("running").terminate();
         assert!(
             status.success(),
             "mosquitto exited with {status}: {}",
@@ -235,44 +178,18 @@ impl Deployment {
     }
 
     fn start_hub(&mut self) {
-        let mut child = Command::new(BIN)
-            .arg("hub")
-            .arg("--config")
-            .arg(self.conf_dir().join("hub.toml"))
-            .env(
-                "MQCHAT_LOG",
-                std::env::var("MQCHAT_TEST_HUB_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start mqchat hub");
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let process = Process {
-            child,
-            name: "mqchat hub",
-        };
-        loop {
-            let line = lines
-                .recv_timeout(WAIT)
-                .unwrap_or_else(|_| panic!("the hub did not start: {}", self.broker_log()));
-            if line.starts_with("mqchat hub running") {
-                break;
-            }
-        }
+        let mut command = MQCHAT.command(&["hub", "--config"]);
+        command.arg(self.conf_dir().join("hub.toml")).env(
+            "MQCHAT_LOG",
+            std::env::var("MQCHAT_TEST_HUB_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+        let process = Process::start("mqchat hub", command, Stderr::Inherit);
+        process.line_with("mqchat hub running");
         self.hub = Some(process);
     }
 
     fn stop_hub(&mut self) {
-        let status = self.hub.take().expect("running").stop();
+        let status = self.hub.take().expect("running").terminate();
         assert!(status.success(), "mqchat hub exited with {status}");
     }
 
@@ -321,7 +238,7 @@ impl Drop for Deployment {
 /// test CA made now) and points the hub's `hub.toml` at it; returns its port and the CA
 /// file.
 fn add_tls_listener(dir: &Path) -> (u16, PathBuf) {
-    let ca = mqchat_server::testing::TestCa::new("mosquitto test CA").expect("a CA");
+    let ca = TestCa::new("mosquitto test CA").expect("a CA");
     let ca_file = dir.join("ca.pem");
     ca.write(&ca_file).expect("CA file");
     let files = mqchat_server::tls::TlsFiles {
@@ -369,47 +286,6 @@ fn whoami() -> Result<String, std::env::VarError> {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
         .ok_or(std::env::VarError::NotPresent)
-}
-
-fn conv(name: &str) -> ConversationRef {
-    ConversationRef::parse(name).expect("valid")
-}
-
-fn user(name: &str) -> UserId {
-    UserId::parse(name).expect("valid")
-}
-
-async fn expect<T>(events: &mut Events, what: &str, mut pick: impl FnMut(Event) -> Option<T>) -> T {
-    let found = tokio::time::timeout(WAIT, async {
-        while let Some(event) = events.next().await {
-            if let Some(found) = pick(event) {
-                return Some(found);
-            }
-        }
-        None
-    })
-    .await;
-    match found {
-        Ok(Some(found)) => found,
-        Ok(None) => panic!("the events ended before {what}"),
-        Err(_) => panic!("no {what} within {WAIT:?}"),
-    }
-}
-
-/// The next message from someone else: (conversation, seq, sender, text).
-async fn incoming(events: &mut Events) -> (ConversationRef, u64, UserId, String) {
-    expect(events, "a message", |e| match e {
-        Event::Message {
-            conv,
-            seq,
-            from,
-            own: false,
-            message,
-            ..
-        } => Some((conv, seq, from.user()?.clone(), message.text)),
-        _ => None,
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -720,7 +596,7 @@ impl Raw {
         what: &str,
         mut pick: impl FnMut(&rumqttc::v5::mqttbytes::v5::Packet) -> bool,
     ) -> rumqttc::v5::mqttbytes::v5::Packet {
-        tokio::time::timeout(WAIT, async {
+        within(what, async {
             while let Some(packet) = self.packets.recv().await {
                 if pick(&packet) {
                     return packet;
@@ -729,7 +605,6 @@ impl Raw {
             panic!("connection ended before {what}");
         })
         .await
-        .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
     }
 }
 

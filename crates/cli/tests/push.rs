@@ -1,17 +1,16 @@
 //! `mqchat push test USER` against a local UnifiedPush distributor: each registered device's
 //! provider answer is printed; a target the provider calls invalid is removed.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::Command;
 use std::sync::mpsc;
-use std::time::Duration;
 
+use common::MQCHAT;
 use mqchat_proto::body::PushTarget;
 use mqchat_proto::{DeviceId, UserId};
 use mqchat_store::{Durability, Store};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mqchat");
 
 /// Answers HTTP requests with `status`, one per connection, sending (path, body) on.
 fn distributor(status: u16) -> (String, mpsc::Receiver<(String, String)>) {
@@ -52,7 +51,8 @@ fn distributor(status: u16) -> (String, mpsc::Receiver<(String, String)>) {
 fn setup(endpoint: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let status = Command::new(BIN)
+    let status = MQCHAT
+        .command(&[])
         .args(["user", "add", "alice", "--password", "pw", "--data-dir"])
         .arg(&data)
         .status()
@@ -91,7 +91,8 @@ fn setup(endpoint: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 fn push_test_reports_each_providers_answer() {
     let (endpoint, requests) = distributor(201);
     let (_dir, config) = setup(&endpoint);
-    let out = Command::new(BIN)
+    let out = MQCHAT
+        .command(&[])
         .args(["push", "test", "alice", "--config"])
         .arg(&config)
         .output()
@@ -104,7 +105,7 @@ fn push_test_reports_each_providers_answer() {
     );
     assert_eq!(stdout.trim(), "alice:phone\tunified-push\tdelivered");
     let (path, body) = requests
-        .recv_timeout(Duration::from_secs(10))
+        .recv_timeout(mqchat_testkit::WAIT)
         .expect("the push");
     assert_eq!(path, "/up/alice-phone");
     let body: serde_json::Value = serde_json::from_str(&body).expect("json");
@@ -119,7 +120,8 @@ fn push_test_reports_each_providers_answer() {
 fn push_test_removes_an_invalid_target_and_fails() {
     let (endpoint, _requests) = distributor(410);
     let (dir, config) = setup(&endpoint);
-    let out = Command::new(BIN)
+    let out = MQCHAT
+        .command(&[])
         .args(["push", "test", "alice", "--config"])
         .arg(&config)
         .output()
@@ -139,7 +141,8 @@ fn push_test_removes_an_invalid_target_and_fails() {
         .expect("query");
     assert_eq!(target, None);
     // Nothing left to test: a clear error.
-    let out = Command::new(BIN)
+    let out = MQCHAT
+        .command(&[])
         .args(["push", "test", "alice", "--config"])
         .arg(&config)
         .output()

@@ -11,14 +11,16 @@ mod common;
 use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Running, WAIT, run};
+use common::MQCHAT;
 use mqchat_sip::Message;
+use mqchat_testkit::{Process, WAIT, until};
 
 /// A running `mqchat serve` with SIP on.
 struct SipServer {
-    _server: Running,
+    _server: Process,
     /// `mqtt://127.0.0.1:PORT`.
     url: String,
     /// The gateway's UDP address, `127.0.0.1:PORT`.
@@ -26,10 +28,16 @@ struct SipServer {
     /// The gateway's TCP address.
     tcp: String,
     dir: tempfile::TempDir,
+    /// The peer's outbound address when no SIPp plays it: a socket held, never answering.
+    _silent_peer: Option<UdpSocket>,
 }
 
-/// A free UDP port on 127.0.0.1 for a SIPp instance (bound, read, released).
-fn free_port() -> u16 {
+/// A UDP port on 127.0.0.1 for a SIPp UAS (bound, read, released): the one port a test
+/// picks for another process. mqchat's configuration needs the peer's address before the
+/// server starts, and SIPp cannot bind port 0 (`-p 0`, like no `-p`, takes the first free
+/// port from 5060 up) nor report the port it took before it ends; SIPp clients pick
+/// their own ports.
+fn uas_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("a free port")
@@ -45,51 +53,45 @@ fn sipp_binary() -> &'static str {
 }
 
 /// Starts the server with the users (password `{user}-pw`) and a peer `sipp` at 127.0.0.1
-/// serving the domain `127.0.0.1`, reached at `udp:127.0.0.1:{uas_port}`; `extra` is
-/// appended to the configuration.
-fn start(users: &[&str], uas_port: u16, extra: &str) -> SipServer {
+/// serving the domain `127.0.0.1`, reached at `udp:127.0.0.1:{uas_port}` (a SIPp UAS the
+/// test starts) or at a socket that never answers; `extra` is appended to the
+/// configuration.
+fn start(users: &[&str], uas_port: Option<u16>, extra: &str) -> SipServer {
     let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().to_str().expect("utf-8 path").to_owned();
-    for user in users {
-        let (code, _, err) = run(
-            &["user", "add", user, "--password-stdin", "--data-dir", &data],
-            Some(&format!("{user}-pw\n")),
-        );
-        assert_eq!(code, 0, "{err}");
-    }
+    MQCHAT.add_users(dir.path(), users);
+    let (silent_peer, peer_port) = match uas_port {
+        Some(port) => (None, port),
+        None => {
+            let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let port = socket.local_addr().expect("addr").port();
+            (Some(socket), port)
+        }
+    };
     let toml = format!(
         "[sip]\nenabled = true\nlisten_udp = \"127.0.0.1:0\"\nlisten_tcp = \"127.0.0.1:0\"\n\n\
          [[sip.peers]]\nname = \"sipp\"\naddresses = [\"127.0.0.1\"]\ndomains = [\"127.0.0.1\"]\n\
-         outbound = \"udp:127.0.0.1:{uas_port}\"\n{extra}"
+         outbound = \"udp:127.0.0.1:{peer_port}\"\n{extra}"
     );
     let config = dir.path().join("mqchat.toml");
     std::fs::write(&config, toml).expect("write the configuration");
-    let server = Running::spawn(&[
-        "serve",
-        "--data-dir",
-        &data,
-        "--config",
-        config.to_str().expect("utf-8 path"),
-        "--listen-tcp",
-        "127.0.0.1:0",
-        "--listen-ws",
-        "off",
-    ]);
-    let banner = server.line_with("mqchat listening:");
-    let word = |prefix: &str| {
-        banner
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(prefix))
-            .unwrap_or_else(|| panic!("no {prefix} in {banner}"))
-            .to_owned()
-    };
+    let config = config.to_str().expect("utf-8 path");
+    let (server, banner) = MQCHAT.serve(dir.path(), &["--config", config]);
     SipServer {
-        url: format!("mqtt://{}", word("mqtt://")),
-        udp: word("sip+udp://"),
-        tcp: word("sip+tcp://"),
+        url: banner.url("mqtt://"),
+        udp: banner.addr("sip+udp://"),
+        tcp: banner.addr("sip+tcp://"),
         _server: server,
         dir,
+        _silent_peer: silent_peer,
     }
+}
+
+/// How a SIPp instance takes part.
+enum Role<'a> {
+    /// A client of the gateway at this address, on a port SIPp picks.
+    Client(&'a str),
+    /// A server waiting on this port.
+    Server(u16),
 }
 
 /// A SIPp process; its screen goes to a file shown when it fails.
@@ -100,37 +102,29 @@ struct Sipp {
 }
 
 impl Sipp {
-    /// Runs `scenario` (a file of crates/server/tests/sipp/) for one call: as a client of
-    /// `remote` when given, else as a server waiting on `port`.
-    fn start(
-        server: &SipServer,
-        scenario: &str,
-        port: u16,
-        remote: Option<&str>,
-        args: &[&str],
-    ) -> Sipp {
+    /// Runs `scenario` (a file of crates/server/tests/sipp/) for one call, in `role`.
+    fn start(server: &SipServer, scenario: &str, role: Role, args: &[&str]) -> Sipp {
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
         let path = format!(
             "{}/../server/tests/sipp/{scenario}",
             env!("CARGO_MANIFEST_DIR")
         );
-        let log = server
-            .dir
-            .path()
-            .join(format!("sipp-{scenario}-{port}.log"));
+        let log = server.dir.path().join(format!("sipp-{n}-{scenario}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let port = port.to_string();
         let mut command = Command::new(sipp_binary());
         command
-            .args(["-sf", &path, "-m", "1", "-p", &port, "-nostdin"])
+            .args(["-sf", &path, "-m", "1", "-nostdin"])
             .args(["-timeout", "30s", "-timeout_error"])
             .args(args);
         if !args.contains(&"-i") {
             command.args(["-i", "127.0.0.1"]);
         }
-        if let Some(remote) = remote {
-            command.arg(remote);
-        }
+        match role {
+            Role::Client(remote) => command.arg(remote),
+            Role::Server(port) => command.args(["-p", &port.to_string()]),
+        };
         let child = command
             .stdin(Stdio::null())
             .stdout(out)
@@ -176,17 +170,11 @@ impl Drop for Sipp {
 
 /// A SIPp client call from 127.0.0.1 to the gateway, for the user `to`.
 fn uac(server: &SipServer, scenario: &str, to: &str) -> Sipp {
-    Sipp::start(
-        server,
-        scenario,
-        free_port(),
-        Some(&server.udp),
-        &["-s", to],
-    )
+    Sipp::start(server, scenario, Role::Client(&server.udp), &["-s", to])
 }
 
 /// `mqchat listen` for `user` with JSON lines and `args`, once it is connected.
-fn listen(server: &SipServer, user: &str, args: &[&str]) -> Running {
+fn listen(server: &SipServer, user: &str, args: &[&str]) -> Process {
     let password = format!("{user}-pw");
     let mut all = vec![
         "listen",
@@ -199,7 +187,7 @@ fn listen(server: &SipServer, user: &str, args: &[&str]) -> Running {
         "--json",
     ];
     all.extend(args);
-    let running = Running::spawn(&all);
+    let running = MQCHAT.spawn(&all);
     running.line_with("\"connected\"");
     wait_reachable(server, user);
     running
@@ -212,8 +200,9 @@ fn wait_reachable(server: &SipServer, user: &str) {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket.set_read_timeout(Some(WAIT)).expect("timeout");
     let local = socket.local_addr().expect("addr");
-    let deadline = Instant::now() + WAIT;
-    for attempt in 0.. {
+    let mut attempt = 0;
+    until(&format!("{user} reachable"), || {
+        attempt += 1;
         let options = format!(
             "OPTIONS sip:{user}@localhost SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKprobe{attempt};rport\r\nMax-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p{attempt}\r\nTo: <sip:{user}@localhost>\r\nCall-ID: probe-{attempt}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
         );
@@ -224,14 +213,12 @@ fn wait_reachable(server: &SipServer, user: &str) {
         let (n, _) = socket.recv_from(&mut buffer).expect("an answer to OPTIONS");
         let answer = Message::parse(&buffer[..n]).expect("SIP");
         match answer.code() {
-            Some(200) => return,
-            Some(480) if Instant::now() < deadline => {
-                // Polling: the hub has not seen the device's presence yet.
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            Some(200) => Some(()),
+            // The hub has not seen the device's presence yet: ask again.
+            Some(480) => None,
             other => panic!("{user} not reachable: {other:?}"),
         }
-    }
+    });
 }
 
 fn json(line: &str) -> serde_json::Value {
@@ -240,7 +227,7 @@ fn json(line: &str) -> serde_json::Value {
 
 fn history(server: &SipServer, user: &str, conv: &str) -> String {
     let password = format!("{user}-pw");
-    let (code, out, err) = run(
+    let (code, out, err) = MQCHAT.run(
         &[
             "history",
             "--server",
@@ -259,16 +246,15 @@ fn history(server: &SipServer, user: &str, conv: &str) -> String {
 
 #[test]
 fn messages_both_ways() {
-    let uas_port = free_port();
-    let server = start(&["bob"], uas_port, "");
+    let uas_port = uas_port();
+    let server = start(&["bob"], Some(uas_port), "");
     uac(&server, "uac_message.xml", "bob").passes();
     // The same over TCP (Content-Length framing): retransmissions are TCP's business, so
     // the two MESSAGEs are two messages.
     Sipp::start(
         &server,
         "uac_message.xml",
-        free_port(),
-        Some(&server.tcp),
+        Role::Client(&server.tcp),
         &["-s", "bob", "-t", "t1"],
     )
     .passes();
@@ -276,8 +262,8 @@ fn messages_both_ways() {
     assert_eq!(out.matches("hello from SIPp").count(), 2, "{out}");
 
     // bob's answer reaches the peer's UAS as a MESSAGE.
-    let uas = Sipp::start(&server, "uas_message.xml", uas_port, None, &[]);
-    let (code, out, err) = run(
+    let uas = Sipp::start(&server, "uas_message.xml", Role::Server(uas_port), &[]);
+    let (code, out, err) = MQCHAT.run(
         &[
             "send",
             "--server",
@@ -299,7 +285,7 @@ fn messages_both_ways() {
 
 #[test]
 fn a_sip_peer_calls_bob_who_answers() {
-    let server = start(&["bob"], free_port(), "");
+    let server = start(&["bob"], None, "");
     let bob = listen(&server, "bob", &["--answer-calls", "-", "--calls", "1"]);
     uac(&server, "uac_invite.xml", "bob").passes();
     let incoming = json(&bob.line_with("\"incoming-call\""));
@@ -318,17 +304,17 @@ fn a_sip_peer_calls_bob_who_answers() {
     );
     let ended = json(&bob.line_with("\"call-ended\""));
     assert_eq!(ended["local"], false);
-    assert_eq!(bob.wait(), 0);
+    assert_eq!(bob.wait().code(), Some(0));
     let out = history(&server, "bob", "sip:sipp@127.0.0.1");
     assert!(out.contains("answered"), "{out}");
 }
 
 #[test]
 fn bob_calls_a_sip_peer() {
-    let uas_port = free_port();
-    let server = start(&["bob"], uas_port, "");
-    let uas = Sipp::start(&server, "uas_invite.xml", uas_port, None, &[]);
-    let (code, out, err) = run(
+    let uas_port = uas_port();
+    let server = start(&["bob"], Some(uas_port), "");
+    let uas = Sipp::start(&server, "uas_invite.xml", Role::Server(uas_port), &[]);
+    let (code, out, err) = MQCHAT.run(
         &[
             "call",
             "--server",
@@ -365,7 +351,7 @@ fn bob_calls_a_sip_peer() {
 
 #[test]
 fn cancelled_busy_unknown_and_unreachable() {
-    let server = start(&["bob", "carol"], free_port(), "");
+    let server = start(&["bob", "carol"], None, "");
     // bob's device rings and nobody answers: the peer cancels (200, 487, ACK).
     let bob = listen(&server, "bob", &[]);
     uac(&server, "uac_cancel.xml", "bob").passes();
@@ -377,7 +363,7 @@ fn cancelled_busy_unknown_and_unreachable() {
     // bob is busy.
     let bob = listen(&server, "bob", &["--reject-calls", "busy", "--calls", "1"]);
     uac(&server, "uac_invite_486.xml", "bob").passes();
-    assert_eq!(bob.wait(), 0);
+    assert_eq!(bob.wait().code(), Some(0));
     // Nobody by that name; carol has no device to ring.
     uac(&server, "uac_invite_404.xml", "nobody").passes();
     uac(&server, "uac_invite_480.xml", "carol").passes();
@@ -386,13 +372,12 @@ fn cancelled_busy_unknown_and_unreachable() {
 #[test]
 fn unknown_peers_digest_peers_and_malformed_input() {
     let extra = "\n[[sip.peers]]\nname = \"roamer\"\naddresses = [\"127.0.0.3\"]\nusername = \"roamer\"\npassword = \"secret\"\n";
-    let server = start(&["bob"], free_port(), extra);
+    let server = start(&["bob"], None, extra);
     // 127.0.0.2 is no peer's address.
     Sipp::start(
         &server,
         "uac_message_403.xml",
-        free_port(),
-        Some(&server.udp),
+        Role::Client(&server.udp),
         &["-s", "bob", "-i", "127.0.0.2"],
     )
     .passes();
@@ -400,8 +385,7 @@ fn unknown_peers_digest_peers_and_malformed_input() {
     Sipp::start(
         &server,
         "uac_message_auth.xml",
-        free_port(),
-        Some(&server.udp),
+        Role::Client(&server.udp),
         &[
             "-s",
             "bob",
@@ -443,7 +427,7 @@ fn unknown_peers_digest_peers_and_malformed_input() {
 
 #[test]
 fn a_retransmitted_invite_rings_once() {
-    let server = start(&["bob"], free_port(), "");
+    let server = start(&["bob"], None, "");
     let bob = listen(&server, "bob", &["--answer-calls", "-", "--calls", "1"]);
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket.set_read_timeout(Some(WAIT)).expect("timeout");
@@ -528,5 +512,5 @@ fn a_retransmitted_invite_rings_once() {
         }
     }
     assert_eq!(incoming, 1, "the retransmitted INVITE rang a second time");
-    assert_eq!(bob.wait(), 0);
+    assert_eq!(bob.wait().code(), Some(0));
 }

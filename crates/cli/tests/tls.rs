@@ -4,120 +4,30 @@
 //! clear line for a missing certificate file, and the warning for a listener on the
 //! network without TLS. Waits are for printed lines, never for time to pass.
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
-use mqchat_server::testing::TestCa;
+use common::MQCHAT;
 use mqchat_server::tls::TlsFiles;
-
-const BIN: &str = env!("CARGO_BIN_EXE_mqchat");
-const WAIT: Duration = Duration::from_secs(20);
+use mqchat_testkit::{Banner, Process, Stderr, TestCa, output};
 
 /// `mqchat serve`, its stdout and stderr lines arriving on one channel.
-struct Serve {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Serve {
-    fn spawn(args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(args)
-            .env("MQCHAT_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start mqchat serve");
-        let (tx, lines) = mpsc::channel();
-        let stdout: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("piped"));
-        let stderr: Box<dyn Read + Send> = Box::new(child.stderr.take().expect("piped"));
-        for stream in [stdout, stderr] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Self { child, lines }
-    }
-
-    /// The next line containing `needle`.
-    fn line_with(&self, needle: &str) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(WAIT)
-                .unwrap_or_else(|_| panic!("no line with {needle:?} in time"));
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        self.signal("-TERM");
-        self.child.wait().expect("wait")
-    }
-}
-
-impl Drop for Serve {
-    /// A failing test must not leave servers behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn serve(args: &[&str]) -> Process {
+    let mut command = MQCHAT.command(&["serve"]);
+    command.args(args).env("MQCHAT_LOG", "info");
+    Process::start("mqchat serve", command, Stderr::Lines)
 }
 
 /// Runs a command to its end: (exit code, stdout, stderr).
 fn run(args: &[&str], env: &[(&str, &Path)], stdin: Option<&str>) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .envs(env.iter().copied())
-        .env("MQCHAT_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mqchat");
-    if let Some(input) = stdin {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-    }
-    let out = child.wait_with_output().expect("run mqchat");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut command = MQCHAT.command(args);
+    command.envs(env.iter().copied());
+    output(command, stdin)
 }
 
 fn url(banner: &str, scheme: &str) -> String {
-    banner
-        .split_whitespace()
-        .find(|w| w.starts_with(scheme))
-        .unwrap_or_else(|| panic!("no {scheme} URL in {banner}"))
-        .to_owned()
+    Banner(banner.to_owned()).url(scheme)
 }
 
 /// `mqchat send` as alice to bob; `ca` is given with `--ca-file`, or with the
@@ -169,7 +79,7 @@ fn send_over_mqtts_and_wss_and_a_new_certificate_on_sighup() {
     let config = dir.path().join("mqchat.toml");
     std::fs::write(&config, "[tls]\nreload_interval_secs = 0\n").expect("config");
 
-    let server = Serve::spawn(&[
+    let server = serve(&[
         "--config",
         config.to_str().expect("utf-8"),
         "--data-dir",
@@ -278,7 +188,7 @@ fn a_missing_certificate_is_one_clear_line_and_plain_listeners_on_the_network_wa
     assert!(err.contains("need a certificate"), "{err}");
 
     // Every interface, in clear: a warning.
-    let server = Serve::spawn(&[
+    let server = serve(&[
         "--data-dir",
         data,
         "--listen-tcp",

@@ -1,6 +1,6 @@
 //! `mqchat serve` as a library: the embedded broker, the hub and the store, wired together
 //! and shut down cleanly. The CLI and the integration tests of every crate start servers
-//! through [`Server::start`] (tests use [`testing::TestServer`]).
+//! through [`Server::start`] (tests through the `TestServer` of the mqchat-testkit crate).
 //!
 //! ```text
 //! devices ──► broker (rmqtt, in-process) ──tap──► worker thread ──► store
@@ -26,7 +26,6 @@ pub mod push;
 mod retention;
 mod session_ends;
 pub mod sip_gateway;
-pub mod testing;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -215,13 +215,10 @@ async fn serves_on_a_socket() {
     );
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut answer = String::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_string(&mut answer),
-    )
-    .await
-    .expect("answered in time")
-    .expect("read");
+    tokio::time::timeout(mqchat_testkit::WAIT, stream.read_to_string(&mut answer))
+        .await
+        .expect("answered in time")
+        .expect("read");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(
         answer.ends_with(r#"{"result":"allow","is_superuser":false}"#),
@@ -261,18 +258,14 @@ async fn https_authn(addr: std::net::SocketAddr, ca_pem: &str) -> std::io::Resul
     let mut answer = String::new();
     // A TLS peer that closes without close_notify is an error to rustls; the answer is
     // complete by then (connection: close).
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_string(&mut answer),
-    )
-    .await;
+    let _ = tokio::time::timeout(mqchat_testkit::WAIT, stream.read_to_string(&mut answer)).await;
     Ok(answer)
 }
 
 /// The endpoint over TLS (the hub's `[tls]`), and a certificate reloaded without a restart.
 #[tokio::test]
 async fn serves_over_tls_and_reloads_its_certificate() {
-    use mqchat_server::testing::TestCa;
+    use mqchat_testkit::TestCa;
     let fixture = fixture();
     let dir = tempfile::tempdir().expect("temp dir");
     let files = mqchat_server::tls::TlsFiles {
@@ -316,12 +309,9 @@ async fn serves_over_tls_and_reloads_its_certificate() {
             .await
             .expect("write");
         let mut answer = Vec::new();
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            plain.read_to_end(&mut answer),
-        )
-        .await
-        .expect("closed in time");
+        let _ = tokio::time::timeout(mqchat_testkit::WAIT, plain.read_to_end(&mut answer))
+            .await
+            .expect("closed in time");
         assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
     }
 

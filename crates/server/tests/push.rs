@@ -20,8 +20,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use mqchat_proto::{DeviceId, MessageId, Registry, UserId};
-use mqchat_server::testing::TestServer;
 use mqchat_store::{Durability, Store};
+use mqchat_testkit::TestServer;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 

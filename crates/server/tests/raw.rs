@@ -11,7 +11,7 @@ use common::{Device, WAIT};
 
 use mqchat_proto::body::{Body, Message};
 use mqchat_proto::{Packet, Registry};
-use mqchat_server::testing::TestServer;
+use mqchat_testkit::TestServer;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, Incoming, MqttOptions};

@@ -11,7 +11,7 @@ mod common;
 use std::time::Instant;
 
 use common::{Device, WAIT, attempt, raw_connect, server_with};
-use mqchat_server::testing::TestServer;
+use mqchat_testkit::TestServer;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::ConnectReturnCode;
 use rumqttc::v5::{AsyncClient, Event, Incoming};

@@ -8,8 +8,8 @@ mod common;
 use common::Device;
 
 use mqchat_proto::body::{Body, Sip};
-use mqchat_server::testing::TestServer;
 use mqchat_sip::{Message, Method};
+use mqchat_testkit::TestServer;
 use serde_json::{Value, json};
 
 async fn sip_server() -> TestServer {

@@ -5,15 +5,12 @@
 //! calls with SIPp are in crates/cli/tests/sipp.rs.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use mqchat_server::config::SipPeer;
-use mqchat_server::testing::TestServer;
 use mqchat_sip::Message;
+use mqchat_testkit::{TestServer, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-
-const WAIT: Duration = Duration::from_secs(10);
 
 async fn server(peer_addresses: &[&str]) -> TestServer {
     let addresses = peer_addresses.iter().map(|a| a.to_string()).collect();

@@ -7,7 +7,6 @@
 use mqchat_client::{Call, Client, EndReason, Event, Events, Rejection};
 use mqchat_proto::body::{Call as Record, CallOutcome, History};
 use mqchat_proto::{Body, ConversationRef, PacketKind};
-use mqchat_server::testing::TestServer;
 
 use crate::common::*;
 
@@ -16,21 +15,13 @@ const ANSWER: &str = "v=0\r\no=bob 2 2 IN IP4 192.0.2.20\r\ns=-\r\nc=IN IP4 192.
 
 /// A server with SIP on (no gateway listeners) and the users alice, bob and carol.
 async fn sip_server(ring_timeout_secs: u64) -> anyhow::Result<TestServer> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let server = TestServer::start_with(|config| {
+    server_with(|config| {
         config.sip.enabled = true;
         config.sip.listen_udp = None;
         config.sip.listen_tcp = None;
         config.sip.ring_timeout_secs = ring_timeout_secs;
     })
-    .await?;
-    for user in ["alice", "bob", "carol"] {
-        server.add_user(user, PASSWORD)?;
-    }
-    Ok(server)
+    .await
 }
 
 /// A device's events, kept when a test waits for another one: a call's record and the
@@ -363,9 +354,9 @@ async fn ringing_times_out() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_call_survives_a_reconnect() -> anyhow::Result<()> {
     let server = sip_server(60).await?;
-    let relay = Relay::start(&server).await?;
+    let relay = Relay::start(server.tcp_addr()).await?;
     let (alice, alice_events) =
-        Client::connect(config_at(relay.url(), &server, "alice", "phone")).await?;
+        Client::connect(config_at(&relay.url(), &server, "alice", "phone")).await?;
     let mut alice_events = Device::new(alice_events);
     let (bob, mut bob_events) = device(&server, "bob", "phone").await?;
     let call = alice.call("bob", OFFER).await?;

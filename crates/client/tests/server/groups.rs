@@ -8,10 +8,11 @@ use mqchat_proto::body::{
     Body, GroupAction, GroupCreate, GroupEvent, History, Message, Role, State,
 };
 use mqchat_proto::{ConversationRef, ErrorCode, GroupId, UserId};
-use mqchat_server::testing::TestServer;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet as MqttPacket, SubscribeReasonCode};
 use rumqttc::v5::{AsyncClient, Event as MqttEvent, MqttOptions};
+
+use mqchat_testkit::within;
 
 use crate::common::*;
 
@@ -65,7 +66,8 @@ impl Member {
 
     /// Waits for the first event `pick` accepts, logging the group's events on the way.
     async fn wait<T>(&mut self, what: &str, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
-        let found = tokio::time::timeout(WAIT, async {
+        let name = self.name;
+        let found = within(&format!("{what} for {name}"), async {
             while let Some(event) = self.events.next().await {
                 self.record(&event);
                 if let Some(found) = pick(&event) {
@@ -75,11 +77,7 @@ impl Member {
             None
         })
         .await;
-        match found {
-            Ok(Some(found)) => found,
-            Ok(None) => panic!("{}: the events ended before {what}", self.name),
-            Err(_) => panic!("{}: no {what} within {WAIT:?}", self.name),
-        }
+        found.unwrap_or_else(|| panic!("{name}: the events ended before {what}"))
     }
 
     /// Waits for the group event of `action` concerning `user`.

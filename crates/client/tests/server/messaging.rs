@@ -199,9 +199,9 @@ async fn messages_sent_while_offline_arrive_on_reconnect() -> anyhow::Result<()>
 #[tokio::test]
 async fn sends_during_a_network_cut_go_out_on_reconnect() -> anyhow::Result<()> {
     let server = server().await?;
-    let relay = Relay::start(&server).await?;
+    let relay = Relay::start(server.tcp_addr()).await?;
     let (alice, mut alice_events) =
-        mqchat_client::Client::connect(config_at(relay.url(), &server, "alice", "phone")).await?;
+        mqchat_client::Client::connect(config_at(&relay.url(), &server, "alice", "phone")).await?;
     let (_bob, mut bob_events) = connect(&server, "bob", "phone").await?;
 
     relay.cut();
@@ -227,10 +227,10 @@ async fn sends_during_a_network_cut_go_out_on_reconnect() -> anyhow::Result<()> 
 #[tokio::test]
 async fn events_missed_during_a_cut_arrive_once_and_in_order() -> anyhow::Result<()> {
     let server = server().await?;
-    let relay = Relay::start(&server).await?;
+    let relay = Relay::start(server.tcp_addr()).await?;
     let (alice, _alice_events) = connect(&server, "alice", "phone").await?;
     let (_bob, mut bob_events) =
-        mqchat_client::Client::connect(config_at(relay.url(), &server, "bob", "phone")).await?;
+        mqchat_client::Client::connect(config_at(&relay.url(), &server, "bob", "phone")).await?;
     let first = alice.send(conv("bob"), Message::text("before")).await?;
     expect_incoming(&mut bob_events).await;
 
@@ -258,9 +258,9 @@ async fn events_missed_during_a_cut_arrive_once_and_in_order() -> anyhow::Result
 #[tokio::test]
 async fn catch_up_fetches_what_a_lost_session_missed() -> anyhow::Result<()> {
     let server = server().await?;
-    let relay = Relay::start(&server).await?;
+    let relay = Relay::start(server.tcp_addr()).await?;
     let (alice, _alice_events) = connect(&server, "alice", "phone").await?;
-    let bob_config = config_at(relay.url(), &server, "bob", "phone")
+    let bob_config = config_at(&relay.url(), &server, "bob", "phone")
         .clean_start(true)
         .reconnect_backoff(Duration::from_secs(1), Duration::from_secs(1));
     let (bob, mut bob_events) = mqchat_client::Client::connect(bob_config).await?;

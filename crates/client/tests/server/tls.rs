@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use mqchat_client::{Client, ClientConfig, Events};
 use mqchat_proto::body::Message;
-use mqchat_server::testing::{TestCa, TestServer};
 use mqchat_server::tls::TlsFiles;
+use mqchat_testkit::{TestCa, TestServer};
 
 use crate::common::{PASSWORD, WAIT, config_at, conv, expect_incoming};
 

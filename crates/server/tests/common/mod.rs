@@ -4,17 +4,16 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use mqchat_proto::{Packet, Registry};
-use mqchat_server::testing::TestServer;
+use mqchat_testkit::TestServer;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, PubAckReason, Publish, SubscribeReasonCode};
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub const WAIT: Duration = Duration::from_secs(10);
+pub use mqchat_testkit::WAIT;
 
 pub struct Device {
     pub client: AsyncClient,

@@ -5,30 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mqchat_client::ClientConfig;
-use mqchat_proto::DeviceId;
-use mqchat_server::testing::TestServer;
+use mqchat_testkit::TestServer;
+use mqchat_testkit::sdk::{PASSWORD, device_config};
 
-use crate::common::{PASSWORD, user};
-use crate::process::{ServerProcess, binary};
+use crate::process::ServerProcess;
 use crate::view::{Archive, Device, send_many};
 
 /// Messages each sender sends.
 const N: usize = 150;
 
-fn device_config(url: &str, user_name: &str, device: &str) -> ClientConfig {
-    ClientConfig::new(
-        url,
-        user(user_name),
-        DeviceId::parse(device).expect("a valid device id"),
-        PASSWORD,
-    )
-    .expect("a valid URL")
-    .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
-}
-
 /// Alice and bob, two devices each, send to each other from one device each. The server
-/// is SIGKILLed twice while they do, and restarted on the same data directory and port.
+/// is SIGKILLed twice while they do, and restarted on the same data directory, reached at
+/// the same address.
 /// Every message confirmed to its sender is on all four devices exactly once and in
 /// order; nothing else is.
 #[tokio::test]
@@ -38,15 +26,15 @@ async fn nothing_accepted_is_lost_when_the_server_is_killed() -> anyhow::Result<
     setup.add_user("alice", PASSWORD)?;
     setup.add_user("bob", PASSWORD)?;
     let dir = setup.stop_keep().await;
-    let mut server = ServerProcess::start(&binary()?, dir.path()).await?;
+    let mut server = ServerProcess::start(dir.path()).await?;
     let url = server.url();
 
     let began = std::time::Instant::now();
     let archive = Archive::new();
-    let alice_phone = Device::connect(device_config(&url, "alice", "phone")).await?;
-    let alice_laptop = Device::connect(device_config(&url, "alice", "laptop")).await?;
-    let bob_phone = Device::connect(device_config(&url, "bob", "phone")).await?;
-    let bob_laptop = Device::connect(device_config(&url, "bob", "laptop")).await?;
+    let alice_phone = Device::connect(device_config(&url, "alice", "phone", PASSWORD)).await?;
+    let alice_laptop = Device::connect(device_config(&url, "alice", "laptop", PASSWORD)).await?;
+    let bob_phone = Device::connect(device_config(&url, "bob", "phone", PASSWORD)).await?;
+    let bob_laptop = Device::connect(device_config(&url, "bob", "laptop", PASSWORD)).await?;
 
     let streams = [
         (alice_phone.client().clone(), "bob", "from alice"),
@@ -63,11 +51,11 @@ async fn nothing_accepted_is_lost_when_the_server_is_killed() -> anyhow::Result<
                 v.count("bob") >= at
             })
             .await;
-        server.kill().await?;
+        server.kill();
         assert!(archive.count("alice", "bob") < 2 * N, "killed mid-stream");
         let waited = server.restart().await?;
         println!(
-            "kill {kill} at {:?}: the port was free again after {waited:?}",
+            "kill {kill} at {:?}: the server listened again after {waited:?}",
             began.elapsed()
         );
     }

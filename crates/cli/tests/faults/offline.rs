@@ -1,10 +1,10 @@
 //! A recipient's devices away for longer than the broker's session queue lasts.
 
-use mqchat_server::testing::TestServer;
+use mqchat_testkit::TestServer;
 
-use crate::common::{PASSWORD, config, config_at};
 use crate::proxy::Proxy;
 use crate::view::{Archive, Device, send_many};
+use mqchat_testkit::sdk::{PASSWORD, config, config_at};
 
 /// The broker's session queue in this scenario (the server's default is 1000).
 const QUEUE: usize = 50;
@@ -24,8 +24,9 @@ async fn more_than_the_broker_queues_arrives_after_a_long_absence() -> anyhow::R
     let carol = Device::connect(config(&server, "carol", "phone")).await?;
     let phone_network = Proxy::start(server.tcp_addr()).await?;
     let laptop_network = Proxy::start(server.tcp_addr()).await?;
-    let phone = Device::connect(config_at(phone_network.url(), &server, "bob", "phone")).await?;
-    let laptop = Device::connect(config_at(laptop_network.url(), &server, "bob", "laptop")).await?;
+    let phone = Device::connect(config_at(&phone_network.url(), &server, "bob", "phone")).await?;
+    let laptop =
+        Device::connect(config_at(&laptop_network.url(), &server, "bob", "laptop")).await?;
     let mut tablet = Device::connect(config(&server, "bob", "tablet")).await?;
 
     send_many(alice.client(), &archive, "bob", "before", 1).await?;

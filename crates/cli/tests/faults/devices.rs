@@ -5,8 +5,8 @@ use mqchat_client::Client;
 use mqchat_proto::body::{Body, History, Message, Sync};
 use mqchat_proto::{ConversationRef, body::ConversationEntry};
 
-use crate::common::{config, conv, server};
 use crate::view::{Archive, Device, send_many};
+use mqchat_testkit::sdk::{config, conv, server};
 
 /// Messages each sender sends in the first round.
 const N: usize = 20;

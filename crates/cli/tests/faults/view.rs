@@ -10,7 +10,7 @@ use mqchat_client::{Client, ClientConfig, Event, Events, Sent, SyncState};
 use mqchat_proto::body::{Availability, Message};
 use tokio::sync::watch;
 
-use crate::common::conv;
+use mqchat_testkit::sdk::conv;
 
 /// How long a scenario waits for a device to reach the view it expects.
 pub const SETTLE: Duration = Duration::from_secs(60);

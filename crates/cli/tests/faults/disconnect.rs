@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use mqchat_proto::body::Sync;
 
-use mqchat_server::testing::TestServer;
+use mqchat_testkit::TestServer;
 
-use crate::common::{config, server};
 use crate::view::{Archive, Device, send_many};
+use mqchat_testkit::sdk::{config, server};
 
 /// Messages alice sends while bob's devices come and go.
 const N: usize = 200;

@@ -7,9 +7,9 @@
 
 use mqchat_proto::body::{Availability, ContactAction, Presence, State, Sync};
 
-use crate::common::{config, config_at, conv, server, user};
 use crate::proxy::{Proxy, Traffic};
 use crate::view::{Archive, Device, send_many};
+use mqchat_testkit::sdk::{config, config_at, conv, server, user};
 
 /// Rounds of the conversation: each is a burst of chat states and a message.
 const ROUNDS: usize = 20;
@@ -25,8 +25,9 @@ async fn client_state_indication_drops_chat_states_and_presence_only() -> anyhow
     let alice = Device::connect(config(&server, "alice", "phone")).await?;
     let phone_network = Proxy::start(server.tcp_addr()).await?;
     let laptop_network = Proxy::start(server.tcp_addr()).await?;
-    let phone = Device::connect(config_at(phone_network.url(), &server, "bob", "phone")).await?;
-    let laptop = Device::connect(config_at(laptop_network.url(), &server, "bob", "laptop")).await?;
+    let phone = Device::connect(config_at(&phone_network.url(), &server, "bob", "phone")).await?;
+    let laptop =
+        Device::connect(config_at(&laptop_network.url(), &server, "bob", "laptop")).await?;
 
     // Contacts, so that bob may watch alice's presence.
     alice

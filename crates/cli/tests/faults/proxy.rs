@@ -1,14 +1,12 @@
-//! A TCP proxy between devices and the broker that plays the network: it can go down (every
-//! connection closed, new ones refused) and up again, and it counts the MQTT packets the
-//! broker sends to the device, by kind and topic, for measurements.
+//! A TCP proxy between devices and the broker that plays the network (the test kit's relay:
+//! it can go down, every connection closed and new ones refused, and up again), and counts
+//! the MQTT packets the broker sends to the device, by kind and topic, for measurements.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use mqchat_testkit::Relay;
 
 /// What the broker sent through the proxy, from the MQTT framing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -181,102 +179,48 @@ fn remaining_length(buffer: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-struct Shared {
-    up: watch::Sender<bool>,
-    /// Bumped to close every current connection.
-    cuts: watch::Sender<u64>,
-    traffic: Mutex<Traffic>,
-}
-
-/// A proxy to one broker address.
+/// A relay to one broker address that counts what the broker sends through it.
 pub struct Proxy {
-    url: String,
-    shared: Arc<Shared>,
+    relay: Relay,
+    traffic: Arc<Mutex<Traffic>>,
 }
 
 impl Proxy {
     pub async fn start(target: SocketAddr) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("mqtt://{}", listener.local_addr()?);
-        let shared = Arc::new(Shared {
-            up: watch::channel(true).0,
-            cuts: watch::channel(0).0,
-            traffic: Mutex::default(),
-        });
-        let accepting = shared.clone();
-        tokio::spawn(async move {
-            while let Ok((device, _)) = listener.accept().await {
-                if !*accepting.up.borrow() {
-                    // The network is down: the connection attempt fails at once.
-                    drop(device);
-                    continue;
-                }
-                tokio::spawn(relay(device, target, accepting.clone()));
-            }
-        });
-        Ok(Self { url, shared })
+        let traffic = Arc::new(Mutex::new(Traffic::default()));
+        let counted = traffic.clone();
+        let relay = Relay::start_with_tap(target, move || {
+            let traffic = counted.clone();
+            let mut framer = Framer::default();
+            Box::new(move |bytes: &[u8]| {
+                let mut traffic = traffic.lock().expect("no test thread panicked holding it");
+                framer.push(bytes, |kind, topic, size| traffic.record(kind, topic, size));
+            })
+        })
+        .await?;
+        Ok(Self { relay, traffic })
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
+    pub fn url(&self) -> String {
+        self.relay.url()
     }
 
     /// The network goes down: every connection is closed, new ones are refused.
     pub fn down(&self) {
-        self.shared.up.send_replace(false);
-        self.shared.cuts.send_modify(|n| *n += 1);
+        self.relay.down();
     }
 
     /// The network is back.
     pub fn up(&self) {
-        self.shared.up.send_replace(true);
+        self.relay.up();
     }
 
     /// What the broker sent to devices through this proxy so far.
     pub fn traffic(&self) -> Traffic {
-        self.shared
-            .traffic
+        self.traffic
             .lock()
             .expect("no test thread panicked holding it")
             .clone()
-    }
-}
-
-async fn relay(mut device: TcpStream, target: SocketAddr, shared: Arc<Shared>) {
-    let mut cuts = shared.cuts.subscribe();
-    cuts.borrow_and_update();
-    let Ok(mut broker) = TcpStream::connect(target).await else {
-        return;
-    };
-    let _ = device.set_nodelay(true);
-    let _ = broker.set_nodelay(true);
-    let (mut device_read, mut device_write) = device.split();
-    let (mut broker_read, mut broker_write) = broker.split();
-    let upstream = tokio::io::copy(&mut device_read, &mut broker_write);
-    let downstream = async {
-        let mut framer = Framer::default();
-        let mut buffer = vec![0u8; 64 * 1024];
-        loop {
-            let n = broker_read.read(&mut buffer).await?;
-            if n == 0 {
-                return Ok::<_, std::io::Error>(());
-            }
-            {
-                let mut traffic = shared
-                    .traffic
-                    .lock()
-                    .expect("no test thread panicked holding it");
-                framer.push(&buffer[..n], |kind, topic, size| {
-                    traffic.record(kind, topic, size);
-                });
-            }
-            device_write.write_all(&buffer[..n]).await?;
-        }
-    };
-    tokio::select! {
-        _ = upstream => {}
-        _ = downstream => {}
-        _ = cuts.changed() => {}
     }
 }
 
