@@ -8,7 +8,10 @@
 //! and its version probe, so a watcher looks from outside. Every so often it lists this
 //! process's sockets (`/proc/self/fd`), notes when it first saw each connection to one of the
 //! broker's listeners, and shuts down those still open past the deadline whose CONNECT never
-//! reached the broker's hooks. Shutting a socket down (not closing it: the descriptor is
+//! reached the broker's hooks. Listing costs a path lookup per descriptor, so it lists only
+//! when the system has accepted TCP connections since the last look (`PassiveOpens` in
+//! `/proc/self/net/snmp`) or a connection it saw still waits for its CONNECT: an idle server
+//! spends nothing on it. Shutting a socket down (not closing it: the descriptor is
 //! rmqtt's) ends rmqtt's read with end-of-file, and rmqtt's task closes the descriptor.
 //!
 //! [`Watch`] is the decision, on virtual time; [`spawn`] runs it against the process's
