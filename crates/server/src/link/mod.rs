@@ -11,7 +11,9 @@
 //!   through the engine in one transaction, and hands the result on;
 //! - the **publisher task** ([`publisher`]) sends the hub's publishes, then acknowledges the
 //!   inputs (manual acks: an input is acknowledged only after its effects are committed and
-//!   published), then reports the delivered events back to the worker, which removes them
+//!   their publishes were tried; a publish that failed leaves its events in the outbox,
+//!   published again at the next start), then reports the delivered events back to the
+//!   worker, which removes them
 //!   from the outbox in its next batch's transaction (or in one of their own at a clock
 //!   tick without packets), then has the [`Evictor`] remove revoked devices' sessions.
 //!
