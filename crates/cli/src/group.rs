@@ -170,8 +170,9 @@ pub(crate) async fn run(args: GroupArgs) -> anyhow::Result<()> {
                     HistoryVisibility::Joined
                 },
             };
-            let sent = once(&connect, async |c| c.create_group(create).await).await?;
-            done(&connect, &sent, &format!("created {} ({name})", sent.conv));
+            let created = once(&connect, async |c| c.create_group(create).await).await?;
+            let text = format!("created #{} ({name})", created.group);
+            done(&connect, &created.sent, &text);
         }
         GroupCommand::Invite { target, users } => {
             let gid = group_id(&target.group)?;

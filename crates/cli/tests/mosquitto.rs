@@ -627,7 +627,7 @@ async fn group_message_through_mosquitto() {
         })
         .await
         .expect("group created");
-    let group = created.group().expect("a group").clone();
+    let group = created.group;
     for (member, events) in [(&bob, &mut bob_events), (&carol, &mut carol_events)] {
         let invited = expect(events, "the invitation", |e| match e {
             Event::Invitation {

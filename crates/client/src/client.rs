@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::call::{Call, Rejection};
 use crate::config::ClientConfig;
 use crate::driver::{self, Command, FinalState, Reply};
-use crate::error::Error;
-use crate::event::{Event, Sent};
+use crate::error::{Error, Kind};
+use crate::event::{Created, Event, Sent};
 use crate::group::{Group, GroupUpdate, Receipt};
 use crate::session::Answer;
 use crate::state::SyncState;
@@ -282,8 +282,18 @@ impl Client {
     /// `create.invite` at once. Resolves with the `created` event: [`Sent::group`] is the new
     /// group's id. An invitee who does not exist fails it with `no-such-user`, too many with
     /// `group-full`.
-    pub async fn create_group(&self, create: GroupCreate) -> Result<Sent, Error> {
-        self.group_change(create.to_packet()).await
+    pub async fn create_group(&self, create: GroupCreate) -> Result<Created, Error> {
+        let sent = self.group_change(create.to_packet()).await?;
+        match sent.group() {
+            Some(group) => Ok(Created {
+                group: group.clone(),
+                sent,
+            }),
+            None => Err(Error::new(Kind::Protocol(format!(
+                "a group creation was acknowledged in {}, not in a group",
+                sent.conv
+            )))),
+        }
     }
 
     /// Invites `user` to `group` (admins and the owner). The invitation reaches the user

@@ -23,6 +23,15 @@ pub struct Sent {
     pub duplicate: bool,
 }
 
+/// A group made by [`Client::create_group`](crate::Client::create_group).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Created {
+    /// The new group's id, chosen by the hub.
+    pub group: GroupId,
+    /// The `created` group event, as for any event sent.
+    pub sent: Sent,
+}
+
 impl Sent {
     /// The group, when the event belongs to one (a created group's id, for instance).
     pub fn group(&self) -> Option<&GroupId> {

@@ -76,6 +76,6 @@ pub use call::{Call, EndReason, Rejection};
 pub use client::{Client, Events};
 pub use config::ClientConfig;
 pub use error::Error;
-pub use event::{Event, Party, Sent};
+pub use event::{Created, Event, Party, Sent};
 pub use group::{Group, GroupUpdate, MemberReceipt, Receipt};
 pub use state::SyncState;

@@ -190,7 +190,7 @@ async fn five_users_share_one_ordered_group() -> anyhow::Result<()> {
             ..GroupCreate::default()
         })
         .await?;
-    let gid = created.group().expect("a group").clone();
+    let gid = created.group;
     let conv = group_conv(&gid);
     for m in [&mut alice, &mut bob, &mut carol, &mut dave, &mut erin] {
         m.group = Some(gid.clone());
@@ -417,7 +417,7 @@ async fn simultaneous_accepts_all_land() -> anyhow::Result<()> {
             ..GroupCreate::default()
         })
         .await?;
-    let gid = created.group().expect("group").clone();
+    let gid = created.group;
     for m in &mut invitees {
         m.invitation().await;
     }
@@ -470,9 +470,7 @@ async fn ownership_moves_and_the_group_ends() -> anyhow::Result<()> {
             ..GroupCreate::default()
         })
         .await?
-        .group()
-        .expect("group")
-        .clone();
+        .group;
     assert_eq!(
         refused(alice.client.invite(&gid, &user("dave")).await),
         Some(ErrorCode::GROUP_FULL)
@@ -609,9 +607,7 @@ async fn attacks_on_a_group_are_refused_and_reach_no_one() -> anyhow::Result<()>
             ..GroupCreate::default()
         })
         .await?
-        .group()
-        .expect("group")
-        .clone();
+        .group;
     let conv = group_conv(&gid);
     for m in [&mut alice, &mut bob, &mut carol, &mut mallory] {
         m.group = Some(gid.clone());
