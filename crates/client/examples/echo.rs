@@ -10,9 +10,8 @@
 //! `RUST_LOG=debug` to see what happens. Stop it with Ctrl-C: it says goodbye properly.
 
 use anyhow::Context;
-use mqchat_client::{Client, ClientConfig, Event};
-use mqchat_proto::body::Message;
-use mqchat_proto::{DeviceId, UserId};
+use mqchat_client::body::Message;
+use mqchat_client::{Client, ClientConfig, DeviceId, Event, UserId};
 
 const PREFIX: &str = "echo: ";
 

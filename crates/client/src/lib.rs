@@ -1,9 +1,8 @@
 //! The mqchat SDK: chat from Rust over MQTT (tokio and rumqttc's MQTT 5 client).
 //!
 //! ```no_run
-//! use mqchat_client::{Client, ClientConfig, Event};
-//! use mqchat_proto::body::Message;
-//! use mqchat_proto::{ConversationRef, DeviceId, UserId};
+//! use mqchat_client::body::Message;
+//! use mqchat_client::{Client, ClientConfig, ConversationRef, DeviceId, Event, UserId};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = ClientConfig::new(
@@ -79,3 +78,13 @@ pub use error::Error;
 pub use event::{Created, Event, Party, Sent};
 pub use group::{Group, GroupUpdate, MemberReceipt, Receipt};
 pub use state::SyncState;
+
+/// The protocol crate, whole: every type the SDK's API takes or returns is in it, so an app
+/// needs no dependency of its own on `mqchat-proto` (and no version of it to keep in step).
+pub use mqchat_proto as proto;
+/// The packet bodies (spec 7): `Message`, `State`, `Presence`, `Profile`, `GroupCreate`...
+pub use mqchat_proto::body;
+/// The identifiers and names an app uses with nearly every call.
+pub use mqchat_proto::{
+    ConversationRef, DeviceId, ErrorCode, GroupId, MessageId, SipAddress, TopicRoot, UserId,
+};
