@@ -41,6 +41,44 @@ pub enum IdError {
     Text(String),
 }
 
+/// A position in a conversation: the hub numbers a conversation's events 1, 2, 3, … without
+/// gaps (spec 6). Zero is the position before the first event: the `last_seq` of an empty
+/// conversation, or "nothing yet" as a marker's or cursor's value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Seq(u64);
+
+impl Seq {
+    /// The position before the first event.
+    pub const NONE: Self = Self(0);
+
+    /// Wraps a number as it travels in CBOR.
+    pub const fn new(value: u64) -> Self {
+        Self(value)
+    }
+
+    /// The number, as it travels in CBOR and is stored.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The position after this one.
+    pub const fn next(self) -> Self {
+        Self(self.0.saturating_add(1))
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<u64> for Seq {
+    fn from(value: u64) -> Self {
+        Self(value)
+    }
+}
+
 /// A client message id. Zero is not a valid id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MessageId(u64);

@@ -14,6 +14,7 @@ pub mod id;
 pub mod identity;
 pub mod packet;
 pub mod provider;
+pub mod time;
 pub mod topic;
 pub mod upstream;
 pub mod wire;
@@ -21,12 +22,13 @@ pub mod wire;
 pub use acl::{Access, Decision, Denial, Principal, authorize};
 pub use body::Body;
 pub use error::{DecodeError, ErrorCode, FieldError};
-pub use id::{IdGenerator, MessageId};
+pub use id::{IdGenerator, MessageId, Seq};
 pub use identity::{
     ConversationRef, DeviceId, DeviceIdentity, GatewayName, GroupId, IdentityError, SipAddress,
     UserId,
 };
 pub use packet::{Fields, Packet, PacketKind};
 pub use provider::{FieldSpec, FieldType, Provider, Registry, Routing, SchemaProvider};
+pub use time::{Moment, Timestamp};
 pub use topic::{GatewayDirection, InboxBranch, Topic, TopicError, TopicRoot};
 pub use wire::Qos;
