@@ -119,6 +119,25 @@ impl AddAssign<Duration> for Moment {
     }
 }
 
+/// One reading of both clocks, as a driver passes it to a core with each input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Now {
+    /// The monotonic clock: for deadlines, timers and rates.
+    pub at: Moment,
+    /// The wall clock: for what is stamped, stored or shown.
+    pub wall: Timestamp,
+}
+
+impl Now {
+    /// A reading `by` later on both clocks (for tests on virtual time).
+    pub fn advanced(self, by: Duration) -> Self {
+        Self {
+            at: self.at + by,
+            wall: self.wall.saturating_add(by),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +178,13 @@ mod tests {
         let far = Moment::from_origin(Duration::MAX);
         assert_eq!(far + Duration::from_secs(1), far);
         assert_eq!(far.checked_add(Duration::from_secs(1)), None);
+        let now = Now {
+            at: start,
+            wall: Timestamp::from_unix_ms(7),
+        }
+        .advanced(Duration::from_millis(3));
+        assert_eq!(now.at, Moment::from_millis(3));
+        assert_eq!(now.wall, Timestamp::from_unix_ms(10));
         let mut m = start;
         m += Duration::from_secs(2);
         assert_eq!(m.since_origin(), Duration::from_secs(2));
