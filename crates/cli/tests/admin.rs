@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{MQCHAT, server_with};
+use common::{MQCHAT, User, server_with};
 use mqchat_testkit::Process;
 
 /// Waits until `listener` reports that it lost its connection and that the server refused
@@ -16,9 +16,8 @@ fn ended(listener: &Process) {
 }
 
 fn listen(url: &str, user: &str, device: &str, secret: &str) -> Process {
-    let listener = MQCHAT.spawn(&[
-        "listen", "--server", url, "-u", user, "-p", secret, "--device", device, "--json",
-    ]);
+    let listener =
+        User::with_password(url, user, secret).spawn("listen", &["--device", device, "--json"]);
     listener.line_with("\"connected\"");
     listener
 }
@@ -57,12 +56,7 @@ fn disable_passwd_and_revoke_end_live_sessions() {
     assert_eq!(code, 0, "{err}");
     ended(&with_password);
     // The token session still receives: carol writes to alice.
-    let (code, _, err) = MQCHAT.run(
-        &[
-            "send", "--server", &url, "-u", "carol", "-p", "carol-pw", "alice", "still", "here",
-        ],
-        None,
-    );
+    let (code, _, err) = User::at(&url, "carol").run("send", &["alice", "still", "here"]);
     assert_eq!(code, 0, "{err}");
     with_token.line_with("still here");
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{MQCHAT, server_with_config};
+use common::{User, server_with_config};
 use mqchat_testkit::Process;
 
 /// A server with SIP on (no gateway listeners) and these users (password `{user}-pw`), and
@@ -22,38 +22,12 @@ fn json(line: &str) -> serde_json::Value {
 fn alice_calls_bob_who_answers() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (_server, url) = sip_server(&dir, &["alice", "bob"]);
-    let bob = MQCHAT.spawn(&[
-        "listen",
-        "--server",
-        &url,
-        "-u",
-        "bob",
-        "-p",
-        "bob-pw",
-        "--json",
-        "--answer-calls",
-        "-",
-        "--calls",
-        "1",
-    ]);
+    let bob =
+        User::at(&url, "bob").spawn("listen", &["--json", "--answer-calls", "-", "--calls", "1"]);
     bob.line_with("\"connected\"");
 
-    let (code, out, err) = MQCHAT.run(
-        &[
-            "call",
-            "--server",
-            &url,
-            "-u",
-            "alice",
-            "-p",
-            "alice-pw",
-            "bob",
-            "--duration",
-            "1",
-            "--json",
-        ],
-        None,
-    );
+    let (code, out, err) =
+        User::at(&url, "alice").run("call", &["bob", "--duration", "1", "--json"]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     let lines: Vec<serde_json::Value> = out.lines().map(json).collect();
     let events: Vec<&str> = lines.iter().filter_map(|l| l["event"].as_str()).collect();
@@ -81,37 +55,16 @@ fn alice_calls_bob_who_answers() {
     );
     assert_eq!(bob.wait().code(), Some(0), "listen stops after one call");
 
-    let (code, out, err) = MQCHAT.run(
-        &[
-            "history", "--server", &url, "-u", "alice", "-p", "alice-pw", "bob",
-        ],
-        None,
-    );
+    let (code, out, err) = User::at(&url, "alice").run("history", &["bob"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("(you called bob: answered on cli, 0:0"),
         "{out}"
     );
-    let (_, out, _) = MQCHAT.run(
-        &[
-            "history", "--server", &url, "-u", "bob", "-p", "bob-pw", "alice",
-        ],
-        None,
-    );
+    let (_, out, _) = User::at(&url, "bob").run("history", &["alice"]);
     assert!(out.contains("(call from alice: answered on cli"), "{out}");
     // The conversation list shows the call as the last event.
-    let (_, out, _) = MQCHAT.run(
-        &[
-            "conversations",
-            "--server",
-            &url,
-            "-u",
-            "bob",
-            "-p",
-            "bob-pw",
-        ],
-        None,
-    );
+    let (_, out, _) = User::at(&url, "bob").run("conversations", &[]);
     assert!(
         out.contains("alice: (call from alice: answered on cli"),
         "{out}"
@@ -122,26 +75,9 @@ fn alice_calls_bob_who_answers() {
 fn a_busy_callee_fails_the_call() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (_server, url) = sip_server(&dir, &["alice", "bob"]);
-    let bob = MQCHAT.spawn(&[
-        "listen",
-        "--server",
-        &url,
-        "-u",
-        "bob",
-        "-p",
-        "bob-pw",
-        "--reject-calls",
-        "busy",
-        "--calls",
-        "1",
-    ]);
+    let bob = User::at(&url, "bob").spawn("listen", &["--reject-calls", "busy", "--calls", "1"]);
     bob.line_with("connected");
-    let (code, out, err) = MQCHAT.run(
-        &[
-            "call", "--server", &url, "-u", "alice", "-p", "alice-pw", "bob",
-        ],
-        None,
-    );
+    let (code, out, err) = User::at(&url, "alice").run("call", &["bob"]);
     assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
     assert!(out.contains("calling bob"), "{out}");
     assert!(err.contains("the call was not answered: busy"), "{err}");

@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::MQCHAT;
+use common::{MQCHAT, User};
 use mqchat_testkit::until_seen;
 
 fn tmux(args: &[&str]) -> String {
@@ -51,31 +51,15 @@ fn chat_in_a_terminal_shows_typing_ticks_and_replies() {
     }
     let (server, banner) = MQCHAT.serve(dir.path(), &[]);
     let url = banner.url("mqtt://");
+    let bob_as = User::with_password(&url, "bob", "pb");
 
     // Bob listens (JSON lines).
-    let bob = MQCHAT.spawn(&[
-        "listen", "--server", &url, "-u", "bob", "-p", "pb", "--json",
-    ]);
+    let bob = bob_as.spawn("listen", &["--json"]);
     let bob_sees = |needle: &str| bob.line_with(needle);
     bob_sees("\"connected\"");
 
     // Typing notifications go only to people one has a conversation with: bob starts it.
-    let (code, _, err) = MQCHAT.run(
-        &[
-            "send",
-            "--server",
-            &url,
-            "-u",
-            "bob",
-            "-p",
-            "pb",
-            "--device",
-            "phone",
-            "alice",
-            "Are you there?",
-        ],
-        None,
-    );
+    let (code, _, err) = bob_as.run("send", &["--device", "phone", "alice", "Are you there?"]);
     assert_eq!(code, 0, "{err}");
     bob_sees("Are you there?");
 
@@ -105,13 +89,7 @@ fn chat_in_a_terminal_shows_typing_ticks_and_replies() {
     // Bob's client acknowledged delivery on its own: the double tick appears.
     screen_until(&session.0, "✓✓ bob received up to #2");
 
-    let (code, _, err) = MQCHAT.run(
-        &[
-            "send", "--server", &url, "-u", "bob", "-p", "pb", "--device", "phone", "alice",
-            "Hi Alice",
-        ],
-        None,
-    );
+    let (code, _, err) = bob_as.run("send", &["--device", "phone", "alice", "Hi Alice"]);
     assert_eq!(code, 0, "{err}");
     screen_until(&session.0, "bob: Hi Alice");
     // Alice's chat is open, so it marks the reply read: bob's listener sees it.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::MQCHAT;
+use common::{MQCHAT, User};
 use mqchat_testkit::Stderr;
 
 #[test]
@@ -51,18 +51,13 @@ fn two_users_chat_through_the_cli() {
     ]);
     let (server, banner) = MQCHAT.serve_as(serve, Stderr::Inherit);
     let url = banner.url("mqtt://");
+    let alice = User::with_password(&url, "alice", "secret-a");
+    let bob = User::with_password(&url, "bob", "secret-b");
 
-    let listener = MQCHAT.spawn(&[
-        "listen", "--server", &url, "-u", "bob", "-p", "secret-b", "--json", "--count", "1",
-    ]);
+    let listener = bob.spawn("listen", &["--json", "--count", "1"]);
     listener.line_with("\"connected\"");
 
-    let (code, out, err) = MQCHAT.run(
-        &[
-            "send", "--server", &url, "-u", "alice", "-p", "secret-a", "bob", "Hello", "Bob",
-        ],
-        None,
-    );
+    let (code, out, err) = alice.run("send", &["bob", "Hello", "Bob"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "sent to bob as #1");
 
@@ -72,40 +67,20 @@ fn two_users_chat_through_the_cli() {
     assert_eq!(event["from"], "alice");
     assert_eq!(event["seq"], 1);
 
-    let (code, out, _) = MQCHAT.run(
-        &[
-            "history", "--server", &url, "-u", "bob", "-p", "secret-b", "alice",
-        ],
-        None,
-    );
+    let (code, out, _) = bob.run("history", &["alice"]);
     assert_eq!(code, 0);
     assert_eq!(out.trim(), "#1 alice: Hello Bob");
 
     // Errors: one line, and an exit code that says which.
-    let (code, _, err) = MQCHAT.run(
-        &[
-            "send", "--server", &url, "-u", "alice", "-p", "wrong", "bob", "x",
-        ],
-        None,
-    );
+    let (code, _, err) = User::with_password(&url, "alice", "wrong").run("send", &["bob", "x"]);
     assert_eq!(code, 3, "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    let (code, _, err) = MQCHAT.run(
-        &[
-            "send", "--server", &url, "-u", "alice", "-p", "secret-a", "nobody", "x",
-        ],
-        None,
-    );
+    let (code, _, err) = alice.run("send", &["nobody", "x"]);
     assert_eq!(code, 5, "{err}");
     assert!(err.contains("no-such-user"), "{err}");
 
     assert!(server.terminate().success(), "serve exits 0 on SIGTERM");
-    let (code, _, err) = MQCHAT.run(
-        &[
-            "send", "--server", &url, "-u", "alice", "-p", "secret-a", "bob", "x",
-        ],
-        None,
-    );
+    let (code, _, err) = alice.run("send", &["bob", "x"]);
     assert_eq!(code, 4, "server unreachable: {err}");
 }
 
@@ -127,41 +102,58 @@ fn a_user_lists_and_revokes_devices() {
     assert_eq!(code, 0, "{err}");
     let (server, banner) = MQCHAT.serve(dir.path(), &[]);
     let url = banner.url("mqtt://");
-    let login = ["--server", &url, "-u", "alice", "-p", "secret-a"];
+    let alice = User::with_password(&url, "alice", "secret-a");
     // The old laptop signed in once.
-    let (code, _, err) = MQCHAT.run(
-        &[
-            &["send"][..],
-            &login,
-            &["--device", "laptop", "alice", "note to self"],
-        ]
-        .concat(),
-        None,
-    );
+    let (code, _, err) = alice.run("send", &["--device", "laptop", "alice", "note to self"]);
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = MQCHAT.run(
-        &[&["devices"][..], &login, &["--device", "phone"]].concat(),
-        None,
-    );
+    let (code, out, err) = alice.run("devices", &["--device", "phone"]);
     assert_eq!(code, 0, "{err}");
     let listed: Vec<&str> = out.lines().filter_map(|l| l.split('\t').next()).collect();
     assert_eq!(listed, ["laptop", "phone"], "{out}");
-    let (code, out, err) = MQCHAT.run(
-        &[
-            &["devices"][..],
-            &login,
-            &["--device", "phone", "--revoke", "laptop"],
-        ]
-        .concat(),
-        None,
-    );
+    let (code, out, err) = alice.run("devices", &["--device", "phone", "--revoke", "laptop"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("revoked laptop\nphone\t"), "{out}");
     // The laptop cannot sign in any more (exit code 3: refused credentials).
-    let (code, _, err) = MQCHAT.run(
-        &[&["send"][..], &login, &["--device", "laptop", "alice", "x"]].concat(),
+    let (code, _, err) = alice.run("send", &["--device", "laptop", "alice", "x"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn a_second_server_on_one_data_directory_is_refused_and_admin_commands_still_work() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    let (server, _banner) = MQCHAT.serve(dir.path(), &[]);
+
+    let (code, out, err) = MQCHAT.run(
+        &[
+            "serve",
+            "--data-dir",
+            data,
+            "--listen-tcp",
+            "127.0.0.1:0",
+            "--listen-ws",
+            "off",
+        ],
         None,
     );
-    assert_eq!(code, 3, "{err}");
+    assert_ne!(code, 0, "{out}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("in use by another mqchat server")
+            && err.contains(&format!("mqchat serve, process {}", server.id())),
+        "{err}"
+    );
+    let mut hub = MQCHAT.command(&["hub", "--data-dir", data, "--broker", "mqtt://127.0.0.1:1"]);
+    hub.env("MQCHAT_BROKER_PASSWORD", "a hub secret");
+    let (code, _, err) = mqchat_testkit::output(hub, None);
+    assert_ne!(code, 0);
+    assert!(err.contains("in use by another mqchat server"), "{err}");
+
+    // Admin commands write beside the running server.
+    MQCHAT.add_users(dir.path(), &["dora"]);
+    assert!(server.terminate().success());
+    // Once it is gone, the directory is free again.
+    let (server, _banner) = MQCHAT.serve(dir.path(), &[]);
     assert!(server.terminate().success());
 }

@@ -3,16 +3,7 @@
 
 mod common;
 
-use common::{MQCHAT, server_with};
-
-/// `mqchat <command...> --server URL -u USER -p USER-pw <rest...>`.
-fn as_user(url: &str, user: &str, command: &[&str], rest: &[&str]) -> (i32, String, String) {
-    let password = format!("{user}-pw");
-    let mut args: Vec<&str> = command.to_vec();
-    args.extend(["--server", url, "-u", user, "-p", &password]);
-    args.extend(rest);
-    MQCHAT.run(&args, None)
-}
+use common::{User, server_with};
 
 fn ok(result: (i32, String, String)) -> String {
     let (code, out, err) = result;
@@ -25,15 +16,16 @@ fn create_invite_chat_and_list_members() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (_server, url) = server_with(&dir, &["alice", "bob", "carol"]);
 
-    let bob_listens = MQCHAT.spawn(&[
-        "listen", "--server", &url, "-u", "bob", "-p", "bob-pw", "--json", "--count", "1",
-    ]);
+    let (alice, bob, carol) = (
+        User::at(&url, "alice"),
+        User::at(&url, "bob"),
+        User::at(&url, "carol"),
+    );
+    let bob_listens = bob.spawn("listen", &["--json", "--count", "1"]);
     bob_listens.line_with("\"connected\"");
 
-    let created = ok(as_user(
-        &url,
-        "alice",
-        &["group", "create"],
+    let created = ok(alice.run(
+        "group create",
         &["Crew", "--invite", "bob", "carol", "--json"],
     ));
     let created: serde_json::Value = serde_json::from_str(created.trim()).expect("JSON");
@@ -51,30 +43,15 @@ fn create_invite_chat_and_list_members() {
         (Some(group.as_str()), Some("alice"), Some("Crew"))
     );
 
-    let out = ok(as_user(&url, "bob", &["group", "accept"], &[&group]));
+    let out = ok(bob.run("group accept", &[&group]));
     assert_eq!(out.trim(), format!("joined {group}"));
     // The group may be named without its #.
-    ok(as_user(&url, "carol", &["group", "accept"], &[&group[1..]]));
-    let out = ok(as_user(
-        &url,
-        "alice",
-        &["group", "promote"],
-        &[&group, "bob"],
-    ));
+    ok(carol.run("group accept", &[&group[1..]]));
+    let out = ok(alice.run("group promote", &[&group, "bob"]));
     assert_eq!(out.trim(), format!("promoted bob in {group}"));
-    ok(as_user(
-        &url,
-        "bob",
-        &["group", "rename"],
-        &[&group, "Climbing crew"],
-    ));
+    ok(bob.run("group rename", &[&group, "Climbing crew"]));
 
-    let out = ok(as_user(
-        &url,
-        "alice",
-        &["send"],
-        &[&group, "hello", "crew"],
-    ));
+    let out = ok(alice.run("send", &[&group, "hello", "crew"]));
     assert!(out.starts_with(&format!("sent to {group} as #")), "{out}");
     let message = bob_listens.line_with("\"message\"");
     let message: serde_json::Value = serde_json::from_str(&message).expect("JSON");
@@ -88,7 +65,7 @@ fn create_invite_chat_and_list_members() {
     );
     assert_eq!(bob_listens.wait().code(), Some(0));
 
-    let members = ok(as_user(&url, "carol", &["group", "members"], &[&group]));
+    let members = ok(carol.run("group members", &[&group]));
     assert_eq!(
         members.lines().collect::<Vec<_>>(),
         [
@@ -98,11 +75,11 @@ fn create_invite_chat_and_list_members() {
             "carol member"
         ]
     );
-    let list = ok(as_user(&url, "bob", &["group", "list"], &[]));
+    let list = ok(bob.run("group list", &[]));
     assert_eq!(list.trim(), format!("{group} Climbing crew (3 members)"));
 
     // carol's history starts at her joining.
-    let history = ok(as_user(&url, "carol", &["history"], &[&group]));
+    let history = ok(carol.run("history", &[&group]));
     let lines: Vec<&str> = history.lines().collect();
     assert!(lines[0].ends_with("(carol joined)"), "{history}");
     assert!(
@@ -123,7 +100,7 @@ fn create_invite_chat_and_list_members() {
     );
 
     // A member may not remove anyone: exit code 5, one line saying why.
-    let (code, _, err) = as_user(&url, "carol", &["group", "kick"], &[&group, "bob"]);
+    let (code, _, err) = carol.run("group kick", &[&group, "bob"]);
     assert_eq!(code, 5, "{err}");
     assert!(err.contains("forbidden"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");

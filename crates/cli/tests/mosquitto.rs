@@ -288,6 +288,24 @@ fn whoami() -> Result<String, std::env::VarError> {
         .ok_or(std::env::VarError::NotPresent)
 }
 
+/// alice sends `text` to bob, and bob receives it: `sent` means the hub stored it and
+/// answered, through whichever broker the deployment runs.
+async fn alice_reaches_bob(
+    alice: &Client,
+    bob_events: &mut Events,
+    text: &str,
+) -> mqchat_client::Sent {
+    let sent = alice
+        .send(conv("bob"), Message::text(text))
+        .await
+        .expect("sent: the hub stored it");
+    assert_eq!(
+        incoming(bob_events).await,
+        (conv("alice"), sent.seq, user("alice"), text.to_owned())
+    );
+    sent
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hub_and_devices_over_tls_to_mosquitto() {
     let deployment = Deployment::start_with_tls(true);
@@ -295,19 +313,7 @@ async fn the_hub_and_devices_over_tls_to_mosquitto() {
     let (alice, _alice_events) = deployment.connect("alice", "phone").await;
     let (_bob, mut bob_events) = deployment.connect("bob", "laptop").await;
     // `sent` means the hub (an mqtts:// client of Mosquitto) stored it and answered.
-    let sent = alice
-        .send(conv("bob"), Message::text("Hi Bob, over TLS"))
-        .await
-        .expect("sent: the hub stored it");
-    assert_eq!(
-        incoming(&mut bob_events).await,
-        (
-            conv("alice"),
-            sent.seq,
-            user("alice"),
-            "Hi Bob, over TLS".to_owned()
-        )
-    );
+    alice_reaches_bob(&alice, &mut bob_events, "Hi Bob, over TLS").await;
     // A client that does not trust the test CA is refused.
     let stranger = ClientConfig::new(
         &deployment.url(),
@@ -329,19 +335,7 @@ async fn message_receipts_and_presence_through_mosquitto() {
     let (alice, mut alice_events) = deployment.connect("alice", "phone").await;
     let (bob, mut bob_events) = deployment.connect("bob", "laptop").await;
 
-    let sent = alice
-        .send(conv("bob"), Message::text("Hi Bob, via Mosquitto"))
-        .await
-        .expect("sent: the hub stored it");
-    assert_eq!(
-        incoming(&mut bob_events).await,
-        (
-            conv("alice"),
-            sent.seq,
-            user("alice"),
-            "Hi Bob, via Mosquitto".to_owned()
-        )
-    );
+    let sent = alice_reaches_bob(&alice, &mut bob_events, "Hi Bob, via Mosquitto").await;
     let delivered = expect(&mut alice_events, "a delivered receipt", |e| match e {
         Event::Delivered { by, up_to, .. } => Some((by.user()?.clone(), up_to)),
         _ => None,

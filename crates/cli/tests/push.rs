@@ -87,16 +87,20 @@ fn setup(endpoint: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, config)
 }
 
+/// `mqchat push test alice` with this configuration file.
+fn push_test(config: &std::path::Path) -> std::process::Output {
+    MQCHAT
+        .command(&["push", "test", "alice", "--config"])
+        .arg(config)
+        .output()
+        .expect("run")
+}
+
 #[test]
 fn push_test_reports_each_providers_answer() {
     let (endpoint, requests) = distributor(201);
     let (_dir, config) = setup(&endpoint);
-    let out = MQCHAT
-        .command(&[])
-        .args(["push", "test", "alice", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
+    let out = push_test(&config);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -120,12 +124,7 @@ fn push_test_reports_each_providers_answer() {
 fn push_test_removes_an_invalid_target_and_fails() {
     let (endpoint, _requests) = distributor(410);
     let (dir, config) = setup(&endpoint);
-    let out = MQCHAT
-        .command(&[])
-        .args(["push", "test", "alice", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
+    let out = push_test(&config);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
     assert!(
@@ -141,12 +140,7 @@ fn push_test_removes_an_invalid_target_and_fails() {
         .expect("query");
     assert_eq!(target, None);
     // Nothing left to test: a clear error.
-    let out = MQCHAT
-        .command(&[])
-        .args(["push", "test", "alice", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
+    let out = push_test(&config);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no device with a push target"),

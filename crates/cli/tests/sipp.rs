@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::MQCHAT;
+use common::{MQCHAT, User};
 use mqchat_sip::Message;
 use mqchat_testkit::{Process, WAIT, until};
 
@@ -175,19 +175,9 @@ fn uac(server: &SipServer, scenario: &str, to: &str) -> Sipp {
 
 /// `mqchat listen` for `user` with JSON lines and `args`, once it is connected.
 fn listen(server: &SipServer, user: &str, args: &[&str]) -> Process {
-    let password = format!("{user}-pw");
-    let mut all = vec![
-        "listen",
-        "--server",
-        &server.url,
-        "-u",
-        user,
-        "-p",
-        &password,
-        "--json",
-    ];
+    let mut all = vec!["--json"];
     all.extend(args);
-    let running = MQCHAT.spawn(&all);
+    let running = User::at(&server.url, user).spawn("listen", &all);
     running.line_with("\"connected\"");
     wait_reachable(server, user);
     running
@@ -226,20 +216,7 @@ fn json(line: &str) -> serde_json::Value {
 }
 
 fn history(server: &SipServer, user: &str, conv: &str) -> String {
-    let password = format!("{user}-pw");
-    let (code, out, err) = MQCHAT.run(
-        &[
-            "history",
-            "--server",
-            &server.url,
-            "-u",
-            user,
-            "-p",
-            &password,
-            conv,
-        ],
-        None,
-    );
+    let (code, out, err) = User::at(&server.url, user).run("history", &[conv]);
     assert_eq!(code, 0, "{err}");
     out
 }
@@ -263,20 +240,8 @@ fn messages_both_ways() {
 
     // bob's answer reaches the peer's UAS as a MESSAGE.
     let uas = Sipp::start(&server, "uas_message.xml", Role::Server(uas_port), &[]);
-    let (code, out, err) = MQCHAT.run(
-        &[
-            "send",
-            "--server",
-            &server.url,
-            "-u",
-            "bob",
-            "-p",
-            "bob-pw",
-            "sip:sipp@127.0.0.1",
-            "hi back",
-        ],
-        None,
-    );
+    let (code, out, err) =
+        User::at(&server.url, "bob").run("send", &["sip:sipp@127.0.0.1", "hi back"]);
     assert_eq!(code, 0, "{out}{err}");
     uas.passes();
     let out = history(&server, "bob", "sip:sipp@127.0.0.1");
@@ -314,22 +279,8 @@ fn bob_calls_a_sip_peer() {
     let uas_port = uas_port();
     let server = start(&["bob"], Some(uas_port), "");
     let uas = Sipp::start(&server, "uas_invite.xml", Role::Server(uas_port), &[]);
-    let (code, out, err) = MQCHAT.run(
-        &[
-            "call",
-            "--server",
-            &server.url,
-            "-u",
-            "bob",
-            "-p",
-            "bob-pw",
-            "sip:uas@127.0.0.1",
-            "--duration",
-            "1",
-            "--json",
-        ],
-        None,
-    );
+    let (code, out, err) = User::at(&server.url, "bob")
+        .run("call", &["sip:uas@127.0.0.1", "--duration", "1", "--json"]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     let events: Vec<String> = out
         .lines()

@@ -12,10 +12,26 @@ use common::MQCHAT;
 use mqchat_server::tls::TlsFiles;
 use mqchat_testkit::{Banner, Process, Stderr, TestCa, output};
 
-/// `mqchat serve`, its stdout and stderr lines arriving on one channel.
+/// `mqchat serve` on `data` with these TCP and WebSocket listeners (an address or "off"),
+/// then `rest`.
+fn serve_args<'a>(data: &'a str, tcp: &'a str, ws: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "serve",
+        "--data-dir",
+        data,
+        "--listen-tcp",
+        tcp,
+        "--listen-ws",
+        ws,
+    ];
+    args.extend_from_slice(rest);
+    args
+}
+
+/// Starts `mqchat args` (a `serve`), its stdout and stderr lines arriving on one channel.
 fn serve(args: &[&str]) -> Process {
-    let mut command = MQCHAT.command(&["serve"]);
-    command.args(args).env("MQCHAT_LOG", "info");
+    let mut command = MQCHAT.command(args);
+    command.env("MQCHAT_LOG", "info");
     Process::start("mqchat serve", command, Stderr::Lines)
 }
 
@@ -79,24 +95,23 @@ fn send_over_mqtts_and_wss_and_a_new_certificate_on_sighup() {
     let config = dir.path().join("mqchat.toml");
     std::fs::write(&config, "[tls]\nreload_interval_secs = 0\n").expect("config");
 
-    let server = serve(&[
-        "--config",
-        config.to_str().expect("utf-8"),
-        "--data-dir",
+    let server = serve(&serve_args(
         data,
-        "--listen-tcp",
         "off",
-        "--listen-ws",
         "off",
-        "--listen-tls",
-        "127.0.0.1:0",
-        "--listen-wss",
-        "127.0.0.1:0",
-        "--tls-cert",
-        files.cert.to_str().expect("utf-8"),
-        "--tls-key",
-        files.key.to_str().expect("utf-8"),
-    ]);
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--listen-wss",
+            "127.0.0.1:0",
+            "--tls-cert",
+            files.cert.to_str().expect("utf-8"),
+            "--tls-key",
+            files.key.to_str().expect("utf-8"),
+        ],
+    ));
     let banner = server.line_with("mqchat listening:");
     assert!(!banner.contains("mqtt://"), "{banner}");
     let mqtts = url(&banner, "mqtts://");
@@ -145,21 +160,19 @@ fn a_missing_certificate_is_one_clear_line_and_plain_listeners_on_the_network_wa
     let missing = dir.path().join("missing.pem");
     let missing = missing.to_str().expect("utf-8");
     let (code, out, err) = run(
-        &[
-            "serve",
-            "--data-dir",
+        &serve_args(
             data,
-            "--listen-tcp",
             "127.0.0.1:0",
-            "--listen-ws",
             "off",
-            "--listen-tls",
-            "127.0.0.1:0",
-            "--tls-cert",
-            missing,
-            "--tls-key",
-            missing,
-        ],
+            &[
+                "--listen-tls",
+                "127.0.0.1:0",
+                "--tls-cert",
+                missing,
+                "--tls-key",
+                missing,
+            ],
+        ),
         &[],
         None,
     );
@@ -170,17 +183,7 @@ fn a_missing_certificate_is_one_clear_line_and_plain_listeners_on_the_network_wa
         "{err}"
     );
     let (code, _, err) = run(
-        &[
-            "serve",
-            "--data-dir",
-            data,
-            "--listen-tcp",
-            "off",
-            "--listen-ws",
-            "off",
-            "--listen-tls",
-            "127.0.0.1:0",
-        ],
+        &serve_args(data, "off", "off", &["--listen-tls", "127.0.0.1:0"]),
         &[],
         None,
     );
@@ -188,14 +191,7 @@ fn a_missing_certificate_is_one_clear_line_and_plain_listeners_on_the_network_wa
     assert!(err.contains("need a certificate"), "{err}");
 
     // Every interface, in clear: a warning.
-    let server = serve(&[
-        "--data-dir",
-        data,
-        "--listen-tcp",
-        "0.0.0.0:0",
-        "--listen-ws",
-        "off",
-    ]);
+    let server = serve(&serve_args(data, "0.0.0.0:0", "off", &[]));
     let warning = server.line_with("without TLS");
     assert!(
         warning.contains("WARN") && warning.contains("listen_tcp"),

@@ -83,6 +83,11 @@ impl Process {
         }
     }
 
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` (`-HUP`, `-TERM`...) with kill(1).
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")

@@ -31,3 +31,61 @@ pub fn server_with_config(
     let (server, banner) = MQCHAT.serve(dir.path(), &args);
     (server, banner.url("mqtt://"))
 }
+
+/// A user of a server, as a client command names them: `--server URL -u NAME -p PASSWORD`
+/// after the command's words (`"send"`, `"group create"`).
+#[allow(dead_code)] // Not every test binary uses it.
+pub struct User<'a> {
+    url: &'a str,
+    name: &'a str,
+    password: String,
+}
+
+#[allow(dead_code)] // Not every test binary uses every method.
+impl<'a> User<'a> {
+    /// `name` (password `{name}-pw`, as [`server_with`] makes it) on the server at `url`.
+    pub fn at(url: &'a str, name: &'a str) -> Self {
+        Self {
+            url,
+            name,
+            password: format!("{name}-pw"),
+        }
+    }
+
+    /// `name` with this password on the server at `url`.
+    pub fn with_password(url: &'a str, name: &'a str, password: &str) -> Self {
+        Self {
+            url,
+            name,
+            password: password.to_owned(),
+        }
+    }
+
+    /// The arguments of `command` (one or more words) run as this user, followed by `args`.
+    pub fn args<'s>(&'s self, command: &'s str, args: &[&'s str]) -> Vec<&'s str> {
+        let mut all: Vec<&str> = command.split_whitespace().collect();
+        all.extend(["--server", self.url, "-u", self.name, "-p", &self.password]);
+        all.extend_from_slice(args);
+        all
+    }
+
+    /// Runs `command` as this user to its end: (exit code, stdout, stderr).
+    pub fn run(&self, command: &str, args: &[&str]) -> (i32, String, String) {
+        MQCHAT.run(&self.args(command, args), None)
+    }
+
+    /// Runs `command` as this user, as [`User::run`], with `stdin` as its input.
+    pub fn run_with_input(
+        &self,
+        command: &str,
+        args: &[&str],
+        stdin: &str,
+    ) -> (i32, String, String) {
+        MQCHAT.run(&self.args(command, args), Some(stdin))
+    }
+
+    /// Starts `command` as this user.
+    pub fn spawn(&self, command: &str, args: &[&str]) -> Process {
+        MQCHAT.spawn(&self.args(command, args))
+    }
+}
