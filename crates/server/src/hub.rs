@@ -32,6 +32,8 @@ pub struct Hub {
     certificate: Option<Arc<tls::Certificate>>,
     /// Reloads that certificate when its files change.
     tls_watch: Option<tls::Watcher>,
+    /// This hub's hold on its data directory, released last.
+    lock: mqchat_store::DirLock,
 }
 
 impl Hub {
@@ -104,6 +106,8 @@ impl Hub {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Config(format!("data directory {}: {e}", config.data_dir.display()))
         })?;
+        let lock = mqchat_store::DirLock::acquire(&config.data_dir, "mqchat hub")
+            .map_err(mqchat_store::StoreError::from)?;
         let store = Store::open(&config.database(), config.durability)?;
         let credentials = HubCredentials {
             username: config.broker_username.clone(),
@@ -234,6 +238,7 @@ impl Hub {
             root,
             certificate,
             tls_watch,
+            lock,
         })
     }
 
@@ -296,6 +301,7 @@ impl Hub {
         if let Some(http) = self.http {
             http.stop().await;
         }
+        drop(self.lock);
         tracing::info!("hub shut down");
     }
 }

@@ -60,6 +60,8 @@ pub struct Server {
     root: TopicRoot,
     /// Reloads the TLS listeners' certificate when its files change.
     tls_watch: Option<tls::Watcher>,
+    /// This server's hold on its data directory, released last.
+    lock: mqchat_store::DirLock,
 }
 
 /// Why the server could not start.
@@ -103,6 +105,8 @@ impl Server {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Config(format!("data directory {}: {e}", config.data_dir.display()))
         })?;
+        let lock = mqchat_store::DirLock::acquire(&config.data_dir, "mqchat serve")
+            .map_err(mqchat_store::StoreError::from)?;
         let store = Store::open(&config.database(), config.durability)?;
         let secret: [u8; 24] = rand::random();
         let hub = HubCredentials {
@@ -245,6 +249,7 @@ impl Server {
             sip,
             root,
             tls_watch,
+            lock,
         })
     }
 
@@ -330,6 +335,7 @@ impl Server {
         if let Some(job) = self.retention {
             let _ = tokio::task::spawn_blocking(move || job.stop()).await;
         }
+        drop(self.lock);
         tracing::info!("shut down");
     }
 }

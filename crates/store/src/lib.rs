@@ -8,6 +8,7 @@
 
 pub mod account;
 pub mod archive;
+pub mod lock;
 pub mod push;
 pub mod retention;
 pub mod sip;
@@ -26,6 +27,7 @@ pub use archive::{
     Author, ConvId, ConversationRow, EventRow, GroupProfile, Membership, ParticipantRow,
     ProfileRow, Tx,
 };
+pub use lock::{DirLock, LockError};
 pub use push::PushDevice;
 pub use retention::{RetentionPass, RetentionPolicy};
 pub use sip::CallRow;
@@ -57,6 +59,9 @@ pub enum StoreError {
     /// Hashing a password failed.
     #[error("password hashing: {0}")]
     Hash(String),
+    /// The data directory is another server's, or its lock file cannot be made.
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 /// How hard a commit tries to survive a power loss.
