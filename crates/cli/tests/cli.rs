@@ -5,7 +5,7 @@
 mod common;
 
 use common::{MQCHAT, User};
-use mqchat_testkit::Stderr;
+use mqchat_testkit::{Process, Stderr};
 
 #[test]
 fn two_users_chat_through_the_cli() {
@@ -156,4 +156,65 @@ fn a_second_server_on_one_data_directory_is_refused_and_admin_commands_still_wor
     // Once it is gone, the directory is free again.
     let (server, _banner) = MQCHAT.serve(dir.path(), &[]);
     assert!(server.terminate().success());
+}
+
+/// `mqchat serve` on `dir` at log level info, its log lines read by the test.
+fn serve_logged(dir: &std::path::Path) -> Process {
+    let mut command = MQCHAT.serve_command(dir, &[]);
+    command.env("MQCHAT_LOG", "info");
+    Process::start("mqchat serve", command, Stderr::Lines)
+}
+
+#[test]
+fn after_a_crash_the_database_is_checked_and_a_damaged_one_refused() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    MQCHAT.add_users(dir.path(), &["alice", "bob"]);
+
+    // Killed: the next start checks the database, finds it sound and serves.
+    let mut server = serve_logged(dir.path());
+    server.line_with("mqchat listening:");
+    server.kill();
+    let mut server = serve_logged(dir.path());
+    server.line_with("did not stop cleanly: checking the database");
+    server.line_with("the database is sound");
+    server.line_with("mqchat listening:");
+    server.kill();
+
+    // Killed again, and pages of the database overwritten: refused, in one line.
+    let path = dir.path().join("mqchat.db");
+    let size = std::fs::metadata(&path).expect("size").len();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    file.seek(SeekFrom::Start(4096)).expect("seek");
+    let garbage = vec![0xA5; usize::try_from(size - 4096).expect("size")];
+    file.write_all(&garbage).expect("overwrite");
+    drop(file);
+    let (code, out, err) = MQCHAT.run(
+        &[
+            "serve",
+            "--data-dir",
+            data,
+            "--listen-tcp",
+            "127.0.0.1:0",
+            "--listen-ws",
+            "off",
+        ],
+        None,
+    );
+    assert_ne!(code, 0, "{out}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        errors[0].contains("mqchat.db is damaged") && errors[0].contains("backup"),
+        "{err}"
+    );
+    assert_eq!(
+        errors[0].matches("is damaged").count(),
+        1,
+        "said once: {err}"
+    );
 }

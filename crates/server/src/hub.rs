@@ -103,11 +103,7 @@ impl Hub {
                 "the hub's broker password is empty".into(),
             ));
         }
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            StartError::Config(format!("data directory {}: {e}", config.data_dir.display()))
-        })?;
-        let lock = mqchat_store::DirLock::acquire(&config.data_dir, "mqchat hub")
-            .map_err(mqchat_store::StoreError::from)?;
+        let lock = crate::take_data_dir(&config.data_dir, &config.database(), "mqchat hub")?;
         let store = Store::open(&config.database(), config.durability)?;
         let credentials = HubCredentials {
             username: config.broker_username.clone(),
@@ -301,7 +297,7 @@ impl Hub {
         if let Some(http) = self.http {
             http.stop().await;
         }
-        drop(self.lock);
+        self.lock.release();
         tracing::info!("hub shut down");
     }
 }

@@ -47,6 +47,28 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Creates the data directory if needed and takes its lock for `role`; when the previous
+/// holder died, checks the database before anything writes to it.
+pub(crate) fn take_data_dir(
+    dir: &std::path::Path,
+    database: &std::path::Path,
+    role: &str,
+) -> Result<mqchat_store::DirLock, StartError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StartError::Config(format!("data directory {}: {e}", dir.display())))?;
+    let lock = mqchat_store::DirLock::acquire(dir, role).map_err(mqchat_store::StoreError::from)?;
+    if let mqchat_store::LastStop::Unclean(previous) = lock.last_stop() {
+        tracing::warn!(
+            %previous,
+            database = %database.display(),
+            "the last server on this data directory did not stop cleanly: checking the database"
+        );
+        let took = Store::check_integrity(database)?;
+        tracing::info!(took_ms = took.as_millis(), "the database is sound");
+    }
+    Ok(lock)
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
@@ -102,11 +124,7 @@ impl Server {
         if let Some(files) = &certificate {
             mqchat_broker::check_files(files).map_err(|e| StartError::Config(e.to_string()))?;
         }
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            StartError::Config(format!("data directory {}: {e}", config.data_dir.display()))
-        })?;
-        let lock = mqchat_store::DirLock::acquire(&config.data_dir, "mqchat serve")
-            .map_err(mqchat_store::StoreError::from)?;
+        let lock = take_data_dir(&config.data_dir, &config.database(), "mqchat serve")?;
         let store = Store::open(&config.database(), config.durability)?;
         let secret: [u8; 24] = rand::random();
         let hub = HubCredentials {
@@ -335,7 +353,7 @@ impl Server {
         if let Some(job) = self.retention {
             let _ = tokio::task::spawn_blocking(move || job.stop()).await;
         }
-        drop(self.lock);
+        self.lock.release();
         tracing::info!("shut down");
     }
 }

@@ -27,7 +27,7 @@ pub use archive::{
     Author, ConvId, ConversationRow, EventRow, GroupProfile, Membership, ParticipantRow,
     ProfileRow, Tx,
 };
-pub use lock::{DirLock, LockError};
+pub use lock::{DirLock, LastStop, LockError};
 pub use push::PushDevice;
 pub use retention::{RetentionPass, RetentionPolicy};
 pub use sip::CallRow;
@@ -59,6 +59,17 @@ pub enum StoreError {
     /// Hashing a password failed.
     #[error("password hashing: {0}")]
     Hash(String),
+    /// The database file is damaged: SQLite's check found the problems named.
+    #[error(
+        "the database {path} is damaged ({problems}); restore it from a backup, or salvage \
+         what is readable with sqlite3's .recover (README: Where data lives)"
+    )]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// The first problems SQLite reported.
+        problems: String,
+    },
     /// The data directory is another server's, or its lock file cannot be made.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -136,6 +147,34 @@ impl Store {
         Ok(store)
     }
 
+    /// Checks the database at `path` page by page (SQLite's `quick_check`: every b-tree page
+    /// readable and well-formed, without comparing indexes to their tables) before it is
+    /// opened for writing, as a server does after a previous run that did not stop cleanly.
+    /// Returns how long the check took.
+    pub fn check_integrity(path: &Path) -> Result<Duration, StoreError> {
+        let started = std::time::Instant::now();
+        if !path.exists() {
+            return Ok(started.elapsed());
+        }
+        let damaged = |problems: String| StoreError::Damaged {
+            path: path.to_owned(),
+            problems,
+        };
+        let conn = Connection::open(path).map_err(|e| damaged(e.to_string()))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let mut statement = conn
+            .prepare("PRAGMA quick_check(5)")
+            .map_err(|e| damaged(e.to_string()))?;
+        let problems: Vec<String> = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| damaged(e.to_string()))?;
+        match problems.as_slice() {
+            [ok] if ok == "ok" => Ok(started.elapsed()),
+            _ => Err(damaged(problems.join("; "))),
+        }
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -206,5 +245,36 @@ mod tests {
         drop(store);
         let err = Store::open(&dir.path().join("mqchat.db"), Durability::Full).expect_err("newer");
         assert!(matches!(err, StoreError::NewerSchema { found: 99, .. }));
+    }
+
+    #[test]
+    fn the_integrity_check_finds_an_overwritten_page() {
+        use std::io::{Seek, SeekFrom, Write};
+        let (dir, mut store) = test_store();
+        for i in 0..200 {
+            let user = mqchat_proto::UserId::parse(&format!("user{i}")).expect("valid");
+            store.add_user(&user, None, 1).expect("add");
+        }
+        store.checkpoint().expect("checkpoint");
+        drop(store);
+        let path = dir.path().join("mqchat.db");
+        Store::check_integrity(&path).expect("a sound store passes");
+
+        // The users table's pages hold the second half of the file: overwrite one.
+        let size = std::fs::metadata(&path).expect("size").len();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open");
+        file.seek(SeekFrom::Start(size - 4096)).expect("seek");
+        file.write_all(&[0xA5; 4096]).expect("overwrite");
+        drop(file);
+        let err = Store::check_integrity(&path).expect_err("damaged");
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Damaged { .. }), "{text}");
+        assert!(
+            text.contains("mqchat.db") && text.contains("backup"),
+            "{text}"
+        );
     }
 }

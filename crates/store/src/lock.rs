@@ -7,6 +7,11 @@
 //! it ends, so a crash leaves nothing to clean up) and a second one refuses to start, naming
 //! the holder. Admin commands (`mqchat user`, `mqchat device`) do not take the lock: they
 //! write through SQLite's own locking beside the running server, as they are meant to.
+//!
+//! The lock file also tells how the previous holder ended: it records the holder while it
+//! runs and [`DirLock::release`] replaces that with a clean stop. A record still there when
+//! the next holder comes means the previous one died (SIGKILL, power loss, a panic), and the
+//! server checks the database before it serves ([`crate::Store::check_integrity`]).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -40,11 +45,26 @@ pub enum LockError {
     },
 }
 
+/// What the lock file wrote when a holder stopped cleanly.
+const CLEAN_STOP: &str = "stopped cleanly";
+
+/// How the previous holder of a data directory ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LastStop {
+    /// No server ran here before (or only one older than the lock file).
+    Unknown,
+    /// It stopped cleanly (its store was flushed and closed).
+    Clean,
+    /// It died while holding the directory; the text is its record.
+    Unclean(String),
+}
+
 /// An exclusive hold on a data directory, released when dropped (or when the process ends).
 #[derive(Debug)]
 pub struct DirLock {
     // Holding the open file holds the lock.
-    _file: File,
+    file: File,
+    last_stop: LastStop,
 }
 
 impl DirLock {
@@ -81,11 +101,42 @@ impl DirLock {
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
-        file.set_len(0).map_err(io)?;
-        file.seek(SeekFrom::Start(0)).map_err(io)?;
-        writeln!(file, "{role}, process {}", std::process::id()).map_err(io)?;
-        Ok(Self { _file: file })
+        let mut previous = String::new();
+        let _ = (&file).take(200).read_to_string(&mut previous);
+        let last_stop = match previous.trim() {
+            "" => LastStop::Unknown,
+            CLEAN_STOP => LastStop::Clean,
+            record => LastStop::Unclean(record.to_owned()),
+        };
+        rewrite(
+            &mut file,
+            &format!("{role}, process {}", std::process::id()),
+        )
+        .map_err(io)?;
+        Ok(Self { file, last_stop })
     }
+
+    /// How the previous holder ended.
+    pub fn last_stop(&self) -> &LastStop {
+        &self.last_stop
+    }
+
+    /// Releases the directory after a clean stop (the store flushed and closed), so that
+    /// the next holder knows it needs no check. Dropping the lock without this leaves the
+    /// record of a holder that died.
+    pub fn release(mut self) {
+        if let Err(e) = rewrite(&mut self.file, CLEAN_STOP) {
+            tracing::warn!(error = %e, "cannot record the clean stop in the lock file");
+        }
+    }
+}
+
+/// Replaces the lock file's text with `line`.
+fn rewrite(file: &mut File, line: &str) -> std::io::Result<()> {
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    writeln!(file, "{line}")?;
+    file.sync_data()
 }
 
 #[cfg(test)]
@@ -103,11 +154,20 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("--data-dir"), "{text}");
+        assert_eq!(first.last_stop(), &LastStop::Unknown);
+        // Dropped without a release: as if the process had died.
         drop(first);
         let again = DirLock::acquire(dir.path(), "mqchat hub").expect("free again");
         let record = std::fs::read_to_string(dir.path().join(LOCK_FILE)).expect("record");
         assert!(record.starts_with("mqchat hub, process "), "{record}");
-        drop(again);
+        assert!(
+            matches!(again.last_stop(), LastStop::Unclean(r) if r.starts_with("mqchat serve, process ")),
+            "{:?}",
+            again.last_stop()
+        );
+        again.release();
+        let third = DirLock::acquire(dir.path(), "mqchat serve").expect("free again");
+        assert_eq!(third.last_stop(), &LastStop::Clean);
     }
 
     #[test]
