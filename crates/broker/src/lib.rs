@@ -34,6 +34,7 @@ use rmqtt::types::{
 use tokio::task::JoinHandle;
 
 mod deadline;
+mod resume;
 mod tls;
 
 pub use tls::{TlsError, TlsFiles, check_files};
@@ -440,6 +441,16 @@ impl Broker {
                 name: "rmqtt-shared-subscription",
                 reason: e.to_string(),
             })?;
+
+        // rmqtt alone resends a resumed session's unacknowledged deliveries newest first.
+        {
+            let mut shared = scx.extends.shared_mut().await;
+            let inner = std::mem::replace(
+                &mut *shared,
+                Box::new(rmqtt::shared::DefaultShared::new(None)),
+            );
+            *shared = Box::new(resume::InOrder(inner));
+        }
 
         let register = scx.extends.hook_mgr().register();
         let arrivals = Arc::new(deadline::Arrivals::default());

@@ -739,3 +739,39 @@ async fn retention_keeps_the_newest_events_and_history_says_what_is_gone() {
     assert_eq!(sync["conversations"][0]["first-seq"], json!(7), "{sync}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn unacknowledged_deliveries_are_resent_in_their_order_after_a_reconnect() {
+    let server = server_with_users().await;
+    let mut options = persistent(Device::options(&server, "bob", "phone", "pw"));
+    options.set_manual_acks(true);
+    let mut bob = Device::connect(options.clone()).await.expect("bob");
+    bob.inbox("bob", "phone").await;
+    let mut alice = Device::login(&server, "alice", "phone").await;
+    alice.inbox("alice", "phone").await;
+    for i in 1..=5 {
+        let id = format!("0a03zkqvpmqt{i}");
+        let text = format!("number {i}");
+        assert!(
+            alice
+                .publish("mq/up/alice/phone", hi(&id, "bob", &text))
+                .await
+        );
+    }
+    // bob's phone receives the five and acknowledges none before its connection drops.
+    for i in 1..=5 {
+        let (_, got) = bob.receive().await;
+        assert_eq!(got["seq"].as_u64(), Some(i));
+    }
+    drop(bob);
+    // Back with its session: the broker resends the five in their original order
+    // (MQTT 5 section 4.6; rmqtt 0.24 alone resends them in reverse).
+    let mut bob = Device::connect(options).await.expect("bob again");
+    let mut seqs = Vec::new();
+    for _ in 1..=5 {
+        let (_, got) = bob.receive().await;
+        seqs.push(got["seq"].as_u64().expect("a seq"));
+    }
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    server.stop().await;
+}
