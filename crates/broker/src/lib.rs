@@ -34,6 +34,7 @@ use rmqtt::types::{
 use tokio::task::JoinHandle;
 
 mod deadline;
+mod drops;
 mod resume;
 mod tls;
 
@@ -230,6 +231,7 @@ struct Hooks {
     gate: Arc<dyn Gatekeeper>,
     consumer: Option<Arc<dyn Consumer>>,
     arrivals: Arc<deadline::Arrivals>,
+    drops: Arc<drops::Drops>,
 }
 
 /// The listener id of the loopback listener for the server's own clients.
@@ -396,6 +398,18 @@ impl Handler for Hooks {
                 }
                 (true, acc)
             }
+            Parameter::MessageDropped(to, _, publish, reason) => {
+                // Without a recipient it is a refused publish, which the ACL hook logs.
+                if let Some(to) = to {
+                    self.drops.dropped(
+                        std::time::Instant::now(),
+                        &to.client_id,
+                        &publish.topic,
+                        reason,
+                    );
+                }
+                (true, acc)
+            }
             _ => (true, acc),
         }
     }
@@ -454,11 +468,13 @@ impl Broker {
 
         let register = scx.extends.hook_mgr().register();
         let arrivals = Arc::new(deadline::Arrivals::default());
+        let drops = Arc::new(drops::Drops::default());
         let mut kinds = vec![
             Type::ClientConnect,
             Type::ClientAuthenticate,
             Type::ClientSubscribeCheckAcl,
             Type::MessagePublishCheckAcl,
+            Type::MessageDropped,
         ];
         if consumer.is_some() {
             kinds.push(Type::MessagePublish);
@@ -468,6 +484,7 @@ impl Broker {
                 gate: gate.clone(),
                 consumer: consumer.clone(),
                 arrivals: arrivals.clone(),
+                drops: drops.clone(),
             };
             register.add_priority(kind, 100, Box::new(hooks)).await;
         }

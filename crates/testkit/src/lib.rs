@@ -26,6 +26,15 @@ pub use server::TestServer;
 /// passing test never waits it out.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// Sends the logs of what runs in the test's process to the test's output, filtered by
+/// `RUST_LOG` (nothing without it). Once per process; later calls do nothing.
+pub fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 /// Awaits `future` for at most [`WAIT`]; panics naming `what` when the time is up.
 pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
     match tokio::time::timeout(WAIT, future).await {

@@ -20,10 +20,7 @@ pub async fn server() -> anyhow::Result<TestServer> {
 
 /// [`server`] with its settings adjusted by `adjust` (SIP on, say).
 pub async fn server_with(adjust: impl FnOnce(&mut ServerConfig)) -> anyhow::Result<TestServer> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    crate::logs();
     let server = TestServer::start_with(adjust).await?;
     for user in ["alice", "bob", "carol"] {
         server.add_user(user, PASSWORD)?;
