@@ -65,6 +65,26 @@ impl Device {
 
     /// Subscribes and returns whether the broker allowed it.
     pub async fn subscribe(&mut self, filter: &str) -> bool {
+        matches!(self.suback(filter).await, SubscribeReasonCode::Success(_))
+    }
+
+    /// Unsubscribes and returns whether the broker acknowledged it.
+    pub async fn unsubscribe(&mut self, filter: &str) -> bool {
+        self.client
+            .unsubscribe(filter)
+            .await
+            .expect("queue unsubscribe");
+        loop {
+            match self.next_incoming().await {
+                Incoming::UnsubAck(_) => return true,
+                Incoming::Publish(p) => self.held.push_back(p),
+                _ => {}
+            }
+        }
+    }
+
+    /// Subscribes and returns the SUBACK's reason code.
+    pub async fn suback(&mut self, filter: &str) -> SubscribeReasonCode {
         self.client
             .subscribe(filter, QoS::AtLeastOnce)
             .await
@@ -72,10 +92,7 @@ impl Device {
         loop {
             match self.next_incoming().await {
                 Incoming::SubAck(ack) => {
-                    return ack
-                        .return_codes
-                        .iter()
-                        .all(|c| matches!(c, SubscribeReasonCode::Success(_)));
+                    return ack.return_codes.first().copied().expect("one reason code");
                 }
                 Incoming::Publish(p) => self.held.push_back(p),
                 _ => {}
