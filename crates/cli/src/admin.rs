@@ -78,6 +78,33 @@ pub(crate) enum DeviceCommand {
     },
 }
 
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum StoreCommand {
+    /// When a server refused to start because the database lacks events it had stored (its
+    /// WAL was lost or damaged, or an older copy was put back) and no newer backup exists:
+    /// go on without them. Every conversation skips as many sequence numbers, so none is
+    /// given twice. Run it while no server runs on the data directory.
+    AcceptLoss,
+}
+
+pub(crate) fn store(data_dir: &Path, command: StoreCommand) -> anyhow::Result<()> {
+    match command {
+        StoreCommand::AcceptLoss => {
+            // Not beside a server. Dropped without a release: the next server still checks
+            // the database if the last one did not stop cleanly.
+            let _lock = mqchat_store::DirLock::acquire(data_dir, "mqchat store accept-loss")?;
+            let mut store = open(data_dir)?;
+            match store.accept_lost_tail()? {
+                Some(lost) => println!(
+                    "accepted the loss of {lost} events: every conversation skips {lost} sequence numbers"
+                ),
+                None => println!("no stored event is missing: nothing to do"),
+            }
+        }
+    }
+    Ok(())
+}
+
 fn open(data_dir: &Path) -> anyhow::Result<Store> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("data directory {}", data_dir.display()))?;

@@ -53,6 +53,13 @@ enum Command {
         #[command(subcommand)]
         command: admin::DeviceCommand,
     },
+    /// Repair the store after a loss (works on the data directory; stop the server first).
+    Store {
+        #[command(flatten)]
+        data: DataDir,
+        #[command(subcommand)]
+        command: admin::StoreCommand,
+    },
     /// Send a message.
     Send(client::SendArgs),
     /// Print events as they arrive (messages, receipts, typing, presence...).
@@ -134,6 +141,7 @@ fn main() -> ExitCode {
             Command::BrokerConfig(args) => broker_config::run(args),
             Command::User { data, command } => admin::user(&data.data_dir, command),
             Command::Device { data, command } => admin::device(&data.data_dir, command),
+            Command::Store { data, command } => admin::store(&data.data_dir, command),
             Command::Send(args) => client::send(args).await,
             Command::Listen(args) => client::listen(args).await,
             Command::History(args) => client::history(args).await,

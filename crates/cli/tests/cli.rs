@@ -218,3 +218,62 @@ fn after_a_crash_the_database_is_checked_and_a_damaged_one_refused() {
         "said once: {err}"
     );
 }
+
+#[test]
+fn a_database_that_lost_stored_events_is_refused_until_the_loss_is_accepted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    MQCHAT.add_users(dir.path(), &["alice", "bob"]);
+    let send = |url: &str, text: &str| {
+        let (code, out, err) = User::at(url, "alice").run("send", &["bob", text]);
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_owned()
+    };
+    let (server, banner) = MQCHAT.serve(dir.path(), &[]);
+    for n in 1..=3 {
+        assert_eq!(
+            send(&banner.url("mqtt://"), "early"),
+            format!("sent to bob as #{n}")
+        );
+    }
+    assert!(server.terminate().success());
+    let db = dir.path().join("mqchat.db");
+    let older = std::fs::read(&db).expect("an older copy");
+    let (server, banner) = MQCHAT.serve(dir.path(), &[]);
+    for n in 4..=5 {
+        assert_eq!(
+            send(&banner.url("mqtt://"), "later"),
+            format!("sent to bob as #{n}")
+        );
+    }
+    assert!(server.terminate().success());
+
+    // The older copy put back: #4 and #5 are gone, and would be numbered again.
+    std::fs::write(&db, older).expect("put the older copy back");
+    let (code, out, err) = MQCHAT.run(
+        &[
+            "serve",
+            "--data-dir",
+            data,
+            "--listen-tcp",
+            "127.0.0.1:0",
+            "--listen-ws",
+            "off",
+        ],
+        None,
+    );
+    assert_ne!(code, 0, "{out}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        errors[0].contains("lacks the last 2 events") && errors[0].contains("accept-loss"),
+        "{err}"
+    );
+
+    let (code, out, err) = MQCHAT.run(&["store", "accept-loss", "--data-dir", data], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("accepted the loss of 2 events"), "{out}");
+    let (server, banner) = MQCHAT.serve(dir.path(), &[]);
+    assert_eq!(send(&banner.url("mqtt://"), "after"), "sent to bob as #6");
+    assert!(server.terminate().success());
+}

@@ -103,8 +103,9 @@ impl Hub {
                 "the hub's broker password is empty".into(),
             ));
         }
-        let lock = crate::take_data_dir(&config.data_dir, &config.database(), "mqchat hub")?;
+        let mut lock = crate::take_data_dir(&config.data_dir, &config.database(), "mqchat hub")?;
         let store = Store::open(&config.database(), config.durability)?;
+        store.check_tail()?;
         let credentials = HubCredentials {
             username: config.broker_username.clone(),
             secret,
@@ -234,7 +235,10 @@ impl Hub {
             root,
             certificate,
             tls_watch,
-            lock,
+            lock: {
+                lock.serving();
+                lock
+            },
         })
     }
 

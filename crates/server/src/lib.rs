@@ -124,8 +124,9 @@ impl Server {
         if let Some(files) = &certificate {
             mqchat_broker::check_files(files).map_err(|e| StartError::Config(e.to_string()))?;
         }
-        let lock = take_data_dir(&config.data_dir, &config.database(), "mqchat serve")?;
+        let mut lock = take_data_dir(&config.data_dir, &config.database(), "mqchat serve")?;
         let store = Store::open(&config.database(), config.durability)?;
+        store.check_tail()?;
         let secret: [u8; 24] = rand::random();
         let hub = HubCredentials {
             username: link::HUB_USERNAME.to_owned(),
@@ -267,7 +268,10 @@ impl Server {
             sip,
             root,
             tls_watch,
-            lock,
+            lock: {
+                lock.serving();
+                lock
+            },
         })
     }
 

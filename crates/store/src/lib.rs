@@ -12,6 +12,7 @@ pub mod lock;
 pub mod push;
 pub mod retention;
 pub mod sip;
+mod tail;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -70,6 +71,19 @@ pub enum StoreError {
         /// The first problems SQLite reported.
         problems: String,
     },
+    /// Events the database had committed are gone (its WAL was lost or damaged, or an older
+    /// copy was put back): their sequence numbers must not be handed out again.
+    #[error(
+        "the database {path} lacks the last {lost} events it had stored (its WAL was lost or \
+         damaged, or an older copy was put back): restore the newest backup, or accept the \
+         loss with `mqchat store accept-loss` (README: Where data lives)"
+    )]
+    LostTail {
+        /// The database file.
+        path: PathBuf,
+        /// How many events are missing.
+        lost: u64,
+    },
     /// The data directory is another server's, or its lock file cannot be made.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -105,6 +119,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_push.sql"),
     include_str!("../migrations/0004_sip.sql"),
     include_str!("../migrations/0005_session_ends.sql"),
+    include_str!("../migrations/0006_event_count.sql"),
 ];
 
 /// Prepared statements kept per connection: more than the hub's pipeline, sync and group
@@ -116,6 +131,8 @@ const STATEMENT_CACHE: usize = 256;
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Where commits that stored events record the count (`tail.rs`).
+    counts: tail::CountFile,
 }
 
 impl Store {
@@ -142,6 +159,7 @@ impl Store {
         let mut store = Self {
             conn,
             path: path.to_owned(),
+            counts: tail::CountFile::new(path),
         };
         store.migrate()?;
         Ok(store)
@@ -175,6 +193,61 @@ impl Store {
         }
     }
 
+    /// Checks that no committed event is missing: the database's count of stored events
+    /// against the count recorded beside it after each commit (`tail.rs`).
+    pub fn check_tail(&self) -> Result<(), StoreError> {
+        match self.lost_tail()? {
+            Some(lost) => Err(StoreError::LostTail {
+                path: self.path.clone(),
+                lost,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// After events were lost ([`Store::check_tail`]), goes on without them: every
+    /// conversation's next sequence number moves past the numbers the lost events may have
+    /// had (at most as many as were lost), so that no number is handed out twice; devices
+    /// see the skipped numbers as a gap that history answers with nothing. Returns how many
+    /// were lost, or `None` when nothing was.
+    pub fn accept_lost_tail(&mut self) -> Result<Option<u64>, StoreError> {
+        let Some(lost) = self.lost_tail()? else {
+            return Ok(None);
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let step = i64::try_from(lost).unwrap_or(i64::MAX);
+        tx.execute("UPDATE conversations SET last_seq = last_seq + ?1", [step])?;
+        tx.execute(
+            "UPDATE counters SET value = value + ?1 WHERE name = 'events'",
+            [step],
+        )?;
+        tx.commit()?;
+        tracing::warn!(
+            lost,
+            "accepted the loss of events: every conversation skips as many sequence numbers"
+        );
+        Ok(Some(lost))
+    }
+
+    /// How many stored events the database lacks against its count file, if any.
+    fn lost_tail(&self) -> Result<Option<u64>, StoreError> {
+        let recorded = tail::recorded(&self.path).map_err(|e| {
+            StoreError::Corrupt(format!("{}: {e}", tail::count_path(&self.path).display()))
+        })?;
+        let Some(recorded) = recorded else {
+            return Ok(None);
+        };
+        let stored: i64 = self.conn.query_row(
+            "SELECT value FROM counters WHERE name = 'events'",
+            [],
+            |r| r.get(0),
+        )?;
+        let stored = u64::try_from(stored).unwrap_or(0);
+        Ok((recorded > stored).then(|| recorded - stored))
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -203,7 +276,7 @@ impl Store {
 
     /// Starts a write transaction (taking the write lock at once).
     pub fn transaction(&mut self) -> Result<Tx<'_>, StoreError> {
-        Tx::begin(&mut self.conn)
+        Tx::begin(&mut self.conn, &mut self.counts)
     }
 
     /// Forces the WAL into the main database file (at shutdown).

@@ -65,6 +65,12 @@ pub struct DirLock {
     // Holding the open file holds the lock.
     file: File,
     last_stop: LastStop,
+    /// The file's text before this hold, put back when a hold that never served ends
+    /// (a start that failed, an admin repair), so that it leaves no trace.
+    previous: String,
+    /// Whether the hold has served: then only [`DirLock::release`] records a clean stop, and
+    /// any other end leaves the record of a holder that died.
+    serving: bool,
 }
 
 impl DirLock {
@@ -113,7 +119,19 @@ impl DirLock {
             &format!("{role}, process {}", std::process::id()),
         )
         .map_err(io)?;
-        Ok(Self { file, last_stop })
+        Ok(Self {
+            file,
+            last_stop,
+            previous: previous.trim().to_owned(),
+            serving: false,
+        })
+    }
+
+    /// Marks the start of serving: from now on, an end other than [`DirLock::release`]
+    /// (a kill, a crash, a panic) leaves the record that makes the next start check the
+    /// database. Until then, dropping the lock gives the directory back as it was.
+    pub fn serving(&mut self) {
+        self.serving = true;
     }
 
     /// How the previous holder ended.
@@ -127,6 +145,18 @@ impl DirLock {
     pub fn release(mut self) {
         if let Err(e) = rewrite(&mut self.file, CLEAN_STOP) {
             tracing::warn!(error = %e, "cannot record the clean stop in the lock file");
+        }
+        // Recorded: nothing for the drop to put back.
+        self.serving = true;
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        if !self.serving
+            && let Err(e) = rewrite(&mut self.file, &self.previous)
+        {
+            tracing::warn!(error = %e, "cannot restore the lock file's record");
         }
     }
 }
@@ -155,7 +185,9 @@ mod tests {
         );
         assert!(text.contains("--data-dir"), "{text}");
         assert_eq!(first.last_stop(), &LastStop::Unknown);
-        // Dropped without a release: as if the process had died.
+        // Serving, then dropped without a release: as if the process had died.
+        let mut first = first;
+        first.serving();
         drop(first);
         let again = DirLock::acquire(dir.path(), "mqchat hub").expect("free again");
         let record = std::fs::read_to_string(dir.path().join(LOCK_FILE)).expect("record");
@@ -165,9 +197,16 @@ mod tests {
             "{:?}",
             again.last_stop()
         );
+        // A hold that never served (a start that failed) leaves the record as it found it.
+        drop(again);
+        let again = DirLock::acquire(dir.path(), "mqchat hub").expect("free again");
+        assert!(matches!(again.last_stop(), LastStop::Unclean(_)));
         again.release();
         let third = DirLock::acquire(dir.path(), "mqchat serve").expect("free again");
         assert_eq!(third.last_stop(), &LastStop::Clean);
+        drop(third);
+        let fourth = DirLock::acquire(dir.path(), "mqchat serve").expect("free again");
+        assert_eq!(fourth.last_stop(), &LastStop::Clean);
     }
 
     #[test]

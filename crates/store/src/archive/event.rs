@@ -156,6 +156,11 @@ impl Tx<'_> {
         self.tx
             .prepare_cached("INSERT INTO outbox (conv, seq) VALUES (?1, ?2)")?
             .execute(params![conv, seq])?;
+        // Counted with the event, for the tail guard (crate::tail).
+        self.tx
+            .prepare_cached("UPDATE counters SET value = value + 1 WHERE name = 'events'")?
+            .execute([])?;
+        self.stored.set(true);
         self.touch(conv)?;
         Ok(u(seq))
     }

@@ -32,12 +32,21 @@ use crate::StoreError;
 #[derive(Debug)]
 pub struct Tx<'c> {
     tx: Transaction<'c>,
+    /// Where the count of stored events goes after a commit that stored some.
+    counts: &'c mut crate::tail::CountFile,
+    /// Whether this transaction stored an event.
+    stored: std::cell::Cell<bool>,
 }
 
 impl<'c> Tx<'c> {
-    pub(crate) fn begin(conn: &'c mut Connection) -> Result<Self, StoreError> {
+    pub(crate) fn begin(
+        conn: &'c mut Connection,
+        counts: &'c mut crate::tail::CountFile,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
             tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)?,
+            counts,
+            stored: std::cell::Cell::new(false),
         })
     }
 
@@ -48,7 +57,19 @@ impl<'c> Tx<'c> {
 
     /// Commits everything done in the transaction.
     pub fn commit(self) -> Result<(), StoreError> {
+        let count = if self.stored.get() {
+            let count: i64 = self
+                .tx
+                .prepare_cached("SELECT value FROM counters WHERE name = 'events'")?
+                .query_row([], |r| r.get(0))?;
+            Some(u64::try_from(count).unwrap_or(0))
+        } else {
+            None
+        };
         self.tx.commit()?;
+        if let Some(count) = count {
+            self.counts.record(count);
+        }
         Ok(())
     }
 
