@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use mqchat_client::{Call, Client, EndReason, Event, Rejection};
+use mqchat_client::{Call, CallTarget, Client, EndReason, Event, Rejection};
 use mqchat_proto::body::{Availability, Call as CallRecord, CallOutcome, Presence};
 use mqchat_proto::{Body, ConversationRef, Packet, PacketKind};
 use serde_json::{Value, json};
@@ -58,6 +58,8 @@ fn seconds(secs: f64, what: &str) -> anyhow::Result<Duration> {
 }
 
 pub(crate) async fn run(args: CallArgs) -> anyhow::Result<()> {
+    // A bad target fails here, before connecting.
+    let target = CallTarget::parse(&args.to)?;
     let sdp = match &args.sdp {
         Some(path) => read_sdp(path)?,
         None => default_sdp(args.connect.user()),
@@ -75,7 +77,7 @@ pub(crate) async fn run(args: CallArgs) -> anyhow::Result<()> {
         .connect_device("cli-call", true, Presence::new(Availability::Busy))
         .await?;
     let json = args.connect.json();
-    let call = match client.call(&args.to, &sdp).await {
+    let call = match client.call(&target, &sdp).await {
         Ok(call) => call,
         Err(e) => {
             let _ = client.close().await;
@@ -247,8 +249,8 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
             let mut value = record_json(record);
             value["event"] = "call-record".into();
             value["conv"] = conv.to_string().into();
-            value["seq"] = (*seq).into();
-            value["ts"] = (*ts).into();
+            value["seq"] = seq.get().into();
+            value["ts"] = ts.unix_ms().into();
             value["own"] = (*own).into();
             value
         }

@@ -124,7 +124,7 @@ pub(crate) async fn send(args: SendArgs) -> anyhow::Result<()> {
     if args.connect.json() {
         println!(
             "{}",
-            json!({"conv": sent.conv.to_string(), "seq": sent.seq, "id": sent.id.to_string(), "ts": sent.ts, "duplicate": sent.duplicate})
+            json!({"conv": sent.conv.to_string(), "seq": sent.seq.get(), "id": sent.id.to_string(), "ts": sent.ts.unix_ms(), "duplicate": sent.duplicate})
         );
     } else {
         println!("sent to {} as #{}", sent.conv, sent.seq);
@@ -552,7 +552,7 @@ pub(crate) async fn contact(args: ContactArgs) -> anyhow::Result<()> {
     if args.connect.json() {
         println!(
             "{}",
-            json!({"conv": sent.conv.to_string(), "seq": sent.seq, "action": args.action})
+            json!({"conv": sent.conv.to_string(), "seq": sent.seq.get(), "action": args.action})
         );
     } else {
         println!("{} sent to {}", args.action, args.peer);

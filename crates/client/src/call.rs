@@ -6,7 +6,96 @@
 //! the application, whose business the media is.
 
 use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
+
+use mqchat_proto::{SipAddress, UserId};
+use mqchat_sip::{Scheme, Uri};
+
+use crate::error::Error;
+
+/// Whom [`Client::call`](crate::Client::call) calls: a user of this server (every device of
+/// theirs rings) or a `sip:` URI (a user's device by its GRUU, `sip:bob@example.org;gr=phone`,
+/// or an address outside mqchat, reached through the server's SIP gateway).
+///
+/// Parsed once ([`CallTarget::parse`], `str::parse`) or made from a [`UserId`] or a
+/// [`SipAddress`], so a bad target fails before any call is placed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallTarget(Target);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Target {
+    User(UserId),
+    Uri(Uri),
+}
+
+impl CallTarget {
+    /// Parses a user id or a `sip:` URI (a `tel:` URI, or one without a host, is refused:
+    /// [`Error::is_invalid`]).
+    pub fn parse(target: &str) -> Result<Self, Error> {
+        if let Ok(user) = UserId::parse(target) {
+            return Ok(Self(Target::User(user)));
+        }
+        let uri = Uri::parse(target)
+            .map_err(|e| Error::invalid(format!("call target {target:?}: {e}")))?;
+        if uri.scheme == Scheme::Tel || uri.host.is_empty() {
+            return Err(Error::invalid(format!(
+                "call target {target:?}: use a user id or a sip: URI"
+            )));
+        }
+        Ok(Self(Target::Uri(uri)))
+    }
+
+    /// The user called, when the target is a user id.
+    pub fn user(&self) -> Option<&UserId> {
+        match &self.0 {
+            Target::User(user) => Some(user),
+            Target::Uri(_) => None,
+        }
+    }
+
+    /// The request URI of the INVITE: a user id is a user of `domain`, the server's SIP
+    /// domain.
+    pub(crate) fn uri(&self, domain: &str) -> Uri {
+        match &self.0 {
+            Target::User(user) => Uri::sip(Some(user.as_str()), domain),
+            Target::Uri(uri) => uri.clone(),
+        }
+    }
+}
+
+impl From<UserId> for CallTarget {
+    fn from(user: UserId) -> Self {
+        Self(Target::User(user))
+    }
+}
+
+impl From<SipAddress> for CallTarget {
+    fn from(address: SipAddress) -> Self {
+        // A SIP address is a `sip:` URI in canonical form, which `Uri` parses; the fallback
+        // (never taken) writes the same text.
+        let uri = Uri::parse(address.as_str())
+            .unwrap_or_else(|_| Uri::sip(Some(address.user()), address.host_port()));
+        Self(Target::Uri(uri))
+    }
+}
+
+impl FromStr for CallTarget {
+    type Err = Error;
+
+    fn from_str(target: &str) -> Result<Self, Error> {
+        Self::parse(target)
+    }
+}
+
+impl fmt::Display for CallTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Target::User(user) => user.fmt(f),
+            Target::Uri(uri) => uri.fmt(f),
+        }
+    }
+}
 
 /// One call of this device, outgoing ([`Client::call`](crate::Client::call)) or incoming
 /// ([`Event::IncomingCall`](crate::Event::IncomingCall)). Cheap to clone; compare it with
@@ -109,6 +198,33 @@ impl fmt::Display for EndReason {
             Self::Declined { local: false } => f.write_str("declined by the other side"),
             Self::AnsweredElsewhere => f.write_str("answered on another device"),
             Self::Failed { code, reason } => write!(f, "failed: {code} {reason}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_once_and_print_as_given() {
+        let user = CallTarget::parse("bob").expect("a user id");
+        assert_eq!(user.user().map(UserId::as_str), Some("bob"));
+        assert_eq!(user.uri("example.org").to_string(), "sip:bob@example.org");
+        for text in ["sip:bob@localhost;gr=laptop", "sip:carol@example.net:5070"] {
+            let target: CallTarget = text.parse().expect("a sip: URI");
+            assert_eq!((target.user(), target.to_string().as_str()), (None, text));
+            assert_eq!(target.uri("example.org").to_string(), text);
+        }
+        let address = SipAddress::parse("sip:carol@[2001:db8::1]:5070").expect("valid");
+        let target = CallTarget::from(address.clone());
+        assert_eq!(target.to_string(), address.as_str());
+        for bad in ["not a target!", "tel:+15551234567", "sip:", ""] {
+            let e = CallTarget::parse(bad).expect_err(bad);
+            assert!(
+                e.is_invalid() && e.to_string().contains("call target"),
+                "{e}"
+            );
         }
     }
 }

@@ -1,7 +1,7 @@
 //! One user, several devices: carbons, read markers across devices, a device that was away
 //! when markers moved, and a new device with no state at all.
 
-use mqchat_client::Client;
+use mqchat_client::{Client, Seq};
 use mqchat_proto::body::{Body, History, Message, Sync};
 use mqchat_proto::{ConversationRef, body::ConversationEntry};
 
@@ -65,15 +65,15 @@ async fn every_device_of_a_user_has_the_same_view() -> anyhow::Result<()> {
     let (bob_last, carol_last) = (last("bob"), last("carol"));
     laptop
         .client()
-        .mark_read(conv("bob"), bob_last, false)
+        .mark_read(conv("bob"), Seq::new(bob_last), false)
         .await?;
     laptop
         .client()
-        .mark_read(conv("carol"), carol_last, false)
+        .mark_read(conv("carol"), Seq::new(carol_last), false)
         .await?;
     carol
         .client()
-        .mark_read(conv("alice"), carol_last, false)
+        .mark_read(conv("alice"), Seq::new(carol_last), false)
         .await?;
 
     let read_everywhere = |v: &crate::view::View| {

@@ -8,7 +8,8 @@ use mqchat_proto::body::{
     Body, ChatState, Contact, Delivered, GroupAction, GroupEvent, Presence, Profile, Read,
 };
 use mqchat_proto::{
-    ConversationRef, DeviceId, ErrorCode, InboxBranch, MessageId, Packet, PacketKind, Topic, UserId,
+    ConversationRef, DeviceId, ErrorCode, InboxBranch, MessageId, Packet, PacketKind, Seq,
+    Timestamp, Topic, UserId,
 };
 
 use super::markers::Kind;
@@ -139,14 +140,17 @@ impl Session {
         own: bool,
     ) -> Option<Event> {
         let seq = packet.seq?;
+        // The application sees them typed (the session keeps numbers).
+        let at = Seq::new(seq);
+        let ts = Timestamp::from_unix_ms(packet.ts.unwrap_or(0));
         // A call record names its other party by the conversation, which may be a SIP
         // address outside mqchat: it needs no sender.
         if packet.kind == PacketKind::CALL {
             return Some(Event::CallRecord {
                 record: typed::<mqchat_proto::body::Call>(&packet)?,
                 conv: conv.clone(),
-                seq,
-                ts: packet.ts.unwrap_or(0),
+                seq: at,
+                ts,
                 own,
             });
         }
@@ -158,8 +162,8 @@ impl Session {
             return Some(Event::Message {
                 message: typed(&packet)?,
                 conv: conv.clone(),
-                seq,
-                ts: packet.ts.unwrap_or(0),
+                seq: at,
+                ts,
                 from: Party::Sip(address.clone()),
                 own: false,
                 packet,
@@ -180,16 +184,16 @@ impl Session {
                 if invited_me {
                     Event::Invitation {
                         group: group.clone(),
-                        seq,
-                        ts: packet.ts.unwrap_or(0),
+                        seq: at,
+                        ts,
                         by: from,
                         name: change.name.unwrap_or_default(),
                     }
                 } else {
                     Event::Group {
                         group: group.clone(),
-                        seq,
-                        ts: packet.ts.unwrap_or(0),
+                        seq: at,
+                        ts,
                         by: from,
                         own,
                         change,
@@ -199,8 +203,8 @@ impl Session {
             PacketKind::MESSAGE => Event::Message {
                 message: typed(&packet)?,
                 conv,
-                seq,
-                ts: packet.ts.unwrap_or(0),
+                seq: at,
+                ts,
                 from: Party::User(from),
                 own,
                 packet,
@@ -208,7 +212,7 @@ impl Session {
             PacketKind::CONTACT => Event::Contact {
                 contact: typed::<Contact>(&packet)?,
                 conv,
-                seq,
+                seq: at,
                 from,
                 own,
             },
@@ -409,7 +413,7 @@ impl Session {
                         description: result.description,
                         history: result.history,
                         members: result.members,
-                        last_seq: seq,
+                        last_seq: Seq::new(seq),
                     }),
                     InfoFor::Receipt(at) => match self.groups.receipt(&self.me.user, &group, at) {
                         Some(receipt) => Answer::Receipt(receipt),

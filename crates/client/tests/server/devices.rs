@@ -1,6 +1,6 @@
 //! Device management and push settings through the SDK (spec 7.12, 7.13).
 
-use mqchat_client::Event;
+use mqchat_client::{Client, Event};
 use mqchat_proto::DeviceId;
 use mqchat_proto::body::{MUTED_FOREVER, Message, PushRegister, PushTarget, Sync};
 
@@ -84,7 +84,7 @@ async fn push_registration_and_mutes_reach_the_hub() -> anyhow::Result<()> {
 
     // A mute set on the phone shows on the tablet's sync; unmuting clears it.
     phone.send(conv("bob"), Message::text("hi")).await?;
-    phone.mute(conv("bob"), Some(MUTED_FOREVER)).await?;
+    phone.mute(conv("bob"), Some(Client::MUTED_FOREVER)).await?;
     let entries = tablet.sync(Sync::default()).await?.conversations;
     let bob = entries
         .iter()
