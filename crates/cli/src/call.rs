@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use mqchat_client::{Call, CallTarget, Client, EndReason, Event, Rejection};
-use mqchat_proto::body::{Availability, Call as CallRecord, CallOutcome, Presence};
+use mqchat_client::{Call, CallRecord, CallTarget, Client, EndReason, Event, Rejection, Timestamp};
+use mqchat_proto::body::{Availability, CallOutcome, Presence};
 use mqchat_proto::{Body, ConversationRef, Packet, PacketKind};
 use serde_json::{Value, json};
 
@@ -259,9 +259,11 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
 }
 
 fn record_json(record: &CallRecord) -> Value {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     json!({
-        "call-id": record.call_id, "outcome": record.outcome.name(), "started": record.started,
-        "answered": record.answered, "ended": record.ended, "duration": record.duration,
+        "call-id": record.call_id, "outcome": record.outcome.name(), "started": record.started.unix_ms(),
+        "answered": record.answered.map(Timestamp::unix_ms), "ended": record.ended.unix_ms(),
+        "duration": record.duration.map(millis),
         "answered-by": record.answered_by.as_ref().map(|d| d.to_string()), "media": record.media,
     })
 }
@@ -303,7 +305,7 @@ pub(crate) fn record_text(conv: &ConversationRef, own: bool, record: &CallRecord
     };
     let outcome = match record.outcome {
         CallOutcome::Answered => {
-            let secs = record.duration.unwrap_or(0) / 1000;
+            let secs = record.duration.map_or(0, |d| d.as_secs());
             let by = record
                 .answered_by
                 .as_ref()
@@ -321,7 +323,7 @@ pub(crate) fn packet_text(packet: &Packet, conv: &ConversationRef, me: &str) -> 
     if packet.kind != PacketKind::CALL {
         return None;
     }
-    let record = CallRecord::from_packet(packet).ok()?;
+    let record = CallRecord::from(mqchat_proto::body::Call::from_packet(packet).ok()?);
     let own = packet.from.as_ref().is_some_and(|f| f.as_str() == me);
     Some(format!("({})", record_text(conv, own, &record)))
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use mqchat_client::{Client, ClientConfig, Event, Events};
+use mqchat_client::{Client, ClientConfig, Event, Events, Timestamp};
 use mqchat_proto::body::{Availability, ContactAction, History, Message, Presence, Profile, Sync};
 use mqchat_proto::{ConversationRef, DeviceId, TopicRoot, UserId};
 use serde_json::json;
@@ -462,14 +462,15 @@ pub(crate) async fn devices(args: DevicesArgs) -> anyhow::Result<()> {
         if args.connect.json() {
             println!(
                 "{}",
-                json!({"device": d.device.to_string(), "created": d.created, "last-login": d.last_login, "token": d.token})
+                json!({"device": d.id.to_string(), "created": d.created.unix_ms(), "last-login": d.last_login.map(Timestamp::unix_ms), "token": d.token})
             );
         } else {
-            let login = d
-                .last_login
-                .map_or_else(|| "never".to_owned(), |t| format!("last login {t}"));
+            let login = d.last_login.map_or_else(
+                || "never".to_owned(),
+                |t| format!("last login {}", t.unix_ms()),
+            );
             let token = if d.token { ", device token" } else { "" };
-            println!("{}\t{login}{token}", d.device);
+            println!("{}\t{login}{token}", d.id);
         }
     }
     Ok(())

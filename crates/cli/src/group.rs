@@ -345,7 +345,7 @@ fn print_members(connect: &ConnectArgs, group: &Group) {
         if connect.json() {
             println!(
                 "{}",
-                json!({"user": m.user.as_str(), "role": role_name(m.role), "invited": m.invited, "since": m.since, "delivered": m.delivered, "read": m.read})
+                json!({"user": m.user.as_str(), "role": role_name(m.role), "invited": m.invited, "since": m.since.get(), "delivered": m.delivered.get(), "read": m.read.get()})
             );
         } else if m.invited {
             println!("{} (invited)", m.user);

@@ -8,8 +8,10 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use mqchat_proto::{SipAddress, UserId};
+use mqchat_proto::body::{self, CallOutcome};
+use mqchat_proto::{DeviceId, SipAddress, Timestamp, UserId};
 use mqchat_sip::{Scheme, Uri};
 
 use crate::error::Error;
@@ -136,6 +138,45 @@ impl fmt::Debug for Call {
 impl fmt::Display for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.call_id)
+    }
+}
+
+/// The record of a call between this user and another party (spec 7.14), as
+/// [`Event::CallRecord`](crate::Event::CallRecord) tells it; `From` reads one of the
+/// `call` packets of [`Client::history`](crate::Client::history) too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CallRecord {
+    /// The SIP Call-ID of the call's INVITE ([`Call::call_id`]).
+    pub call_id: String,
+    /// How it ended.
+    pub outcome: CallOutcome,
+    /// When the INVITE reached the hub.
+    pub started: Timestamp,
+    /// When the answer passed the hub, if it was answered.
+    pub answered: Option<Timestamp>,
+    /// When it ended (hang-up, final failure, cancel or timeout).
+    pub ended: Timestamp,
+    /// How long it was on (from the answer to the end), if it was answered.
+    pub duration: Option<Duration>,
+    /// The callee's device that answered, if a device of an mqchat user did.
+    pub answered_by: Option<DeviceId>,
+    /// The SDP media kinds of the offer (`audio`, `video`), in order.
+    pub media: Vec<String>,
+}
+
+impl From<body::Call> for CallRecord {
+    fn from(record: body::Call) -> Self {
+        Self {
+            call_id: record.call_id,
+            outcome: record.outcome,
+            started: Timestamp::from_unix_ms(record.started),
+            answered: record.answered.map(Timestamp::from_unix_ms),
+            ended: Timestamp::from_unix_ms(record.ended),
+            duration: record.duration.map(Duration::from_millis),
+            answered_by: record.answered_by,
+            media: record.media,
+        }
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use mqchat_proto::body::{
-    Body, Contact, ContactAction, DeviceEntry, DeviceRevoke, GroupCreate, History, HistoryResult,
-    Message, Mute, Presence, Profile, PushRegister, PushUnregister, State, Sync, SyncResult,
+    Body, Contact, ContactAction, DeviceRevoke, GroupCreate, History, HistoryResult, Message, Mute,
+    Presence, Profile, PushRegister, PushUnregister, State, Sync, SyncResult,
 };
 use mqchat_proto::{
     ConversationRef, DeviceId, DeviceIdentity, ErrorCode, GroupId, Packet, Seq, Timestamp, UserId,
@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::call::{Call, CallTarget, Rejection};
 use crate::config::ClientConfig;
+use crate::device::Device;
 use crate::driver::{self, Command, FinalState, Reply};
 use crate::error::{Error, Kind};
 use crate::event::{Created, Event, Sent};
@@ -160,9 +161,9 @@ impl Client {
     }
 
     /// The user's devices that may connect (spec 7.12).
-    pub async fn devices(&self) -> Result<Vec<DeviceEntry>, Error> {
+    pub async fn devices(&self) -> Result<Vec<Device>, Error> {
         match self.ask(Command::Devices).await? {
-            Answer::Devices(devices) => Ok(devices),
+            Answer::Devices(devices) => Ok(devices.into_iter().map(Device::from).collect()),
             other => Err(unexpected(&other)),
         }
     }

@@ -7,7 +7,7 @@ use mqchat_proto::{
     UserId,
 };
 
-use crate::call::{Call, EndReason};
+use crate::call::{Call, CallRecord, EndReason};
 
 /// The hub stored a conversation event this device sent: the "sent" receipt (spec section 9).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -276,7 +276,7 @@ pub enum Event {
     },
     /// The record of a call between this user and `conv` (spec 7.14): made by the hub when
     /// the call ended, sequenced in the conversation like a message (and listed by
-    /// `Client::history`; [`Body::from_packet`](mqchat_proto::Body::from_packet) reads it there).
+    /// `Client::history`, where [`CallRecord::from`] reads it).
     CallRecord {
         /// The conversation with the other party.
         conv: ConversationRef,
@@ -287,7 +287,7 @@ pub enum Event {
         /// This user placed the call.
         own: bool,
         /// The record: outcome, times, duration, the device that answered.
-        record: mqchat_proto::body::Call,
+        record: CallRecord,
     },
     /// A packet of another type (an extension), decoded and checked with the registry.
     Other {

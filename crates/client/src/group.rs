@@ -3,8 +3,8 @@
 //! application asks for, and the receipts of the messages it sent.
 
 use mqchat_proto::body::{
-    AdminAction, Body, GroupAdmin, GroupJoin, History, HistoryResult, HistoryVisibility,
-    JoinAction, Member, Message, Role,
+    self, AdminAction, Body, GroupAdmin, GroupJoin, History, HistoryResult, HistoryVisibility,
+    JoinAction, Message, Role,
 };
 use mqchat_proto::{ConversationRef, GroupId, Packet, Seq, UserId};
 
@@ -223,6 +223,37 @@ impl Group {
             .iter()
             .find(|m| m.role == Role::Owner && !m.invited)
             .map(|m| &m.user)
+    }
+}
+
+/// A member or invited user of a group, with their role and markers, as the hub answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Member {
+    /// The user.
+    pub user: UserId,
+    /// Their role.
+    pub role: Role,
+    /// Invited, not yet a member.
+    pub invited: bool,
+    /// The sequence number of their `joined` (or `invited`) event.
+    pub since: Seq,
+    /// Their delivered marker.
+    pub delivered: Seq,
+    /// Their read marker.
+    pub read: Seq,
+}
+
+impl From<body::Member> for Member {
+    fn from(member: body::Member) -> Self {
+        Self {
+            user: member.user,
+            role: member.role,
+            invited: member.invited,
+            since: Seq::new(member.since),
+            delivered: Seq::new(member.delivered),
+            read: Seq::new(member.read),
+        }
     }
 }
 

@@ -63,6 +63,7 @@ mod call;
 mod client;
 mod config;
 mod connection;
+mod device;
 mod driver;
 mod error;
 mod event;
@@ -72,12 +73,13 @@ mod state;
 mod tls;
 mod ua;
 
-pub use call::{Call, CallTarget, EndReason, Rejection};
+pub use call::{Call, CallRecord, CallTarget, EndReason, Rejection};
 pub use client::{Client, Events};
 pub use config::ClientConfig;
+pub use device::Device;
 pub use error::Error;
 pub use event::{Created, Event, Party, Sent};
-pub use group::{Group, GroupHandle, GroupUpdate, MemberReceipt, Receipt};
+pub use group::{Group, GroupHandle, GroupUpdate, Member, MemberReceipt, Receipt};
 pub use state::SyncState;
 
 /// The protocol crate, whole: every type the SDK's API takes or returns is in it, so an app

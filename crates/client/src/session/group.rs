@@ -319,13 +319,13 @@ impl Groups {
                 .iter()
                 .map(|(user, seat)| {
                     let (delivered, read) = known.markers.get(user).copied().unwrap_or_default();
-                    mqchat_proto::body::Member {
+                    crate::group::Member {
                         user: user.clone(),
                         role: seat.role,
                         invited: seat.invited,
-                        since: seat.since,
-                        delivered,
-                        read,
+                        since: Seq::new(seat.since),
+                        delivered: Seq::new(delivered),
+                        read: Seq::new(read),
                     }
                 })
                 .collect(),

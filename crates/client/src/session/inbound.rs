@@ -18,6 +18,7 @@ use super::timeline::Admission;
 use super::{Answer, Now, Output, Session};
 use crate::error::Error;
 use crate::event::{Event, Party};
+use crate::group::Member;
 
 impl Session {
     /// A PUBLISH arrived from the broker.
@@ -147,7 +148,7 @@ impl Session {
         // address outside mqchat: it needs no sender.
         if packet.kind == PacketKind::CALL {
             return Some(Event::CallRecord {
-                record: typed::<mqchat_proto::body::Call>(&packet)?,
+                record: typed::<mqchat_proto::body::Call>(&packet)?.into(),
                 conv: conv.clone(),
                 seq: at,
                 ts,
@@ -412,7 +413,7 @@ impl Session {
                         avatar: result.avatar,
                         description: result.description,
                         history: result.history,
-                        members: result.members,
+                        members: result.members.into_iter().map(Member::from).collect(),
                         last_seq: Seq::new(seq),
                     }),
                     InfoFor::Receipt(at) => match self.groups.receipt(&self.me.user, &group, at) {

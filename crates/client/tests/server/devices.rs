@@ -15,7 +15,7 @@ async fn a_user_lists_devices_and_revokes_a_lost_one() -> anyhow::Result<()> {
         .devices()
         .await?
         .iter()
-        .map(|d| d.device.to_string())
+        .map(|d| d.id.to_string())
         .collect();
     assert_eq!(ids, ["laptop", "phone"]);
 
@@ -33,7 +33,7 @@ async fn a_user_lists_devices_and_revokes_a_lost_one() -> anyhow::Result<()> {
         .devices()
         .await?
         .iter()
-        .map(|d| d.device.to_string())
+        .map(|d| d.id.to_string())
         .collect();
     assert_eq!(ids, ["phone"]);
     // Revoking it again, or a device that never existed, is refused.

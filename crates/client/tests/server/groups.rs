@@ -279,7 +279,7 @@ async fn five_users_share_one_ordered_group() -> anyhow::Result<()> {
     assert_eq!(info.name, "Crew 2");
     assert!(
         info.member(&user("bob"))
-            .is_some_and(|m| m.read >= hello.seq.get() && m.role == Role::Admin)
+            .is_some_and(|m| m.read >= hello.seq && m.role == Role::Admin)
     );
 
     let reply = bob

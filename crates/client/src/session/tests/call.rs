@@ -109,7 +109,7 @@ fn call_records_are_events_of_their_conversation() {
     assert_eq!(
         lines,
         [
-            "event call-record bob#3 own=false answered Some(90000)",
+            "event call-record bob#3 own=false answered Some(90s)",
             "event call-record sip:carol@example.net#1 own=true missed None",
         ]
     );
