@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use crossterm::terminal;
-use mqchat_client::{Client, Event, Seq};
-use mqchat_proto::body::{Availability, History, Message, Presence, State};
+use mqchat_client::{Client, Event, HistoryQuery, Seq};
+use mqchat_proto::body::{Availability, Message, Presence, State};
 use mqchat_proto::{ConversationRef, UserId};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
@@ -60,9 +60,9 @@ pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let recent = client
         .history(
             conv.clone(),
-            History {
+            HistoryQuery {
                 limit: Some(10),
-                ..History::default()
+                ..HistoryQuery::default()
             },
         )
         .await?;

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use mqchat_client::{Client, ClientConfig, Event, Events, Timestamp};
-use mqchat_proto::body::{Availability, ContactAction, History, Message, Presence, Profile, Sync};
+use mqchat_client::{Client, ClientConfig, Event, Events, HistoryQuery, Seq, Timestamp};
+use mqchat_proto::body::{Availability, ContactAction, Message, Presence, Profile, Sync};
 use mqchat_proto::{ConversationRef, DeviceId, TopicRoot, UserId};
 use serde_json::json;
 
@@ -270,9 +270,9 @@ pub(crate) async fn history(args: HistoryArgs) -> anyhow::Result<()> {
         .connect
         .connect(false, Presence::new(Availability::Available))
         .await?;
-    let query = History {
-        after: args.after,
-        before: args.before,
+    let query = HistoryQuery {
+        after: args.after.map(Seq::new),
+        before: args.before.map(Seq::new),
         limit: Some(args.limit),
         since: None,
     };
@@ -360,7 +360,7 @@ pub(crate) async fn conversations(args: ConversationsArgs) -> anyhow::Result<()>
         if args.connect.json() {
             println!(
                 "{}",
-                json!({"conv": entry.conv.to_string(), "last-seq": entry.last_seq, "unread": entry.unread, "read": entry.read, "peer-read": entry.peer_read, "last": last})
+                json!({"conv": entry.conv.to_string(), "last-seq": entry.last_seq.get(), "unread": entry.unread, "read": entry.read.get(), "peer-read": entry.peer_read.get(), "last": last})
             );
         } else {
             let unread = if entry.unread > 0 {

@@ -427,7 +427,7 @@ async fn sync_after_being_offline_through_mosquitto() {
     // A new device with no storage pages the history instead.
     let (carol_less, _events) = deployment.connect("bob", "tablet").await;
     let page = carol_less
-        .history(conv("alice"), mqchat_proto::body::History::default())
+        .history(conv("alice"), mqchat_client::HistoryQuery::default())
         .await
         .expect("history");
     assert_eq!(page.events.len(), 4, "{page:?}");

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use mqchat_proto::body::{
-    Body, Contact, ContactAction, DeviceRevoke, GroupCreate, History, HistoryResult, Message, Mute,
-    Presence, Profile, PushRegister, PushUnregister, State, Sync, SyncResult,
+    Body, Contact, ContactAction, DeviceRevoke, GroupCreate, Message, Mute, Presence, Profile,
+    PushRegister, PushUnregister, State, Sync,
 };
 use mqchat_proto::{
     ConversationRef, DeviceId, DeviceIdentity, ErrorCode, GroupId, Packet, Seq, Timestamp, UserId,
@@ -22,8 +22,10 @@ use crate::driver::{self, Command, FinalState, Reply};
 use crate::error::{Error, Kind};
 use crate::event::{Created, Event, Sent};
 use crate::group::{Group, GroupHandle, Receipt};
+use crate::history::{HistoryPage, HistoryQuery};
 use crate::session::Answer;
 use crate::state::SyncState;
+use crate::sync::SyncPage;
 
 /// A connected device. Cheap to clone; every clone talks over the same connection.
 ///
@@ -270,21 +272,21 @@ impl Client {
     pub async fn history(
         &self,
         conv: ConversationRef,
-        query: History,
-    ) -> Result<HistoryResult, Error> {
+        query: HistoryQuery,
+    ) -> Result<HistoryPage, Error> {
         match self
-            .ask(|reply| Command::History(conv, query, reply))
+            .ask(|reply| Command::History(conv, query.into(), reply))
             .await?
         {
-            Answer::History(result) => Ok(result),
+            Answer::History(result) => Ok(result.into()),
             other => Err(unexpected(&other)),
         }
     }
 
     /// Asks the hub which conversations changed (spec section 11).
-    pub async fn sync(&self, query: Sync) -> Result<SyncResult, Error> {
+    pub async fn sync(&self, query: Sync) -> Result<SyncPage, Error> {
         match self.ask(|reply| Command::Sync(query, reply)).await? {
-            Answer::Sync(result) => Ok(result),
+            Answer::Sync(result) => Ok(result.into()),
             other => Err(unexpected(&other)),
         }
     }

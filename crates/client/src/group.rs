@@ -3,8 +3,7 @@
 //! application asks for, and the receipts of the messages it sent.
 
 use mqchat_proto::body::{
-    self, AdminAction, Body, GroupAdmin, GroupJoin, History, HistoryResult, HistoryVisibility,
-    JoinAction, Message, Role,
+    self, AdminAction, Body, GroupAdmin, GroupJoin, HistoryVisibility, JoinAction, Message, Role,
 };
 use mqchat_proto::{ConversationRef, GroupId, Packet, Seq, UserId};
 
@@ -12,6 +11,7 @@ use crate::client::{Client, unexpected};
 use crate::driver::Command;
 use crate::error::Error;
 use crate::event::Sent;
+use crate::history::{HistoryPage, HistoryQuery};
 use crate::session::Answer;
 
 /// One group, as this device acts on it: made by [`Client::group`]. Each change resolves
@@ -58,7 +58,7 @@ impl<'a> GroupHandle<'a> {
 
     /// Asks the hub for a page of the group's events: [`Client::history`] of its
     /// conversation (members read what the group's history setting shows them).
-    pub async fn history(&self, query: History) -> Result<HistoryResult, Error> {
+    pub async fn history(&self, query: HistoryQuery) -> Result<HistoryPage, Error> {
         self.client.history(self.conv(), query).await
     }
 

@@ -68,8 +68,10 @@ mod driver;
 mod error;
 mod event;
 mod group;
+mod history;
 mod session;
 mod state;
+mod sync;
 mod tls;
 mod ua;
 
@@ -80,7 +82,9 @@ pub use device::Device;
 pub use error::Error;
 pub use event::{Created, Event, Party, Sent};
 pub use group::{Group, GroupHandle, GroupUpdate, Member, MemberReceipt, Receipt};
+pub use history::{HistoryPage, HistoryQuery};
 pub use state::SyncState;
+pub use sync::{Conversation, SyncPage};
 
 /// The protocol crate, whole: every type the SDK's API takes or returns is in it, so an app
 /// needs no dependency of its own on `mqchat-proto` (and no version of it to keep in step).

@@ -5,9 +5,10 @@
 //! at once, and the call records in both users' histories.
 
 use mqchat_client::{
-    Call, CallRecord as Record, CallTarget, Client, EndReason, Event, Events, Rejection,
+    Call, CallRecord as Record, CallTarget, Client, EndReason, Event, Events, HistoryQuery,
+    Rejection,
 };
-use mqchat_proto::body::{Call as CallBody, CallOutcome, History};
+use mqchat_proto::body::{Call as CallBody, CallOutcome};
 use mqchat_proto::{Body, ConversationRef, PacketKind};
 
 use crate::common::*;
@@ -130,7 +131,7 @@ async fn record(events: &mut Device, call: &Call) -> (ConversationRef, bool, Rec
 
 /// The call records in `client`'s history with `peer`.
 async fn history_records(client: &Client, peer: &str) -> anyhow::Result<Vec<Record>> {
-    let page = client.history(conv(peer), History::default()).await?;
+    let page = client.history(conv(peer), HistoryQuery::default()).await?;
     Ok(page
         .events
         .iter()

@@ -2,7 +2,7 @@
 
 use mqchat_client::{Client, Event};
 use mqchat_proto::DeviceId;
-use mqchat_proto::body::{MUTED_FOREVER, Message, PushRegister, PushTarget, Sync};
+use mqchat_proto::body::{Message, PushRegister, PushTarget, Sync};
 
 use crate::common::*;
 
@@ -90,7 +90,7 @@ async fn push_registration_and_mutes_reach_the_hub() -> anyhow::Result<()> {
         .iter()
         .find(|e| e.conv == conv("bob"))
         .expect("the conversation");
-    assert_eq!(bob.muted_until, Some(MUTED_FOREVER));
+    assert_eq!(bob.muted_until, Some(Client::MUTED_FOREVER));
     phone.mute(conv("bob"), None).await?;
     let entries = tablet.sync(Sync::default()).await?.conversations;
     let bob = entries

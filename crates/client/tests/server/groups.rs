@@ -3,10 +3,8 @@
 //! accepts at once both land; the group limit; and the attacks, refused with an error and
 //! delivered to no one.
 
-use mqchat_client::{Client, Event, Events, GroupUpdate, Receipt};
-use mqchat_proto::body::{
-    Body, GroupAction, GroupCreate, GroupEvent, History, Message, Role, State,
-};
+use mqchat_client::{Client, Event, Events, GroupUpdate, HistoryQuery, Receipt};
+use mqchat_proto::body::{Body, GroupAction, GroupCreate, GroupEvent, Message, Role, State};
 use mqchat_proto::{ConversationRef, ErrorCode, GroupId, Seq, UserId};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet as MqttPacket, SubscribeReasonCode};
@@ -375,10 +373,10 @@ async fn five_users_share_one_ordered_group() -> anyhow::Result<()> {
         .client
         .history(
             conv.clone(),
-            History {
-                after: Some(0),
+            HistoryQuery {
+                after: Some(Seq::NONE),
                 limit: Some(500),
-                ..History::default()
+                ..HistoryQuery::default()
             },
         )
         .await?;
@@ -642,7 +640,7 @@ async fn attacks_on_a_group_are_refused_and_reach_no_one() -> anyhow::Result<()>
     );
     assert_eq!(refused(m.group(&gid).info().await), forbidden);
     assert_eq!(
-        refused(m.history(conv.clone(), History::default()).await),
+        refused(m.history(conv.clone(), HistoryQuery::default()).await),
         forbidden
     );
     assert_eq!(refused(m.group(&gid).accept().await), forbidden);

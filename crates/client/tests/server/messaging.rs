@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use mqchat_client::Event;
-use mqchat_proto::body::{Body, History, Message, State, Sync};
+use mqchat_client::{Event, HistoryQuery};
+use mqchat_proto::body::{Body, Message, State, Sync};
 use mqchat_proto::{
     ConversationRef, ErrorCode, MessageId, PacketKind, Registry, Seq, Timestamp, UserId,
 };
@@ -351,9 +351,9 @@ async fn history_and_sync() -> anyhow::Result<()> {
     let page = alice
         .history(
             conv("carol"),
-            History {
-                after: Some(0),
-                ..History::default()
+            HistoryQuery {
+                after: Some(Seq::NONE),
+                ..HistoryQuery::default()
             },
         )
         .await?;
@@ -368,7 +368,7 @@ async fn history_and_sync() -> anyhow::Result<()> {
         .iter()
         .find(|c| c.conv == conv("carol"))
         .expect("carol's conversation changed");
-    assert_eq!(entry.last_seq, two.seq.get());
+    assert_eq!(entry.last_seq, two.seq);
     assert!(changes.token >= entry.change);
     server.stop().await;
     Ok(())
