@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use mqchat_client::{Call, CallRecord, CallTarget, Client, EndReason, Event, Rejection, Timestamp};
-use mqchat_proto::body::{Availability, CallOutcome, Presence};
+use mqchat_client::{
+    Call, CallRecord, CallTarget, Client, EndReason, Event, Presence, Rejection, Timestamp,
+};
+use mqchat_proto::body::{Availability, CallOutcome};
 use mqchat_proto::{Body, ConversationRef, Packet, PacketKind};
 use serde_json::{Value, json};
 

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use mqchat_client::{Client, ClientConfig, Event, Events, HistoryQuery, Seq, Timestamp};
-use mqchat_proto::body::{Availability, ContactAction, Message, Presence, Profile, Sync};
+use mqchat_client::{Client, ClientConfig, Event, Events, HistoryQuery, Presence, Seq, Timestamp};
+use mqchat_proto::body::{Availability, ContactAction, Message, Profile, Sync};
 use mqchat_proto::{ConversationRef, DeviceId, TopicRoot, UserId};
 use serde_json::json;
 

@@ -4,9 +4,9 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use mqchat_client::{Client, Event, Group, GroupUpdate, Sent};
+use mqchat_client::{Client, Event, Group, GroupUpdate, Presence, Sent};
 use mqchat_proto::body::{
-    Availability, Body, GroupAction, GroupCreate, GroupEvent, HistoryVisibility, Presence, Role,
+    Availability, Body, GroupAction, GroupCreate, GroupEvent, HistoryVisibility, Role,
 };
 use mqchat_proto::{GroupId, Packet, PacketKind, UserId};
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! How the CLI reports: one-line errors with meaningful exit codes, and events as text or
 //! JSON lines.
 
-use mqchat_client::Event;
+use mqchat_client::{Event, Timestamp};
 use mqchat_proto::body::{Availability, State};
 use serde_json::{Value, json};
 
@@ -101,7 +101,7 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
             "event": "presence", "user": user.as_str(), "device": device.as_str(),
             "availability": presence.as_ref().map(|p| availability_name(p.availability)),
             "status": presence.as_ref().and_then(|p| p.status.clone()),
-            "last-active": presence.as_ref().and_then(|p| p.last_active),
+            "last-active": presence.as_ref().and_then(|p| p.last_active).map(Timestamp::unix_ms),
         }),
         Event::Profile {
             user,

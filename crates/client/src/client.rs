@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use mqchat_proto::body::{
-    Body, Contact, ContactAction, DeviceRevoke, GroupCreate, Message, Mute, Presence, Profile,
-    PushRegister, PushUnregister, State, Sync,
+    Body, Contact, ContactAction, DeviceRevoke, GroupCreate, Message, Mute, Profile, PushRegister,
+    PushUnregister, State, Sync,
 };
 use mqchat_proto::{
     ConversationRef, DeviceId, DeviceIdentity, ErrorCode, GroupId, Packet, Seq, Timestamp, UserId,
@@ -23,6 +23,7 @@ use crate::error::{Error, Kind};
 use crate::event::{Created, Event, Sent};
 use crate::group::{Group, GroupHandle, Receipt};
 use crate::history::{HistoryPage, HistoryQuery};
+use crate::presence::Presence;
 use crate::session::Answer;
 use crate::state::SyncState;
 use crate::sync::SyncPage;
@@ -158,7 +159,7 @@ impl Client {
 
     /// Sets this device's presence: published now (retained) and after every reconnect.
     pub async fn set_presence(&self, presence: Presence) -> Result<(), Error> {
-        self.command(|reply| Command::SetPresence(presence, reply))
+        self.command(|reply| Command::SetPresence(presence.into(), reply))
             .await
     }
 

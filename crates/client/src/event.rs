@@ -1,13 +1,14 @@
 //! What the SDK tells the application: the events of its connection and conversations, and
 //! the confirmation of a sent event.
 
-use mqchat_proto::body::{Contact, GroupEvent, Message, Presence, Profile, State};
+use mqchat_proto::body::{Contact, GroupEvent, Message, Profile, State};
 use mqchat_proto::{
     ConversationRef, DeviceId, ErrorCode, GroupId, MessageId, Packet, Seq, SipAddress, Timestamp,
     UserId,
 };
 
 use crate::call::{Call, CallRecord, EndReason};
+use crate::presence::Presence;
 
 /// The hub stored a conversation event this device sent: the "sent" receipt (spec section 9).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -69,6 +69,7 @@ mod error;
 mod event;
 mod group;
 mod history;
+mod presence;
 mod session;
 mod state;
 mod sync;
@@ -83,6 +84,7 @@ pub use error::Error;
 pub use event::{Created, Event, Party, Sent};
 pub use group::{Group, GroupHandle, GroupUpdate, Member, MemberReceipt, Receipt};
 pub use history::{HistoryPage, HistoryQuery};
+pub use presence::Presence;
 pub use state::SyncState;
 pub use sync::{Conversation, SyncPage};
 

@@ -320,7 +320,7 @@ impl Session {
         self.emit(Event::Presence {
             user,
             device,
-            presence,
+            presence: presence.map(crate::presence::Presence::from),
         });
     }
 
