@@ -20,11 +20,7 @@ pub struct Presence {
 impl Presence {
     /// A presence with only an availability.
     pub fn new(availability: Availability) -> Self {
-        Self {
-            availability,
-            status: None,
-            last_active: None,
-        }
+        body::Presence::new(availability).into()
     }
 }
 
