@@ -3,9 +3,11 @@
 //! In the manner of quinn-proto, a [`Session`] never touches a socket, a clock or a random
 //! number generator. The driver feeds it commands from the application (`send`, `mark_read`,
 //! ...), what happens on the connection (`handle_connected`, `handle_publish`, ...) and the
-//! time (`handle_timeout`, with the instant from `poll_timeout`), each call with a [`Now`]; it
-//! then takes the results from [`Session::poll`]: MQTT publishes and subscriptions to make,
-//! events for the application, and answers to the calls that wait for the hub.
+//! time (`handle_timeout`, at the moment `poll_timeout` named), each call with a [`Now`]:
+//! proto's reading of the driver's monotonic clock (a `Moment` since its origin) and of the
+//! wall clock. Randomness comes as seeds in [`Settings`]. The driver then takes the results
+//! from [`Session::poll`]: MQTT publishes and subscriptions to make, events for the
+//! application, and answers to the calls that wait for the hub.
 //!
 //! The parts are modules of their own: [`pending`] (upstream packets waiting for an answer,
 //! resent on every connection), [`timeline`] (deduplication and gaps by sequence number),
