@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use mqchat_client::{Call, Client, EndReason, Event, Rejection};
-use mqchat_proto::body::{Availability, Call as CallRecord, CallOutcome, Presence};
+use mqchat_client::{
+    Call, CallRecord, CallTarget, Client, EndReason, Event, Presence, Rejection, Timestamp,
+};
+use mqchat_proto::body::{Availability, CallOutcome};
 use mqchat_proto::{Body, ConversationRef, Packet, PacketKind};
 use serde_json::{Value, json};
 
@@ -58,6 +60,8 @@ fn seconds(secs: f64, what: &str) -> anyhow::Result<Duration> {
 }
 
 pub(crate) async fn run(args: CallArgs) -> anyhow::Result<()> {
+    // A bad target fails here, before connecting.
+    let target = CallTarget::parse(&args.to)?;
     let sdp = match &args.sdp {
         Some(path) => read_sdp(path)?,
         None => default_sdp(args.connect.user()),
@@ -75,7 +79,7 @@ pub(crate) async fn run(args: CallArgs) -> anyhow::Result<()> {
         .connect_device("cli-call", true, Presence::new(Availability::Busy))
         .await?;
     let json = args.connect.json();
-    let call = match client.call(&args.to, &sdp).await {
+    let call = match client.call(&target, &sdp).await {
         Ok(call) => call,
         Err(e) => {
             let _ = client.close().await;
@@ -247,8 +251,8 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
             let mut value = record_json(record);
             value["event"] = "call-record".into();
             value["conv"] = conv.to_string().into();
-            value["seq"] = (*seq).into();
-            value["ts"] = (*ts).into();
+            value["seq"] = seq.get().into();
+            value["ts"] = ts.unix_ms().into();
             value["own"] = (*own).into();
             value
         }
@@ -257,9 +261,11 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
 }
 
 fn record_json(record: &CallRecord) -> Value {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     json!({
-        "call-id": record.call_id, "outcome": record.outcome.name(), "started": record.started,
-        "answered": record.answered, "ended": record.ended, "duration": record.duration,
+        "call-id": record.call_id, "outcome": record.outcome.name(), "started": record.started.unix_ms(),
+        "answered": record.answered.map(Timestamp::unix_ms), "ended": record.ended.unix_ms(),
+        "duration": record.duration.map(millis),
         "answered-by": record.answered_by.as_ref().map(|d| d.to_string()), "media": record.media,
     })
 }
@@ -301,7 +307,7 @@ pub(crate) fn record_text(conv: &ConversationRef, own: bool, record: &CallRecord
     };
     let outcome = match record.outcome {
         CallOutcome::Answered => {
-            let secs = record.duration.unwrap_or(0) / 1000;
+            let secs = record.duration.map_or(0, |d| d.as_secs());
             let by = record
                 .answered_by
                 .as_ref()
@@ -319,7 +325,7 @@ pub(crate) fn packet_text(packet: &Packet, conv: &ConversationRef, me: &str) -> 
     if packet.kind != PacketKind::CALL {
         return None;
     }
-    let record = CallRecord::from_packet(packet).ok()?;
+    let record = CallRecord::from(mqchat_proto::body::Call::from_packet(packet).ok()?);
     let own = packet.from.as_ref().is_some_and(|f| f.as_str() == me);
     Some(format!("({})", record_text(conv, own, &record)))
 }

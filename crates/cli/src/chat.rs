@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use crossterm::terminal;
-use mqchat_client::{Client, Event};
-use mqchat_proto::body::{Availability, History, Message, Presence, State};
+use mqchat_client::{Client, Event, HistoryQuery, Presence, Seq};
+use mqchat_proto::body::{Availability, Message, State};
 use mqchat_proto::{ConversationRef, UserId};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
@@ -60,9 +60,9 @@ pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
     let recent = client
         .history(
             conv.clone(),
-            History {
+            HistoryQuery {
                 limit: Some(10),
-                ..History::default()
+                ..HistoryQuery::default()
             },
         )
         .await?;
@@ -82,7 +82,9 @@ pub(crate) async fn run(args: ChatArgs) -> anyhow::Result<()> {
         last_seen = last_seen.max(packet.seq.unwrap_or(0));
     }
     if last_seen > 0 {
-        client.mark_read(conv.clone(), last_seen, false).await?;
+        client
+            .mark_read(conv.clone(), Seq::new(last_seen), false)
+            .await?;
     }
     let interactive = crossterm::tty::IsTty::is_tty(&std::io::stdin());
     let result = if interactive {

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use mqchat_client::{Client, ClientConfig, Event, Events};
-use mqchat_proto::body::{Availability, ContactAction, History, Message, Presence, Profile, Sync};
+use mqchat_client::{Client, ClientConfig, Event, Events, HistoryQuery, Presence, Seq, Timestamp};
+use mqchat_proto::body::{Availability, ContactAction, Message, Profile, Sync};
 use mqchat_proto::{ConversationRef, DeviceId, TopicRoot, UserId};
 use serde_json::json;
 
@@ -124,7 +124,7 @@ pub(crate) async fn send(args: SendArgs) -> anyhow::Result<()> {
     if args.connect.json() {
         println!(
             "{}",
-            json!({"conv": sent.conv.to_string(), "seq": sent.seq, "id": sent.id.to_string(), "ts": sent.ts, "duplicate": sent.duplicate})
+            json!({"conv": sent.conv.to_string(), "seq": sent.seq.get(), "id": sent.id.to_string(), "ts": sent.ts.unix_ms(), "duplicate": sent.duplicate})
         );
     } else {
         println!("sent to {} as #{}", sent.conv, sent.seq);
@@ -270,9 +270,9 @@ pub(crate) async fn history(args: HistoryArgs) -> anyhow::Result<()> {
         .connect
         .connect(false, Presence::new(Availability::Available))
         .await?;
-    let query = History {
-        after: args.after,
-        before: args.before,
+    let query = HistoryQuery {
+        after: args.after.map(Seq::new),
+        before: args.before.map(Seq::new),
         limit: Some(args.limit),
         since: None,
     };
@@ -360,7 +360,7 @@ pub(crate) async fn conversations(args: ConversationsArgs) -> anyhow::Result<()>
         if args.connect.json() {
             println!(
                 "{}",
-                json!({"conv": entry.conv.to_string(), "last-seq": entry.last_seq, "unread": entry.unread, "read": entry.read, "peer-read": entry.peer_read, "last": last})
+                json!({"conv": entry.conv.to_string(), "last-seq": entry.last_seq.get(), "unread": entry.unread, "read": entry.read.get(), "peer-read": entry.peer_read.get(), "last": last})
             );
         } else {
             let unread = if entry.unread > 0 {
@@ -462,14 +462,15 @@ pub(crate) async fn devices(args: DevicesArgs) -> anyhow::Result<()> {
         if args.connect.json() {
             println!(
                 "{}",
-                json!({"device": d.device.to_string(), "created": d.created, "last-login": d.last_login, "token": d.token})
+                json!({"device": d.id.to_string(), "created": d.created.unix_ms(), "last-login": d.last_login.map(Timestamp::unix_ms), "token": d.token})
             );
         } else {
-            let login = d
-                .last_login
-                .map_or_else(|| "never".to_owned(), |t| format!("last login {t}"));
+            let login = d.last_login.map_or_else(
+                || "never".to_owned(),
+                |t| format!("last login {}", t.unix_ms()),
+            );
             let token = if d.token { ", device token" } else { "" };
-            println!("{}\t{login}{token}", d.device);
+            println!("{}\t{login}{token}", d.id);
         }
     }
     Ok(())
@@ -552,7 +553,7 @@ pub(crate) async fn contact(args: ContactArgs) -> anyhow::Result<()> {
     if args.connect.json() {
         println!(
             "{}",
-            json!({"conv": sent.conv.to_string(), "seq": sent.seq, "action": args.action})
+            json!({"conv": sent.conv.to_string(), "seq": sent.seq.get(), "action": args.action})
         );
     } else {
         println!("{} sent to {}", args.action, args.peer);

@@ -4,9 +4,9 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use mqchat_client::{Client, Event, Group, GroupUpdate, Sent};
+use mqchat_client::{Client, Event, Group, GroupUpdate, Presence, Sent};
 use mqchat_proto::body::{
-    Availability, Body, GroupAction, GroupCreate, GroupEvent, HistoryVisibility, Presence, Role,
+    Availability, Body, GroupAction, GroupCreate, GroupEvent, HistoryVisibility, Role,
 };
 use mqchat_proto::{GroupId, Packet, PacketKind, UserId};
 use serde_json::{Value, json};
@@ -139,7 +139,7 @@ fn done(connect: &ConnectArgs, sent: &Sent, text: &str) {
     if connect.json() {
         println!(
             "{}",
-            json!({"conv": sent.conv.to_string(), "seq": sent.seq, "duplicate": sent.duplicate})
+            json!({"conv": sent.conv.to_string(), "seq": sent.seq.get(), "duplicate": sent.duplicate})
         );
     } else {
         println!("{text}");
@@ -183,7 +183,7 @@ pub(crate) async fn run(args: GroupArgs) -> anyhow::Result<()> {
             let sent = once(&target.connect, async |c| {
                 let mut last = None;
                 for user in &users {
-                    last = Some(c.invite(&gid, user).await?);
+                    last = Some(c.group(&gid).invite(user).await?);
                 }
                 Ok(last)
             })
@@ -199,49 +199,46 @@ pub(crate) async fn run(args: GroupArgs) -> anyhow::Result<()> {
         }
         GroupCommand::Cancel(on) => {
             on_user(on, "cancelled the invitation of", async |c, g, u| {
-                c.cancel_invitation(g, u).await
+                c.group(g).cancel_invitation(u).await
             })
             .await?;
         }
         GroupCommand::Kick(on) => {
-            on_user(on, "removed", async |c, g, u| c.remove_member(g, u).await).await?;
+            on_user(on, "removed", async |c, g, u| c.group(g).remove(u).await).await?;
         }
         GroupCommand::Promote(on) => {
             on_user(on, "promoted", async |c, g, u| {
-                c.set_role(g, u, Role::Admin).await
+                c.group(g).set_role(u, Role::Admin).await
             })
             .await?;
         }
         GroupCommand::Demote(on) => {
             on_user(on, "demoted", async |c, g, u| {
-                c.set_role(g, u, Role::Member).await
+                c.group(g).set_role(u, Role::Member).await
             })
             .await?;
         }
         GroupCommand::Transfer(on) => {
             on_user(on, "made the owner:", async |c, g, u| {
-                c.transfer_ownership(g, u).await
+                c.group(g).transfer_ownership(u).await
             })
             .await?;
         }
         GroupCommand::Accept(target) => {
-            self_action(target, "joined", async |c, g| c.accept_invitation(g).await).await?;
+            self_action(target, "joined", async |c, g| c.group(g).accept().await).await?;
         }
         GroupCommand::Decline(target) => {
-            self_action(target, "declined", async |c, g| {
-                c.decline_invitation(g).await
-            })
-            .await?;
+            self_action(target, "declined", async |c, g| c.group(g).decline().await).await?;
         }
         GroupCommand::Leave(target) => {
-            self_action(target, "left", async |c, g| c.leave_group(g).await).await?;
+            self_action(target, "left", async |c, g| c.group(g).leave().await).await?;
         }
         GroupCommand::Delete(target) => {
-            self_action(target, "deleted", async |c, g| c.delete_group(g).await).await?;
+            self_action(target, "deleted", async |c, g| c.group(g).delete().await).await?;
         }
         GroupCommand::Rename { target, name } => {
             let gid = group_id(&target.group)?;
-            let sent = once(&target.connect, async |c| c.rename_group(&gid, &name).await).await?;
+            let sent = once(&target.connect, async |c| c.group(&gid).rename(&name).await).await?;
             done(
                 &target.connect,
                 &sent,
@@ -262,14 +259,14 @@ pub(crate) async fn run(args: GroupArgs) -> anyhow::Result<()> {
             update.description = description;
             update.avatar = avatar;
             let sent = once(&target.connect, async |c| {
-                c.update_group(&gid, update).await
+                c.group(&gid).update(update).await
             })
             .await?;
             done(&target.connect, &sent, &format!("updated #{gid}"));
         }
         GroupCommand::Members(target) => {
             let gid = group_id(&target.group)?;
-            let group = once(&target.connect, async |c| c.group_info(&gid).await).await?;
+            let group = once(&target.connect, async |c| c.group(&gid).info().await).await?;
             print_members(&target.connect, &group);
         }
         GroupCommand::List { connect } => {
@@ -348,7 +345,7 @@ fn print_members(connect: &ConnectArgs, group: &Group) {
         if connect.json() {
             println!(
                 "{}",
-                json!({"user": m.user.as_str(), "role": role_name(m.role), "invited": m.invited, "since": m.since, "delivered": m.delivered, "read": m.read})
+                json!({"user": m.user.as_str(), "role": role_name(m.role), "invited": m.invited, "since": m.since.get(), "delivered": m.delivered.get(), "read": m.read.get()})
             );
         } else if m.invited {
             println!("{} (invited)", m.user);
@@ -423,7 +420,7 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
             name,
             ..
         } => json!({
-            "event": "invitation", "conv": format!("#{group}"), "seq": seq, "ts": ts,
+            "event": "invitation", "conv": format!("#{group}"), "seq": seq.get(), "ts": ts.unix_ms(),
             "by": by.as_str(), "name": name,
         }),
         Event::Group {
@@ -435,7 +432,7 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
             change,
             ..
         } => json!({
-            "event": "group", "conv": format!("#{group}"), "seq": seq, "ts": ts, "by": by.as_str(),
+            "event": "group", "conv": format!("#{group}"), "seq": seq.get(), "ts": ts.unix_ms(), "by": by.as_str(),
             "own": own, "action": action_name(change.action),
             "user": change.user.as_ref().map(UserId::as_str),
             "role": change.role.map(role_name), "name": change.name,

@@ -1,23 +1,21 @@
 //! How the CLI reports: one-line errors with meaningful exit codes, and events as text or
 //! JSON lines.
 
-use mqchat_client::Event;
+use mqchat_client::{Event, Timestamp};
 use mqchat_proto::body::{Availability, State};
 use serde_json::{Value, json};
 
-/// The error's message chain on one line.
+/// The error's message chain on one line. A cause whose text its error already ends with
+/// (rumqttc's errors repeat their source's, as `I/O: {source}`) is not repeated.
 pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        // Some errors repeat their source's text in their own: say it once.
-        if line.ends_with(&text) {
-            continue;
-        }
-        if !line.is_empty() {
+    for link in e.chain().map(ToString::to_string) {
+        if line.is_empty() {
+            line = link;
+        } else if !line.ends_with(&link) {
             line.push_str(": ");
+            line.push_str(&link);
         }
-        line.push_str(&text);
     }
     line
 }
@@ -68,14 +66,14 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
             message,
             ..
         } => json!({
-            "event": "message", "conv": conv.to_string(), "seq": seq, "ts": ts, "from": from.as_str(),
+            "event": "message", "conv": conv.to_string(), "seq": seq.get(), "ts": ts.unix_ms(), "from": from.as_str(),
             "own": own, "text": message.text,
         }),
         Event::ChatState { conv, from, state } => {
             json!({"event": "chat-state", "conv": conv.to_string(), "from": from.as_str(), "state": state_name(*state)})
         }
         Event::Delivered { conv, by, up_to } => {
-            json!({"event": "delivered", "conv": conv.to_string(), "by": by.as_str(), "up-to": up_to})
+            json!({"event": "delivered", "conv": conv.to_string(), "by": by.as_str(), "up-to": up_to.get()})
         }
         Event::Read {
             conv,
@@ -83,7 +81,7 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
             up_to,
             own,
         } => {
-            json!({"event": "read", "conv": conv.to_string(), "by": by.as_str(), "up-to": up_to, "own": own})
+            json!({"event": "read", "conv": conv.to_string(), "by": by.as_str(), "up-to": up_to.get(), "own": own})
         }
         Event::Contact {
             conv,
@@ -92,7 +90,7 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
             own,
             contact,
         } => json!({
-            "event": "contact", "conv": conv.to_string(), "seq": seq, "from": from.as_str(), "own": own,
+            "event": "contact", "conv": conv.to_string(), "seq": seq.get(), "from": from.as_str(), "own": own,
             "action": format!("{:?}", contact.action).to_lowercase(), "note": contact.note,
         }),
         Event::Presence {
@@ -103,7 +101,7 @@ pub(crate) fn event_json(event: &Event) -> Option<Value> {
             "event": "presence", "user": user.as_str(), "device": device.as_str(),
             "availability": presence.as_ref().map(|p| availability_name(p.availability)),
             "status": presence.as_ref().and_then(|p| p.status.clone()),
-            "last-active": presence.as_ref().and_then(|p| p.last_active),
+            "last-active": presence.as_ref().and_then(|p| p.last_active).map(Timestamp::unix_ms),
         }),
         Event::Profile {
             user,
@@ -208,4 +206,22 @@ pub(crate) fn event_text(event: &Event) -> Option<String> {
         Event::Other { packet } => format!("packet of type {}", packet.kind.0),
         _ => return crate::group::event_text(event).or_else(|| crate::call::event_text(event)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_is_one_line_without_repeats() {
+        let io = std::io::Error::other("connection refused");
+        let e = anyhow::Error::new(io).context("I/O: connection refused");
+        let e = e.context("cannot connect to the server");
+        assert_eq!(
+            one_line(&e),
+            "cannot connect to the server: I/O: connection refused"
+        );
+        let e = anyhow::anyhow!("no-such-user").context("send");
+        assert_eq!(one_line(&e), "send: no-such-user");
+    }
 }

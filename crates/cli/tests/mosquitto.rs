@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::MQCHAT;
-use mqchat_client::{Client, ClientConfig, Event, Events};
+use mqchat_client::{Client, ClientConfig, Event, Events, Seq};
 use mqchat_proto::body::{ContactAction, Message};
 use mqchat_proto::{ConversationRef, DeviceId, Registry, UserId};
 use mqchat_testkit::sdk::{conv, expect, expect_incoming as incoming, user};
@@ -421,7 +421,7 @@ async fn sync_after_being_offline_through_mosquitto() {
     // A new device with no storage pages the history instead.
     let (carol_less, _events) = deployment.connect("bob", "tablet").await;
     let page = carol_less
-        .history(conv("alice"), mqchat_proto::body::History::default())
+        .history(conv("alice"), mqchat_client::HistoryQuery::default())
         .await
         .expect("history");
     assert_eq!(page.events.len(), 4, "{page:?}");
@@ -492,7 +492,7 @@ async fn nothing_is_lost_across_broker_and_hub_restarts() {
     assert_eq!(got, expected);
     assert_eq!(
         seqs,
-        vec![3, 4, 5, 6, 7],
+        [3, 4, 5, 6, 7].map(Seq::new),
         "no gap and no duplicate in the archive"
     );
 }
@@ -632,7 +632,8 @@ async fn group_message_through_mosquitto() {
         .await;
         assert_eq!(invited, (group.clone(), user("alice"), "Crew".to_owned()));
         member
-            .accept_invitation(&group)
+            .group(&group)
+            .accept()
             .await
             .expect("invitation accepted");
     }

@@ -6,7 +6,98 @@
 //! the application, whose business the media is.
 
 use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use mqchat_proto::body::{self, CallOutcome};
+use mqchat_proto::{DeviceId, SipAddress, Timestamp, UserId};
+use mqchat_sip::{Scheme, Uri};
+
+use crate::error::Error;
+
+/// Whom [`Client::call`](crate::Client::call) calls: a user of this server (every device of
+/// theirs rings) or a `sip:` URI (a user's device by its GRUU, `sip:bob@example.org;gr=phone`,
+/// or an address outside mqchat, reached through the server's SIP gateway).
+///
+/// Parsed once ([`CallTarget::parse`], `str::parse`) or made from a [`UserId`] or a
+/// [`SipAddress`], so a bad target fails before any call is placed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallTarget(Target);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Target {
+    User(UserId),
+    Uri(Uri),
+}
+
+impl CallTarget {
+    /// Parses a user id or a `sip:` URI (a `tel:` URI, or one without a host, is refused:
+    /// [`Error::is_invalid`]).
+    pub fn parse(target: &str) -> Result<Self, Error> {
+        if let Ok(user) = UserId::parse(target) {
+            return Ok(Self(Target::User(user)));
+        }
+        let uri = Uri::parse(target)
+            .map_err(|e| Error::invalid(format!("call target {target:?}: {e}")))?;
+        if uri.scheme == Scheme::Tel || uri.host.is_empty() {
+            return Err(Error::invalid(format!(
+                "call target {target:?}: use a user id or a sip: URI"
+            )));
+        }
+        Ok(Self(Target::Uri(uri)))
+    }
+
+    /// The user called, when the target is a user id.
+    pub fn user(&self) -> Option<&UserId> {
+        match &self.0 {
+            Target::User(user) => Some(user),
+            Target::Uri(_) => None,
+        }
+    }
+
+    /// The request URI of the INVITE: a user id is a user of `domain`, the server's SIP
+    /// domain.
+    pub(crate) fn uri(&self, domain: &str) -> Uri {
+        match &self.0 {
+            Target::User(user) => Uri::sip(Some(user.as_str()), domain),
+            Target::Uri(uri) => uri.clone(),
+        }
+    }
+}
+
+impl From<UserId> for CallTarget {
+    fn from(user: UserId) -> Self {
+        Self(Target::User(user))
+    }
+}
+
+impl From<SipAddress> for CallTarget {
+    fn from(address: SipAddress) -> Self {
+        // A SIP address is a `sip:` URI in canonical form, which `Uri` parses; the fallback
+        // (never taken) writes the same text.
+        let uri = Uri::parse(address.as_str())
+            .unwrap_or_else(|_| Uri::sip(Some(address.user()), address.host_port()));
+        Self(Target::Uri(uri))
+    }
+}
+
+impl FromStr for CallTarget {
+    type Err = Error;
+
+    fn from_str(target: &str) -> Result<Self, Error> {
+        Self::parse(target)
+    }
+}
+
+impl fmt::Display for CallTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Target::User(user) => user.fmt(f),
+            Target::Uri(uri) => uri.fmt(f),
+        }
+    }
+}
 
 /// One call of this device, outgoing ([`Client::call`](crate::Client::call)) or incoming
 /// ([`Event::IncomingCall`](crate::Event::IncomingCall)). Cheap to clone; compare it with
@@ -47,6 +138,45 @@ impl fmt::Debug for Call {
 impl fmt::Display for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.call_id)
+    }
+}
+
+/// The record of a call between this user and another party (spec 7.14), as
+/// [`Event::CallRecord`](crate::Event::CallRecord) tells it; `From` reads one of the
+/// `call` packets of [`Client::history`](crate::Client::history) too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CallRecord {
+    /// The SIP Call-ID of the call's INVITE ([`Call::call_id`]).
+    pub call_id: String,
+    /// How it ended.
+    pub outcome: CallOutcome,
+    /// When the INVITE reached the hub.
+    pub started: Timestamp,
+    /// When the answer passed the hub, if it was answered.
+    pub answered: Option<Timestamp>,
+    /// When it ended (hang-up, final failure, cancel or timeout).
+    pub ended: Timestamp,
+    /// How long it was on (from the answer to the end), if it was answered.
+    pub duration: Option<Duration>,
+    /// The callee's device that answered, if a device of an mqchat user did.
+    pub answered_by: Option<DeviceId>,
+    /// The SDP media kinds of the offer (`audio`, `video`), in order.
+    pub media: Vec<String>,
+}
+
+impl From<body::Call> for CallRecord {
+    fn from(record: body::Call) -> Self {
+        Self {
+            call_id: record.call_id,
+            outcome: record.outcome,
+            started: Timestamp::from_unix_ms(record.started),
+            answered: record.answered.map(Timestamp::from_unix_ms),
+            ended: Timestamp::from_unix_ms(record.ended),
+            duration: record.duration.map(Duration::from_millis),
+            answered_by: record.answered_by,
+            media: record.media,
+        }
     }
 }
 
@@ -109,6 +239,33 @@ impl fmt::Display for EndReason {
             Self::Declined { local: false } => f.write_str("declined by the other side"),
             Self::AnsweredElsewhere => f.write_str("answered on another device"),
             Self::Failed { code, reason } => write!(f, "failed: {code} {reason}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_once_and_print_as_given() {
+        let user = CallTarget::parse("bob").expect("a user id");
+        assert_eq!(user.user().map(UserId::as_str), Some("bob"));
+        assert_eq!(user.uri("example.org").to_string(), "sip:bob@example.org");
+        for text in ["sip:bob@localhost;gr=laptop", "sip:carol@example.net:5070"] {
+            let target: CallTarget = text.parse().expect("a sip: URI");
+            assert_eq!((target.user(), target.to_string().as_str()), (None, text));
+            assert_eq!(target.uri("example.org").to_string(), text);
+        }
+        let address = SipAddress::parse("sip:carol@[2001:db8::1]:5070").expect("valid");
+        let target = CallTarget::from(address.clone());
+        assert_eq!(target.to_string(), address.as_str());
+        for bad in ["not a target!", "tel:+15551234567", "sip:", ""] {
+            let e = CallTarget::parse(bad).expect_err(bad);
+            assert!(
+                e.is_invalid() && e.to_string().contains("call target"),
+                "{e}"
+            );
         }
     }
 }

@@ -7,21 +7,26 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use mqchat_proto::body::{
-    AdminAction, Body, Contact, ContactAction, DeviceEntry, DeviceRevoke, GroupAdmin, GroupCreate,
-    GroupJoin, History, HistoryResult, JoinAction, Message, Mute, Presence, Profile, PushRegister,
-    PushUnregister, Role, State, Sync, SyncResult,
+    Body, Contact, ContactAction, DeviceRevoke, GroupCreate, Message, Mute, Profile, PushRegister,
+    PushUnregister, State, Sync,
 };
-use mqchat_proto::{ConversationRef, DeviceId, DeviceIdentity, ErrorCode, GroupId, Packet, UserId};
+use mqchat_proto::{
+    ConversationRef, DeviceId, DeviceIdentity, ErrorCode, GroupId, Packet, Seq, Timestamp, UserId,
+};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::call::{Call, Rejection};
+use crate::call::{Call, CallTarget, Rejection};
 use crate::config::ClientConfig;
+use crate::device::Device;
 use crate::driver::{self, Command, FinalState, Reply};
 use crate::error::{Error, Kind};
 use crate::event::{Created, Event, Sent};
-use crate::group::{Group, GroupUpdate, Receipt};
+use crate::group::{Group, GroupHandle, Receipt};
+use crate::history::{HistoryPage, HistoryQuery};
+use crate::presence::Presence;
 use crate::session::Answer;
 use crate::state::SyncState;
+use crate::sync::SyncPage;
 
 /// A connected device. Cheap to clone; every clone talks over the same connection.
 ///
@@ -48,6 +53,9 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
+    /// The end of a mute that never ends ([`Client::mute`]).
+    pub const MUTED_FOREVER: Timestamp = Timestamp::from_unix_ms(mqchat_proto::body::MUTED_FOREVER);
+
     /// Connects. The first connection must succeed: a refused login fails with
     /// [`Error::is_auth`], a broker that cannot be reached with [`Error::is_unreachable`].
     /// Returns once the device is subscribed and its presence published; later drops are
@@ -78,7 +86,10 @@ impl Client {
         &self.shared.identity.device
     }
 
-    async fn command<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, Error> {
+    pub(crate) async fn command<T>(
+        &self,
+        command: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, Error> {
         let (reply, answer) = oneshot::channel();
         self.shared
             .commands
@@ -87,7 +98,10 @@ impl Client {
         answer.await.map_err(|_| Error::closed())?
     }
 
-    async fn ask(&self, command: impl FnOnce(Reply<Answer>) -> Command) -> Result<Answer, Error> {
+    pub(crate) async fn ask(
+        &self,
+        command: impl FnOnce(Reply<Answer>) -> Command,
+    ) -> Result<Answer, Error> {
         self.command(command).await
     }
 
@@ -126,7 +140,7 @@ impl Client {
 
     /// Marks `conv` delivered up to sequence number `up_to`. The client does this by itself
     /// unless [`ClientConfig::auto_delivered`] is off.
-    pub async fn mark_delivered(&self, conv: ConversationRef, up_to: u64) -> Result<(), Error> {
+    pub async fn mark_delivered(&self, conv: ConversationRef, up_to: Seq) -> Result<(), Error> {
         self.command(|reply| Command::MarkDelivered(conv, up_to, reply))
             .await
     }
@@ -136,7 +150,7 @@ impl Client {
     pub async fn mark_read(
         &self,
         conv: ConversationRef,
-        up_to: u64,
+        up_to: Seq,
         private: bool,
     ) -> Result<(), Error> {
         self.command(|reply| Command::MarkRead(conv, up_to, private, reply))
@@ -145,14 +159,14 @@ impl Client {
 
     /// Sets this device's presence: published now (retained) and after every reconnect.
     pub async fn set_presence(&self, presence: Presence) -> Result<(), Error> {
-        self.command(|reply| Command::SetPresence(presence, reply))
+        self.command(|reply| Command::SetPresence(presence.into(), reply))
             .await
     }
 
     /// The user's devices that may connect (spec 7.12).
-    pub async fn devices(&self) -> Result<Vec<DeviceEntry>, Error> {
+    pub async fn devices(&self) -> Result<Vec<Device>, Error> {
         match self.ask(Command::Devices).await? {
-            Answer::Devices(devices) => Ok(devices),
+            Answer::Devices(devices) => Ok(devices.into_iter().map(Device::from).collect()),
             other => Err(unexpected(&other)),
         }
     }
@@ -179,12 +193,12 @@ impl Client {
         self.done(PushUnregister.to_packet()).await
     }
 
-    /// Mutes `conv` for the user (every device) until `until` (ms since the Unix epoch;
-    /// [`mqchat_proto::body::MUTED_FOREVER`] for good), or unmutes it with `None`: no pushes for it meanwhile.
-    /// The other devices see it in their sync entries (`muted_until`).
-    pub async fn mute(&self, conv: ConversationRef, until: Option<u64>) -> Result<(), Error> {
+    /// Mutes `conv` for the user (every device) until `until` ([`Client::MUTED_FOREVER`]
+    /// for good), or unmutes it with `None`: no pushes for it meanwhile. The other devices
+    /// see it in their sync entries (`muted_until`).
+    pub async fn mute(&self, conv: ConversationRef, until: Option<Timestamp>) -> Result<(), Error> {
         let mut packet = Mute {
-            until: until.unwrap_or(0),
+            until: until.map_or(0, Timestamp::unix_ms),
         }
         .to_packet();
         packet.conv = Some(conv);
@@ -259,21 +273,21 @@ impl Client {
     pub async fn history(
         &self,
         conv: ConversationRef,
-        query: History,
-    ) -> Result<HistoryResult, Error> {
+        query: HistoryQuery,
+    ) -> Result<HistoryPage, Error> {
         match self
-            .ask(|reply| Command::History(conv, query, reply))
+            .ask(|reply| Command::History(conv, query.into(), reply))
             .await?
         {
-            Answer::History(result) => Ok(result),
+            Answer::History(result) => Ok(result.into()),
             other => Err(unexpected(&other)),
         }
     }
 
     /// Asks the hub which conversations changed (spec section 11).
-    pub async fn sync(&self, query: Sync) -> Result<SyncResult, Error> {
+    pub async fn sync(&self, query: Sync) -> Result<SyncPage, Error> {
         match self.ask(|reply| Command::Sync(query, reply)).await? {
-            Answer::Sync(result) => Ok(result),
+            Answer::Sync(result) => Ok(result.into()),
             other => Err(unexpected(&other)),
         }
     }
@@ -296,133 +310,21 @@ impl Client {
         }
     }
 
-    /// Invites `user` to `group` (admins and the owner). The invitation reaches the user
-    /// as [`Event::Invitation`]; a full group refuses it with `group-full`.
-    pub async fn invite(&self, group: &GroupId, user: &UserId) -> Result<Sent, Error> {
-        self.admin(group, GroupAdmin::on(AdminAction::Invite, user.clone()))
-            .await
-    }
-
-    /// Withdraws `user`'s invitation to `group` (admins and the owner).
-    pub async fn cancel_invitation(&self, group: &GroupId, user: &UserId) -> Result<Sent, Error> {
-        self.admin(group, GroupAdmin::on(AdminAction::Cancel, user.clone()))
-            .await
-    }
-
-    /// Removes (kicks) `user` from `group`: admins remove members, the owner removes
-    /// admins too. The removed user receives nothing more from the group.
-    pub async fn remove_member(&self, group: &GroupId, user: &UserId) -> Result<Sent, Error> {
-        self.admin(group, GroupAdmin::on(AdminAction::Remove, user.clone()))
-            .await
-    }
-
-    /// Promotes `user` to admin ([`Role::Admin`]) or demotes them to member
-    /// ([`Role::Member`]) (admins and the owner; only the owner demotes another admin).
-    /// Ownership changes only by [`Client::transfer_ownership`].
-    pub async fn set_role(
-        &self,
-        group: &GroupId,
-        user: &UserId,
-        role: Role,
-    ) -> Result<Sent, Error> {
-        let admin = GroupAdmin {
-            role: Some(role),
-            ..GroupAdmin::on(AdminAction::Role, user.clone())
-        };
-        self.admin(group, admin).await
-    }
-
-    /// Makes the member `user` the owner of `group` (the owner only); this user becomes
-    /// an admin.
-    pub async fn transfer_ownership(&self, group: &GroupId, user: &UserId) -> Result<Sent, Error> {
-        self.admin(group, GroupAdmin::on(AdminAction::Transfer, user.clone()))
-            .await
-    }
-
-    /// Changes `group`'s name, avatar, description or history setting (admins and the
-    /// owner).
-    pub async fn update_group(&self, group: &GroupId, update: GroupUpdate) -> Result<Sent, Error> {
-        let admin = GroupAdmin {
-            action: AdminAction::Update,
-            user: None,
-            role: None,
-            name: update.name,
-            avatar: update.avatar,
-            description: update.description,
-            history: update.history,
-        };
-        self.admin(group, admin).await
-    }
-
-    /// Renames `group` (admins and the owner).
-    pub async fn rename_group(&self, group: &GroupId, name: &str) -> Result<Sent, Error> {
-        self.update_group(group, GroupUpdate::name(name)).await
-    }
-
-    /// Deletes `group` (the owner only): every member is told, and nothing more can be
-    /// sent to it.
-    pub async fn delete_group(&self, group: &GroupId) -> Result<Sent, Error> {
-        let admin = GroupAdmin {
-            action: AdminAction::Delete,
-            user: None,
-            role: None,
-            name: None,
-            avatar: None,
-            description: None,
-            history: None,
-        };
-        self.admin(group, admin).await
-    }
-
-    /// Accepts an invitation to `group`: this user becomes a member and reads the group
-    /// from here on (or all of it, if the group says so).
-    pub async fn accept_invitation(&self, group: &GroupId) -> Result<Sent, Error> {
-        self.join(group, JoinAction::Accept).await
-    }
-
-    /// Declines an invitation to `group`.
-    pub async fn decline_invitation(&self, group: &GroupId) -> Result<Sent, Error> {
-        self.join(group, JoinAction::Decline).await
-    }
-
-    /// Leaves `group`. The owner transfers ownership or deletes the group first
-    /// (`forbidden` otherwise).
-    pub async fn leave_group(&self, group: &GroupId) -> Result<Sent, Error> {
-        self.join(group, JoinAction::Leave).await
-    }
-
-    async fn admin(&self, group: &GroupId, admin: GroupAdmin) -> Result<Sent, Error> {
-        let mut packet = admin.to_packet();
-        packet.conv = Some(ConversationRef::Group(group.clone()));
-        self.group_change(packet).await
-    }
-
-    async fn join(&self, group: &GroupId, action: JoinAction) -> Result<Sent, Error> {
-        let mut packet = GroupJoin { action }.to_packet();
-        packet.conv = Some(ConversationRef::Group(group.clone()));
-        self.group_change(packet).await
+    /// The group `group`, to change, read or leave: `client.group(&id).invite(&bob)`.
+    /// Nothing is asked of the hub until a method of the handle is called.
+    pub fn group(&self, group: &GroupId) -> GroupHandle<'_> {
+        GroupHandle::new(self, group.clone())
     }
 
     /// Sends a group request that changes a group and waits for the event it made. Like
     /// [`Client::send`], it waits for the connection while offline and is resent with the
     /// same id after a reconnect (the hub applies it once).
-    async fn group_change(&self, packet: Packet) -> Result<Sent, Error> {
+    pub(crate) async fn group_change(&self, packet: Packet) -> Result<Sent, Error> {
         match self
             .ask(|reply| Command::GroupChange(packet, reply))
             .await?
         {
             Answer::Sent(sent) => Ok(sent),
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// Asks the hub for `group`'s current profile, members, roles and markers (members
-    /// and invited users may ask; others get `forbidden`, a deleted or unknown group
-    /// `not-found`).
-    pub async fn group_info(&self, group: &GroupId) -> Result<Group, Error> {
-        let group = group.clone();
-        match self.ask(|reply| Command::GroupInfo(group, reply)).await? {
-            Answer::Group(group) => Ok(group),
             other => Err(unexpected(&other)),
         }
     }
@@ -482,7 +384,7 @@ impl Client {
     /// the hub delivered (spec section 9): each member, and the counts for "read by 3 of
     /// 5". For a group the client keeps the roster current from the group's events, asking
     /// the hub for it once when it has none.
-    pub async fn receipt(&self, conv: ConversationRef, seq: u64) -> Result<Receipt, Error> {
+    pub async fn receipt(&self, conv: ConversationRef, seq: Seq) -> Result<Receipt, Error> {
         match self.ask(|reply| Command::Receipt(conv, seq, reply)).await? {
             Answer::Receipt(receipt) => Ok(receipt),
             other => Err(unexpected(&other)),
@@ -498,15 +400,15 @@ impl Client {
             .await
     }
 
-    /// Calls `target` (spec 7.14): a user id of this server (every device of that user
+    /// Calls `target` (spec 7.14): a user of this server (every device of that user
     /// rings) or a `sip:` URI (a user's device by its GRUU, or an address outside mqchat,
     /// reached through the server's SIP gateway), offering the SDP `sdp`. Returns the
     /// call at once; [`Event::CallRinging`](crate::Event::CallRinging),
     /// [`Event::CallAnswered`](crate::Event::CallAnswered) (with the SDP answer) and
     /// [`Event::CallEnded`](crate::Event::CallEnded) follow. A call placed while offline
     /// goes out after the reconnect, if that comes within 32 seconds.
-    pub async fn call(&self, target: &str, sdp: &str) -> Result<Call, Error> {
-        let (target, sdp) = (target.to_owned(), sdp.to_owned());
+    pub async fn call(&self, target: &CallTarget, sdp: &str) -> Result<Call, Error> {
+        let (target, sdp) = (target.clone(), sdp.to_owned());
         self.command(|reply| Command::Call(target, sdp, reply))
             .await
     }
@@ -575,7 +477,7 @@ impl Client {
     }
 }
 
-fn unexpected(answer: &Answer) -> Error {
+pub(crate) fn unexpected(answer: &Answer) -> Error {
     Error::protocol(format!("unexpected answer {answer:?}"))
 }
 

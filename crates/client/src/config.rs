@@ -245,8 +245,8 @@ impl ClientConfig {
 
     /// The presence published on every connection until `set_presence` changes it.
     /// Default `available`.
-    pub fn presence(mut self, presence: Presence) -> Self {
-        self.presence = presence;
+    pub fn presence(mut self, presence: crate::Presence) -> Self {
+        self.presence = presence.into();
         self
     }
 

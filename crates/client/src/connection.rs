@@ -8,6 +8,8 @@
 //! acknowledged on that socket (a broker that keeps delivering after DISCONNECT would
 //! otherwise have its messages acknowledged and lost, see `REFERENCE.md`).
 
+use std::sync::Arc;
+
 use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, PubAckReason, SubscribeReasonCode};
 use rumqttc::v5::{ConnectionError, Event, EventLoop};
@@ -115,15 +117,14 @@ pub(crate) async fn run(
             Err(ConnectionError::RequestsDone) => break,
             Err(e) => {
                 let first = !connected_once;
-                let _ = events.send(NetEvent::Lost {
-                    error: classify(&e),
-                    first,
-                });
+                let error = classify(e);
+                let reason = error.explain();
+                let _ = events.send(NetEvent::Lost { error, first });
                 if first {
                     break;
                 }
                 let delay = backoff.next(rand::random());
-                tracing::debug!(?delay, "reconnecting after: {e}");
+                tracing::debug!(?delay, "reconnecting after: {reason}");
                 tokio::select! {
                     biased;
                     _ = &mut stop => break,
@@ -165,7 +166,7 @@ impl TopicAliases {
 }
 
 /// What a connection error means for the application.
-fn classify(error: &ConnectionError) -> Error {
+fn classify(error: ConnectionError) -> Error {
     match error {
         ConnectionError::ConnectionRefused(code) => {
             let auth = matches!(
@@ -178,7 +179,7 @@ fn classify(error: &ConnectionError) -> Error {
                     | ConnectReturnCode::BadAuthenticationMethod
             );
             let mut reason = format!("the broker refused the connection: {code:?}");
-            if *code == ConnectReturnCode::NotAuthorized {
+            if code == ConnectReturnCode::NotAuthorized {
                 // The password was right, something else was not (spec section 3).
                 reason.push_str(
                     " (a client id other than {user}:{device}, a disabled account, a revoked \
@@ -187,13 +188,13 @@ fn classify(error: &ConnectionError) -> Error {
                      device's topics: a wrong topic root?)",
                 );
             }
-            Error::new(if auth {
-                Kind::Auth(reason)
+            if auth {
+                Error::new(Kind::Auth(reason))
             } else {
-                Kind::Unreachable(reason)
-            })
+                Error::unreachable(Some(reason), None)
+            }
         }
-        other => Error::new(Kind::Unreachable(other.to_string())),
+        other => Error::unreachable(None, Some(Arc::new(other))),
     }
 }
 
@@ -203,12 +204,12 @@ mod tests {
 
     #[test]
     fn refusals_are_classified() {
-        let refused = |code| classify(&ConnectionError::ConnectionRefused(code));
+        let refused = |code| classify(ConnectionError::ConnectionRefused(code));
         assert!(refused(ConnectReturnCode::BadUserNamePassword).is_auth());
         assert!(refused(ConnectReturnCode::NotAuthorized).is_auth());
         assert!(refused(ConnectReturnCode::ServerUnavailable).is_unreachable());
         let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        assert!(classify(&ConnectionError::Io(io)).is_unreachable());
+        assert!(classify(ConnectionError::Io(io)).is_unreachable());
     }
 
     #[test]

@@ -11,10 +11,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use mqchat_proto::body::{History, Presence, Profile, State, Sync};
-use mqchat_proto::{ConversationRef, GroupId, MessageId, Packet, UserId};
+use mqchat_proto::{ConversationRef, GroupId, MessageId, Moment, Packet, Seq, Timestamp, UserId};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Filter, LastWill};
 use rumqttc::v5::{AsyncClient, MqttOptions};
@@ -22,10 +22,10 @@ use rumqttc::{NetworkOptions, TlsConfiguration, Transport};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backoff::Backoff;
-use crate::call::{Call, Rejection};
+use crate::call::{Call, CallTarget, Rejection};
 use crate::config::{ClientConfig, Endpoint};
 use crate::connection::{self, NetEvent};
-use crate::error::{Error, Kind};
+use crate::error::Error;
 use crate::event::Event;
 use crate::session::{Answer, Now, Output, Qos, Readiness, Session, Settings, Transmit};
 use crate::state::SyncState;
@@ -56,9 +56,9 @@ pub(crate) enum Command {
     /// Send a chat state.
     ChatState(ConversationRef, State, Reply<()>),
     /// Mark delivered.
-    MarkDelivered(ConversationRef, u64, Reply<()>),
+    MarkDelivered(ConversationRef, Seq, Reply<()>),
     /// Mark read.
-    MarkRead(ConversationRef, u64, bool, Reply<()>),
+    MarkRead(ConversationRef, Seq, bool, Reply<()>),
     /// Set this device's presence.
     SetPresence(Presence, Reply<()>),
     /// Change the profile; answered with the version.
@@ -78,7 +78,7 @@ pub(crate) enum Command {
     /// Ask for a group's profile and members.
     GroupInfo(GroupId, Reply<Answer>),
     /// Ask who received and read a message.
-    Receipt(ConversationRef, u64, Reply<Answer>),
+    Receipt(ConversationRef, Seq, Reply<Answer>),
     /// Send a request the hub answers with a plain `ack`.
     Request(Packet, Reply<Answer>),
     /// Ask for the user's devices.
@@ -86,7 +86,7 @@ pub(crate) enum Command {
     /// Read where the device stands.
     State(Reply<SyncState>),
     /// Place a call: target, SDP offer.
-    Call(String, String, Reply<Call>),
+    Call(CallTarget, String, Reply<Call>),
     /// Answer a call with an SDP answer.
     Answer(Call, String, Reply<()>),
     /// Refuse a call.
@@ -139,6 +139,7 @@ pub(crate) async fn start(
         resume: config.resume.clone(),
         sip_domain: config.sip_domain.clone(),
         seed: rand::random(),
+        id_seed: rand::random(),
     });
     let options = mqtt_options(&config, session.will())?;
     let (mqtt, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
@@ -151,6 +152,7 @@ pub(crate) async fn start(
     tokio::spawn(connection::run(eventloop, net_tx, stop_rx, backoff));
     let driver = Driver {
         session,
+        clock: Clock::start(),
         mqtt,
         commands: commands_rx,
         net: net_rx,
@@ -169,10 +171,10 @@ pub(crate) async fn start(
         Ok(Ok(Err(e))) => Err(e),
         Ok(Err(_)) => Err(Error::closed()),
         // Dropping `commands_tx` closes the half-started client.
-        Err(_) => Err(Error::new(Kind::Unreachable(format!(
-            "not connected within {:?}",
-            config.connect_timeout
-        )))),
+        Err(_) => Err(Error::unreachable(
+            Some(format!("not connected within {:?}", config.connect_timeout)),
+            None,
+        )),
     }
 }
 
@@ -235,20 +237,37 @@ fn mqtt_options(config: &ClientConfig, will: Transmit) -> Result<MqttOptions, Er
     Ok(options)
 }
 
-fn now() -> Now {
-    Now {
-        at: Instant::now(),
-        unix_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        entropy: rand::random(),
-    }
-}
-
 fn qos(qos: Qos) -> QoS {
     match qos {
         Qos::AtMostOnce => QoS::AtMostOnce,
         Qos::AtLeastOnce => QoS::AtLeastOnce,
+    }
+}
+
+/// The driver's clocks: the session's moments count from `origin`.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Self {
+            origin: Instant::now(),
+        }
+    }
+
+    /// A reading of both clocks, for the session.
+    fn now(self) -> Now {
+        Now {
+            at: Moment::from_origin(self.origin.elapsed()),
+            wall: Timestamp::from_system(SystemTime::now()),
+        }
+    }
+
+    /// When the monotonic clock reaches `moment`.
+    fn instant(self, moment: Moment) -> Instant {
+        self.origin + moment.since_origin()
     }
 }
 
@@ -262,6 +281,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 struct Driver {
     session: Session,
+    clock: Clock,
     mqtt: AsyncClient,
     commands: mpsc::UnboundedReceiver<Command>,
     net: mpsc::UnboundedReceiver<NetEvent>,
@@ -283,7 +303,7 @@ impl Driver {
     async fn run(mut self) {
         loop {
             self.pump();
-            let deadline = self.session.poll_timeout();
+            let deadline = self.session.poll_timeout().map(|at| self.clock.instant(at));
             tokio::select! {
                 command = self.commands.recv(), if self.closing.is_none() => match command {
                     Some(command) => self.command(command),
@@ -299,7 +319,7 @@ impl Driver {
                     // The connection task ended: nothing more can happen.
                     None => break,
                 },
-                () = sleep_until(deadline) => self.session.handle_timeout(now()),
+                () = sleep_until(deadline) => self.session.handle_timeout(self.clock.now()),
                 // The connection task reports no progress on publishes: poll the channel.
                 () = tokio::time::sleep(OUTBOX_RETRY), if !self.outbox.is_empty() => {}
                 () = sleep_until(self.closing) => {
@@ -388,7 +408,7 @@ impl Driver {
     }
 
     fn command(&mut self, command: Command) {
-        let now = now();
+        let now = self.clock.now();
         let session = &mut self.session;
         match command {
             Command::Send(packet, reply) => match session.send(packet, now) {
@@ -494,7 +514,7 @@ impl Driver {
 
     /// Handles a network event; true when the connection task has ended for good.
     fn network(&mut self, event: NetEvent) -> bool {
-        let now = now();
+        let now = self.clock.now();
         match event {
             NetEvent::Connected { session_present } => {
                 self.session.handle_connected(session_present, now);
@@ -503,7 +523,7 @@ impl Driver {
                 // Requests not yet handed over were meant for the lost connection; the
                 // session makes new ones for the next.
                 self.outbox.clear();
-                self.session.handle_disconnected(error.to_string());
+                self.session.handle_disconnected(error.explain());
                 if first {
                     if let Some(ready) = self.ready.take() {
                         let _ = ready.send(Err(error));
@@ -514,7 +534,7 @@ impl Driver {
                     return true;
                 }
                 if error.is_auth() {
-                    self.session.handle_refused(error.to_string());
+                    self.session.handle_refused(error.explain());
                 }
             }
             NetEvent::Publish { topic, payload } => match std::str::from_utf8(&topic) {
@@ -535,7 +555,7 @@ impl Driver {
             return;
         }
         self.closing = Some(Instant::now() + CLOSE_TIMEOUT);
-        if self.session.close(now()) {
+        if self.session.close(self.clock.now()) {
             self.pump();
             self.outbox.push_back(Request::Disconnect);
             self.flush();
@@ -550,7 +570,7 @@ impl Driver {
         }
         self.session
             .handle_disconnected("the connection task ended".into());
-        self.session.close(now());
+        self.session.close(self.clock.now());
         self.pump();
         // Every event is out: the state covers exactly what the application was told.
         if let Ok(mut slot) = self.final_state.lock() {

@@ -1,7 +1,10 @@
 //! The SDK's error: one opaque type queried with `is_*` methods, so that no dependency's
-//! error type (rumqttc's, tokio's) becomes part of the public API.
+//! error type (rumqttc's, tokio's) becomes part of the public API. The error underneath (an
+//! I/O, TLS or MQTT error) is kept as [`std::error::Error::source`], not copied into the
+//! message: print the chain (anyhow's `{:#}`) to show both.
 
 use std::fmt;
+use std::sync::Arc;
 
 use mqchat_proto::ErrorCode;
 
@@ -9,7 +12,8 @@ use mqchat_proto::ErrorCode;
 ///
 /// Ask what kind of failure it is with [`Error::is_auth`], [`Error::is_unreachable`],
 /// [`Error::is_timeout`], [`Error::is_closed`], [`Error::is_invalid`] and
-/// [`Error::refused`]; its `Display` explains it for logs.
+/// [`Error::refused`]; its `Display` explains it for logs, and its `source` is the error
+/// underneath, when there is one.
 #[derive(Clone)]
 pub struct Error {
     kind: Kind,
@@ -18,14 +22,25 @@ pub struct Error {
 #[derive(Clone, Debug, thiserror::Error)]
 pub(crate) enum Kind {
     /// The configuration or an argument is not valid. The caller is at fault.
-    #[error("invalid: {0}")]
-    Invalid(String),
+    #[error("invalid: {what}")]
+    Invalid {
+        what: String,
+        /// Why, when another library said so (a CA file that cannot be read, rustls).
+        #[source]
+        cause: Option<Cause>,
+    },
     /// The broker refused the credentials or the client id.
     #[error("the server refused the login: {0}")]
     Auth(String),
     /// The broker could not be reached, or refused the connection for another reason.
-    #[error("cannot connect to the server: {0}")]
-    Unreachable(String),
+    #[error("cannot connect to the server{}", what.as_deref().map(|w| format!(": {w}")).unwrap_or_default())]
+    Unreachable {
+        /// What the SDK knows of it (the broker's refusal, a connect timeout).
+        what: Option<String>,
+        /// The connection's error (rumqttc's, with the I/O, TLS or WebSocket error inside).
+        #[source]
+        cause: Option<Cause>,
+    },
     /// No answer in time.
     #[error("no answer from the server in time")]
     Timeout,
@@ -43,13 +58,35 @@ pub(crate) enum Kind {
     Protocol(String),
 }
 
+/// The error underneath one of the SDK's, shared so that [`Error`] stays `Clone`.
+pub(crate) type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 impl Error {
     pub(crate) fn new(kind: Kind) -> Self {
         Self { kind }
     }
 
     pub(crate) fn invalid(what: impl fmt::Display) -> Self {
-        Self::new(Kind::Invalid(what.to_string()))
+        Self::new(Kind::Invalid {
+            what: what.to_string(),
+            cause: None,
+        })
+    }
+
+    /// The caller's configuration is not valid, as `cause` says.
+    pub(crate) fn invalid_because(
+        what: impl fmt::Display,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::new(Kind::Invalid {
+            what: what.to_string(),
+            cause: Some(Arc::new(cause)),
+        })
+    }
+
+    /// The broker could not be reached: `what` the SDK knows, `cause` the error underneath.
+    pub(crate) fn unreachable(what: Option<String>, cause: Option<Cause>) -> Self {
+        Self::new(Kind::Unreachable { what, cause })
     }
 
     pub(crate) fn closed() -> Self {
@@ -68,6 +105,15 @@ impl Error {
         Self::new(Kind::Refused { code, detail })
     }
 
+    /// The message with the error underneath, on one line: the `reason` of
+    /// [`Event::Disconnected`](crate::Event::Disconnected) and of log lines.
+    pub(crate) fn explain(&self) -> String {
+        match std::error::Error::source(self) {
+            Some(cause) => format!("{self}: {cause}"),
+            None => self.to_string(),
+        }
+    }
+
     /// The broker refused the login: wrong password, unknown or disabled account, a revoked
     /// device token, a client id that does not belong to the user, or a will on a topic the
     /// device may not publish to (a wrong topic root).
@@ -78,7 +124,7 @@ impl Error {
     /// The broker could not be reached (network, DNS, timeout while connecting, WebSocket
     /// handshake) or refused the connection for a reason other than the login.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self.kind, Kind::Unreachable(_))
+        matches!(self.kind, Kind::Unreachable { .. })
     }
 
     /// The hub did not answer in time.
@@ -93,7 +139,7 @@ impl Error {
 
     /// The configuration or an argument was not valid; nothing was sent.
     pub fn is_invalid(&self) -> bool {
-        matches!(self.kind, Kind::Invalid(_))
+        matches!(self.kind, Kind::Invalid { .. })
     }
 
     /// The hub answered in a way the protocol does not allow.
@@ -130,7 +176,11 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.kind)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -155,5 +205,20 @@ mod tests {
         assert!(Error::timeout().is_timeout());
         assert!(Error::invalid("x").is_invalid());
         assert!(Error::protocol("x").is_protocol());
+    }
+
+    #[test]
+    fn the_error_underneath_is_the_source_and_not_repeated() {
+        use std::error::Error as _;
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = Error::unreachable(None, Some(Arc::new(io)));
+        assert!(e.is_unreachable());
+        assert_eq!(e.to_string(), "cannot connect to the server");
+        let source = e.source().map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("connection refused"));
+        let e = Error::invalid_because("CA file ca.pem", std::io::Error::other("gone"));
+        assert_eq!(e.to_string(), "invalid: CA file ca.pem");
+        assert_eq!(e.source().map(ToString::to_string).as_deref(), Some("gone"));
+        assert!(Error::invalid("x").source().is_none());
     }
 }

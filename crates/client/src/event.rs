@@ -1,12 +1,14 @@
 //! What the SDK tells the application: the events of its connection and conversations, and
 //! the confirmation of a sent event.
 
-use mqchat_proto::body::{Contact, GroupEvent, Message, Presence, Profile, State};
+use mqchat_proto::body::{Contact, GroupEvent, Message, Profile, State};
 use mqchat_proto::{
-    ConversationRef, DeviceId, ErrorCode, GroupId, MessageId, Packet, SipAddress, UserId,
+    ConversationRef, DeviceId, ErrorCode, GroupId, MessageId, Packet, Seq, SipAddress, Timestamp,
+    UserId,
 };
 
-use crate::call::{Call, EndReason};
+use crate::call::{Call, CallRecord, EndReason};
+use crate::presence::Presence;
 
 /// The hub stored a conversation event this device sent: the "sent" receipt (spec section 9).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,9 +18,9 @@ pub struct Sent {
     /// The conversation, named from this user's side.
     pub conv: ConversationRef,
     /// The event's sequence number in the conversation.
-    pub seq: u64,
-    /// When the hub stored it, in milliseconds since the Unix epoch.
-    pub ts: u64,
+    pub seq: Seq,
+    /// When the hub stored it.
+    pub ts: Timestamp,
     /// The hub had stored it already: this was a resend (the first copy's `seq` and `ts`).
     pub duplicate: bool,
 }
@@ -117,9 +119,9 @@ pub enum Event {
         /// The conversation, named from this user's side.
         conv: ConversationRef,
         /// Its sequence number in the conversation.
-        seq: u64,
-        /// When the hub stored it (ms since the Unix epoch).
-        ts: u64,
+        seq: Seq,
+        /// When the hub stored it.
+        ts: Timestamp,
         /// The sender: a user, or the SIP address of a conversation with one.
         from: Party,
         /// Sent by this user (from this or another of their devices).
@@ -148,7 +150,7 @@ pub enum Event {
         /// peer answered the SIP MESSAGE, spec section 19).
         by: Party,
         /// The highest sequence number covered.
-        up_to: u64,
+        up_to: Seq,
     },
     /// A participant read the conversation up to `up_to`.
     Read {
@@ -157,7 +159,7 @@ pub enum Event {
         /// Who read it.
         by: UserId,
         /// The highest sequence number covered.
-        up_to: u64,
+        up_to: Seq,
         /// This user read it on one of their devices (clear the unread count).
         own: bool,
     },
@@ -166,7 +168,7 @@ pub enum Event {
         /// The direct conversation it belongs to.
         conv: ConversationRef,
         /// Its sequence number in the conversation.
-        seq: u64,
+        seq: Seq,
         /// Who sent it.
         from: UserId,
         /// Sent by this user.
@@ -175,14 +177,15 @@ pub enum Event {
         contact: Contact,
     },
     /// This user was invited to a group (the group's `invited` event, as the invitee
-    /// receives it). Answer with `Client::accept_invitation` or `Client::decline_invitation`.
+    /// receives it). Answer with [`GroupHandle::accept`](crate::GroupHandle::accept) or
+    /// [`GroupHandle::decline`](crate::GroupHandle::decline).
     Invitation {
         /// The group.
         group: GroupId,
         /// The event's sequence number in the group.
-        seq: u64,
-        /// When the hub stored it (ms since the Unix epoch).
-        ts: u64,
+        seq: Seq,
+        /// When the hub stored it.
+        ts: Timestamp,
         /// Who invited.
         by: UserId,
         /// The group's name.
@@ -196,9 +199,9 @@ pub enum Event {
         /// The group.
         group: GroupId,
         /// The event's sequence number in the group.
-        seq: u64,
-        /// When the hub stored it (ms since the Unix epoch).
-        ts: u64,
+        seq: Seq,
+        /// When the hub stored it.
+        ts: Timestamp,
         /// Who made the change (for `joined`, `declined` and `left`, the user themselves).
         by: UserId,
         /// Made by this user.
@@ -274,18 +277,18 @@ pub enum Event {
     },
     /// The record of a call between this user and `conv` (spec 7.14): made by the hub when
     /// the call ended, sequenced in the conversation like a message (and listed by
-    /// `Client::history`; [`mqchat_proto::body::Call::from_packet`] reads it there).
+    /// `Client::history`, where [`CallRecord::from`] reads it).
     CallRecord {
         /// The conversation with the other party.
         conv: ConversationRef,
         /// Its sequence number in the conversation.
-        seq: u64,
-        /// When the hub stored it (ms since the Unix epoch).
-        ts: u64,
+        seq: Seq,
+        /// When the hub stored it.
+        ts: Timestamp,
         /// This user placed the call.
         own: bool,
         /// The record: outcome, times, duration, the device that answered.
-        record: mqchat_proto::body::Call,
+        record: CallRecord,
     },
     /// A packet of another type (an extension), decoded and checked with the registry.
     Other {

@@ -26,8 +26,9 @@
 //! # }
 //! ```
 //!
-//! Groups (spec section 7.11): [`Client::create_group`] and the other group calls change a
-//! group and resolve with the event they made; [`Event::Invitation`] and [`Event::Group`]
+//! Groups (spec section 7.11): [`Client::create_group`] makes one, and [`Client::group`]'s
+//! handle ([`GroupHandle`]) invites, renames, accepts, leaves and the rest; each change
+//! resolves with the event it made; [`Event::Invitation`] and [`Event::Group`]
 //! tell of invitations and of every membership and profile change; messages and chat
 //! states in a group are the ordinary ones with the conversation `#id`; and
 //! [`Client::receipt`] says who received and read a message sent there ("read by 3 of 5").
@@ -62,22 +63,30 @@ mod call;
 mod client;
 mod config;
 mod connection;
+mod device;
 mod driver;
 mod error;
 mod event;
 mod group;
+mod history;
+mod presence;
 mod session;
 mod state;
+mod sync;
 mod tls;
 mod ua;
 
-pub use call::{Call, EndReason, Rejection};
+pub use call::{Call, CallRecord, CallTarget, EndReason, Rejection};
 pub use client::{Client, Events};
 pub use config::ClientConfig;
+pub use device::Device;
 pub use error::Error;
 pub use event::{Created, Event, Party, Sent};
-pub use group::{Group, GroupUpdate, MemberReceipt, Receipt};
+pub use group::{Group, GroupHandle, GroupUpdate, Member, MemberReceipt, Receipt};
+pub use history::{HistoryPage, HistoryQuery};
+pub use presence::Presence;
 pub use state::SyncState;
+pub use sync::{Conversation, SyncPage};
 
 /// The protocol crate, whole: every type the SDK's API takes or returns is in it, so an app
 /// needs no dependency of its own on `mqchat-proto` (and no version of it to keep in step).
@@ -86,5 +95,6 @@ pub use mqchat_proto as proto;
 pub use mqchat_proto::body;
 /// The identifiers and names an app uses with nearly every call.
 pub use mqchat_proto::{
-    ConversationRef, DeviceId, ErrorCode, GroupId, MessageId, SipAddress, TopicRoot, UserId,
+    ConversationRef, DeviceId, ErrorCode, GroupId, MessageId, Seq, SipAddress, Timestamp,
+    TopicRoot, UserId,
 };

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use mqchat_proto::{ConversationRef, MessageId};
+use mqchat_proto::{ConversationRef, MessageId, Seq, Timestamp};
 
 /// Where a device stands: what it must keep to catch up after a restart (spec sections 11
 /// and 13) instead of starting afresh.
@@ -23,10 +23,10 @@ pub struct SyncState {
     /// The hub's change token: every change up to it is covered by `positions`.
     pub token: Option<u64>,
     /// Per conversation, the highest sequence number held contiguously.
-    pub positions: BTreeMap<ConversationRef, u64>,
-    /// The latest hub time (ms since the Unix epoch) seen on an event: conversations that
-    /// begin while the device is away are fetched from there.
-    pub hub_time: Option<u64>,
+    pub positions: BTreeMap<ConversationRef, Seq>,
+    /// The latest hub time seen on an event: conversations that begin while the device is
+    /// away are fetched from there.
+    pub hub_time: Option<Timestamp>,
     /// The last message id this device made: ids must never go back (spec section 6).
     pub last_id: Option<MessageId>,
 }

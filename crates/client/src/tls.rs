@@ -15,17 +15,17 @@ pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::Client
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
-            let bad = |e: &dyn std::fmt::Display| {
-                Error::invalid(format!("CA file {}: {e}", path.display()))
-            };
+            let what = format!("CA file {}", path.display());
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| bad(&e))?;
+                .map_err(|e| Error::invalid_because(&what, e))?;
             if certs.is_empty() {
-                return Err(bad(&"no PEM certificate in it"));
+                return Err(Error::invalid(format!("{what}: no PEM certificate in it")));
             }
             for cert in certs {
-                roots.add(cert).map_err(|e| bad(&e))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| Error::invalid_because(&what, e))?;
             }
         }
         None => {
@@ -41,7 +41,7 @@ pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::Client
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(Error::invalid)?
+        .map_err(|e| Error::invalid_because("the TLS protocol versions", e))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))

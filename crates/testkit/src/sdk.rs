@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use mqchat_client::{Client, ClientConfig, Event, Events};
-use mqchat_proto::{ConversationRef, DeviceId, UserId};
+use mqchat_proto::{ConversationRef, DeviceId, Seq, UserId};
 use mqchat_server::ServerConfig;
 
 use crate::{TestServer, within};
@@ -82,7 +82,7 @@ pub async fn expect<T>(
 }
 
 /// Waits for a message; returns (conversation, seq, from, own, text).
-pub async fn expect_message(events: &mut Events) -> (ConversationRef, u64, UserId, bool, String) {
+pub async fn expect_message(events: &mut Events) -> (ConversationRef, Seq, UserId, bool, String) {
     expect(events, "message", |e| match e {
         Event::Message {
             conv,
@@ -98,7 +98,7 @@ pub async fn expect_message(events: &mut Events) -> (ConversationRef, u64, UserI
 }
 
 /// Waits for a message from someone else.
-pub async fn expect_incoming(events: &mut Events) -> (ConversationRef, u64, UserId, String) {
+pub async fn expect_incoming(events: &mut Events) -> (ConversationRef, Seq, UserId, String) {
     loop {
         let (conv, seq, from, own, text) = expect_message(events).await;
         if !own {

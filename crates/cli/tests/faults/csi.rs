@@ -5,7 +5,8 @@
 //! Run `cargo test -p mqchat-client --test faults client_state -- --nocapture` for the
 //! table.
 
-use mqchat_proto::body::{Availability, ContactAction, Presence, State, Sync};
+use mqchat_client::Presence;
+use mqchat_proto::body::{Availability, ContactAction, State, Sync};
 
 use crate::proxy::{Proxy, Traffic};
 use crate::view::{Archive, Device, send_many};

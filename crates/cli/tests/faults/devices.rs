@@ -1,9 +1,9 @@
 //! One user, several devices: carbons, read markers across devices, a device that was away
 //! when markers moved, and a new device with no state at all.
 
-use mqchat_client::Client;
-use mqchat_proto::body::{Body, History, Message, Sync};
-use mqchat_proto::{ConversationRef, body::ConversationEntry};
+use mqchat_client::{Client, Conversation, HistoryQuery, Seq};
+use mqchat_proto::ConversationRef;
+use mqchat_proto::body::{Body, Message, Sync};
 
 use crate::view::{Archive, Device, send_many};
 use mqchat_testkit::sdk::{config, conv, server};
@@ -65,15 +65,15 @@ async fn every_device_of_a_user_has_the_same_view() -> anyhow::Result<()> {
     let (bob_last, carol_last) = (last("bob"), last("carol"));
     laptop
         .client()
-        .mark_read(conv("bob"), bob_last, false)
+        .mark_read(conv("bob"), Seq::new(bob_last), false)
         .await?;
     laptop
         .client()
-        .mark_read(conv("carol"), carol_last, false)
+        .mark_read(conv("carol"), Seq::new(carol_last), false)
         .await?;
     carol
         .client()
-        .mark_read(conv("alice"), carol_last, false)
+        .mark_read(conv("alice"), Seq::new(carol_last), false)
         .await?;
 
     let read_everywhere = |v: &crate::view::View| {
@@ -123,13 +123,21 @@ async fn every_device_of_a_user_has_the_same_view() -> anyhow::Result<()> {
     assert_eq!(names, ["bob", "carol"], "newest first");
     let bob_entry = &entries[0];
     assert_eq!(
-        (bob_entry.last_seq, bob_entry.read, bob_entry.unread),
+        (
+            bob_entry.last_seq.get(),
+            bob_entry.read.get(),
+            bob_entry.unread
+        ),
         (bob_last + 5, bob_last, 5),
         "bob: last, read, unread"
     );
     let carol_entry = &entries[1];
     assert_eq!(
-        (carol_entry.read, carol_entry.unread, carol_entry.peer_read),
+        (
+            carol_entry.read.get(),
+            carol_entry.unread,
+            carol_entry.peer_read.get(),
+        ),
         (carol_last, 0, carol_last),
         "carol: read, unread, carol's read"
     );
@@ -155,8 +163,8 @@ async fn every_device_of_a_user_has_the_same_view() -> anyhow::Result<()> {
 }
 
 /// Every conversation, newest first, a page of one at a time.
-async fn conversations(client: &Client) -> anyhow::Result<Vec<ConversationEntry>> {
-    let mut out: Vec<ConversationEntry> = Vec::new();
+async fn conversations(client: &Client) -> anyhow::Result<Vec<Conversation>> {
+    let mut out: Vec<Conversation> = Vec::new();
     loop {
         let page = client
             .sync(Sync {
@@ -198,10 +206,10 @@ async fn history_backward(
         let page = client
             .history(
                 conv.clone(),
-                History {
-                    before,
+                HistoryQuery {
+                    before: before.map(Seq::new),
                     limit: Some(7),
-                    ..History::default()
+                    ..HistoryQuery::default()
                 },
             )
             .await?;
@@ -225,10 +233,10 @@ async fn history_forward(
         let page = client
             .history(
                 conv.clone(),
-                History {
-                    after: Some(out.last().map_or(0, |e| e.0)),
+                HistoryQuery {
+                    after: Some(Seq::new(out.last().map_or(0, |e| e.0))),
                     limit: Some(7),
-                    ..History::default()
+                    ..HistoryQuery::default()
                 },
             )
             .await?;

@@ -50,7 +50,7 @@ impl Archive {
     pub fn accepted(&self, from: &str, to: &str, text: &str, sent: &Sent) {
         let mut convs = self.lock();
         let events = convs.entry(pair(from, to)).or_default();
-        if let Some((other_from, other)) = events.get(&sent.seq) {
+        if let Some((other_from, other)) = events.get(&sent.seq.get()) {
             assert_eq!(
                 (other_from.as_str(), other.as_str()),
                 (from, text),
@@ -58,7 +58,7 @@ impl Archive {
                 sent.seq
             );
         }
-        events.insert(sent.seq, (from.to_owned(), text.to_owned()));
+        events.insert(sent.seq.get(), (from.to_owned(), text.to_owned()));
         if sent.duplicate {
             self.resent
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -161,7 +161,7 @@ impl View {
                 .entry(conv.to_string())
                 .or_default()
                 .push(Seen {
-                    seq,
+                    seq: seq.get(),
                     from: from.to_string(),
                     text: message.text,
                     own,
@@ -173,10 +173,10 @@ impl View {
                 own,
             } => self
                 .reads
-                .push((conv.to_string(), by.to_string(), up_to, own)),
+                .push((conv.to_string(), by.to_string(), up_to.get(), own)),
             Event::Delivered { conv, by, up_to } => {
                 self.delivered
-                    .push((conv.to_string(), by.to_string(), up_to));
+                    .push((conv.to_string(), by.to_string(), up_to.get()));
             }
             Event::ChatState { .. } => self.chat_states += 1,
             Event::Presence {

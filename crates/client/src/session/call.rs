@@ -6,13 +6,13 @@ use mqchat_proto::Body;
 use mqchat_proto::body::Sip;
 
 use super::{Now, Output, Qos, Session};
-use crate::call::{Call, Rejection};
+use crate::call::{Call, CallTarget, Rejection};
 use crate::error::Error;
 use crate::ua::UaOutput;
 
 impl Session {
     /// Places a call to `target` (a user id or a `sip:` URI) with the SDP offer `sdp`.
-    pub fn call(&mut self, target: &str, sdp: &str, now: Now) -> Result<Call, Error> {
+    pub fn call(&mut self, target: &CallTarget, sdp: &str, now: Now) -> Result<Call, Error> {
         self.check_open()?;
         let call = self.calls.call(target, sdp, now.at);
         self.pump_calls();

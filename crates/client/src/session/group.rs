@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use mqchat_proto::body::{GroupAction, GroupEvent, GroupInfoResult, HistoryVisibility, Role};
-use mqchat_proto::{GroupId, UserId};
+use mqchat_proto::{GroupId, Seq, UserId};
 
 use super::markers::Kind;
 use crate::group::{MemberReceipt, Receipt};
@@ -298,7 +298,7 @@ impl Groups {
             .collect();
         Some(Receipt {
             conv: mqchat_proto::ConversationRef::Group(gid.clone()),
-            seq,
+            seq: Seq::new(seq),
             members,
         })
     }
@@ -319,17 +319,17 @@ impl Groups {
                 .iter()
                 .map(|(user, seat)| {
                     let (delivered, read) = known.markers.get(user).copied().unwrap_or_default();
-                    mqchat_proto::body::Member {
+                    crate::group::Member {
                         user: user.clone(),
                         role: seat.role,
                         invited: seat.invited,
-                        since: seat.since,
-                        delivered,
-                        read,
+                        since: Seq::new(seat.since),
+                        delivered: Seq::new(delivered),
+                        read: Seq::new(read),
                     }
                 })
                 .collect(),
-            last_seq: roster.seq,
+            last_seq: Seq::new(roster.seq),
         })
     }
 }
@@ -461,7 +461,7 @@ mod tests {
         groups.roster(&me, &gid(), &info, 6);
         let group = groups.group(&gid()).expect("roster");
         assert_eq!(group.n_members(), 2);
-        assert_eq!(group.last_seq, 7);
+        assert_eq!(group.last_seq, Seq::new(7));
         groups.event(
             &me,
             &gid(),

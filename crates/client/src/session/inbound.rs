@@ -8,7 +8,8 @@ use mqchat_proto::body::{
     Body, ChatState, Contact, Delivered, GroupAction, GroupEvent, Presence, Profile, Read,
 };
 use mqchat_proto::{
-    ConversationRef, DeviceId, ErrorCode, InboxBranch, MessageId, Packet, PacketKind, Topic, UserId,
+    ConversationRef, DeviceId, ErrorCode, InboxBranch, MessageId, Packet, PacketKind, Seq,
+    Timestamp, Topic, UserId,
 };
 
 use super::markers::Kind;
@@ -17,6 +18,7 @@ use super::timeline::Admission;
 use super::{Answer, Now, Output, Session};
 use crate::error::Error;
 use crate::event::{Event, Party};
+use crate::group::Member;
 
 impl Session {
     /// A PUBLISH arrived from the broker.
@@ -139,14 +141,17 @@ impl Session {
         own: bool,
     ) -> Option<Event> {
         let seq = packet.seq?;
+        // The application sees them typed (the session keeps numbers).
+        let at = Seq::new(seq);
+        let ts = Timestamp::from_unix_ms(packet.ts.unwrap_or(0));
         // A call record names its other party by the conversation, which may be a SIP
         // address outside mqchat: it needs no sender.
         if packet.kind == PacketKind::CALL {
             return Some(Event::CallRecord {
-                record: typed::<mqchat_proto::body::Call>(&packet)?,
+                record: typed::<mqchat_proto::body::Call>(&packet)?.into(),
                 conv: conv.clone(),
-                seq,
-                ts: packet.ts.unwrap_or(0),
+                seq: at,
+                ts,
                 own,
             });
         }
@@ -158,8 +163,8 @@ impl Session {
             return Some(Event::Message {
                 message: typed(&packet)?,
                 conv: conv.clone(),
-                seq,
-                ts: packet.ts.unwrap_or(0),
+                seq: at,
+                ts,
                 from: Party::Sip(address.clone()),
                 own: false,
                 packet,
@@ -180,16 +185,16 @@ impl Session {
                 if invited_me {
                     Event::Invitation {
                         group: group.clone(),
-                        seq,
-                        ts: packet.ts.unwrap_or(0),
+                        seq: at,
+                        ts,
                         by: from,
                         name: change.name.unwrap_or_default(),
                     }
                 } else {
                     Event::Group {
                         group: group.clone(),
-                        seq,
-                        ts: packet.ts.unwrap_or(0),
+                        seq: at,
+                        ts,
                         by: from,
                         own,
                         change,
@@ -199,8 +204,8 @@ impl Session {
             PacketKind::MESSAGE => Event::Message {
                 message: typed(&packet)?,
                 conv,
-                seq,
-                ts: packet.ts.unwrap_or(0),
+                seq: at,
+                ts,
                 from: Party::User(from),
                 own,
                 packet,
@@ -208,7 +213,7 @@ impl Session {
             PacketKind::CONTACT => Event::Contact {
                 contact: typed::<Contact>(&packet)?,
                 conv,
-                seq,
+                seq: at,
                 from,
                 own,
             },
@@ -315,7 +320,7 @@ impl Session {
         self.emit(Event::Presence {
             user,
             device,
-            presence,
+            presence: presence.map(crate::presence::Presence::from),
         });
     }
 
@@ -408,8 +413,8 @@ impl Session {
                         avatar: result.avatar,
                         description: result.description,
                         history: result.history,
-                        members: result.members,
-                        last_seq: seq,
+                        members: result.members.into_iter().map(Member::from).collect(),
+                        last_seq: Seq::new(seq),
                     }),
                     InfoFor::Receipt(at) => match self.groups.receipt(&self.me.user, &group, at) {
                         Some(receipt) => Answer::Receipt(receipt),

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use mqchat_proto::{ConversationRef, UserId};
+use mqchat_proto::{ConversationRef, Seq, UserId};
 
 use crate::event::{Event, Party};
 
@@ -53,7 +53,11 @@ impl Markers {
         *told = up_to;
         let (conv, by) = (conv.clone(), by.clone());
         Some(match (kind, by) {
-            (Kind::Delivered, by) => Event::Delivered { conv, by, up_to },
+            (Kind::Delivered, by) => Event::Delivered {
+                conv,
+                by,
+                up_to: Seq::new(up_to),
+            },
             (Kind::Read, party) => {
                 let delivered = self
                     .told
@@ -65,7 +69,7 @@ impl Markers {
                     own: by == *me,
                     conv,
                     by,
-                    up_to,
+                    up_to: Seq::new(up_to),
                 }
             }
         })
@@ -176,7 +180,7 @@ mod tests {
             .release(&conv("bob"))
             .into_iter()
             .filter_map(|e| match e {
-                Event::Read { up_to, .. } => Some(up_to),
+                Event::Read { up_to, .. } => Some(up_to.get()),
                 _ => None,
             })
             .collect();

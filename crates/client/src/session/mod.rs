@@ -3,9 +3,11 @@
 //! In the manner of quinn-proto, a [`Session`] never touches a socket, a clock or a random
 //! number generator. The driver feeds it commands from the application (`send`, `mark_read`,
 //! ...), what happens on the connection (`handle_connected`, `handle_publish`, ...) and the
-//! time (`handle_timeout`, with the instant from `poll_timeout`), each call with a [`Now`]; it
-//! then takes the results from [`Session::poll`]: MQTT publishes and subscriptions to make,
-//! events for the application, and answers to the calls that wait for the hub.
+//! time (`handle_timeout`, at the moment `poll_timeout` named), each call with a [`Now`]:
+//! proto's reading of the driver's monotonic clock (a `Moment` since its origin) and of the
+//! wall clock. Randomness comes as seeds in [`Settings`]. The driver then takes the results
+//! from [`Session::poll`]: MQTT publishes and subscriptions to make, events for the
+//! application, and answers to the calls that wait for the hub.
 //!
 //! The parts are modules of their own: [`pending`] (upstream packets waiting for an answer,
 //! resent on every connection), [`timeline`] (deduplication and gaps by sequence number),
@@ -28,15 +30,15 @@ mod timeline;
 mod tests;
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mqchat_proto::body::{
     Availability, Body, ChatState, ClientState, Delivered, DeviceEntry, DeviceList, History,
     HistoryResult, Presence, Profile, Read, State, Sync, SyncResult,
 };
 use mqchat_proto::{
-    ConversationRef, DeviceIdentity, GroupId, IdGenerator, MessageId, Packet, PacketKind, Registry,
-    Routing, Topic, TopicRoot, UserId,
+    ConversationRef, DeviceIdentity, GroupId, IdGenerator, MessageId, Moment, Packet, PacketKind,
+    Registry, Routing, Seq, Timestamp, Topic, TopicRoot, UserId,
 };
 
 use crate::error::Error;
@@ -51,16 +53,9 @@ use receipt::{Marker, Receipts};
 use subscription::{Change, Subscriptions};
 use timeline::Timelines;
 
-/// The time, and randomness for message ids, at the moment of a call.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Now {
-    /// For deadlines.
-    pub at: Instant,
-    /// Wall-clock time in milliseconds since the Unix epoch, for ids and presence.
-    pub unix_ms: u64,
-    /// A random number, for the low bits of a message id.
-    pub entropy: u32,
-}
+/// The driver's reading of both clocks with each call: `at` (monotonic) for deadlines,
+/// `wall` for message ids, presence and the events the session stamps.
+pub(crate) use mqchat_proto::Now;
 
 /// The protocol's delivery guarantee, which the session's publishes and subscriptions carry.
 pub(crate) use mqchat_proto::Qos;
@@ -157,6 +152,8 @@ pub(crate) struct Settings {
     pub sip_domain: String,
     /// Randomness for SIP identifiers (Call-IDs, tags, branches).
     pub seed: u64,
+    /// Randomness for the low bits of message ids.
+    pub id_seed: u64,
 }
 
 /// The device's protocol state.
@@ -171,6 +168,8 @@ pub(crate) struct Session {
     auto_delivered: bool,
     catch_up: bool,
     ids: IdGenerator,
+    /// The random low bits of message ids (the session draws no randomness of its own).
+    entropy: mqchat_sip::IdGen,
     /// The last message id made or sent, for [`SyncState::last_id`].
     last_id: Option<MessageId>,
     presence: Presence,
@@ -217,7 +216,7 @@ impl Session {
             .max();
         let mut timelines = Timelines::default();
         for (conv, seq) in resume.positions {
-            timelines.restore(conv, seq);
+            timelines.restore(conv, seq.get());
         }
         Self {
             upstream: root.topic(&Topic::Upstream {
@@ -242,6 +241,7 @@ impl Session {
             auto_delivered: settings.auto_delivered,
             catch_up: settings.catch_up,
             ids: ids_after.map_or_else(IdGenerator::new, IdGenerator::resume_after),
+            entropy: mqchat_sip::IdGen::new(settings.id_seed),
             last_id: ids_after,
             presence: settings.presence,
             pending: Pending::default(),
@@ -260,7 +260,10 @@ impl Session {
             settled: resume.token,
             // A device that kept a token but never saw an event fetches the conversations
             // that began while it was away from their start.
-            last_hub_ts: resume.hub_time.or(resume.token.map(|_| 0)),
+            last_hub_ts: resume
+                .hub_time
+                .map(Timestamp::unix_ms)
+                .or(resume.token.map(|_| 0)),
             catch_up_since: None,
             out: VecDeque::new(),
             me,
@@ -274,7 +277,7 @@ impl Session {
     }
 
     /// When to call [`Session::handle_timeout`] next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<Moment> {
         let receipts = self
             .connected
             .then(|| self.receipts.next_deadline())
@@ -334,7 +337,9 @@ impl Session {
 
     /// A new message id, after every id made or sent before.
     fn next_id(&mut self, now: Now) -> MessageId {
-        let id = self.ids.next(now.unix_ms, now.entropy);
+        // The high half of a SplitMix64 output is as random as the low one.
+        let random = u32::try_from(self.entropy.next_u64() >> 32).unwrap_or_default();
+        let id = self.ids.next(now.wall.unix_ms(), random);
         self.note_id(id);
         id
     }
@@ -350,9 +355,9 @@ impl Session {
         state.positions = self
             .timelines
             .positions()
-            .map(|(conv, seq)| (conv.clone(), seq))
+            .map(|(conv, seq)| (conv.clone(), Seq::new(seq)))
             .collect();
-        state.hub_time = self.last_hub_ts;
+        state.hub_time = self.last_hub_ts.map(Timestamp::from_unix_ms);
         state.last_id = self.last_id;
         state
     }
@@ -434,11 +439,11 @@ impl Session {
     pub fn mark_delivered(
         &mut self,
         conv: ConversationRef,
-        up_to: u64,
+        up_to: Seq,
         now: Now,
     ) -> Result<(), Error> {
         self.check_open()?;
-        check_marker(up_to)?;
+        let up_to = check_marker(up_to)?;
         self.receipts.mark_delivered(&conv, up_to, now.at);
         self.flush_receipts(now.at);
         Ok(())
@@ -448,12 +453,12 @@ impl Session {
     pub fn mark_read(
         &mut self,
         conv: ConversationRef,
-        up_to: u64,
+        up_to: Seq,
         private: bool,
         now: Now,
     ) -> Result<(), Error> {
         self.check_open()?;
-        check_marker(up_to)?;
+        let up_to = check_marker(up_to)?;
         self.receipts.mark_read(&conv, up_to, private);
         self.flush_receipts(now.at);
         Ok(())
@@ -472,7 +477,7 @@ impl Session {
 
     fn publish_presence(&mut self, now: Now) {
         let mut packet = self.presence.to_packet();
-        packet.ts = Some(now.unix_ms);
+        packet.ts = Some(now.wall.unix_ms());
         self.publish(
             self.presence_topic.clone(),
             packet.encode(),
@@ -575,11 +580,11 @@ impl Session {
     pub fn receipt(
         &mut self,
         conv: ConversationRef,
-        seq: u64,
+        seq: Seq,
         now: Now,
     ) -> Result<Result<Receipt, MessageId>, Error> {
         self.check_open()?;
-        check_marker(seq)?;
+        let seq = check_marker(seq)?;
         match &conv {
             ConversationRef::Group(group) => match self.groups.receipt(&self.me.user, group, seq) {
                 Some(receipt) => Ok(Ok(receipt)),
@@ -597,12 +602,16 @@ impl Session {
                     let read = self.markers.told(&conv, peer, markers::Kind::Read);
                     vec![MemberReceipt::new(peer.clone(), delivered, read, seq)]
                 };
-                Ok(Ok(Receipt { conv, seq, members }))
+                Ok(Ok(Receipt {
+                    conv,
+                    seq: Seq::new(seq),
+                    members,
+                }))
             }
             // A party outside mqchat is not a member with markers in the session.
             ConversationRef::Sip(_) => Ok(Ok(Receipt {
                 conv,
-                seq,
+                seq: Seq::new(seq),
                 members: Vec::new(),
             })),
         }
@@ -714,7 +723,7 @@ impl Session {
         self.presence = Presence {
             availability: Availability::Offline,
             status: self.presence.status.take(),
-            last_active: Some(now.unix_ms),
+            last_active: Some(now.wall.unix_ms()),
         };
         self.publish_presence(now);
         self.connected = false;
@@ -758,7 +767,7 @@ impl Session {
         }
         // A device that kept its state catches up on its first connection too.
         let reconnect = self.first_connected_ms.is_some() || self.token.is_some();
-        self.first_connected_ms.get_or_insert(now.unix_ms);
+        self.first_connected_ms.get_or_insert(now.wall.unix_ms());
         if reconnect {
             self.start_catch_up(now);
         } else if self.catch_up {
@@ -830,7 +839,7 @@ impl Session {
         self.pump_calls();
     }
 
-    fn flush_receipts(&mut self, at: Instant) {
+    fn flush_receipts(&mut self, at: Moment) {
         if self.connected {
             let owed = self.receipts.take(at);
             self.publish_markers(owed);
@@ -903,9 +912,10 @@ fn strip_hub_fields(packet: &mut Packet) {
     packet.device = None;
 }
 
-fn check_marker(up_to: u64) -> Result<(), Error> {
-    if up_to == 0 {
+/// A marker's position as the session keeps it, unless it is [`Seq::NONE`].
+fn check_marker(up_to: Seq) -> Result<u64, Error> {
+    if up_to == Seq::NONE {
         return Err(Error::invalid("markers cover sequence numbers from 1"));
     }
-    Ok(())
+    Ok(up_to.get())
 }

@@ -8,12 +8,13 @@
 //! original id on every new connection; the hub deduplicates.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use mqchat_proto::body::{
     Ack, Body, DeviceListResult, ErrorReply, GroupInfoResult, HistoryResult, SyncResult,
 };
-use mqchat_proto::{ConversationRef, DeviceIdentity, GroupId, MessageId, Packet, PacketKind};
+use mqchat_proto::{
+    ConversationRef, DeviceIdentity, GroupId, MessageId, Moment, Packet, PacketKind, Seq, Timestamp,
+};
 
 use crate::event::Sent;
 
@@ -100,7 +101,7 @@ pub(crate) struct Entry {
     /// When to give up waiting; `None` waits for as long as the session lives. For a
     /// packet the hub refused as `rate-limited` ([`Entry::held`] above 0): when to send it
     /// again.
-    pub deadline: Option<Instant>,
+    pub deadline: Option<Moment>,
     /// How many times in a row the hub answered `rate-limited`: the packet waits, unsent,
     /// until its deadline, then goes again with the same id (spec 13).
     pub held: u32,
@@ -145,8 +146,8 @@ pub(crate) fn read_reply(expect: &Expect, id: MessageId, reply: &Packet) -> Repl
             Reply::Sent(Sent {
                 id,
                 conv: reply.conv.clone().unwrap_or_else(|| conv.clone()),
-                seq,
-                ts: reply.ts.unwrap_or(0),
+                seq: Seq::new(seq),
+                ts: Timestamp::from_unix_ms(reply.ts.unwrap_or(0)),
                 duplicate,
             })
         }
@@ -154,8 +155,8 @@ pub(crate) fn read_reply(expect: &Expect, id: MessageId, reply: &Packet) -> Repl
             (Some(conv @ ConversationRef::Group(_)), Some(seq)) => Reply::Sent(Sent {
                 id,
                 conv: conv.clone(),
-                seq,
-                ts: reply.ts.unwrap_or(0),
+                seq: Seq::new(seq),
+                ts: Timestamp::from_unix_ms(reply.ts.unwrap_or(0)),
                 duplicate: Ack::from_packet(reply).is_ok_and(|ack| ack.duplicate),
             }),
             _ => unexpected("a group ack without a group and a sequence number"),
@@ -239,14 +240,14 @@ impl Pending {
         Some(Sent {
             id,
             conv,
-            seq,
-            ts: event.ts.unwrap_or(0),
+            seq: Seq::new(seq),
+            ts: Timestamp::from_unix_ms(event.ts.unwrap_or(0)),
             duplicate: false,
         })
     }
 
     /// Removes and returns the packets whose deadline is at or before `now`.
-    pub fn expire(&mut self, now: Instant) -> Vec<(MessageId, Entry)> {
+    pub fn expire(&mut self, now: Moment) -> Vec<(MessageId, Entry)> {
         let due: Vec<MessageId> = self
             .entries
             .iter()
@@ -259,7 +260,7 @@ impl Pending {
     }
 
     /// The earliest deadline.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub fn next_deadline(&self) -> Option<Moment> {
         self.entries.values().filter_map(|e| e.deadline).min()
     }
 
@@ -310,8 +311,8 @@ mod tests {
             Reply::Sent(Sent {
                 id: id(7),
                 conv: conv(conv_name),
-                seq,
-                ts: 1000,
+                seq: Seq::new(seq),
+                ts: Timestamp::from_unix_ms(1000),
                 duplicate,
             })
         };
@@ -368,7 +369,7 @@ mod tests {
         );
     }
 
-    fn entry(expect: Expect, deadline: Option<Instant>) -> Entry {
+    fn entry(expect: Expect, deadline: Option<Moment>) -> Entry {
         Entry {
             expect,
             payload: Vec::new(),
@@ -379,7 +380,7 @@ mod tests {
 
     #[test]
     fn resend_order_and_expiry() {
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         let mut pending = Pending::default();
         assert!(pending.insert(id(3), entry(Expect::Event { conv: conv("bob") }, None)));
         assert!(pending.insert(
@@ -438,7 +439,9 @@ mod tests {
             ),
         ];
         for (json, expected) in cases {
-            let got = pending.confirm_copy(&packet(json), &me()).map(|s| s.seq);
+            let got = pending
+                .confirm_copy(&packet(json), &me())
+                .map(|s| s.seq.get());
             assert_eq!(got, expected, "{json}");
         }
     }

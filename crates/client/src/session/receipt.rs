@@ -6,9 +6,9 @@
 //! marker raises `delivered` too, so a lower `delivered` is not sent after it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mqchat_proto::ConversationRef;
+use mqchat_proto::{ConversationRef, Moment};
 
 /// A marker to publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub(crate) enum Marker {
 #[derive(Debug, Clone, Copy)]
 struct Due {
     up_to: u64,
-    at: Instant,
+    at: Moment,
 }
 
 /// The markers owed, and the highest `delivered` value already sent per conversation.
@@ -57,7 +57,7 @@ impl Receipts {
         }
     }
 
-    fn owe_delivered(&mut self, conv: &ConversationRef, up_to: u64, at: Instant) {
+    fn owe_delivered(&mut self, conv: &ConversationRef, up_to: u64, at: Moment) {
         let due = self
             .delivered
             .entry(conv.clone())
@@ -68,12 +68,12 @@ impl Receipts {
 
     /// Events from others up to `up_to` were received at `now`: owe a `delivered` after
     /// the delay (not pushed back by later events, so a steady stream still gets markers).
-    pub fn received(&mut self, conv: &ConversationRef, up_to: u64, now: Instant) {
+    pub fn received(&mut self, conv: &ConversationRef, up_to: u64, now: Moment) {
         self.owe_delivered(conv, up_to, now + self.delay);
     }
 
     /// The application marks `conv` delivered up to `up_to`: owe it now.
-    pub fn mark_delivered(&mut self, conv: &ConversationRef, up_to: u64, now: Instant) {
+    pub fn mark_delivered(&mut self, conv: &ConversationRef, up_to: u64, now: Moment) {
         self.owe_delivered(conv, up_to, now);
     }
 
@@ -87,7 +87,7 @@ impl Receipts {
 
     /// Takes the markers to publish at `now`: every `read`, and each `delivered` whose delay
     /// is over and that is above what was already sent.
-    pub fn take(&mut self, now: Instant) -> Vec<Marker> {
+    pub fn take(&mut self, now: Moment) -> Vec<Marker> {
         self.take_where(|due| due.at <= now)
     }
 
@@ -130,7 +130,7 @@ impl Receipts {
     }
 
     /// When the next `delivered` becomes due.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub fn next_deadline(&self) -> Option<Moment> {
         self.delivered.values().map(|due| due.at).min()
     }
 }
@@ -153,7 +153,7 @@ mod tests {
     use Step::*;
 
     fn run(steps: &[Step]) {
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let mut r = Receipts::new(Duration::from_millis(200));
         for (i, step) in steps.iter().enumerate() {
@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn closing_takes_everything() {
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         let mut r = Receipts::new(Duration::from_millis(200));
         r.received(&conv("bob"), 3, t0);
         assert!(r.take(t0).is_empty());
@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn deadline() {
-        let t0 = Instant::now();
+        let t0 = Moment::ZERO;
         let mut r = Receipts::new(Duration::from_millis(200));
         assert_eq!(r.next_deadline(), None);
         r.received(&conv("bob"), 1, t0);

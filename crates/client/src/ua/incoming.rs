@@ -2,8 +2,9 @@
 //! sections 13.3, 17.2.1, 9.2, 15.1.2). The device rings (180), then answers (200 with the
 //! application's SDP), refuses (486, 603) or is cancelled (487).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use mqchat_proto::Moment;
 use mqchat_sip::{IdGen, Message, Method};
 
 use super::dialog::{self, Dialog, Local};
@@ -52,7 +53,7 @@ pub(super) struct Incoming {
     branch: String,
     pub(super) tag: String,
     phase: Phase,
-    pub deadline: Option<Instant>,
+    pub deadline: Option<Moment>,
     /// The INVITE's `Expires` set the deadline (then 487 ends it, else 480).
     expires: bool,
     /// The last response to the INVITE, sent again for a retransmitted INVITE.
@@ -73,7 +74,7 @@ impl Incoming {
         call_id: &str,
         invite: &Message,
         tag: String,
-        now: Instant,
+        now: Moment,
     ) -> Result<(Self, Message, Event), Box<Message>> {
         let refuse = |code: u16, warning: Option<&str>| {
             let mut response = Message::response(invite, code, "");
@@ -161,13 +162,13 @@ impl Incoming {
         self.last.clone()
     }
 
-    fn linger(&mut self, now: Instant) {
+    fn linger(&mut self, now: Moment) {
         self.phase = Phase::Ended;
         self.deadline = Some(now + LINGER);
     }
 
     /// The application answers with `sdp`: the 200 to send.
-    pub fn answer(&mut self, me: &Local, sdp: &str, now: Instant) -> Result<Message, Error> {
+    pub fn answer(&mut self, me: &Local, sdp: &str, now: Moment) -> Result<Message, Error> {
         let dialog = Dialog::from_invite(&self.invite, &self.tag)
             .ok_or_else(|| Error::invalid("the INVITE makes no dialog"))?;
         let mut ok = Message::response(&self.invite, 200, "");
@@ -190,7 +191,7 @@ impl Incoming {
 
     /// The application (or the device signing off) refuses with `code`: the response to
     /// send.
-    pub fn refuse(&mut self, code: u16, now: Instant) -> Message {
+    pub fn refuse(&mut self, code: u16, now: Moment) -> Message {
         let mut response = Message::response(&self.invite, code, "");
         response.set_to_tag(&self.tag);
         response.insert_header("User-Agent", dialog::USER_AGENT);
@@ -206,7 +207,7 @@ impl Incoming {
         &mut self,
         me: &Local,
         ids: &mut IdGen,
-        now: Instant,
+        now: Moment,
     ) -> Result<Option<Message>, Error> {
         match self.phase {
             Phase::Answered if !self.bye_after_ack => {
@@ -233,7 +234,7 @@ impl Incoming {
         ack: &Message,
         me: &Local,
         ids: &mut IdGen,
-        now: Instant,
+        now: Moment,
     ) -> Option<Message> {
         match self.phase {
             Phase::Answered => {
@@ -277,7 +278,7 @@ impl Incoming {
     }
 
     /// Cancelled: the 487 to send when the call was still ringing.
-    pub fn cancelled(&mut self, now: Instant) -> Option<Message> {
+    pub fn cancelled(&mut self, now: Moment) -> Option<Message> {
         if self.phase != Phase::Ringing {
             return None;
         }
@@ -302,7 +303,7 @@ impl Incoming {
     }
 
     /// The other side no longer has the call: true if it was on.
-    pub fn gone(&mut self, now: Instant) -> bool {
+    pub fn gone(&mut self, now: Moment) -> bool {
         let live = self.is_live();
         if live {
             self.linger(now);
@@ -317,7 +318,7 @@ impl Incoming {
         remote_tag: &str,
         seq: u32,
         method: &Method,
-        now: Instant,
+        now: Moment,
     ) -> Option<DialogRequest> {
         let invite_tag = self.invite.from().and_then(|f| f.tag().map(str::to_owned));
         if local_tag != self.tag || invite_tag.as_deref() != Some(remote_tag) {
@@ -357,7 +358,7 @@ impl Incoming {
     }
 
     /// A deadline passed.
-    pub fn timeout(&mut self, me: &Local, ids: &mut IdGen, now: Instant) -> Timeout {
+    pub fn timeout(&mut self, me: &Local, ids: &mut IdGen, now: Moment) -> Timeout {
         match self.phase {
             Phase::Ringing => {
                 let code = if self.expires { 487 } else { 480 };

@@ -23,12 +23,12 @@ mod outgoing;
 mod tests;
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mqchat_proto::ConversationRef;
-use mqchat_sip::{IdGen, Message, Method, Uri};
+use mqchat_proto::{ConversationRef, Moment};
+use mqchat_sip::{IdGen, Message, Method};
 
-use crate::call::{Call, EndReason, Rejection};
+use crate::call::{Call, CallTarget, EndReason, Rejection};
 use crate::error::Error;
 use crate::event::Event;
 pub(crate) use dialog::Local;
@@ -61,7 +61,7 @@ pub(crate) enum UaOutput {
 #[derive(Debug)]
 struct Request {
     message: Message,
-    deadline: Instant,
+    deadline: Moment,
     /// An OPTIONS asking, after a reconnect, whether this call is still on.
     probe: Option<Call>,
 }
@@ -77,7 +77,7 @@ pub(crate) struct UserAgent {
     requests: HashMap<String, Request>,
     /// Final responses to non-INVITE requests, by branch and method, until they expire: a
     /// retransmitted request gets the same answer again.
-    answered: HashMap<(String, String), (String, Instant)>,
+    answered: HashMap<(String, String), (String, Moment)>,
     out: VecDeque<UaOutput>,
 }
 
@@ -101,7 +101,7 @@ impl UserAgent {
     }
 
     /// When to call [`UserAgent::handle_timeout`] next.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub fn next_deadline(&self) -> Option<Moment> {
         let calls = self
             .outgoing
             .values()
@@ -130,11 +130,11 @@ impl UserAgent {
     }
 
     /// Sends a BYE or CANCEL and waits for its final response.
-    fn send_request(&mut self, message: Message, now: Instant) {
+    fn send_request(&mut self, message: Message, now: Moment) {
         self.track(message, None, now);
     }
 
-    fn track(&mut self, message: Message, probe: Option<Call>, now: Instant) {
+    fn track(&mut self, message: Message, probe: Option<Call>, now: Moment) {
         self.send(&message);
         let branch = message
             .top_via()
@@ -151,7 +151,7 @@ impl UserAgent {
     }
 
     /// Sends a response and remembers it for retransmissions of a non-INVITE `request`.
-    fn respond(&mut self, request: &Message, response: &Message, now: Instant) {
+    fn respond(&mut self, request: &Message, response: &Message, now: Moment) {
         self.send(response);
         if let (Some(via), Some(method)) = (request.top_via(), request.method())
             && *method != Method::Invite
@@ -169,8 +169,8 @@ impl UserAgent {
 
     /// Places a call to `target` (a user of this domain or a `sip:` URI) with the SDP
     /// offer `sdp`.
-    pub fn call(&mut self, target: &str, sdp: &str, now: Instant) -> Result<Call, Error> {
-        let uri = self.target(target)?;
+    pub fn call(&mut self, target: &CallTarget, sdp: &str, now: Moment) -> Result<Call, Error> {
+        let uri = target.uri(&self.me.domain);
         check_sdp(sdp)?;
         let call_id = self.ids.call_id(&self.me.via_host());
         let tag = self.ids.tag();
@@ -188,22 +188,8 @@ impl UserAgent {
         Ok(call)
     }
 
-    fn target(&self, target: &str) -> Result<Uri, Error> {
-        if let Ok(user) = mqchat_proto::UserId::parse(target) {
-            return Ok(Uri::sip(Some(user.as_str()), &self.me.domain));
-        }
-        let uri = Uri::parse(target)
-            .map_err(|e| Error::invalid(format!("call target {target:?}: {e}")))?;
-        if uri.scheme == mqchat_sip::Scheme::Tel || uri.host.is_empty() {
-            return Err(Error::invalid(format!(
-                "call target {target:?}: use a user id or a sip: URI"
-            )));
-        }
-        Ok(uri)
-    }
-
     /// Answers the incoming `call` with the SDP answer `sdp`.
-    pub fn answer(&mut self, call: &Call, sdp: &str, now: Instant) -> Result<(), Error> {
+    pub fn answer(&mut self, call: &Call, sdp: &str, now: Moment) -> Result<(), Error> {
         check_sdp(sdp)?;
         let me = self.me.clone();
         let incoming = self.ringing(call)?;
@@ -213,7 +199,7 @@ impl UserAgent {
     }
 
     /// Refuses the incoming `call`.
-    pub fn reject(&mut self, call: &Call, why: Rejection, now: Instant) -> Result<(), Error> {
+    pub fn reject(&mut self, call: &Call, why: Rejection, now: Moment) -> Result<(), Error> {
         let incoming = self.ringing(call)?;
         let (code, reason) = match why {
             Rejection::Busy => (486, EndReason::Busy { local: true }),
@@ -237,7 +223,7 @@ impl UserAgent {
 
     /// Hangs up `call`: cancels it before the answer, ends it with BYE after; an incoming
     /// call still ringing is declined.
-    pub fn hangup(&mut self, call: &Call, now: Instant) -> Result<(), Error> {
+    pub fn hangup(&mut self, call: &Call, now: Moment) -> Result<(), Error> {
         if call.is_outgoing() {
             let me = self.me.clone();
             let Some(outgoing) = self.outgoing.get_mut(call.call_id()) else {
@@ -269,7 +255,7 @@ impl UserAgent {
 
     /// Ends every call, as when the device signs off: cancels or hangs up its own, turns
     /// away those ringing (480, so the user's other devices keep ringing).
-    pub fn close(&mut self, now: Instant) {
+    pub fn close(&mut self, now: Moment) {
         let outgoing: Vec<Call> = self
             .outgoing
             .values()
@@ -311,7 +297,7 @@ impl UserAgent {
     // ---- The network ----
 
     /// A SIP message arrived from the hub.
-    pub fn handle(&mut self, text: &str, now: Instant) {
+    pub fn handle(&mut self, text: &str, now: Moment) {
         let message = match Message::parse(text.as_bytes()) {
             Ok(message) => message,
             Err(e) => {
@@ -326,7 +312,7 @@ impl UserAgent {
         }
     }
 
-    fn on_request(&mut self, request: &Message, now: Instant) {
+    fn on_request(&mut self, request: &Message, now: Moment) {
         let Some(method) = request.method().cloned() else {
             return;
         };
@@ -362,7 +348,7 @@ impl UserAgent {
 
     /// Answers `request` with a bare `code` (and a tag, as every response outside a dialog
     /// but 100 needs).
-    fn reply(&mut self, request: &Message, code: u16, now: Instant) {
+    fn reply(&mut self, request: &Message, code: u16, now: Moment) {
         let mut response = Message::response(request, code, "");
         if request.to().is_some_and(|to| to.tag().is_none()) {
             response.set_to_tag(&self.ids.tag());
@@ -371,7 +357,7 @@ impl UserAgent {
     }
 
     /// 405 for the methods this side knows but does not take here, 501 for the others.
-    fn not_allowed(&mut self, method: &Method, request: &Message, now: Instant) {
+    fn not_allowed(&mut self, method: &Method, request: &Message, now: Moment) {
         let code = if matches!(method, Method::Extension(_)) {
             501
         } else {
@@ -397,7 +383,7 @@ impl UserAgent {
         response
     }
 
-    fn on_invite(&mut self, call_id: String, invite: &Message, now: Instant) {
+    fn on_invite(&mut self, call_id: String, invite: &Message, now: Moment) {
         if let Some(existing) = self.incoming.get(&call_id) {
             if existing.is_retransmission(invite) {
                 let response = existing.last_response();
@@ -424,7 +410,7 @@ impl UserAgent {
         }
     }
 
-    fn on_ack(&mut self, call_id: &str, ack: &Message, now: Instant) {
+    fn on_ack(&mut self, call_id: &str, ack: &Message, now: Moment) {
         let me = self.me.clone();
         let Some(incoming) = self.incoming.get_mut(call_id) else {
             tracing::debug!(call_id, "ignoring an ACK for no call");
@@ -435,7 +421,7 @@ impl UserAgent {
         }
     }
 
-    fn on_cancel(&mut self, call_id: &str, cancel: &Message, now: Instant) {
+    fn on_cancel(&mut self, call_id: &str, cancel: &Message, now: Moment) {
         let Some(incoming) = self
             .incoming
             .get_mut(call_id)
@@ -460,7 +446,7 @@ impl UserAgent {
         }
     }
 
-    fn in_dialog(&mut self, call_id: &str, method: &Method, request: &Message, now: Instant) {
+    fn in_dialog(&mut self, call_id: &str, method: &Method, request: &Message, now: Moment) {
         let me = self.me.clone();
         let (Some(from), Some(to), Some(cseq)) = (request.from(), request.to(), request.cseq())
         else {
@@ -517,7 +503,7 @@ impl UserAgent {
         }
     }
 
-    fn on_response(&mut self, response: &Message, now: Instant) {
+    fn on_response(&mut self, response: &Message, now: Moment) {
         let (Some(cseq), Some(via), Some(call_id), Some(code)) = (
             response.cseq(),
             response.top_via(),
@@ -582,7 +568,7 @@ impl UserAgent {
 
     /// The other side no longer knows `call` (481 to a probe): it ended while this device
     /// was away.
-    fn gone(&mut self, call: &Call, now: Instant) {
+    fn gone(&mut self, call: &Call, now: Moment) {
         let ended = if call.is_outgoing() {
             self.outgoing
                 .get_mut(call.call_id())
@@ -604,7 +590,7 @@ impl UserAgent {
     }
 
     /// Time passed: timeouts of calls and transactions.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, now: Moment) {
         let me = self.me.clone();
         let due: Vec<String> = self
             .outgoing
@@ -683,7 +669,7 @@ impl UserAgent {
     }
 
     /// After a reconnect: sends again what the lost connection may have swallowed.
-    pub fn resend(&mut self, now: Instant) {
+    pub fn resend(&mut self, now: Moment) {
         let mut again = Vec::new();
         for outgoing in self.outgoing.values() {
             again.extend(outgoing.unconfirmed(now));

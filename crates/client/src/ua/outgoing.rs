@@ -4,8 +4,8 @@
 //! (13.2.2.4).
 
 use std::collections::HashMap;
-use std::time::Instant;
 
+use mqchat_proto::Moment;
 use mqchat_sip::{IdGen, Message, Method};
 
 use super::dialog::{self, Dialog, Local};
@@ -57,19 +57,19 @@ pub(super) struct Outgoing {
     invite: Message,
     pub branch: String,
     phase: Phase,
-    pub deadline: Option<Instant>,
+    pub deadline: Option<Moment>,
     responded: bool,
     told_ringing: bool,
     dialog: Option<Dialog>,
     ack: Option<Message>,
-    answered_at: Option<Instant>,
+    answered_at: Option<Moment>,
     /// 2xx answers of other forks, acknowledged and hung up, by To tag: the ACK to send
     /// again if one comes again.
     others: HashMap<String, Message>,
 }
 
 impl Outgoing {
-    pub fn new(call: Call, invite: Message, branch: String, now: Instant) -> Self {
+    pub fn new(call: Call, invite: Message, branch: String, now: Moment) -> Self {
         Self {
             call,
             invite,
@@ -99,7 +99,7 @@ impl Outgoing {
         )
     }
 
-    fn linger(&mut self, now: Instant) {
+    fn linger(&mut self, now: Moment) {
         self.phase = Phase::Ended;
         self.deadline = Some(now + LINGER);
     }
@@ -109,7 +109,7 @@ impl Outgoing {
         &mut self,
         me: &Local,
         ids: &mut IdGen,
-        now: Instant,
+        now: Moment,
     ) -> Result<(Message, EndReason), Error> {
         match self.phase {
             Phase::Calling | Phase::Ringing => {
@@ -140,7 +140,7 @@ impl Outgoing {
         response: &Message,
         me: &Local,
         ids: &mut IdGen,
-        now: Instant,
+        now: Moment,
     ) -> Effects {
         let mut effects = Effects::default();
         let Some(code) = response.code() else {
@@ -194,7 +194,7 @@ impl Outgoing {
         response: &Message,
         me: &Local,
         ids: &mut IdGen,
-        now: Instant,
+        now: Moment,
         effects: &mut Effects,
     ) {
         let Some(tag) = response.to().and_then(|to| to.tag().map(str::to_owned)) else {
@@ -267,7 +267,7 @@ impl Outgoing {
     }
 
     /// The other side no longer has the call: true if it was on.
-    pub fn gone(&mut self, now: Instant) -> bool {
+    pub fn gone(&mut self, now: Moment) -> bool {
         let live = self.is_live();
         if live {
             self.linger(now);
@@ -308,7 +308,7 @@ impl Outgoing {
     }
 
     /// A deadline passed.
-    pub fn timeout(&mut self, now: Instant) -> Timeout {
+    pub fn timeout(&mut self, now: Moment) -> Timeout {
         match self.phase {
             Phase::Calling | Phase::Ringing => {
                 // No final answer in time: cancel, in case the hub has the INVITE.
@@ -329,7 +329,7 @@ impl Outgoing {
 
     /// What to send again after a reconnect: the INVITE if nothing answered it, the ACK of
     /// a recent answer.
-    pub fn unconfirmed(&self, now: Instant) -> Vec<Message> {
+    pub fn unconfirmed(&self, now: Moment) -> Vec<Message> {
         match self.phase {
             Phase::Calling if !self.responded => vec![self.invite.clone()],
             Phase::Answered

@@ -4,14 +4,22 @@
 //! unknown callee, the ringing timeout, a reconnect in the middle of a call, several calls
 //! at once, and the call records in both users' histories.
 
-use mqchat_client::{Call, Client, EndReason, Event, Events, Rejection};
-use mqchat_proto::body::{Call as Record, CallOutcome, History};
+use mqchat_client::{
+    Call, CallRecord as Record, CallTarget, Client, EndReason, Event, Events, HistoryQuery,
+    Rejection,
+};
+use mqchat_proto::body::{Call as CallBody, CallOutcome};
 use mqchat_proto::{Body, ConversationRef, PacketKind};
 
 use crate::common::*;
 
 const OFFER: &str = "v=0\r\no=alice 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0\r\n";
 const ANSWER: &str = "v=0\r\no=bob 2 2 IN IP4 192.0.2.20\r\ns=-\r\nc=IN IP4 192.0.2.20\r\nt=0 0\r\nm=audio 3456 RTP/AVP 0\r\n";
+
+/// A call target as an app parses it.
+fn target(text: &str) -> anyhow::Result<CallTarget> {
+    Ok(text.parse()?)
+}
 
 /// A server with SIP on (no gateway listeners) and the users alice, bob and carol.
 async fn sip_server(ring_timeout_secs: u64) -> anyhow::Result<TestServer> {
@@ -123,12 +131,12 @@ async fn record(events: &mut Device, call: &Call) -> (ConversationRef, bool, Rec
 
 /// The call records in `client`'s history with `peer`.
 async fn history_records(client: &Client, peer: &str) -> anyhow::Result<Vec<Record>> {
-    let page = client.history(conv(peer), History::default()).await?;
+    let page = client.history(conv(peer), HistoryQuery::default()).await?;
     Ok(page
         .events
         .iter()
         .filter(|p| p.kind == PacketKind::CALL)
-        .map(|p| Record::from_packet(p).expect("a valid call record"))
+        .map(|p| Record::from(CallBody::from_packet(p).expect("a valid call record")))
         .collect())
 }
 
@@ -140,7 +148,7 @@ async fn every_device_rings_one_answers_the_other_stops_and_the_callee_hangs_up(
     let (phone, mut phone_events) = device(&server, "bob", "phone").await?;
     let (_laptop, mut laptop_events) = device(&server, "bob", "laptop").await?;
 
-    let call = alice.call("bob", OFFER).await?;
+    let call = alice.call(&target("bob")?, OFFER).await?;
     let (phone_call, from, caller, offer) = incoming(&mut phone_events).await;
     assert_eq!(
         (from.as_str(), caller, offer.as_str()),
@@ -176,7 +184,10 @@ async fn every_device_rings_one_answers_the_other_stops_and_the_callee_hangs_up(
     assert_eq!(mine.answered_by.as_ref().map(|d| d.as_str()), Some("phone"));
     assert_eq!(mine.media, ["audio"]);
     let duration = mine.duration.expect("an answered call has a duration");
-    assert_eq!(Some(mine.ended - duration), mine.answered);
+    let answered = mine
+        .answered
+        .expect("an answered call has its answer's time");
+    assert_eq!(answered.saturating_add(duration), mine.ended);
     for events in [&mut phone_events, &mut laptop_events] {
         let (peer, own, theirs) = record(events, &call).await;
         assert_eq!((peer, own), (conv("alice"), false));
@@ -197,7 +208,7 @@ async fn the_caller_hangs_up() -> anyhow::Result<()> {
     let server = sip_server(60).await?;
     let (alice, mut alice_events) = device(&server, "alice", "phone").await?;
     let (bob, mut bob_events) = device(&server, "bob", "phone").await?;
-    let call = alice.call("bob", OFFER).await?;
+    let call = alice.call(&target("bob")?, OFFER).await?;
     let (bob_call, ..) = incoming(&mut bob_events).await;
     bob.answer(&bob_call, ANSWER).await?;
     answered(&mut alice_events, &call).await;
@@ -226,7 +237,7 @@ async fn busy_and_declined() -> anyhow::Result<()> {
     let (phone, mut phone_events) = device(&server, "bob", "phone").await?;
 
     // Busy on bob's only device: alice hears busy.
-    let call = alice.call("bob", OFFER).await?;
+    let call = alice.call(&target("bob")?, OFFER).await?;
     let (bob_call, ..) = incoming(&mut phone_events).await;
     phone.reject(&bob_call, Rejection::Busy).await?;
     assert_eq!(
@@ -244,7 +255,7 @@ async fn busy_and_declined() -> anyhow::Result<()> {
 
     // Declined on one of two devices: the call ends everywhere.
     let (_laptop, mut laptop_events) = device(&server, "bob", "laptop").await?;
-    let call = alice.call("bob", OFFER).await?;
+    let call = alice.call(&target("bob")?, OFFER).await?;
     let (phone_call, ..) = incoming(&mut phone_events).await;
     let (laptop_call, ..) = incoming(&mut laptop_events).await;
     phone.reject(&phone_call, Rejection::Decline).await?;
@@ -269,7 +280,7 @@ async fn the_caller_cancels_and_the_callee_has_a_missed_call() -> anyhow::Result
     let (alice, mut alice_events) = device(&server, "alice", "phone").await?;
     let (_phone, mut phone_events) = device(&server, "bob", "phone").await?;
     let (_laptop, mut laptop_events) = device(&server, "bob", "laptop").await?;
-    let call = alice.call("bob", OFFER).await?;
+    let call = alice.call(&target("bob")?, OFFER).await?;
     let (phone_call, ..) = incoming(&mut phone_events).await;
     let (laptop_call, ..) = incoming(&mut laptop_events).await;
     ringing(&mut alice_events, &call).await;
@@ -304,7 +315,7 @@ async fn an_offline_or_unknown_callee() -> anyhow::Result<()> {
     let server = sip_server(60).await?;
     let (alice, mut alice_events) = device(&server, "alice", "phone").await?;
     // bob has no device connected (and none to wake): 480 at once, a missed call.
-    let call = alice.call("bob", OFFER).await?;
+    let call = alice.call(&target("bob")?, OFFER).await?;
     let reason = ended(&mut alice_events, &call).await;
     assert!(
         matches!(reason, EndReason::Failed { code: 480, .. }),
@@ -316,7 +327,7 @@ async fn an_offline_or_unknown_callee() -> anyhow::Result<()> {
     let (bob, _bob_events) = connect(&server, "bob", "phone").await?;
     assert_eq!(history_records(&bob, "alice").await?, [missed]);
     // Nobody called dave.
-    let call = alice.call("dave", OFFER).await?;
+    let call = alice.call(&target("dave")?, OFFER).await?;
     let reason = ended(&mut alice_events, &call).await;
     assert!(
         matches!(reason, EndReason::Failed { code: 404, .. }),
@@ -332,7 +343,7 @@ async fn ringing_times_out() -> anyhow::Result<()> {
     let server = sip_server(2).await?;
     let (alice, mut alice_events) = device(&server, "alice", "phone").await?;
     let (_bob, mut bob_events) = device(&server, "bob", "phone").await?;
-    let call = alice.call("bob", OFFER).await?;
+    let call = alice.call(&target("bob")?, OFFER).await?;
     let (bob_call, ..) = incoming(&mut bob_events).await;
     ringing(&mut alice_events, &call).await;
     let reason = ended(&mut alice_events, &call).await;
@@ -359,7 +370,7 @@ async fn a_call_survives_a_reconnect() -> anyhow::Result<()> {
         Client::connect(config_at(&relay.url(), &server, "alice", "phone")).await?;
     let mut alice_events = Device::new(alice_events);
     let (bob, mut bob_events) = device(&server, "bob", "phone").await?;
-    let call = alice.call("bob", OFFER).await?;
+    let call = alice.call(&target("bob")?, OFFER).await?;
     let (bob_call, ..) = incoming(&mut bob_events).await;
     bob.answer(&bob_call, ANSWER).await?;
     answered(&mut alice_events, &call).await;
@@ -390,12 +401,12 @@ async fn a_second_call_while_in_a_call() -> anyhow::Result<()> {
     let (alice, mut alice_events) = device(&server, "alice", "phone").await?;
     let (carol, mut carol_events) = device(&server, "carol", "phone").await?;
     let (bob, mut bob_events) = device(&server, "bob", "phone").await?;
-    let first = alice.call("bob", OFFER).await?;
+    let first = alice.call(&target("bob")?, OFFER).await?;
     let (bob_first, ..) = incoming(&mut bob_events).await;
     bob.answer(&bob_first, ANSWER).await?;
     answered(&mut alice_events, &first).await;
     // carol calls bob meanwhile: the app decides, here busy.
-    let second = carol.call("sip:bob@localhost", OFFER).await?;
+    let second = carol.call(&target("sip:bob@localhost")?, OFFER).await?;
     let (bob_second, from, ..) = incoming(&mut bob_events).await;
     assert_eq!(from, "sip:carol@localhost");
     bob.reject(&bob_second, Rejection::Busy).await?;
@@ -422,7 +433,9 @@ async fn a_call_to_one_device() -> anyhow::Result<()> {
     let (_phone, phone_events) = device(&server, "bob", "phone").await?;
     let (laptop, mut laptop_events) = device(&server, "bob", "laptop").await?;
     // The GRUU of bob's laptop: only the laptop rings.
-    let call = alice.call("sip:bob@localhost;gr=laptop", OFFER).await?;
+    let call = alice
+        .call(&target("sip:bob@localhost;gr=laptop")?, OFFER)
+        .await?;
     let (laptop_call, ..) = incoming(&mut laptop_events).await;
     laptop.answer(&laptop_call, ANSWER).await?;
     answered(&mut alice_events, &call).await;

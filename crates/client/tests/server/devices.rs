@@ -1,8 +1,8 @@
 //! Device management and push settings through the SDK (spec 7.12, 7.13).
 
-use mqchat_client::Event;
+use mqchat_client::{Client, Event};
 use mqchat_proto::DeviceId;
-use mqchat_proto::body::{MUTED_FOREVER, Message, PushRegister, PushTarget, Sync};
+use mqchat_proto::body::{Message, PushRegister, PushTarget, Sync};
 
 use crate::common::*;
 
@@ -15,7 +15,7 @@ async fn a_user_lists_devices_and_revokes_a_lost_one() -> anyhow::Result<()> {
         .devices()
         .await?
         .iter()
-        .map(|d| d.device.to_string())
+        .map(|d| d.id.to_string())
         .collect();
     assert_eq!(ids, ["laptop", "phone"]);
 
@@ -33,7 +33,7 @@ async fn a_user_lists_devices_and_revokes_a_lost_one() -> anyhow::Result<()> {
         .devices()
         .await?
         .iter()
-        .map(|d| d.device.to_string())
+        .map(|d| d.id.to_string())
         .collect();
     assert_eq!(ids, ["phone"]);
     // Revoking it again, or a device that never existed, is refused.
@@ -84,13 +84,13 @@ async fn push_registration_and_mutes_reach_the_hub() -> anyhow::Result<()> {
 
     // A mute set on the phone shows on the tablet's sync; unmuting clears it.
     phone.send(conv("bob"), Message::text("hi")).await?;
-    phone.mute(conv("bob"), Some(MUTED_FOREVER)).await?;
+    phone.mute(conv("bob"), Some(Client::MUTED_FOREVER)).await?;
     let entries = tablet.sync(Sync::default()).await?.conversations;
     let bob = entries
         .iter()
         .find(|e| e.conv == conv("bob"))
         .expect("the conversation");
-    assert_eq!(bob.muted_until, Some(MUTED_FOREVER));
+    assert_eq!(bob.muted_until, Some(Client::MUTED_FOREVER));
     phone.mute(conv("bob"), None).await?;
     let entries = tablet.sync(Sync::default()).await?.conversations;
     let bob = entries

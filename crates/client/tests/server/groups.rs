@@ -3,11 +3,9 @@
 //! accepts at once both land; the group limit; and the attacks, refused with an error and
 //! delivered to no one.
 
-use mqchat_client::{Client, Event, Events, GroupUpdate, Receipt};
-use mqchat_proto::body::{
-    Body, GroupAction, GroupCreate, GroupEvent, History, Message, Role, State,
-};
-use mqchat_proto::{ConversationRef, ErrorCode, GroupId, UserId};
+use mqchat_client::{Client, Event, Events, GroupUpdate, HistoryQuery, Receipt};
+use mqchat_proto::body::{Body, GroupAction, GroupCreate, GroupEvent, Message, Role, State};
+use mqchat_proto::{ConversationRef, ErrorCode, GroupId, Seq, UserId};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet as MqttPacket, SubscribeReasonCode};
 use rumqttc::v5::{AsyncClient, Event as MqttEvent, MqttOptions};
@@ -22,7 +20,7 @@ struct Member {
     client: Client,
     events: Events,
     /// (seq, what) of each durable event of the group under test.
-    log: Vec<(u64, String)>,
+    log: Vec<(Seq, String)>,
     group: Option<GroupId>,
 }
 
@@ -81,7 +79,7 @@ impl Member {
     }
 
     /// Waits for the group event of `action` concerning `user`.
-    async fn wait_change(&mut self, action: GroupAction, user: &str) -> u64 {
+    async fn wait_change(&mut self, action: GroupAction, user: &str) -> Seq {
         let what = format!("{action:?} {user}");
         self.wait(&what, |e| match e {
             Event::Group { seq, change, .. }
@@ -96,7 +94,7 @@ impl Member {
     }
 
     /// Waits for a group message with this text; returns its seq.
-    async fn wait_text(&mut self, text: &str) -> u64 {
+    async fn wait_text(&mut self, text: &str) -> Seq {
         self.wait(&format!("message {text:?}"), |e| match e {
             Event::Message { seq, message, .. } if message.text == text => Some(*seq),
             _ => None,
@@ -151,7 +149,7 @@ fn group_conv(group: &GroupId) -> ConversationRef {
 async fn receipt_when(
     alice: &mut Member,
     conv: &ConversationRef,
-    seq: u64,
+    seq: Seq,
     done: impl Fn(&Receipt) -> bool,
 ) -> Receipt {
     loop {
@@ -203,30 +201,32 @@ async fn five_users_share_one_ordered_group() -> anyhow::Result<()> {
         );
     }
     // An invited user may look at the group before answering.
-    let info = dave.client.group_info(&gid).await?;
+    let info = dave.client.group(&gid).info().await?;
     assert_eq!(
         (info.name.as_str(), info.description.as_deref()),
         ("Crew", Some("Weekend climbing"))
     );
     assert!(info.member(&user("dave")).is_some_and(|m| m.invited));
-    bob.client.accept_invitation(&gid).await?;
-    carol.client.accept_invitation(&gid).await?;
-    dave.client.decline_invitation(&gid).await?;
+    bob.client.group(&gid).accept().await?;
+    carol.client.group(&gid).accept().await?;
+    dave.client.group(&gid).decline().await?;
     dave.wait_change(GroupAction::Declined, "dave").await;
-    alice.client.invite(&gid, &user("erin")).await?;
+    alice.client.group(&gid).invite(&user("erin")).await?;
     erin.invitation().await;
-    erin.client.accept_invitation(&gid).await?;
+    erin.client.group(&gid).accept().await?;
     alice.wait_change(GroupAction::Joined, "erin").await;
 
     // Roles and profile: alice promotes bob, bob (an admin now) renames the group.
     alice
         .client
-        .set_role(&gid, &user("bob"), Role::Admin)
+        .group(&gid)
+        .set_role(&user("bob"), Role::Admin)
         .await?;
     bob.wait_change(GroupAction::Role, "bob").await;
-    bob.client.rename_group(&gid, "Crew 2").await?;
+    bob.client.group(&gid).rename("Crew 2").await?;
     bob.client
-        .update_group(&gid, GroupUpdate::description("Climbing, mostly"))
+        .group(&gid)
+        .update(GroupUpdate::description("Climbing, mostly"))
         .await?;
 
     // Messages, typing and receipts.
@@ -273,7 +273,7 @@ async fn five_users_share_one_ordered_group() -> anyhow::Result<()> {
         .collect();
     assert_eq!(read_by, ["bob", "carol"]);
     // The hub's roster has the same markers.
-    let info = alice.client.group_info(&gid).await?;
+    let info = alice.client.group(&gid).info().await?;
     assert_eq!(info.name, "Crew 2");
     assert!(
         info.member(&user("bob"))
@@ -284,11 +284,11 @@ async fn five_users_share_one_ordered_group() -> anyhow::Result<()> {
         .client
         .send(conv.clone(), Message::text("hi alice"))
         .await?;
-    assert_eq!(reply.seq, hello.seq + 1);
+    assert_eq!(reply.seq, hello.seq.next());
 
     // carol leaves, alice removes erin; each learns of it, then hears nothing more.
-    carol.client.leave_group(&gid).await?;
-    alice.client.remove_member(&gid, &user("erin")).await?;
+    carol.client.group(&gid).leave().await?;
+    alice.client.group(&gid).remove(&user("erin")).await?;
     erin.wait_change(GroupAction::Removed, "erin").await;
     alice
         .client
@@ -299,9 +299,10 @@ async fn five_users_share_one_ordered_group() -> anyhow::Result<()> {
     // After bob's demotion by alice, two members remain.
     alice
         .client
-        .set_role(&gid, &user("bob"), Role::Member)
+        .group(&gid)
+        .set_role(&user("bob"), Role::Member)
         .await?;
-    let info = alice.client.group_info(&gid).await?;
+    let info = alice.client.group(&gid).info().await?;
     let members: Vec<(&str, Role, bool)> = info
         .members
         .iter()
@@ -372,15 +373,15 @@ async fn five_users_share_one_ordered_group() -> anyhow::Result<()> {
         .client
         .history(
             conv.clone(),
-            History {
-                after: Some(0),
+            HistoryQuery {
+                after: Some(Seq::NONE),
                 limit: Some(500),
-                ..History::default()
+                ..HistoryQuery::default()
             },
         )
         .await?;
     let stored: Vec<u64> = history.events.iter().filter_map(|p| p.seq).collect();
-    let live: Vec<u64> = alice_log.iter().map(|(seq, _)| *seq).collect();
+    let live: Vec<u64> = alice_log.iter().map(|(seq, _)| seq.get()).collect();
     assert_eq!(&stored[..live.len()], &live[..]);
     // Each lists the groups they are in: carol left, dave declined, erin was removed.
     for m in [&bob, &carol, &dave, &erin] {
@@ -427,7 +428,7 @@ async fn simultaneous_accepts_all_land() -> anyhow::Result<()> {
         .map(|m| {
             let client = m.client.clone();
             let gid = gid.clone();
-            tokio::spawn(async move { client.accept_invitation(&gid).await })
+            tokio::spawn(async move { client.group(&gid).accept().await })
         })
         .collect();
     let mut seqs = Vec::new();
@@ -437,7 +438,7 @@ async fn simultaneous_accepts_all_land() -> anyhow::Result<()> {
     seqs.sort_unstable();
     seqs.dedup();
     assert_eq!(seqs.len(), 4, "each accept is its own event: {seqs:?}");
-    let info = alice.client.group_info(&gid).await?;
+    let info = alice.client.group(&gid).info().await?;
     assert_eq!(info.n_members(), 5);
     assert!(info.members.iter().all(|m| !m.invited));
     server.stop().await;
@@ -472,28 +473,32 @@ async fn ownership_moves_and_the_group_ends() -> anyhow::Result<()> {
         .await?
         .group;
     assert_eq!(
-        refused(alice.client.invite(&gid, &user("dave")).await),
+        refused(alice.client.group(&gid).invite(&user("dave")).await),
         Some(ErrorCode::GROUP_FULL)
     );
     bob.invitation().await;
     carol.invitation().await;
-    bob.client.accept_invitation(&gid).await?;
-    carol.client.accept_invitation(&gid).await?;
+    bob.client.group(&gid).accept().await?;
+    carol.client.group(&gid).accept().await?;
     // The owner cannot just leave; after a transfer she can.
     assert_eq!(
-        refused(alice.client.leave_group(&gid).await),
+        refused(alice.client.group(&gid).leave().await),
         Some(ErrorCode::FORBIDDEN)
     );
-    alice.client.transfer_ownership(&gid, &user("bob")).await?;
+    alice
+        .client
+        .group(&gid)
+        .transfer_ownership(&user("bob"))
+        .await?;
     bob.wait_change(GroupAction::Owner, "bob").await;
-    let info = bob.client.group_info(&gid).await?;
+    let info = bob.client.group(&gid).info().await?;
     assert_eq!(info.owner(), Some(&user("bob")));
     assert_eq!(
         info.member(&user("alice")).map(|m| m.role),
         Some(Role::Admin)
     );
-    alice.client.leave_group(&gid).await?;
-    bob.client.delete_group(&gid).await?;
+    alice.client.group(&gid).leave().await?;
+    bob.client.group(&gid).delete().await?;
     let seq = carol
         .wait("the deletion", |e| match e {
             Event::Group {
@@ -505,7 +510,7 @@ async fn ownership_moves_and_the_group_ends() -> anyhow::Result<()> {
             _ => None,
         })
         .await;
-    assert!(seq > 1);
+    assert!(seq > Seq::new(1));
     assert_eq!(
         refused(
             carol
@@ -614,14 +619,14 @@ async fn attacks_on_a_group_are_refused_and_reach_no_one() -> anyhow::Result<()>
     }
     bob.invitation().await;
     carol.invitation().await;
-    bob.client.accept_invitation(&gid).await?;
-    carol.client.accept_invitation(&gid).await?;
+    bob.client.group(&gid).accept().await?;
+    carol.client.group(&gid).accept().await?;
     alice
         .client
         .send(conv.clone(), Message::text("members only"))
         .await?;
     carol.wait_text("members only").await;
-    alice.client.remove_member(&gid, &user("carol")).await?;
+    alice.client.group(&gid).remove(&user("carol")).await?;
     for m in [&mut alice, &mut bob, &mut carol] {
         m.wait_change(GroupAction::Removed, "carol").await;
     }
@@ -633,13 +638,16 @@ async fn attacks_on_a_group_are_refused_and_reach_no_one() -> anyhow::Result<()>
         refused(m.send(conv.clone(), Message::text("let me in")).await),
         forbidden
     );
-    assert_eq!(refused(m.group_info(&gid).await), forbidden);
+    assert_eq!(refused(m.group(&gid).info().await), forbidden);
     assert_eq!(
-        refused(m.history(conv.clone(), History::default()).await),
+        refused(m.history(conv.clone(), HistoryQuery::default()).await),
         forbidden
     );
-    assert_eq!(refused(m.accept_invitation(&gid).await), forbidden);
-    assert_eq!(refused(m.invite(&gid, &user("dave")).await), forbidden);
+    assert_eq!(refused(m.group(&gid).accept().await), forbidden);
+    assert_eq!(
+        refused(m.group(&gid).invite(&user("dave")).await),
+        forbidden
+    );
     m.chat_state(conv.clone(), State::Composing).await?;
     let code = mallory
         .wait("the refused chat state", |e| match e {
@@ -659,26 +667,29 @@ async fn attacks_on_a_group_are_refused_and_reach_no_one() -> anyhow::Result<()>
         forbidden
     );
     assert_eq!(
-        refused(carol.client.accept_invitation(&gid).await),
+        refused(carol.client.group(&gid).accept().await),
         Some(ErrorCode::CONFLICT)
     );
     // A plain member tries what admins do.
     let b = &bob.client;
-    assert_eq!(refused(b.invite(&gid, &user("dave")).await), forbidden);
     assert_eq!(
-        refused(b.remove_member(&gid, &user("alice")).await),
+        refused(b.group(&gid).invite(&user("dave")).await),
         forbidden
     );
     assert_eq!(
-        refused(b.set_role(&gid, &user("bob"), Role::Admin).await),
+        refused(b.group(&gid).remove(&user("alice")).await),
         forbidden
     );
-    assert_eq!(refused(b.rename_group(&gid, "Mine now").await), forbidden);
     assert_eq!(
-        refused(b.transfer_ownership(&gid, &user("bob")).await),
+        refused(b.group(&gid).set_role(&user("bob"), Role::Admin).await),
         forbidden
     );
-    assert_eq!(refused(b.delete_group(&gid).await), forbidden);
+    assert_eq!(refused(b.group(&gid).rename("Mine now").await), forbidden);
+    assert_eq!(
+        refused(b.group(&gid).transfer_ownership(&user("bob")).await),
+        forbidden
+    );
+    assert_eq!(refused(b.group(&gid).delete().await), forbidden);
     // Forging a membership event: the SDK will not send one, and the hub refuses it raw.
     let mut forged = GroupEvent::new(GroupAction::Joined, Some(user("dave"))).to_packet();
     forged.conv = Some(conv.clone());
@@ -725,7 +736,7 @@ async fn attacks_on_a_group_are_refused_and_reach_no_one() -> anyhow::Result<()>
         let seen: Vec<&str> = m.log.iter().map(|(_, w)| w.as_str()).collect();
         assert_eq!(seen, ["alice: still private"], "{}", m.name);
     }
-    let info = alice.client.group_info(&gid).await?;
+    let info = alice.client.group(&gid).info().await?;
     assert_eq!(
         info.members
             .iter()

@@ -2,11 +2,18 @@
 
 use std::time::Duration;
 
-use mqchat_client::Event;
-use mqchat_proto::body::{Body, History, Message, State, Sync};
-use mqchat_proto::{ConversationRef, ErrorCode, MessageId, PacketKind, Registry, UserId};
+use mqchat_client::{Event, HistoryQuery};
+use mqchat_proto::body::{Body, Message, State, Sync};
+use mqchat_proto::{
+    ConversationRef, ErrorCode, MessageId, PacketKind, Registry, Seq, Timestamp, UserId,
+};
 
 use crate::common::*;
+
+/// The position `n` after `seq`.
+fn after(seq: Seq, n: u64) -> Seq {
+    Seq::new(seq.get() + n)
+}
 
 #[tokio::test]
 async fn message_round_trip_with_receipts() -> anyhow::Result<()> {
@@ -17,7 +24,10 @@ async fn message_round_trip_with_receipts() -> anyhow::Result<()> {
     let sent = alice.send(conv("bob"), Message::text("Hi")).await?;
     assert_eq!(sent.conv, conv("bob"));
     assert!(!sent.duplicate);
-    assert!(sent.seq >= 1 && sent.ts > 0, "{sent:?}");
+    assert!(
+        sent.seq >= Seq::new(1) && sent.ts > Timestamp::EPOCH,
+        "{sent:?}"
+    );
 
     // Bob receives it with the same sequence number, named from his side.
     let got = expect_incoming(&mut bob_events).await;
@@ -153,8 +163,8 @@ async fn a_resent_message_is_archived_once() -> anyhow::Result<()> {
 
     // Bob gets it once: the next message after it is the next one sent.
     let next = alice.send(conv("bob"), Message::text("next")).await?;
-    assert_eq!(next.seq, first.seq + 1);
-    let got: Vec<(u64, String)> = [
+    assert_eq!(next.seq, after(first.seq, 1));
+    let got: Vec<(Seq, String)> = [
         expect_incoming(&mut bob_events).await,
         expect_incoming(&mut bob_events).await,
     ]
@@ -187,7 +197,7 @@ async fn messages_sent_while_offline_arrive_on_reconnect() -> anyhow::Result<()>
         let (_, seq, _, text) = expect_incoming(&mut bob_events).await;
         got.push((seq, text));
     }
-    let expected: Vec<(u64, String)> = sent
+    let expected: Vec<(Seq, String)> = sent
         .into_iter()
         .zip(["one", "two", "three"].map(String::from))
         .collect();
@@ -248,7 +258,15 @@ async fn events_missed_during_a_cut_arrive_once_and_in_order() -> anyhow::Result
     for _ in 0..4 {
         got.push(expect_incoming(&mut bob_events).await.1);
     }
-    assert_eq!(got, [first.seq + 1, first.seq + 2, first.seq + 3, last.seq]);
+    assert_eq!(
+        got,
+        [
+            after(first.seq, 1),
+            after(first.seq, 2),
+            after(first.seq, 3),
+            last.seq
+        ]
+    );
     server.stop().await;
     Ok(())
 }
@@ -293,12 +311,19 @@ async fn catch_up_fetches_what_a_lost_session_missed() -> anyhow::Result<()> {
     assert_eq!(
         got,
         [
-            (first.seq + 1, "a".to_owned()),
-            (first.seq + 2, "b".to_owned()),
-            (first.seq + 3, "c".to_owned())
+            (after(first.seq, 1), "a".to_owned()),
+            (after(first.seq, 2), "b".to_owned()),
+            (after(first.seq, 3), "c".to_owned())
         ]
     );
-    assert_eq!(sent, [first.seq + 1, first.seq + 2, first.seq + 3]);
+    assert_eq!(
+        sent,
+        [
+            after(first.seq, 1),
+            after(first.seq, 2),
+            after(first.seq, 3)
+        ]
+    );
     server.stop().await;
     Ok(())
 }
@@ -326,14 +351,14 @@ async fn history_and_sync() -> anyhow::Result<()> {
     let page = alice
         .history(
             conv("carol"),
-            History {
-                after: Some(0),
-                ..History::default()
+            HistoryQuery {
+                after: Some(Seq::NONE),
+                ..HistoryQuery::default()
             },
         )
         .await?;
     let seqs: Vec<Option<u64>> = page.events.iter().map(|p| p.seq).collect();
-    assert_eq!(seqs, [Some(one.seq), Some(two.seq)]);
+    assert_eq!(seqs, [Some(one.seq.get()), Some(two.seq.get())]);
     let text = Message::from_packet(&page.events[1])?.text;
     assert_eq!(text, "two");
 
@@ -362,22 +387,22 @@ async fn extension_packets_pass_through() -> anyhow::Result<()> {
         mqchat_client::Client::connect(config(&server, "bob", "phone").registry(registry)).await?;
     let hi = alice.send(conv("bob"), Message::text("Hi")).await?;
     let mut reaction = mqchat_reaction::Reaction {
-        to: hi.seq,
+        to: hi.seq.get(),
         emoji: "👍".into(),
         remove: false,
     }
     .to_packet();
     reaction.conv = Some(conv("bob"));
     let sent = alice.send_packet(reaction).await?;
-    assert_eq!(sent.seq, hi.seq + 1);
+    assert_eq!(sent.seq, after(hi.seq, 1));
     let packet = expect(&mut bob_events, "the reaction", |e| match e {
         Event::Other { packet } if packet.kind == mqchat_reaction::KIND => Some(packet),
         _ => None,
     })
     .await;
-    assert_eq!(packet.seq, Some(sent.seq));
+    assert_eq!(packet.seq, Some(sent.seq.get()));
     let reaction = mqchat_reaction::Reaction::from_packet(&packet)?;
-    assert_eq!((reaction.to, reaction.emoji.as_str()), (hi.seq, "👍"));
+    assert_eq!((reaction.to, reaction.emoji.as_str()), (hi.seq.get(), "👍"));
     assert_ne!(packet.kind, PacketKind::MESSAGE);
     server.stop().await;
     Ok(())

@@ -1,6 +1,6 @@
 //! Contacts, presence and profiles.
 
-use mqchat_client::{Client, Event, Events};
+use mqchat_client::{Client, Event, Events, Presence};
 use mqchat_proto::ErrorCode;
 use mqchat_proto::body::{Availability, ContactAction, Profile};
 
@@ -56,7 +56,7 @@ async fn become_contacts(
     Ok(())
 }
 
-async fn expect_presence(events: &mut Events, who: &str) -> Option<mqchat_proto::body::Presence> {
+async fn expect_presence(events: &mut Events, who: &str) -> Option<Presence> {
     let who = user(who);
     expect(events, "a presence", |e| match e {
         Event::Presence { user, presence, .. } if user == who => Some(presence),

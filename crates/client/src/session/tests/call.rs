@@ -6,6 +6,7 @@ use mqchat_proto::body::Sip;
 use mqchat_sip::Message as SipMessage;
 
 use super::*;
+use crate::call::CallTarget;
 
 const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\n";
 
@@ -32,7 +33,10 @@ fn sip_lines(d: &mut Device) -> (Vec<String>, Vec<String>) {
 fn a_call_goes_upstream_and_answers_come_on_the_reply_topic() {
     let mut d = Device::connected();
     let now = d.now();
-    let call = d.session.call("bob", OFFER, now).expect("a call");
+    let call = d
+        .session
+        .call(&CallTarget::parse("bob").expect("valid"), OFFER, now)
+        .expect("a call");
     let (sip, events) = sip_lines(&mut d);
     assert_eq!(sip, ["INVITE sip:bob@example.org SIP/2.0"]);
     assert!(events.is_empty());
@@ -60,7 +64,9 @@ fn offline_calls_go_out_on_the_reconnect() {
     d.session.handle_disconnected("gone".into());
     d.drain();
     let now = d.now();
-    d.session.call("bob", OFFER, now).expect("a call");
+    d.session
+        .call(&CallTarget::parse("bob").expect("valid"), OFFER, now)
+        .expect("a call");
     assert_eq!(sip_lines(&mut d), (vec![], vec![]), "nothing while offline");
     d.advance(5_000);
     let now = d.now();
@@ -103,7 +109,7 @@ fn call_records_are_events_of_their_conversation() {
     assert_eq!(
         lines,
         [
-            "event call-record bob#3 own=false answered Some(90000)",
+            "event call-record bob#3 own=false answered Some(90s)",
             "event call-record sip:carol@example.net#1 own=true missed None",
         ]
     );

@@ -159,7 +159,11 @@ fn a_kept_state_resumes_where_the_device_stood() {
     let state = d.session.sync_state();
     assert_eq!(
         (state.token, state.hub_time, state.positions.get(&bob())),
-        (Some(61), Some(100), Some(&1))
+        (
+            Some(61),
+            Some(Timestamp::from_unix_ms(100)),
+            Some(&Seq::new(1))
+        )
     );
     let last = state.last_id.expect("an id was made");
 

@@ -69,7 +69,7 @@ fn a_created_group_keeps_its_roster_from_its_events() {
         r##"{"type":"delivered","conv":"#crew","ts":4,"from":"bob","up-to":4}"##,
     );
     let now = d.now();
-    match d.session.receipt(group(CREW), 4, now) {
+    match d.session.receipt(group(CREW), Seq::new(4), now) {
         Ok(Ok(r)) => assert_eq!((r.n_delivered(), r.n_read(), r.n_total()), (1, 0, 1)),
         other => panic!("no receipt at once: {other:?}"),
     }
@@ -90,7 +90,7 @@ fn a_created_group_keeps_its_roster_from_its_events() {
         ]
     );
     let now = d.now();
-    match d.session.receipt(group(CREW), 4, now) {
+    match d.session.receipt(group(CREW), Seq::new(4), now) {
         Ok(Ok(r)) => assert_eq!((r.n_delivered(), r.n_read(), r.n_total()), (1, 1, 1)),
         other => panic!("no receipt at once: {other:?}"),
     }
@@ -154,7 +154,7 @@ fn an_invitee_joins_through_its_history_window() {
     );
     d.drain();
     let now = d.now();
-    match d.session.receipt(group(CREW), 10, now) {
+    match d.session.receipt(group(CREW), Seq::new(10), now) {
         Ok(Ok(r)) => assert_eq!((r.n_delivered(), r.n_read(), r.n_total()), (1, 1, 2)),
         other => panic!("no receipt at once: {other:?}"),
     }
@@ -175,7 +175,7 @@ fn an_invitee_joins_through_its_history_window() {
 fn receipts_wait_for_a_roster_and_refusals_reach_the_caller() {
     let mut d = Device::connected();
     let now = d.now();
-    let Ok(Err(id)) = d.session.receipt(group(CREW), 3, now) else {
+    let Ok(Err(id)) = d.session.receipt(group(CREW), Seq::new(3), now) else {
         panic!("a group without a roster needs a request");
     };
     assert_eq!(d.name(id), "#1");

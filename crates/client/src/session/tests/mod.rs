@@ -1,7 +1,8 @@
 //! The session against a simulated hub: packets in as the hub would send them, outputs
-//! checked as short text lines. No sockets, no sleeps: time is a number passed in.
+//! checked as short text lines. No sockets, no sleeps: time is virtual, from `Moment::ZERO`
+//! (and `T0_MS` on the wall clock).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mqchat_proto::body::{Availability, Body, History, Message, Presence, Profile, State};
 use mqchat_proto::{ConversationRef, DeviceIdentity, MessageId, Packet, Registry, TopicRoot};
@@ -18,7 +19,6 @@ const T0_MS: u64 = 1_790_000_000_000;
 struct Device {
     session: Session,
     registry: Registry,
-    t0: Instant,
     elapsed_ms: u64,
     ids: Vec<MessageId>,
 }
@@ -43,12 +43,12 @@ impl Device {
             resume: None,
             sip_domain: "example.org".into(),
             seed: 1,
+            id_seed: 2,
         };
         adjust(&mut settings);
         Self {
             session: Session::new(settings),
             registry,
-            t0: Instant::now(),
             elapsed_ms: 0,
             ids: Vec::new(),
         }
@@ -66,9 +66,8 @@ impl Device {
 
     fn now(&self) -> Now {
         Now {
-            at: self.t0 + Duration::from_millis(self.elapsed_ms),
-            unix_ms: T0_MS + self.elapsed_ms,
-            entropy: 0,
+            at: Moment::from_millis(self.elapsed_ms),
+            wall: Timestamp::from_unix_ms(T0_MS + self.elapsed_ms),
         }
     }
 
@@ -619,14 +618,18 @@ fn markers_chat_states_contacts() {
 fn explicit_markers_and_offline_markers() {
     let mut d = Device::connected();
     let now = d.now();
-    d.session.mark_read(bob(), 7, true, now).expect("valid");
+    d.session
+        .mark_read(bob(), Seq::new(7), true, now)
+        .expect("valid");
     assert_eq!(
         d.drain(),
         [r#"pub mq/up/alice/phone q1 {"type":"read","conv":"bob","up-to":7,"private":true}"#]
     );
-    assert!(d.session.mark_delivered(bob(), 0, now).is_err());
+    assert!(d.session.mark_delivered(bob(), Seq::new(0), now).is_err());
     d.session.handle_disconnected("x".into());
-    d.session.mark_read(bob(), 9, false, now).expect("valid");
+    d.session
+        .mark_read(bob(), Seq::new(9), false, now)
+        .expect("valid");
     d.drain();
     let now = d.now();
     d.session.handle_connected(true, now);
@@ -711,7 +714,9 @@ fn requests_time_out_and_close_fails_waiters() {
     );
     // The send has no deadline; closing fails it and says goodbye.
     let now = d.now();
-    d.session.mark_read(bob(), 1, false, now).expect("valid");
+    d.session
+        .mark_read(bob(), Seq::new(1), false, now)
+        .expect("valid");
     d.drain();
     assert!(d.session.close(now));
     assert_eq!(
