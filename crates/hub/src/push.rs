@@ -6,10 +6,10 @@ use mqchat_proto::body::{
     GroupEvent, Message, Mute, Presence, PushRegister, PushTarget,
 };
 use mqchat_proto::upstream::Inbound;
-use mqchat_proto::{ConversationRef, DeviceId, ErrorCode, Packet, PacketKind, UserId};
+use mqchat_proto::{ConversationRef, DeviceId, ErrorCode, Packet, PacketKind, Timestamp, UserId};
 use mqchat_store::{ConvId, EventRow, Membership, ParticipantRow, StoreError, Tx};
 
-use crate::engine::{Engine, Failure, Output, Target, body, conv_name, refuse};
+use crate::engine::{Engine, Failure, Output, Target, Turn, body, conv_name, refuse};
 
 /// One push the hub asks for: wake `device` of `user` about `conversation`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,31 +108,31 @@ impl Engine {
     /// `client-state`: records whether the sending device is active.
     pub(crate) fn client_state(
         &self,
-        tx: &Tx<'_>,
-        now: u64,
+        turn: &Turn<'_, '_>,
         inbound: &Inbound,
     ) -> Result<Packet, Failure> {
         let state = body::<ClientState>(inbound)?;
         let sender = &inbound.sender;
-        tx.set_active(&sender.user, &sender.device, state.active, now)?;
+        let now = turn.now.wall.unix_ms();
+        turn.tx
+            .set_active(&sender.user, &sender.device, state.active, now)?;
         Ok(Ack::default().to_packet())
     }
 
     /// `push-register`: sets the sending device's push target.
     pub(crate) fn push_register(
         &self,
-        tx: &Tx<'_>,
-        now: u64,
+        turn: &Turn<'_, '_>,
         inbound: &Inbound,
     ) -> Result<Packet, Failure> {
         let register = body::<PushRegister>(inbound)?;
         let sender = &inbound.sender;
-        tx.set_push_target(
+        turn.tx.set_push_target(
             &sender.user,
             &sender.device,
             &register.target,
             register.preview,
-            now,
+            turn.now.wall.unix_ms(),
         )?;
         tracing::info!(user = %sender.user, device = %sender.device, provider = register.target.provider_name(), "push target registered");
         Ok(Ack::default().to_packet())
@@ -182,13 +182,13 @@ impl Engine {
     pub(crate) fn presence_state(
         &self,
         tx: &Tx<'_>,
-        now: u64,
+        now: Timestamp,
         topic_user: &UserId,
         device: &DeviceId,
         presence: &Presence,
     ) {
         let connected = presence.availability != Availability::Offline;
-        if let Err(e) = tx.set_connected(topic_user, device, connected, now) {
+        if let Err(e) = tx.set_connected(topic_user, device, connected, now.unix_ms()) {
             tracing::error!(user = %topic_user, device = %device, error = %e, "could not record a device's connection");
         }
     }

@@ -1,46 +1,30 @@
 //! The hub's pipeline against a real SQLite store: each test sends upstream packets (as JSON,
 //! through the same registry the spec's vectors use) and checks what every topic receives.
 
-use mqchat_hub::{Engine, HubConfig, Outbound, Qos, Upstream};
-use mqchat_proto::{Registry, UserId};
-use mqchat_store::{Durability, Store};
+mod common;
+
+use std::time::Duration;
+
+use mqchat_hub::{Engine, HubConfig, Outbound, Qos, RateConfig, Upstream};
+use mqchat_proto::UserId;
 use serde_json::{Value, json};
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    store: Store,
-    engine: Engine,
-    registry: Registry,
-    now: u64,
-}
+use common::{Hub, wall};
 
-impl Fixture {
+/// A hub whose users are alice, bob, carol, dave and erin, whose wall clock starts at 1 s
+/// (so the first batch is stamped 2000).
+type Fixture = Hub;
+
+impl Hub {
     fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut store = Store::open(&dir.path().join("hub.db"), Durability::Normal).expect("store");
-        for name in ["alice", "bob", "carol", "dave", "erin"] {
-            store
-                .add_user(&UserId::parse(name).expect("valid"), Some("pw"), 1)
-                .expect("add");
-        }
-        Self {
-            _dir: dir,
-            store,
-            engine: Engine::new(HubConfig::default()),
-            registry: Registry::with_core(),
-            now: 1_000,
-        }
+        let users = ["alice", "bob", "carol", "dave", "erin"];
+        Self::with(&users, HubConfig::default(), 1_000)
     }
 
-    /// Sends packets (JSON) from `user:phone`; returns (topic, JSON) of every publish.
+    /// Sends packets (JSON) from `user:device`; returns (topic, JSON) of every publish.
     fn send_as(&mut self, user: &str, device: &str, packets: &[Value]) -> Vec<(String, Value)> {
-        let batch: Vec<Upstream> = packets
-            .iter()
-            .map(|p| Upstream {
-                topic: format!("mq/up/{user}/{device}"),
-                payload: self.registry.from_json(p).expect("test packet").encode(),
-            })
-            .collect();
+        let topic = format!("mq/up/{user}/{device}");
+        let batch: Vec<Upstream> = packets.iter().map(|p| self.upstream(&topic, p)).collect();
         self.raw(batch)
     }
 
@@ -49,10 +33,7 @@ impl Fixture {
     fn send_together(&mut self, packets: &[(&str, Value)]) -> Vec<(String, Value)> {
         let batch = packets
             .iter()
-            .map(|(user, p)| Upstream {
-                topic: format!("mq/up/{user}/phone"),
-                payload: self.registry.from_json(p).expect("test packet").encode(),
-            })
+            .map(|(user, p)| self.upstream(format!("mq/up/{user}/phone"), p))
             .collect();
         self.raw(batch)
     }
@@ -68,12 +49,7 @@ impl Fixture {
 
     /// Processes a batch; returns the publishes as they would go out.
     fn publishes(&mut self, batch: Vec<Upstream>) -> Vec<Outbound> {
-        self.now += 1000;
-        let output = self.engine.process(&mut self.store, self.now, &batch);
-        self.engine
-            .confirm(&mut self.store, &output.delivered)
-            .expect("confirm");
-        output.publishes
+        self.process(&batch).publishes
     }
 
     /// A payload given in hex (whitespace ignored) from `user:phone`.
@@ -126,6 +102,50 @@ fn message_is_sequenced_stored_and_delivered_to_both_sides() {
     assert_eq!(
         out[0].1["seq"], 2,
         "one sequence per conversation, whoever sends"
+    );
+}
+
+/// Rate limits run on the monotonic clock: the wall clock stepping back an hour between two
+/// bursts changes what is stamped, not what passes.
+#[test]
+fn a_wall_clock_stepping_back_leaves_the_rate_limits_alone() {
+    let config = HubConfig {
+        rates: RateConfig {
+            device_per_sec: 1,
+            device_burst: 2,
+            ..RateConfig::default()
+        },
+        ..HubConfig::default()
+    };
+    let start = 1_765_000_000_000;
+    let mut f = Fixture::with(&["alice", "bob"], config, start);
+    // (seq, ts) of what alice's devices see stored, and the codes of the refusals.
+    let burst = |f: &mut Fixture, ids: &[&str]| {
+        let packets: Vec<Value> = ids.iter().map(|id| msg(id, "bob", "Hi")).collect();
+        let out = f.send_as("alice", "phone", &packets);
+        let seen = |topic: &str, field: &str| -> Vec<u64> {
+            out.iter()
+                .filter(|(t, _)| t == topic)
+                .filter_map(|(_, v)| v[field].as_u64())
+                .collect()
+        };
+        let stored = seen("mq/in/alice/d", "seq")
+            .into_iter()
+            .zip(seen("mq/in/alice/d", "ts"))
+            .collect::<Vec<_>>();
+        (stored, seen("mq/in/alice/r/phone", "code"))
+    };
+    assert_eq!(
+        burst(&mut f, &[ID1, ID2, ID3]),
+        (vec![(1, start + 1000), (2, start + 1000)], vec![10]),
+        "the burst, then rate-limited"
+    );
+    f.step_wall_back(Duration::from_secs(3_600));
+    let stepped = f.now.wall.unix_ms() + 1000;
+    assert_eq!(
+        burst(&mut f, &["0a03zkqvpmqs4", "0a03zkqvpmqs5"]),
+        (vec![(3, stepped)], vec![10]),
+        "one second later one more passes, stamped by the wall clock"
     );
 }
 
@@ -597,15 +617,8 @@ fn unknown_types_are_routed_by_envelope_and_kept_whole() {
 #[test]
 fn outbox_redelivers_what_was_not_confirmed() {
     let mut f = Fixture::new();
-    let batch = vec![Upstream {
-        topic: "mq/up/alice/phone".into(),
-        payload: f
-            .registry
-            .from_json(&msg(ID1, "bob", "Hi"))
-            .expect("valid")
-            .encode(),
-    }];
-    let output = f.engine.process(&mut f.store, 5, &batch);
+    let batch = [f.upstream("mq/up/alice/phone", &msg(ID1, "bob", "Hi"))];
+    let output = f.process_unconfirmed(&batch);
     assert_eq!(output.delivered.len(), 1);
     // The hub dies before confirming: at restart the deliveries come again.
     let again = f.engine.recover(&mut f.store).expect("recover");
@@ -634,7 +647,7 @@ fn presence_of_unregistered_devices_is_kept() {
         .encode();
     assert_eq!(
         f.engine
-            .presence(&mut f.store, "mq/pr/alice/laptop", &online, 79),
+            .presence(&mut f.store, "mq/pr/alice/laptop", &online, wall(79)),
         None
     );
 }
@@ -652,7 +665,7 @@ fn presence_wills_are_stamped_and_garbage_cleared() {
         .encode();
     let stamped = f
         .engine
-        .presence(&mut f.store, "mq/pr/alice/phone", &will, 77)
+        .presence(&mut f.store, "mq/pr/alice/phone", &will, wall(77))
         .expect("stamped");
     assert!(stamped.retain);
     assert_eq!(
@@ -660,8 +673,12 @@ fn presence_wills_are_stamped_and_garbage_cleared() {
         json!({"type": "presence", "ts": 77, "availability": "offline", "last-active": 77, "retained": true})
     );
     assert_eq!(
-        f.engine
-            .presence(&mut f.store, "mq/pr/alice/phone", &stamped.payload, 78),
+        f.engine.presence(
+            &mut f.store,
+            "mq/pr/alice/phone",
+            &stamped.payload,
+            wall(78)
+        ),
         None,
         "no loop on its own stamp"
     );
@@ -672,17 +689,17 @@ fn presence_wills_are_stamped_and_garbage_cleared() {
         .encode();
     assert_eq!(
         f.engine
-            .presence(&mut f.store, "mq/pr/alice/phone", &online, 79),
+            .presence(&mut f.store, "mq/pr/alice/phone", &online, wall(79)),
         None
     );
     let cleared = f
         .engine
-        .presence(&mut f.store, "mq/pr/alice/phone", b"garbage", 80)
+        .presence(&mut f.store, "mq/pr/alice/phone", b"garbage", wall(80))
         .expect("cleared");
     assert!(cleared.payload.is_empty() && cleared.retain);
     assert_eq!(
         f.engine
-            .presence(&mut f.store, "mq/pr/alice/phone", &[], 81),
+            .presence(&mut f.store, "mq/pr/alice/phone", &[], wall(81)),
         None
     );
 }
@@ -719,16 +736,8 @@ fn devices_are_listed_and_revoked() {
     );
 
     // alice revokes her laptop from her phone: ack, presence cleared, session evicted.
-    let batch = vec![Upstream {
-        topic: "mq/up/alice/phone".into(),
-        payload: f
-            .registry
-            .from_json(&json!({"type": "device-revoke", "id": ID2, "device-id": "laptop"}))
-            .expect("valid")
-            .encode(),
-    }];
-    f.now += 1000;
-    let output = f.engine.process(&mut f.store, f.now, &batch);
+    let revoke = json!({"type": "device-revoke", "id": ID2, "device-id": "laptop"});
+    let output = f.process_unconfirmed(&[f.upstream("mq/up/alice/phone", &revoke)]);
     assert_eq!(output.publishes.len(), 2);
     let clear = &output.publishes[0];
     assert_eq!(clear.topic, "mq/pr/alice/laptop");
@@ -746,7 +755,7 @@ fn devices_are_listed_and_revoked() {
     assert!(
         revoked
             .iter()
-            .any(|d| d.id == device("laptop") && d.revoked_at == Some(f.now))
+            .any(|d| d.id == device("laptop") && d.revoked_at == Some(f.now.wall.unix_ms()))
     );
 
     // The list no longer shows it; revoking it again, or bob's device, is not-found.
@@ -778,7 +787,7 @@ fn devices_are_listed_and_revoked() {
         .encode();
     let cleared = f
         .engine
-        .presence(&mut f.store, "mq/pr/alice/laptop", &will, 99)
+        .presence(&mut f.store, "mq/pr/alice/laptop", &will, wall(99))
         .expect("cleared");
     assert!(cleared.payload.is_empty() && cleared.retain);
 }
@@ -1196,23 +1205,11 @@ mod push {
     use super::*;
     use mqchat_hub::Output;
 
-    impl Fixture {
+    impl Hub {
         /// Sends one packet from `user:device` and returns the whole output.
         fn output(&mut self, user: &str, device: &str, packet: Value) -> Output {
-            let batch = vec![Upstream {
-                topic: format!("mq/up/{user}/{device}"),
-                payload: self
-                    .registry
-                    .from_json(&packet)
-                    .expect("test packet")
-                    .encode(),
-            }];
-            self.now += 1000;
-            let output = self.engine.process(&mut self.store, self.now, &batch);
-            self.engine
-                .confirm(&mut self.store, &output.delivered)
-                .expect("confirm");
-            output
+            let batch = [self.upstream(format!("mq/up/{user}/{device}"), &packet)];
+            self.process(&batch)
         }
 
         /// Sends a packet that the hub must acknowledge.
@@ -1234,15 +1231,8 @@ mod push {
                 )
                 .expect("valid")
                 .encode();
-            self.now += 1000;
-            self.engine.process(
-                &mut self.store,
-                self.now,
-                &[Upstream {
-                    topic: format!("mq/pr/{user}/{device}"),
-                    payload,
-                }],
-            );
+            let topic = format!("mq/pr/{user}/{device}");
+            self.process(&[Upstream { topic, payload }]);
         }
 
         /// (user:device, conversation, seq, preview) of every push `packet` from alice causes.

@@ -2,22 +2,23 @@
 //! gateway send `sip` packets, the test plays the other user agents, and checks every SIP
 //! message and call record the hub publishes.
 
+mod common;
+
+use std::time::Duration;
+
 use mqchat_hub::{Engine, HubConfig, SipConfig, SipPeerRoute, Upstream};
 use mqchat_proto::body::{Body, Sip};
-use mqchat_proto::{GatewayName, Packet, PacketKind, Registry, UserId};
+use mqchat_proto::{GatewayName, Packet, PacketKind, UserId};
 use mqchat_sip::{Message, Method};
-use mqchat_store::{Durability, Store};
 use serde_json::{Value, json};
+
+use common::Hub;
 
 const RING_MS: u64 = 60_000;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    store: Store,
-    engine: Engine,
-    registry: Registry,
-    now: u64,
-}
+/// A hub with SIP for domain `localhost`, a gateway `sip` and its peer `pbx`, and users
+/// alice and bob.
+type Fixture = Hub;
 
 /// What the hub published: SIP messages by topic, and other packets as JSON.
 #[derive(Debug, Default)]
@@ -73,16 +74,9 @@ fn method(m: &Message) -> Option<Method> {
     m.method().cloned()
 }
 
-impl Fixture {
+impl Hub {
     fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut store = Store::open(&dir.path().join("hub.db"), Durability::Normal).expect("store");
-        for name in ["alice", "bob"] {
-            store
-                .add_user(&UserId::parse(name).expect("valid"), Some("pw"), 1)
-                .expect("add");
-        }
-        let engine = Engine::new(HubConfig {
+        let config = HubConfig {
             sip: Some(SipConfig {
                 domain: "localhost".into(),
                 gateway: GatewayName::parse("sip").ok(),
@@ -94,22 +88,12 @@ impl Fixture {
                 }],
             }),
             ..HubConfig::default()
-        });
-        Self {
-            _dir: dir,
-            store,
-            engine,
-            registry: Registry::with_core(),
-            now: 1_000_000,
-        }
+        };
+        Self::with(&["alice", "bob"], config, 1_000_000)
     }
 
     fn run(&mut self, batch: Vec<Upstream>) -> Out {
-        self.now += 1000;
-        let output = self.engine.process(&mut self.store, self.now, &batch);
-        self.engine
-            .confirm(&mut self.store, &output.delivered)
-            .expect("confirm");
+        let output = self.process(&batch);
         self.collect(output)
     }
 
@@ -134,37 +118,21 @@ impl Fixture {
         out
     }
 
-    fn tick(&mut self, advance: u64) -> Out {
-        self.now += advance;
-        let output = self.engine.tick(&mut self.store, self.now);
-        self.engine
-            .confirm(&mut self.store, &output.delivered)
-            .expect("confirm");
+    /// Runs the hub's clock `advance_ms` later.
+    fn tick(&mut self, advance_ms: u64) -> Out {
+        let output = self.tick_after(Duration::from_millis(advance_ms));
         self.collect(output)
     }
 
     fn online(&mut self, user: &str, device: &str) {
-        let payload = self
-            .registry
-            .from_json(&json!({"type": "presence", "availability": "available"}))
-            .expect("valid")
-            .encode();
-        self.run(vec![Upstream {
-            topic: format!("mq/pr/{user}/{device}"),
-            payload,
-        }]);
+        let online = json!({"type": "presence", "availability": "available"});
+        let batch = vec![self.upstream(format!("mq/pr/{user}/{device}"), &online)];
+        self.run(batch);
     }
 
     fn packet(&mut self, user: &str, device: &str, packet: Value) -> Out {
-        let payload = self
-            .registry
-            .from_json(&packet)
-            .expect("test packet")
-            .encode();
-        self.run(vec![Upstream {
-            topic: format!("mq/up/{user}/{device}"),
-            payload,
-        }])
+        let batch = vec![self.upstream(format!("mq/up/{user}/{device}"), &packet)];
+        self.run(batch)
     }
 
     /// A device sends a SIP message.
@@ -187,13 +155,18 @@ impl Fixture {
 
     /// The gateway hands the hub a message from peer pbx.
     fn gateway(&mut self, message: &str) -> Out {
-        let mut body = Sip::new(message);
-        body.peer = Some("pbx".into());
-        body.source = Some("udp:192.0.2.20:5060".into());
-        self.run(vec![Upstream {
-            topic: "mq/gw/sip/in".into(),
-            payload: body.to_packet().encode(),
-        }])
+        self.run(vec![from_pbx(message)])
+    }
+}
+
+/// What the gateway publishes for a message from peer pbx.
+fn from_pbx(message: &str) -> Upstream {
+    let mut body = Sip::new(message);
+    body.peer = Some("pbx".into());
+    body.source = Some("udp:192.0.2.20:5060".into());
+    Upstream {
+        topic: "mq/gw/sip/in".into(),
+        payload: body.to_packet().encode(),
     }
 }
 
@@ -478,6 +451,19 @@ fn ringing_times_out_into_a_missed_call() {
     assert_eq!(out.records("mq/in/alice/d")[0]["outcome"], "missed");
 }
 
+/// The ringing timeout runs on the monotonic clock: the wall clock stepping back ten minutes
+/// does not keep a call ringing.
+#[test]
+fn a_wall_clock_stepping_back_does_not_stop_a_call_ringing_out() {
+    let mut f = Fixture::new();
+    ringing(&mut f, "c10");
+    f.step_wall_back(Duration::from_secs(600));
+    assert!(f.tick(RING_MS / 2).sip.is_empty());
+    let out = f.tick(RING_MS);
+    assert_eq!(code(out.one(ALICE)), 480);
+    assert_eq!(out.records("mq/in/bob/d")[0]["outcome"], "missed");
+}
+
 #[test]
 fn sleeping_devices_are_woken_and_forked_when_they_connect() {
     let mut f = Fixture::new();
@@ -525,7 +511,7 @@ fn message_from_a_sip_peer_becomes_a_chat_message_once() {
     assert_eq!(
         out.packets_to("mq/in/bob/d"),
         vec![
-            &json!({"type": "message", "conv": "sip:carol@example.net", "seq": 1, "ts": f.now, "text": "Hello Bob"})
+            &json!({"type": "message", "conv": "sip:carol@example.net", "seq": 1, "ts": f.now.wall.unix_ms(), "text": "Hello Bob"})
         ]
     );
     let ok = out.one("mq/gw/sip/out");
@@ -897,13 +883,7 @@ fn a_hub_without_sip_refuses_calls_and_sip_conversations() {
         json!({"type": "message", "id": "0a03zkqvpmqs1", "conv": "sip:carol@example.net", "text": "x"}),
     );
     assert_eq!(out.packets_to(ALICE)[0]["code"], 5);
-    let mut body = Sip::new("OPTIONS sip:bob@localhost SIP/2.0\r\n\r\n");
-    body.peer = Some("pbx".into());
-    body.source = Some("udp:192.0.2.20:5060".into());
-    let out = f.run(vec![Upstream {
-        topic: "mq/gw/sip/in".into(),
-        payload: body.to_packet().encode(),
-    }]);
+    let out = f.gateway("OPTIONS sip:bob@localhost SIP/2.0\r\n\r\n");
     assert!(out.sip.is_empty() && out.packets.is_empty(), "dropped");
     assert!(f.tick(1000).packets.is_empty());
 }
