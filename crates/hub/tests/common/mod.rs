@@ -50,15 +50,19 @@ impl Hub {
         }
     }
 
+    /// The CBOR of `packet` (JSON).
+    pub fn encoded(&self, packet: &Value) -> Vec<u8> {
+        self.registry
+            .from_json(packet)
+            .expect("test packet")
+            .encode()
+    }
+
     /// A PUBLISH of `packet` (JSON) on `topic`.
     pub fn upstream(&self, topic: impl Into<String>, packet: &Value) -> Upstream {
         Upstream {
             topic: topic.into(),
-            payload: self
-                .registry
-                .from_json(packet)
-                .expect("test packet")
-                .encode(),
+            payload: self.encoded(packet),
         }
     }
 
