@@ -105,47 +105,31 @@ impl Engine {
         Ok(())
     }
 
-    /// `client-state`: records whether the sending device is active.
-    pub(crate) fn client_state(
+    /// The sending device's own settings, acknowledged: `client-state` (whether it is
+    /// active), `push-register` (its push target) and `push-unregister`.
+    pub(crate) fn device_setting(
         &self,
         turn: &Turn<'_, '_>,
         inbound: &Inbound,
     ) -> Result<Packet, Failure> {
-        let state = body::<ClientState>(inbound)?;
-        let sender = &inbound.sender;
+        let (user, device) = (&inbound.sender.user, &inbound.sender.device);
         let now = turn.now.wall.unix_ms();
-        turn.tx
-            .set_active(&sender.user, &sender.device, state.active, now)?;
-        Ok(Ack::default().to_packet())
-    }
-
-    /// `push-register`: sets the sending device's push target.
-    pub(crate) fn push_register(
-        &self,
-        turn: &Turn<'_, '_>,
-        inbound: &Inbound,
-    ) -> Result<Packet, Failure> {
-        let register = body::<PushRegister>(inbound)?;
-        let sender = &inbound.sender;
-        turn.tx.set_push_target(
-            &sender.user,
-            &sender.device,
-            &register.target,
-            register.preview,
-            turn.now.wall.unix_ms(),
-        )?;
-        tracing::info!(user = %sender.user, device = %sender.device, provider = register.target.provider_name(), "push target registered");
-        Ok(Ack::default().to_packet())
-    }
-
-    /// `push-unregister`: removes the sending device's push target.
-    pub(crate) fn push_unregister(
-        &self,
-        tx: &Tx<'_>,
-        inbound: &Inbound,
-    ) -> Result<Packet, Failure> {
-        let sender = &inbound.sender;
-        tx.remove_push_target(&sender.user, &sender.device)?;
+        match inbound.packet.kind {
+            PacketKind::CLIENT_STATE => {
+                let state = body::<ClientState>(inbound)?;
+                turn.tx.set_active(user, device, state.active, now)?;
+            }
+            PacketKind::PUSH_REGISTER => {
+                let register = body::<PushRegister>(inbound)?;
+                let target = &register.target;
+                turn.tx
+                    .set_push_target(user, device, target, register.preview, now)?;
+                tracing::info!(user = %user, device = %device, provider = target.provider_name(), "push target registered");
+            }
+            _ => {
+                turn.tx.remove_push_target(user, device)?;
+            }
+        }
         Ok(Ack::default().to_packet())
     }
 

@@ -73,9 +73,9 @@ impl Engine {
             PacketKind::GROUP_INFO => self.group_info(tx, inbound)?,
             PacketKind::DEVICE_LIST => self.device_list(tx, inbound)?,
             PacketKind::DEVICE_REVOKE => self.device_revoke(turn, inbound)?,
-            PacketKind::CLIENT_STATE => self.client_state(turn, inbound)?,
-            PacketKind::PUSH_REGISTER => self.push_register(turn, inbound)?,
-            PacketKind::PUSH_UNREGISTER => self.push_unregister(tx, inbound)?,
+            PacketKind::CLIENT_STATE | PacketKind::PUSH_REGISTER | PacketKind::PUSH_UNREGISTER => {
+                self.device_setting(turn, inbound)?
+            }
             PacketKind::MUTE => self.mute(tx, inbound)?,
             other => {
                 return Err(refuse(
