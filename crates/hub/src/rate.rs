@@ -240,55 +240,55 @@ mod tests {
         }
     }
 
-    /// Sends packets in order, each step `(device, packets, at ms, how many pass)`, on
-    /// fresh limits of [`config`]; returns the limits for further checks.
-    fn check(steps: &[(&str, u32, u64, u32)]) -> RateLimits {
+    /// Sends packets in order on fresh limits of [`config`], each step `(device, packets,
+    /// at ms, how many pass, what refuses the others)`.
+    fn check(steps: &[(&str, u32, u64, u32, Option<Exceeded>)]) {
         let mut limits = RateLimits::new(&config());
-        for (i, &(who, n, at, expected)) in steps.iter().enumerate() {
+        for (i, &(who, n, at, passes, refused)) in steps.iter().enumerate() {
             let who = device(who);
-            let passed: u32 = (0..n)
-                .map(|_| u32::from(limits.packet(&who, Moment::from_millis(at)).is_ok()))
-                .sum();
-            assert_eq!(passed, expected, "step {i}: {n} from {who} at {at} ms");
+            let results: Vec<_> = (0..n)
+                .map(|_| limits.packet(&who, Moment::from_millis(at)))
+                .collect();
+            let expected: Vec<_> = (0..n)
+                .map(|k| match refused {
+                    Some(limit) if k >= passes => Err(limit),
+                    _ => Ok(()),
+                })
+                .collect();
+            assert_eq!(results, expected, "step {i}: {n} from {who} at {at} ms");
         }
-        limits
     }
 
     #[test]
     fn a_device_gets_its_burst_then_its_rate() {
-        let mut limits = check(&[("alice:phone", 20, 0, 5)]);
-        let phone = device("alice:phone");
-        assert_eq!(limits.packet(&phone, Moment::ZERO), Err(Exceeded::Device));
+        let device = Some(Exceeded::Device);
         check(&[
-            ("alice:phone", 20, 0, 5),
+            ("alice:phone", 20, 0, 5, device),
             // One per 100 ms.
-            ("alice:phone", 20, 100, 1),
+            ("alice:phone", 20, 100, 1, device),
             // Full again after a rest.
-            ("alice:phone", 20, 1_100, 5),
+            ("alice:phone", 20, 1_100, 5, device),
         ]);
     }
 
     #[test]
     fn a_users_devices_share_the_user_limit() {
-        let mut limits = check(&[("alice:phone", 5, 0, 5), ("alice:laptop", 5, 0, 3)]);
-        let laptop = device("alice:laptop");
-        assert_eq!(limits.packet(&laptop, Moment::ZERO), Err(Exceeded::User));
         check(&[
-            ("alice:phone", 5, 0, 5),
-            ("alice:laptop", 5, 0, 3),
+            ("alice:phone", 5, 0, 5, None),
+            ("alice:laptop", 5, 0, 3, Some(Exceeded::User)),
             // Others are not affected.
-            ("bob:phone", 5, 0, 5),
+            ("bob:phone", 5, 0, 5, None),
         ]);
     }
 
     #[test]
     fn a_refusal_by_the_user_limit_does_not_use_the_devices_allowance() {
         check(&[
-            ("alice:laptop", 8, 0, 5),
-            ("alice:phone", 10, 0, 3),
-            // 400 ms later: the user has 6 more (15/s), the phone 4 more (10/s) on top of
-            // the 2 it had left.
-            ("alice:phone", 10, 400, 5),
+            ("alice:laptop", 8, 0, 5, Some(Exceeded::Device)),
+            ("alice:phone", 10, 0, 3, Some(Exceeded::User)),
+            // 400 ms later: the user has 6 more (15/s); the phone's bucket is full again
+            // (the 2 it had left and 4 more at 10/s, held to its burst of 5).
+            ("alice:phone", 10, 400, 5, Some(Exceeded::Device)),
         ]);
     }
 

@@ -144,6 +144,11 @@ impl Hub {
         }])
     }
 
+    /// alice's phone sends an INVITE for `call_id` to `to`.
+    fn alice_calls(&mut self, call_id: &str, to: &str) -> Out {
+        self.sip("alice", "phone", &invite(call_id, "alice", "phone", to))
+    }
+
     /// A device sends a message built by the test.
     fn send(&mut self, user: &str, device: &str, message: &Message) -> Out {
         self.sip(
@@ -209,11 +214,7 @@ fn ringing(f: &mut Fixture, call_id: &str) -> (Message, Message) {
     f.online("alice", "phone");
     f.online("bob", "phone");
     f.online("bob", "laptop");
-    let out = f.sip(
-        "alice",
-        "phone",
-        &invite(call_id, "alice", "phone", "sip:bob@localhost"),
-    );
+    let out = f.alice_calls(call_id, "sip:bob@localhost");
     let phone = out.one(PHONE).clone();
     let laptop = out.one(LAPTOP).clone();
     assert!(out.sip_to(ALICE).is_empty(), "nothing back to alice yet");
@@ -409,18 +410,10 @@ fn cancel_before_ringing_is_a_cancelled_record() {
 fn unknown_user_404_and_nobody_reachable_480() {
     let mut f = Fixture::new();
     f.online("alice", "phone");
-    let out = f.sip(
-        "alice",
-        "phone",
-        &invite("c6", "alice", "phone", "sip:nobody@localhost"),
-    );
+    let out = f.alice_calls("c6", "sip:nobody@localhost");
     assert_eq!(code(out.one(ALICE)), 404);
     assert!(out.packets.is_empty(), "no record for no one");
-    let out = f.sip(
-        "alice",
-        "phone",
-        &invite("c7", "alice", "phone", "sip:bob@localhost"),
-    );
+    let out = f.alice_calls("c7", "sip:bob@localhost");
     let response = out.one(ALICE);
     assert_eq!(code(response), 480);
     assert!(
@@ -430,11 +423,7 @@ fn unknown_user_404_and_nobody_reachable_480() {
             .is_some()
     );
     assert_eq!(out.records("mq/in/bob/d")[0]["outcome"], "missed");
-    let out = f.sip(
-        "alice",
-        "phone",
-        &invite("c8", "alice", "phone", "sip:carol@nowhere.example"),
-    );
+    let out = f.alice_calls("c8", "sip:carol@nowhere.example");
     assert_eq!(code(out.one(ALICE)), 404, "no route to that domain");
 }
 
@@ -482,11 +471,7 @@ fn sleeping_devices_are_woken_and_forked_when_they_connect() {
         topic: "mq/pr/bob/phone".into(),
         payload: offline,
     }]);
-    let out = f.sip(
-        "alice",
-        "phone",
-        &invite("c10", "alice", "phone", "sip:bob@localhost"),
-    );
+    let out = f.alice_calls("c10", "sip:bob@localhost");
     assert!(
         out.sip.is_empty(),
         "no branch yet, no 480: the phone is being woken"
@@ -715,11 +700,7 @@ fn bad_sip_is_refused_never_crashes() {
     );
     assert_eq!(code(f.sip("alice", "phone", &looped).one(ALICE)), 482);
     // The same Call-ID again from elsewhere is a merged request.
-    f.sip(
-        "alice",
-        "phone",
-        &invite("c15", "alice", "phone", "sip:bob@localhost"),
-    );
+    f.alice_calls("c15", "sip:bob@localhost");
     let again = invite("c15", "alice", "phone", "sip:bob@localhost")
         .replace("branch=z9hG4bKc15", "branch=z9hG4bKother");
     assert_eq!(code(f.sip("alice", "phone", &again).one(ALICE)), 482);
@@ -811,11 +792,7 @@ fn mangled_sip_never_panics_the_proxy() {
         );
     }
     // Still working.
-    let out = f.sip(
-        "alice",
-        "phone",
-        &invite("c21", "alice", "phone", "sip:bob@localhost"),
-    );
+    let out = f.alice_calls("c21", "sip:bob@localhost");
     assert_eq!(method(out.one(PHONE)), Some(Method::Invite));
 }
 
@@ -823,11 +800,7 @@ fn mangled_sip_never_panics_the_proxy() {
 fn a_call_to_an_outside_address_goes_through_the_gateway() {
     let mut f = Fixture::new();
     f.online("alice", "phone");
-    let out = f.sip(
-        "alice",
-        "phone",
-        &invite("c30", "alice", "phone", "sip:carol@example.net"),
-    );
+    let out = f.alice_calls("c30", "sip:carol@example.net");
     let (topic, sent, destination) = &out.sip[0];
     assert_eq!(topic, "mq/gw/sip/out");
     assert_eq!(destination.as_deref(), Some("udp:192.0.2.20:5060"));
@@ -848,11 +821,7 @@ fn a_call_to_an_outside_address_goes_through_the_gateway() {
     assert_eq!(record["conv"], "sip:carol@example.net");
     assert_eq!(record["outcome"], "busy");
     // alice cancels another call: the CANCEL goes to the same destination.
-    f.sip(
-        "alice",
-        "phone",
-        &invite("c31", "alice", "phone", "sip:carol@example.net"),
-    );
+    f.alice_calls("c31", "sip:carol@example.net");
     let cancel = "CANCEL sip:carol@example.net SIP/2.0\r\nVia: SIP/2.0/MQTT phone.alice.invalid;branch=z9hG4bKc31\r\n\
                   Max-Forwards: 70\r\nTo: <sip:carol@example.net>\r\nFrom: <sip:alice@localhost>;tag=talice\r\n\
                   Call-ID: c31\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
@@ -871,11 +840,7 @@ fn a_call_to_an_outside_address_goes_through_the_gateway() {
 fn a_hub_without_sip_refuses_calls_and_sip_conversations() {
     let mut f = Fixture::new();
     f.engine = Engine::new(HubConfig::default());
-    let out = f.sip(
-        "alice",
-        "phone",
-        &invite("c40", "alice", "phone", "sip:bob@localhost"),
-    );
+    let out = f.alice_calls("c40", "sip:bob@localhost");
     assert_eq!(out.packets_to(ALICE)[0]["code"], 5);
     let out = f.packet(
         "alice",
