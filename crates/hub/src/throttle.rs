@@ -127,6 +127,13 @@ impl Failures {
     }
 }
 
+/// A key that starts to wait, or waits longer: what the log says about it.
+struct Waiting {
+    failures: u32,
+    refused: u64,
+    millis: u128,
+}
+
 /// A table of failures by key, bounded in size.
 #[derive(Debug)]
 struct Table<K> {
@@ -176,6 +183,29 @@ impl<K: std::hash::Hash + Eq + Clone> Table<K> {
         let (_, median, _) = lasts.select_nth_unstable(middle);
         let median = *median;
         self.entries.retain(|_, f| f.last > median);
+    }
+
+    /// Records a failure of `key`, free for its first `free` failures; when it starts a
+    /// wait or doubles it, what to log about it (the attempts refused meanwhile start again
+    /// from zero).
+    fn fail(
+        &mut self,
+        key: &K,
+        config: &ThrottleConfig,
+        free: u32,
+        now: Moment,
+    ) -> Option<Waiting> {
+        let entry = self.entry(key, config, now);
+        if !entry.fail(config, free, now) {
+            return None;
+        }
+        let waiting = Waiting {
+            failures: entry.count,
+            refused: entry.refused,
+            millis: entry.until.saturating_since(now).as_millis(),
+        };
+        entry.refused = 0;
+        Some(waiting)
     }
 
     fn forget(&mut self, key: &K) {
@@ -232,29 +262,16 @@ impl Throttle {
     /// refused meanwhile; not once per attempt.
     pub fn failed(&mut self, source: Source, user: Option<&UserId>, now: Moment) {
         let config = &self.config;
-        let entry = self.sources.entry(&source, config, now);
-        if entry.fail(config, config.source_failures, now) {
-            tracing::warn!(
-                source = %source,
-                failures = entry.count,
-                refused_meanwhile = entry.refused,
-                wait_ms = entry.until.saturating_since(now).as_millis(),
-                "failed logins: attempts from this address wait"
-            );
-            entry.refused = 0;
+        if let Some(wait) = self
+            .sources
+            .fail(&source, config, config.source_failures, now)
+        {
+            tracing::warn!(source = %source, failures = wait.failures, refused_meanwhile = wait.refused, wait_ms = wait.millis, "failed logins: attempts from this address wait");
         }
-        if let Some(user) = user {
-            let entry = self.users.entry(user, config, now);
-            if entry.fail(config, config.user_failures, now) {
-                tracing::warn!(
-                    user = %user,
-                    failures = entry.count,
-                    refused_meanwhile = entry.refused,
-                    wait_ms = entry.until.saturating_since(now).as_millis(),
-                    "failed logins: password attempts on this user wait"
-                );
-                entry.refused = 0;
-            }
+        if let Some(user) = user
+            && let Some(wait) = self.users.fail(user, config, config.user_failures, now)
+        {
+            tracing::warn!(user = %user, failures = wait.failures, refused_meanwhile = wait.refused, wait_ms = wait.millis, "failed logins: password attempts on this user wait");
         }
     }
 
