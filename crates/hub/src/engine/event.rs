@@ -75,9 +75,10 @@ impl Engine {
             Target::Sip(address) => return self.event_to_sip(turn, inbound, &address),
         };
         let packet = inbound.packet.encode();
+        let ts = now.wall.unix_ms();
         let seq = tx.append(
             conv.id,
-            now.wall.unix_ms(),
+            ts,
             &sender.user,
             &sender.device,
             Some(id),
@@ -102,7 +103,7 @@ impl Engine {
         let event = EventRow {
             conv: conv.id,
             seq,
-            ts: now.wall.unix_ms(),
+            ts,
             sender: Author::User(sender.user.clone()),
             sender_device: sender.device.clone(),
             client_id: Some(id),
