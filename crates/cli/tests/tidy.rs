@@ -104,10 +104,6 @@ const LONG_FILES: &[(&str, &str)] = &[
         "crates/client/src/session/tests/mod.rs",
         "the session's simulated-hub tests",
     ),
-    (
-        "crates/hub/src/sip/call.rs",
-        "one call's forking state machine (RFC 3261 16.7)",
-    ),
 ];
 const LONG: usize = 800;
 

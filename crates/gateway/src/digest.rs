@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use md5::{Digest as _, Md5};
+use mqchat_proto::Moment;
 
 /// How long a nonce stays valid; an older one gets a new challenge with `stale=true`.
 const NONCE_LIFETIME: Duration = Duration::from_secs(300);
@@ -109,24 +110,24 @@ impl Nonces {
         Nonces { secret }
     }
 
-    fn make(&self, now: Duration) -> String {
-        let t = now.as_secs();
+    fn make(&self, now: Moment) -> String {
+        let t = now.since_origin().as_secs();
         format!("{t:x}.{}", md5_hex(&format!("{}:{t:x}", self.secret)))
     }
 
     /// `Some(true)` for a nonce this gateway made that is still fresh, `Some(false)` for one
     /// it made that expired, `None` for anything else.
-    fn fresh(&self, nonce: &str, now: Duration) -> Option<bool> {
+    fn fresh(&self, nonce: &str, now: Moment) -> Option<bool> {
         let (t, mac) = nonce.split_once('.')?;
         if md5_hex(&format!("{}:{t}", self.secret)) != mac {
             return None;
         }
         let t = u64::from_str_radix(t, 16).ok()?;
-        Some(now.as_secs().saturating_sub(t) <= NONCE_LIFETIME.as_secs())
+        Some(now.since_origin().as_secs().saturating_sub(t) <= NONCE_LIFETIME.as_secs())
     }
 
     /// The value of a `Proxy-Authenticate` header.
-    pub(crate) fn challenge(&self, realm: &str, now: Duration, stale: bool) -> String {
+    pub(crate) fn challenge(&self, realm: &str, now: Moment, stale: bool) -> String {
         format!(
             "Digest realm=\"{realm}\", nonce=\"{}\", algorithm=MD5, qop=\"auth\"{}",
             self.make(now),
@@ -142,7 +143,7 @@ impl Nonces {
         realm: &str,
         username: &str,
         password: &str,
-        now: Duration,
+        now: Moment,
     ) -> Verdict {
         if credentials.username != username
             || credentials.realm != realm
@@ -202,7 +203,7 @@ mod tests {
     #[test]
     fn challenge_and_check() {
         let nonces = Nonces::new("s3cret".into());
-        let now = Duration::from_secs(1000);
+        let now = Moment::from_millis(1_000_000);
         let challenge = nonces.challenge("localhost", now, false);
         let nonce = challenge
             .split("nonce=\"")
@@ -218,7 +219,7 @@ mod tests {
                     "localhost",
                     "pbx",
                     password,
-                    Duration::from_secs(at),
+                    Moment::from_origin(Duration::from_secs(at)),
                 )
             };
             assert_eq!(check("secret", 1000, "INVITE"), Verdict::Valid);

@@ -8,12 +8,13 @@
 //! [`Gate::begin_login`] reads the account (and decides token logins, throttled sources and
 //! hub logins at once); a password is verified by the caller on a bounded pool
 //! ([`PasswordCheck::hash`], `mqchat_store::verify_password`); [`Gate::finish_login`]
-//! records the verdict.
+//! records the verdict. Each step takes a [`Now`]: the throttle runs on its monotonic part,
+//! the store records logins at its wall part.
 
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use mqchat_proto::{Access, Decision, DeviceIdentity, Principal, TopicRoot};
+use mqchat_proto::{Access, Decision, DeviceIdentity, Now, Principal, TopicRoot};
 use mqchat_store::{AuthFailure, Credentials, LoginRecord, Store, StoreError};
 
 use crate::throttle::{Source, Throttle, ThrottleConfig, Wait};
@@ -174,7 +175,7 @@ impl Gate {
     /// Decides a CONNECT on the calling thread, password hashing included: for tools and
     /// tests. A server uses [`Gate::begin_login`] and [`Gate::finish_login`] with its own
     /// bounded pool between them.
-    pub fn authenticate(&self, attempt: &Attempt<'_>, now: u64) -> Admission {
+    pub fn authenticate(&self, attempt: &Attempt<'_>, now: Now) -> Admission {
         match self.begin_login(attempt, now) {
             Login::Done(admission) => admission,
             Login::Verify(check) => {
@@ -191,7 +192,7 @@ impl Gate {
     /// The first step of a login: decides the hub's logins, malformed ones, throttled
     /// sources and device tokens at once (a read of the store, no hashing); a password
     /// comes back as [`Login::Verify`]. Blocking (SQLite): run it off the async threads.
-    pub fn begin_login(&self, attempt: &Attempt<'_>, now: u64) -> Login {
+    pub fn begin_login(&self, attempt: &Attempt<'_>, now: Now) -> Login {
         let client_id = attempt.client_id;
         let source = Source::of(attempt.source);
         let password = attempt.password.and_then(|p| std::str::from_utf8(p).ok());
@@ -220,13 +221,14 @@ impl Gate {
         let is_password = !password.starts_with(mqchat_store::account::TOKEN_PREFIX);
         if let Err(wait) = self
             .throttle()
-            .admit(source, Some(&identity.user), is_password, now)
+            .admit(source, Some(&identity.user), is_password, now.at)
         {
             let (who, until) = match wait {
                 Wait::Source(until) => ("address", until),
                 Wait::User(until) => ("user", until),
             };
-            tracing::debug!(user = %identity.user, source = %source, who, wait_ms = until - now, "login throttled");
+            let wait_ms = until.saturating_since(now.at).as_millis();
+            tracing::debug!(user = %identity.user, source = %source, who, wait_ms, "login throttled");
             return Login::Done(Admission::Throttled);
         }
         let record = self.store().login_record(&identity.user, &identity.device);
@@ -255,7 +257,7 @@ impl Gate {
         &self,
         check: PasswordCheck,
         verified: Result<bool, String>,
-        now: u64,
+        now: Now,
     ) -> Admission {
         self.conclude(
             &check.identity,
@@ -273,7 +275,7 @@ impl Gate {
         source: Source,
         record: &LoginRecord,
         (verified, password): (Result<bool, String>, bool),
-        now: u64,
+        now: Now,
     ) -> Admission {
         let ok = match verified {
             Ok(ok) => ok,
@@ -288,7 +290,7 @@ impl Gate {
                 &identity.device,
                 self.max_devices,
                 password,
-                now,
+                now.wall.unix_ms(),
             ),
             Err(failure) => Ok(Err(failure)),
         };
@@ -300,7 +302,7 @@ impl Gate {
             Ok(Err(AuthFailure::BadCredentials)) => {
                 tracing::debug!(user = %identity.user, device = %identity.device, source = %source, "refused connection: bad credentials");
                 let user = record.user_exists().then_some(&identity.user);
-                self.throttle().failed(source, user, now);
+                self.throttle().failed(source, user, now.at);
                 Admission::BadCredentials
             }
             Ok(Err(AuthFailure::TooManyDevices)) => {
@@ -323,14 +325,14 @@ impl Gate {
         attempt: &Attempt<'_>,
         password: Option<&str>,
         source: Source,
-        now: u64,
+        now: Now,
     ) -> Admission {
         let client_id = attempt.client_id;
         if attempt.door == Door::Device {
             tracing::warn!(client_id, source = %source, "refused the hub's account on a device listener");
             return Admission::NotAuthorized;
         }
-        if self.throttle().admit(source, None, true, now).is_err() {
+        if self.throttle().admit(source, None, true, now.at).is_err() {
             return Admission::Throttled;
         }
         let ok =
@@ -343,7 +345,7 @@ impl Gate {
             return Admission::Hub;
         }
         tracing::warn!(client_id, source = %source, "refused hub login");
-        self.throttle().failed(source, None, now);
+        self.throttle().failed(source, None, now.at);
         Admission::BadCredentials
     }
 

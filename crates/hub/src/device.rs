@@ -5,7 +5,7 @@ use mqchat_proto::upstream::Inbound;
 use mqchat_proto::{DeviceIdentity, ErrorCode, Packet, Topic};
 use mqchat_store::Tx;
 
-use crate::engine::{Engine, Failure, Output, body, refuse};
+use crate::engine::{Engine, Failure, Turn, body, refuse};
 use crate::{Outbound, Qos};
 
 impl Engine {
@@ -29,14 +29,16 @@ impl Engine {
     /// now on), asks for its session to be removed, and clears its retained presence.
     pub(crate) fn device_revoke(
         &self,
-        tx: &Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         inbound: &Inbound,
-        out: &mut Output,
     ) -> Result<Packet, Failure> {
         let request = body::<DeviceRevoke>(inbound)?;
         let user = &inbound.sender.user;
-        if !tx.revoke_device(user, &request.device, now)? {
+        let out = &mut *turn.out;
+        if !turn
+            .tx
+            .revoke_device(user, &request.device, turn.now.wall.unix_ms())?
+        {
             return Err(refuse(
                 inbound,
                 ErrorCode::NOT_FOUND,

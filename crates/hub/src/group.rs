@@ -8,13 +8,14 @@ use mqchat_proto::body::{
 };
 use mqchat_proto::upstream::Inbound;
 use mqchat_proto::{
-    ConversationRef, DeviceIdentity, ErrorCode, GroupId, MessageId, Packet, PacketKind, UserId,
+    ConversationRef, DeviceIdentity, ErrorCode, GroupId, MessageId, Packet, PacketKind, Timestamp,
+    UserId,
 };
 use mqchat_store::{ConversationRow, GroupProfile, Membership, ParticipantRow, StoreError, Tx};
 use rand::RngExt;
 use rand::rngs::StdRng;
 
-use crate::engine::{Engine, Failure, Output, Target, body, refuse};
+use crate::engine::{Engine, Failure, Output, Target, Turn, body, refuse};
 
 /// Letters and digits that cannot be confused when read aloud or typed.
 const GROUP_ID_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
@@ -46,12 +47,12 @@ fn history_setting(all: bool) -> HistoryVisibility {
 }
 
 /// The ack for a request that produced the event `seq` in group `gid`.
-fn ack(inbound: &Inbound, gid: &GroupId, seq: u64, now: u64) -> Packet {
+fn ack(inbound: &Inbound, gid: &GroupId, seq: u64, now: Timestamp) -> Packet {
     let mut ack = Ack::default().to_packet();
     ack.id = inbound.packet.id;
     ack.conv = Some(ConversationRef::Group(gid.clone()));
     ack.seq = Some(seq);
-    ack.ts = Some(now);
+    ack.ts = Some(now.unix_ms());
     ack
 }
 
@@ -62,7 +63,7 @@ impl Engine {
     fn append_group_event(
         &self,
         tx: &Tx<'_>,
-        now: u64,
+        now: Timestamp,
         conv: &ConversationRow,
         actor: &DeviceIdentity,
         client_id: Option<MessageId>,
@@ -73,13 +74,29 @@ impl Engine {
         packet.id = client_id;
         tx.append(
             conv.id,
-            now,
+            now.unix_ms(),
             &actor.user,
             &actor.device,
             client_id,
             PacketKind::GROUP_EVENT,
             &packet.encode(),
         )
+    }
+
+    /// A group request (create, admin or join), answered from the archive when it is resent.
+    pub(crate) fn group_request(
+        &mut self,
+        turn: &mut Turn<'_, '_>,
+        inbound: &Inbound,
+    ) -> Result<Packet, Failure> {
+        if let Some(ack) = self.duplicate(turn.tx, inbound)? {
+            return Ok(ack);
+        }
+        match inbound.packet.kind {
+            PacketKind::GROUP_CREATE => self.group_create(turn, inbound),
+            PacketKind::GROUP_ADMIN => self.group_admin(turn, inbound),
+            _ => self.group_join(turn, inbound),
+        }
     }
 
     fn occupancy(&self, tx: &Tx<'_>, conv: &ConversationRow) -> Result<usize, StoreError> {
@@ -90,16 +107,12 @@ impl Engine {
             .count())
     }
 
-    pub(crate) fn group_create(
+    fn group_create(
         &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         inbound: &Inbound,
-        out: &mut Output,
     ) -> Result<Packet, Failure> {
-        if let Some(ack) = self.duplicate(tx, inbound)? {
-            return Ok(ack);
-        }
+        let (tx, now, out) = (&mut *turn.tx, turn.now, &mut *turn.out);
         let create: GroupCreate = body(inbound)?;
         let actor = &inbound.sender;
         let mut invitees: Vec<UserId> = Vec::new();
@@ -118,7 +131,7 @@ impl Engine {
         }
         if !invitees.is_empty() {
             self.charge(inbound, |rates| {
-                rates.invitations(&actor.user, invitees.len(), now)
+                rates.invitations(&actor.user, invitees.len(), now.at)
             })?;
         }
         if 1 + invitees.len() > self.config().max_group_members {
@@ -147,7 +160,8 @@ impl Engine {
             history: Some(create.history),
             ..GroupEvent::new(GroupAction::Created, None)
         };
-        let seq = self.append_group_event(tx, now, &conv, actor, inbound.packet.id, &created)?;
+        let seq =
+            self.append_group_event(tx, now.wall, &conv, actor, inbound.packet.id, &created)?;
         tx.set_membership(
             conv.id,
             &actor.user,
@@ -158,16 +172,16 @@ impl Engine {
         )?;
         self.deliver(tx, conv.id, seq, None, out)?;
         for user in invitees {
-            self.invite(tx, now, &conv, &profile, actor, None, &user, out)?;
+            self.invite(tx, now.wall, &conv, &profile, actor, None, &user, out)?;
         }
-        Ok(ack(inbound, &gid, seq, now))
+        Ok(ack(inbound, &gid, seq, now.wall))
     }
 
     #[allow(clippy::too_many_arguments)]
     fn invite(
         &self,
         tx: &Tx<'_>,
-        now: u64,
+        now: Timestamp,
         conv: &ConversationRow,
         profile: &GroupProfile,
         actor: &DeviceIdentity,
@@ -185,16 +199,12 @@ impl Engine {
         Ok(seq)
     }
 
-    pub(crate) fn group_admin(
+    fn group_admin(
         &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         inbound: &Inbound,
-        out: &mut Output,
     ) -> Result<Packet, Failure> {
-        if let Some(ack) = self.duplicate(tx, inbound)? {
-            return Ok(ack);
-        }
+        let (tx, now, out) = (&mut *turn.tx, turn.now, &mut *turn.out);
         let admin: GroupAdmin = body(inbound)?;
         let (gid, conv, profile, me) = self.membership(tx, inbound)?;
         let actor = &inbound.sender;
@@ -229,7 +239,7 @@ impl Engine {
                         format!("no user {:?}", user.as_str()),
                     ));
                 }
-                self.charge(inbound, |rates| rates.invitations(&actor.user, 1, now))?;
+                self.charge(inbound, |rates| rates.invitations(&actor.user, 1, now.at))?;
                 if self.occupancy(tx, &conv)? >= self.config().max_group_members {
                     return Err(refuse(
                         inbound,
@@ -237,11 +247,11 @@ impl Engine {
                         format!("#{gid} is full"),
                     ));
                 }
-                self.invite(tx, now, &conv, &profile, actor, id, &user, out)?
+                self.invite(tx, now.wall, &conv, &profile, actor, id, &user, out)?
             }
             (AdminAction::Cancel, Some((user, Some(p)))) if p.state == Membership::Invited => {
                 let event = GroupEvent::new(GroupAction::Cancelled, Some(user.clone()));
-                let seq = self.append_group_event(tx, now, &conv, actor, id, &event)?;
+                let seq = self.append_group_event(tx, now.wall, &conv, actor, id, &event)?;
                 // Never a member: `until` = `since` keeps their window to the invitation.
                 tx.set_membership(
                     conv.id,
@@ -262,7 +272,7 @@ impl Engine {
                     return forbid("only the owner may remove an admin, and nobody the owner");
                 }
                 let event = GroupEvent::new(GroupAction::Removed, Some(user.clone()));
-                let seq = self.append_group_event(tx, now, &conv, actor, id, &event)?;
+                let seq = self.append_group_event(tx, now.wall, &conv, actor, id, &event)?;
                 // Delivered while still a member, so the removed user learns of it.
                 self.deliver(tx, conv.id, seq, None, out)?;
                 tx.set_membership(
@@ -288,7 +298,7 @@ impl Engine {
                     role: Some(role),
                     ..GroupEvent::new(GroupAction::Role, Some(user.clone()))
                 };
-                let seq = self.append_group_event(tx, now, &conv, actor, id, &event)?;
+                let seq = self.append_group_event(tx, now.wall, &conv, actor, id, &event)?;
                 tx.set_membership(conv.id, &user, role, Membership::Member, p.since, None)?;
                 self.deliver(tx, conv.id, seq, None, out)?;
                 seq
@@ -304,7 +314,7 @@ impl Engine {
                     role: Some(Role::Owner),
                     ..GroupEvent::new(GroupAction::Owner, Some(user.clone()))
                 };
-                let seq = self.append_group_event(tx, now, &conv, actor, id, &event)?;
+                let seq = self.append_group_event(tx, now.wall, &conv, actor, id, &event)?;
                 tx.set_membership(
                     conv.id,
                     &user,
@@ -346,7 +356,7 @@ impl Engine {
                     history: admin.history,
                     ..GroupEvent::new(GroupAction::Updated, None)
                 };
-                let seq = self.append_group_event(tx, now, &conv, actor, id, &event)?;
+                let seq = self.append_group_event(tx, now.wall, &conv, actor, id, &event)?;
                 self.deliver(tx, conv.id, seq, None, out)?;
                 seq
             }
@@ -355,7 +365,7 @@ impl Engine {
                     return forbid("only the owner may delete the group");
                 }
                 let event = GroupEvent::new(GroupAction::Deleted, None);
-                let seq = self.append_group_event(tx, now, &conv, actor, id, &event)?;
+                let seq = self.append_group_event(tx, now.wall, &conv, actor, id, &event)?;
                 self.deliver(tx, conv.id, seq, None, out)?;
                 for p in tx.participants(conv.id)? {
                     if p.state != Membership::Former {
@@ -385,19 +395,11 @@ impl Engine {
                 ));
             }
         };
-        Ok(ack(inbound, &gid, seq, now))
+        Ok(ack(inbound, &gid, seq, now.wall))
     }
 
-    pub(crate) fn group_join(
-        &self,
-        tx: &mut Tx<'_>,
-        now: u64,
-        inbound: &Inbound,
-        out: &mut Output,
-    ) -> Result<Packet, Failure> {
-        if let Some(ack) = self.duplicate(tx, inbound)? {
-            return Ok(ack);
-        }
+    fn group_join(&self, turn: &mut Turn<'_, '_>, inbound: &Inbound) -> Result<Packet, Failure> {
+        let (tx, now, out) = (&mut *turn.tx, turn.now, &mut *turn.out);
         let join: GroupJoin = body(inbound)?;
         let Target::Group { gid, conv, me, .. } = self.target(tx, inbound)? else {
             return Err(refuse(
@@ -427,7 +429,7 @@ impl Engine {
                     role: Some(Role::Member),
                     ..GroupEvent::new(GroupAction::Joined, Some(actor.user.clone()))
                 };
-                let seq = self.append_group_event(tx, now, &conv, actor, id, &event)?;
+                let seq = self.append_group_event(tx, now.wall, &conv, actor, id, &event)?;
                 tx.set_membership(
                     conv.id,
                     &actor.user,
@@ -441,7 +443,7 @@ impl Engine {
             }
             (JoinAction::Decline, Some(p)) if p.state == Membership::Invited => {
                 let event = GroupEvent::new(GroupAction::Declined, Some(actor.user.clone()));
-                let seq = self.append_group_event(tx, now, &conv, actor, id, &event)?;
+                let seq = self.append_group_event(tx, now.wall, &conv, actor, id, &event)?;
                 // Never a member: `until` = `since` keeps their window to the invitation.
                 tx.set_membership(
                     conv.id,
@@ -463,7 +465,7 @@ impl Engine {
                     ));
                 }
                 let event = GroupEvent::new(GroupAction::Left, Some(actor.user.clone()));
-                let seq = self.append_group_event(tx, now, &conv, actor, id, &event)?;
+                let seq = self.append_group_event(tx, now.wall, &conv, actor, id, &event)?;
                 self.deliver(tx, conv.id, seq, None, out)?;
                 tx.set_membership(
                     conv.id,
@@ -488,7 +490,7 @@ impl Engine {
                 ));
             }
         };
-        Ok(ack(inbound, &gid, seq, now))
+        Ok(ack(inbound, &gid, seq, now.wall))
     }
 
     pub(crate) fn group_info(&self, tx: &mut Tx<'_>, inbound: &Inbound) -> Result<Packet, Failure> {

@@ -3,7 +3,8 @@
 //! The runtime (crate `mqchat-server`) feeds the [`Engine`] batches of PUBLISHes received on
 //! upstream and presence topics and sends out the [`Outbound`] publishes it returns; the
 //! broker's hooks ask the [`Gate`] who may connect, publish and subscribe. Both work on the
-//! store synchronously: callers run them on blocking threads.
+//! store synchronously: callers run them on blocking threads. Neither reads a clock: each
+//! call takes a [`mqchat_proto::Now`] (see the engine's module documentation).
 
 pub mod access;
 mod device;

@@ -6,10 +6,10 @@ use mqchat_proto::body::{
     GroupEvent, Message, Mute, Presence, PushRegister, PushTarget,
 };
 use mqchat_proto::upstream::Inbound;
-use mqchat_proto::{ConversationRef, DeviceId, ErrorCode, Packet, PacketKind, UserId};
+use mqchat_proto::{ConversationRef, DeviceId, ErrorCode, Packet, PacketKind, Timestamp, UserId};
 use mqchat_store::{ConvId, EventRow, Membership, ParticipantRow, StoreError, Tx};
 
-use crate::engine::{Engine, Failure, Output, Target, body, conv_name, refuse};
+use crate::engine::{Engine, Failure, Output, Target, Turn, body, conv_name, refuse};
 
 /// One push the hub asks for: wake `device` of `user` about `conversation`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,47 +105,31 @@ impl Engine {
         Ok(())
     }
 
-    /// `client-state`: records whether the sending device is active.
-    pub(crate) fn client_state(
+    /// The sending device's own settings, acknowledged: `client-state` (whether it is
+    /// active), `push-register` (its push target) and `push-unregister`.
+    pub(crate) fn device_setting(
         &self,
-        tx: &Tx<'_>,
-        now: u64,
+        turn: &Turn<'_, '_>,
         inbound: &Inbound,
     ) -> Result<Packet, Failure> {
-        let state = body::<ClientState>(inbound)?;
-        let sender = &inbound.sender;
-        tx.set_active(&sender.user, &sender.device, state.active, now)?;
-        Ok(Ack::default().to_packet())
-    }
-
-    /// `push-register`: sets the sending device's push target.
-    pub(crate) fn push_register(
-        &self,
-        tx: &Tx<'_>,
-        now: u64,
-        inbound: &Inbound,
-    ) -> Result<Packet, Failure> {
-        let register = body::<PushRegister>(inbound)?;
-        let sender = &inbound.sender;
-        tx.set_push_target(
-            &sender.user,
-            &sender.device,
-            &register.target,
-            register.preview,
-            now,
-        )?;
-        tracing::info!(user = %sender.user, device = %sender.device, provider = register.target.provider_name(), "push target registered");
-        Ok(Ack::default().to_packet())
-    }
-
-    /// `push-unregister`: removes the sending device's push target.
-    pub(crate) fn push_unregister(
-        &self,
-        tx: &Tx<'_>,
-        inbound: &Inbound,
-    ) -> Result<Packet, Failure> {
-        let sender = &inbound.sender;
-        tx.remove_push_target(&sender.user, &sender.device)?;
+        let (user, device) = (&inbound.sender.user, &inbound.sender.device);
+        let now = turn.now.wall.unix_ms();
+        match inbound.packet.kind {
+            PacketKind::CLIENT_STATE => {
+                let state = body::<ClientState>(inbound)?;
+                turn.tx.set_active(user, device, state.active, now)?;
+            }
+            PacketKind::PUSH_REGISTER => {
+                let register = body::<PushRegister>(inbound)?;
+                let target = &register.target;
+                turn.tx
+                    .set_push_target(user, device, target, register.preview, now)?;
+                tracing::info!(user = %user, device = %device, provider = target.provider_name(), "push target registered");
+            }
+            _ => {
+                turn.tx.remove_push_target(user, device)?;
+            }
+        }
         Ok(Ack::default().to_packet())
     }
 
@@ -182,13 +166,13 @@ impl Engine {
     pub(crate) fn presence_state(
         &self,
         tx: &Tx<'_>,
-        now: u64,
+        now: Timestamp,
         topic_user: &UserId,
         device: &DeviceId,
         presence: &Presence,
     ) {
         let connected = presence.availability != Availability::Offline;
-        if let Err(e) = tx.set_connected(topic_user, device, connected, now) {
+        if let Err(e) = tx.set_connected(topic_user, device, connected, now.unix_ms()) {
             tracing::error!(user = %topic_user, device = %device, error = %e, "could not record a device's connection");
         }
     }

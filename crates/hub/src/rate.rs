@@ -3,12 +3,13 @@
 //!
 //! Each limit is a bucket that holds `burst` and refills at `rate`, kept as one number per
 //! key (the generic cell rate algorithm: the time at which the bucket would be full again),
-//! so a key at rest costs nothing and is forgotten. Sans-IO: times are arguments.
+//! so a key at rest costs nothing and is forgotten. Sans-IO: times are arguments, on the
+//! driver's monotonic clock ([`Moment`]), so a wall clock that steps does not move a bucket.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use mqchat_proto::{DeviceIdentity, UserId};
+use mqchat_proto::{DeviceIdentity, Moment, UserId};
 
 /// The rate limits. A rate of 0 turns that limit off.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,6 +141,11 @@ pub struct RateLimits {
 const SECOND_US: u64 = 1_000_000;
 const HOUR_US: u64 = 3_600 * SECOND_US;
 
+/// A moment in whole microseconds since the origin, as the buckets count time.
+fn micros(at: Moment) -> u64 {
+    u64::try_from(at.since_origin().as_micros()).unwrap_or(u64::MAX)
+}
+
 impl RateLimits {
     /// Limits with nothing used yet.
     pub fn new(config: &RateConfig) -> Self {
@@ -161,10 +167,10 @@ impl RateLimits {
         }
     }
 
-    /// Counts one upstream packet of `device` at `now` (ms); `Err` if it is over a limit
-    /// (then it is not counted).
-    pub fn packet(&mut self, device: &DeviceIdentity, now: u64) -> Result<(), Exceeded> {
-        let now_us = now.saturating_mul(1000);
+    /// Counts one upstream packet of `device` at `now`; `Err` if it is over a limit (then it
+    /// is not counted).
+    pub fn packet(&mut self, device: &DeviceIdentity, now: Moment) -> Result<(), Exceeded> {
+        let now_us = micros(now);
         let result = if !self.devices.take(device, 1, now_us) {
             Err(Exceeded::Device)
         } else if !self.users.take(&device.user, 1, now_us) {
@@ -197,18 +203,18 @@ impl RateLimits {
     }
 
     /// Counts a contact request by `user`.
-    pub fn contact_request(&mut self, user: &UserId, now: u64) -> Result<(), Exceeded> {
+    pub fn contact_request(&mut self, user: &UserId, now: Moment) -> Result<(), Exceeded> {
         self.contact_requests
-            .take(user, 1, now.saturating_mul(1000))
+            .take(user, 1, micros(now))
             .then_some(())
             .ok_or(Exceeded::ContactRequests)
     }
 
     /// Counts `n` group invitations by `user`.
-    pub fn invitations(&mut self, user: &UserId, n: usize, now: u64) -> Result<(), Exceeded> {
+    pub fn invitations(&mut self, user: &UserId, n: usize, now: Moment) -> Result<(), Exceeded> {
         let n = u64::try_from(n).unwrap_or(u64::MAX);
         self.invitations
-            .take(user, n, now.saturating_mul(1000))
+            .take(user, n, micros(now))
             .then_some(())
             .ok_or(Exceeded::GroupInvitations)
     }
@@ -234,73 +240,78 @@ mod tests {
         }
     }
 
-    /// How many of `n` packets sent at `now` pass.
-    fn passed(limits: &mut RateLimits, who: &DeviceIdentity, n: u32, now: u64) -> u32 {
-        (0..n)
-            .map(|_| u32::from(limits.packet(who, now).is_ok()))
-            .sum()
+    /// Sends packets in order on fresh limits of [`config`], each step `(device, packets,
+    /// at ms, how many pass, what refuses the others)`.
+    fn check(steps: &[(&str, u32, u64, u32, Option<Exceeded>)]) {
+        let mut limits = RateLimits::new(&config());
+        for (i, &(who, n, at, passes, refused)) in steps.iter().enumerate() {
+            let who = device(who);
+            let results: Vec<_> = (0..n)
+                .map(|_| limits.packet(&who, Moment::from_millis(at)))
+                .collect();
+            let expected: Vec<_> = (0..n)
+                .map(|k| match refused {
+                    Some(limit) if k >= passes => Err(limit),
+                    _ => Ok(()),
+                })
+                .collect();
+            assert_eq!(results, expected, "step {i}: {n} from {who} at {at} ms");
+        }
     }
 
     #[test]
     fn a_device_gets_its_burst_then_its_rate() {
-        let mut limits = RateLimits::new(&config());
-        let phone = device("alice:phone");
-        assert_eq!(passed(&mut limits, &phone, 20, 0), 5);
-        assert_eq!(limits.packet(&phone, 0), Err(Exceeded::Device));
-        assert_eq!(passed(&mut limits, &phone, 20, 100), 1, "one per 100 ms");
-        assert_eq!(
-            passed(&mut limits, &phone, 20, 1_100),
-            5,
-            "full again after a rest"
-        );
+        let device = Some(Exceeded::Device);
+        check(&[
+            ("alice:phone", 20, 0, 5, device),
+            // One per 100 ms.
+            ("alice:phone", 20, 100, 1, device),
+            // Full again after a rest.
+            ("alice:phone", 20, 1_100, 5, device),
+        ]);
     }
 
     #[test]
     fn a_users_devices_share_the_user_limit() {
-        let mut limits = RateLimits::new(&config());
-        let phone = device("alice:phone");
-        let laptop = device("alice:laptop");
-        assert_eq!(passed(&mut limits, &phone, 5, 0), 5);
-        assert_eq!(passed(&mut limits, &laptop, 5, 0), 3);
-        assert_eq!(limits.packet(&laptop, 0), Err(Exceeded::User));
-        assert_eq!(
-            passed(&mut limits, &device("bob:phone"), 5, 0),
-            5,
-            "others are not affected"
-        );
+        check(&[
+            ("alice:phone", 5, 0, 5, None),
+            ("alice:laptop", 5, 0, 3, Some(Exceeded::User)),
+            // Others are not affected.
+            ("bob:phone", 5, 0, 5, None),
+        ]);
     }
 
     #[test]
     fn a_refusal_by_the_user_limit_does_not_use_the_devices_allowance() {
-        let mut limits = RateLimits::new(&config());
-        let phone = device("alice:phone");
-        let laptop = device("alice:laptop");
-        assert_eq!(passed(&mut limits, &laptop, 8, 0), 5);
-        assert_eq!(passed(&mut limits, &phone, 10, 0), 3);
-        // 400 ms later: the user has 6 more (15/s), the phone 4 more (10/s) on top of the
-        // 2 it had left.
-        assert_eq!(passed(&mut limits, &phone, 10, 400), 5);
+        check(&[
+            ("alice:laptop", 8, 0, 5, Some(Exceeded::Device)),
+            ("alice:phone", 10, 0, 3, Some(Exceeded::User)),
+            // 400 ms later: the user has 6 more (15/s); the phone's bucket is full again
+            // (the 2 it had left and 4 more at 10/s, held to its burst of 5).
+            ("alice:phone", 10, 400, 5, Some(Exceeded::Device)),
+        ]);
     }
 
     #[test]
     fn hourly_limits_allow_the_hour_at_once_then_refill() {
         let mut limits = RateLimits::new(&config());
         let alice = UserId::parse("alice").expect("user");
+        let at = Moment::from_millis;
         for _ in 0..3 {
-            assert_eq!(limits.contact_request(&alice, 0), Ok(()));
+            assert_eq!(limits.contact_request(&alice, at(0)), Ok(()));
         }
         assert_eq!(
-            limits.contact_request(&alice, 0),
+            limits.contact_request(&alice, at(0)),
             Err(Exceeded::ContactRequests)
         );
-        assert_eq!(limits.contact_request(&alice, 20 * 60_000), Ok(()));
-        assert_eq!(limits.invitations(&alice, 10, 0), Ok(()));
+        assert_eq!(limits.contact_request(&alice, at(20 * 60_000)), Ok(()));
+        assert_eq!(limits.invitations(&alice, 10, at(0)), Ok(()));
         assert_eq!(
-            limits.invitations(&alice, 1, 0),
+            limits.invitations(&alice, 1, at(0)),
             Err(Exceeded::GroupInvitations)
         );
         assert_eq!(
-            limits.invitations(&alice, 11, 10 * 3_600_000),
+            limits.invitations(&alice, 11, at(10 * 3_600_000)),
             Err(Exceeded::GroupInvitations),
             "more than an hour's worth never fits"
         );
@@ -316,7 +327,7 @@ mod tests {
         assert!(limits.devices.take(&phone, 1_000_000, 0));
         for i in 0..5_000u64 {
             let who = device(&format!("u{i}:d"));
-            let _ = limits.packet(&who, i * 10_000);
+            let _ = limits.packet(&who, Moment::from_millis(i * 10_000));
         }
         assert!(limits.users.full_at.len() < 5_000, "rested users forgotten");
     }

@@ -3,15 +3,17 @@
 //! passwords gets slower and slower while a right password (or a device token) from
 //! elsewhere still gets in at once.
 //!
-//! Sans-IO: the caller passes the time in. Memory is bounded: at most
+//! Sans-IO: the caller passes the time in, on its monotonic clock ([`Moment`]), so a wall
+//! clock that steps neither lifts nor lengthens a wait. Memory is bounded: at most
 //! [`ThrottleConfig::max_entries`] sources and as many users are remembered, the
 //! least recently failed forgotten first, and a key is forgotten once it has been quiet
 //! for [`ThrottleConfig::forget_after_ms`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
-use mqchat_proto::UserId;
+use mqchat_proto::{Moment, UserId};
 
 /// Limits on failed logins.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,9 +83,9 @@ impl std::fmt::Display for Source {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Wait {
     /// Its source failed too often; it may try again at this time.
-    Source(u64),
+    Source(Moment),
     /// Its user id had too many failures; password attempts may resume at this time.
-    User(u64),
+    User(Moment),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -91,16 +93,23 @@ struct Failures {
     /// Failures since the key was last quiet.
     count: u32,
     /// When the last one happened.
-    last: u64,
+    last: Moment,
     /// Attempts refused without a check since the burst began (for the log).
     refused: u64,
     /// Attempts may be checked again from this time.
-    until: u64,
+    until: Moment,
+}
+
+impl ThrottleConfig {
+    /// Whether a key whose last failure was at `last` is quiet at `now`.
+    fn quiet(&self, last: Moment, now: Moment) -> bool {
+        now.saturating_since(last) >= Duration::from_millis(self.forget_after_ms)
+    }
 }
 
 impl Failures {
-    fn fail(&mut self, config: &ThrottleConfig, free: u32, now: u64) -> bool {
-        if now.saturating_sub(self.last) >= config.forget_after_ms {
+    fn fail(&mut self, config: &ThrottleConfig, free: u32, now: Moment) -> bool {
+        if config.quiet(self.last, now) {
             *self = Self::default();
         }
         self.count = self.count.saturating_add(1);
@@ -113,9 +122,16 @@ impl Failures {
             .first_delay_ms
             .saturating_mul(1u64 << (over - 1).min(32))
             .min(config.max_delay_ms);
-        self.until = now.saturating_add(delay);
+        self.until = now + Duration::from_millis(delay);
         true
     }
+}
+
+/// A key that starts to wait, or waits longer: what the log says about it.
+struct Waiting {
+    failures: u32,
+    refused: u64,
+    millis: u128,
 }
 
 /// A table of failures by key, bounded in size.
@@ -131,7 +147,7 @@ impl<K: std::hash::Hash + Eq + Clone> Table<K> {
         }
     }
 
-    fn waiting(&mut self, key: &K, now: u64) -> Option<u64> {
+    fn waiting(&mut self, key: &K, now: Moment) -> Option<Moment> {
         let entry = self.entries.get_mut(key)?;
         if now < entry.until {
             entry.refused = entry.refused.saturating_add(1);
@@ -141,7 +157,7 @@ impl<K: std::hash::Hash + Eq + Clone> Table<K> {
         }
     }
 
-    fn entry(&mut self, key: &K, config: &ThrottleConfig, now: u64) -> &mut Failures {
+    fn entry(&mut self, key: &K, config: &ThrottleConfig, now: Moment) -> &mut Failures {
         if !self.entries.contains_key(key) && self.entries.len() >= config.max_entries {
             self.make_room(config, now);
         }
@@ -151,10 +167,10 @@ impl<K: std::hash::Hash + Eq + Clone> Table<K> {
     /// Forgets the quiet keys; if none is quiet, those that are not waiting; if all wait,
     /// the older half. An attacker who fills the table with addresses of their own makes it
     /// forget their other addresses first, not the ones already waiting.
-    fn make_room(&mut self, config: &ThrottleConfig, now: u64) {
+    fn make_room(&mut self, config: &ThrottleConfig, now: Moment) {
         let max = config.max_entries;
         self.entries
-            .retain(|_, f| now.saturating_sub(f.last) < config.forget_after_ms || now < f.until);
+            .retain(|_, f| !config.quiet(f.last, now) || now < f.until);
         if self.entries.len() < max {
             return;
         }
@@ -162,11 +178,34 @@ impl<K: std::hash::Hash + Eq + Clone> Table<K> {
         if self.entries.len() < max {
             return;
         }
-        let mut lasts: Vec<u64> = self.entries.values().map(|f| f.last).collect();
+        let mut lasts: Vec<Moment> = self.entries.values().map(|f| f.last).collect();
         let middle = lasts.len() / 2;
         let (_, median, _) = lasts.select_nth_unstable(middle);
         let median = *median;
         self.entries.retain(|_, f| f.last > median);
+    }
+
+    /// Records a failure of `key`, free for its first `free` failures; when it starts a
+    /// wait or doubles it, what to log about it (the attempts refused meanwhile start again
+    /// from zero).
+    fn fail(
+        &mut self,
+        key: &K,
+        config: &ThrottleConfig,
+        free: u32,
+        now: Moment,
+    ) -> Option<Waiting> {
+        let entry = self.entry(key, config, now);
+        if !entry.fail(config, free, now) {
+            return None;
+        }
+        let waiting = Waiting {
+            failures: entry.count,
+            refused: entry.refused,
+            millis: entry.until.saturating_since(now).as_millis(),
+        };
+        entry.refused = 0;
+        Some(waiting)
     }
 
     fn forget(&mut self, key: &K) {
@@ -202,7 +241,7 @@ impl Throttle {
         source: Source,
         user: Option<&UserId>,
         password: bool,
-        now: u64,
+        now: Moment,
     ) -> Result<(), Wait> {
         if !password {
             return Ok(());
@@ -221,31 +260,18 @@ impl Throttle {
     /// Records a failed attempt (wrong secret, unknown user). Logs once when a source or
     /// user starts waiting, and again each time its wait doubles, with the attempts
     /// refused meanwhile; not once per attempt.
-    pub fn failed(&mut self, source: Source, user: Option<&UserId>, now: u64) {
+    pub fn failed(&mut self, source: Source, user: Option<&UserId>, now: Moment) {
         let config = &self.config;
-        let entry = self.sources.entry(&source, config, now);
-        if entry.fail(config, config.source_failures, now) {
-            tracing::warn!(
-                source = %source,
-                failures = entry.count,
-                refused_meanwhile = entry.refused,
-                wait_ms = entry.until - now,
-                "failed logins: attempts from this address wait"
-            );
-            entry.refused = 0;
+        if let Some(wait) = self
+            .sources
+            .fail(&source, config, config.source_failures, now)
+        {
+            tracing::warn!(source = %source, failures = wait.failures, refused_meanwhile = wait.refused, wait_ms = wait.millis, "failed logins: attempts from this address wait");
         }
-        if let Some(user) = user {
-            let entry = self.users.entry(user, config, now);
-            if entry.fail(config, config.user_failures, now) {
-                tracing::warn!(
-                    user = %user,
-                    failures = entry.count,
-                    refused_meanwhile = entry.refused,
-                    wait_ms = entry.until - now,
-                    "failed logins: password attempts on this user wait"
-                );
-                entry.refused = 0;
-            }
+        if let Some(user) = user
+            && let Some(wait) = self.users.fail(user, config, config.user_failures, now)
+        {
+            tracing::warn!(user = %user, failures = wait.failures, refused_meanwhile = wait.refused, wait_ms = wait.millis, "failed logins: password attempts on this user wait");
         }
     }
 
@@ -273,6 +299,10 @@ mod tests {
         UserId::parse(s).expect("user")
     }
 
+    fn at(millis: u64) -> Moment {
+        Moment::from_millis(millis)
+    }
+
     fn config() -> ThrottleConfig {
         ThrottleConfig {
             source_failures: 3,
@@ -288,12 +318,12 @@ mod tests {
     fn a_source_waits_after_its_free_failures_and_the_wait_doubles_to_the_cap() {
         let mut t = Throttle::new(config());
         let a = ip("192.0.2.1");
-        let mut now = 0;
+        let mut now = Moment::ZERO;
         for _ in 0..3 {
             assert_eq!(t.admit(a, None, true, now), Ok(()));
             t.failed(a, None, now);
         }
-        assert_eq!(t.admit(a, None, true, now), Err(Wait::Source(1_000)));
+        assert_eq!(t.admit(a, None, true, now), Err(Wait::Source(at(1_000))));
         assert_eq!(
             t.admit(ip("192.0.2.2"), None, true, now),
             Ok(()),
@@ -304,7 +334,7 @@ mod tests {
             let Err(Wait::Source(until)) = t.admit(a, None, true, now) else {
                 panic!("waiting");
             };
-            waits.push(until - now);
+            waits.push(until.saturating_since(now).as_millis());
             now = until;
             assert_eq!(t.admit(a, None, true, now), Ok(()));
             t.failed(a, None, now);
@@ -316,23 +346,23 @@ mod tests {
     fn a_user_holds_back_password_attempts_only() {
         let mut t = Throttle::new(config());
         let alice = user("alice");
-        t.failed(ip("192.0.2.1"), Some(&alice), 0);
-        t.failed(ip("192.0.2.2"), Some(&alice), 0);
+        t.failed(ip("192.0.2.1"), Some(&alice), at(0));
+        t.failed(ip("192.0.2.2"), Some(&alice), at(0));
         let elsewhere = ip("198.51.100.7");
         assert_eq!(
-            t.admit(elsewhere, Some(&alice), true, 10),
-            Err(Wait::User(1_000))
+            t.admit(elsewhere, Some(&alice), true, at(10)),
+            Err(Wait::User(at(1_000)))
         );
         assert_eq!(
-            t.admit(elsewhere, Some(&alice), false, 10),
+            t.admit(elsewhere, Some(&alice), false, at(10)),
             Ok(()),
             "tokens"
         );
-        assert_eq!(t.admit(elsewhere, Some(&user("bob")), true, 10), Ok(()));
-        assert_eq!(t.admit(elsewhere, Some(&alice), true, 1_000), Ok(()));
+        assert_eq!(t.admit(elsewhere, Some(&user("bob")), true, at(10)), Ok(()));
+        assert_eq!(t.admit(elsewhere, Some(&alice), true, at(1_000)), Ok(()));
         t.succeeded(&alice);
-        t.failed(elsewhere, Some(&alice), 1_001);
-        assert_eq!(t.admit(elsewhere, Some(&alice), true, 1_002), Ok(()));
+        t.failed(elsewhere, Some(&alice), at(1_001));
+        assert_eq!(t.admit(elsewhere, Some(&alice), true, at(1_002)), Ok(()));
     }
 
     #[test]
@@ -340,11 +370,11 @@ mod tests {
         let mut t = Throttle::new(config());
         let a = ip("192.0.2.1");
         for _ in 0..3 {
-            t.failed(a, None, 0);
+            t.failed(a, None, at(0));
         }
-        t.failed(a, None, 60_000);
+        t.failed(a, None, at(60_000));
         assert_eq!(
-            t.admit(a, None, true, 60_000),
+            t.admit(a, None, true, at(60_000)),
             Ok(()),
             "a new burst starts free"
         );
@@ -363,15 +393,18 @@ mod tests {
         let mut t = Throttle::new(config());
         let attacker = ip("192.0.2.1");
         for _ in 0..6 {
-            t.failed(attacker, None, 0);
+            t.failed(attacker, None, at(0));
         }
         for i in 0..1_000u32 {
             let other = Source::of(Some(IpAddr::from([10, 0, (i >> 8) as u8, i as u8])));
-            t.failed(other, None, 1 + u64::from(i));
+            t.failed(other, None, at(1 + u64::from(i)));
             assert!(t.len().0 <= 4, "{} entries", t.len().0);
         }
         assert!(
-            matches!(t.admit(attacker, None, true, 1_500), Err(Wait::Source(_))),
+            matches!(
+                t.admit(attacker, None, true, at(1_500)),
+                Err(Wait::Source(_))
+            ),
             "a waiting source is not pushed out by new ones while it waits"
         );
     }

@@ -1,46 +1,30 @@
 //! The hub's pipeline against a real SQLite store: each test sends upstream packets (as JSON,
 //! through the same registry the spec's vectors use) and checks what every topic receives.
 
-use mqchat_hub::{Engine, HubConfig, Outbound, Qos, Upstream};
-use mqchat_proto::{Registry, UserId};
-use mqchat_store::{Durability, Store};
+mod common;
+
+use std::time::Duration;
+
+use mqchat_hub::{Engine, HubConfig, Outbound, Qos, RateConfig, Upstream};
+use mqchat_proto::UserId;
 use serde_json::{Value, json};
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    store: Store,
-    engine: Engine,
-    registry: Registry,
-    now: u64,
-}
+use common::{Hub, wall};
 
-impl Fixture {
+/// A hub whose users are alice, bob, carol, dave and erin, whose wall clock starts at 1 s
+/// (so the first batch is stamped 2000).
+type Fixture = Hub;
+
+impl Hub {
     fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut store = Store::open(&dir.path().join("hub.db"), Durability::Normal).expect("store");
-        for name in ["alice", "bob", "carol", "dave", "erin"] {
-            store
-                .add_user(&UserId::parse(name).expect("valid"), Some("pw"), 1)
-                .expect("add");
-        }
-        Self {
-            _dir: dir,
-            store,
-            engine: Engine::new(HubConfig::default()),
-            registry: Registry::with_core(),
-            now: 1_000,
-        }
+        let users = ["alice", "bob", "carol", "dave", "erin"];
+        Self::with(&users, HubConfig::default(), 1_000)
     }
 
-    /// Sends packets (JSON) from `user:phone`; returns (topic, JSON) of every publish.
+    /// Sends packets (JSON) from `user:device`; returns (topic, JSON) of every publish.
     fn send_as(&mut self, user: &str, device: &str, packets: &[Value]) -> Vec<(String, Value)> {
-        let batch: Vec<Upstream> = packets
-            .iter()
-            .map(|p| Upstream {
-                topic: format!("mq/up/{user}/{device}"),
-                payload: self.registry.from_json(p).expect("test packet").encode(),
-            })
-            .collect();
+        let topic = format!("mq/up/{user}/{device}");
+        let batch: Vec<Upstream> = packets.iter().map(|p| self.upstream(&topic, p)).collect();
         self.raw(batch)
     }
 
@@ -49,16 +33,18 @@ impl Fixture {
     fn send_together(&mut self, packets: &[(&str, Value)]) -> Vec<(String, Value)> {
         let batch = packets
             .iter()
-            .map(|(user, p)| Upstream {
-                topic: format!("mq/up/{user}/phone"),
-                payload: self.registry.from_json(p).expect("test packet").encode(),
-            })
+            .map(|(user, p)| self.upstream(format!("mq/up/{user}/phone"), p))
             .collect();
         self.raw(batch)
     }
 
     fn send(&mut self, user: &str, packet: Value) -> Vec<(String, Value)> {
         self.send_as(user, "phone", &[packet])
+    }
+
+    /// Sends a packet from `user:phone` that the hub refuses: the code of its error reply.
+    fn refused(&mut self, user: &str, packet: Value) -> Value {
+        self.send(user, packet)[0].1["code"].clone()
     }
 
     fn raw(&mut self, batch: Vec<Upstream>) -> Vec<(String, Value)> {
@@ -68,12 +54,13 @@ impl Fixture {
 
     /// Processes a batch; returns the publishes as they would go out.
     fn publishes(&mut self, batch: Vec<Upstream>) -> Vec<Outbound> {
-        self.now += 1000;
-        let output = self.engine.process(&mut self.store, self.now, &batch);
+        self.process(&batch).publishes
+    }
+
+    /// A presence PUBLISH handled on its own at wall time `wall_ms`.
+    fn presence_at(&mut self, topic: &str, payload: &[u8], wall_ms: u64) -> Option<Outbound> {
         self.engine
-            .confirm(&mut self.store, &output.delivered)
-            .expect("confirm");
-        output.publishes
+            .presence(&mut self.store, topic, payload, wall(wall_ms))
     }
 
     /// A payload given in hex (whitespace ignored) from `user:phone`.
@@ -129,6 +116,50 @@ fn message_is_sequenced_stored_and_delivered_to_both_sides() {
     );
 }
 
+/// Rate limits run on the monotonic clock: the wall clock stepping back an hour between two
+/// bursts changes what is stamped, not what passes.
+#[test]
+fn a_wall_clock_stepping_back_leaves_the_rate_limits_alone() {
+    let config = HubConfig {
+        rates: RateConfig {
+            device_per_sec: 1,
+            device_burst: 2,
+            ..RateConfig::default()
+        },
+        ..HubConfig::default()
+    };
+    let start = 1_765_000_000_000;
+    let mut f = Fixture::with(&["alice", "bob"], config, start);
+    // (seq, ts) of what alice's devices see stored, and the codes of the refusals.
+    let burst = |f: &mut Fixture, ids: &[&str]| {
+        let packets: Vec<Value> = ids.iter().map(|id| msg(id, "bob", "Hi")).collect();
+        let out = f.send_as("alice", "phone", &packets);
+        let seen = |topic: &str, field: &str| -> Vec<u64> {
+            out.iter()
+                .filter(|(t, _)| t == topic)
+                .filter_map(|(_, v)| v[field].as_u64())
+                .collect()
+        };
+        let stored = seen("mq/in/alice/d", "seq")
+            .into_iter()
+            .zip(seen("mq/in/alice/d", "ts"))
+            .collect::<Vec<_>>();
+        (stored, seen("mq/in/alice/r/phone", "code"))
+    };
+    assert_eq!(
+        burst(&mut f, &[ID1, ID2, ID3]),
+        (vec![(1, start + 1000), (2, start + 1000)], vec![10]),
+        "the burst, then rate-limited"
+    );
+    f.step_wall_back(Duration::from_secs(3_600));
+    let stepped = f.now.wall.unix_ms() + 1000;
+    assert_eq!(
+        burst(&mut f, &["0a03zkqvpmqs4", "0a03zkqvpmqs5"]),
+        (vec![(3, stepped)], vec![10]),
+        "one second later one more passes, stamped by the wall clock"
+    );
+}
+
 #[test]
 fn duplicates_are_acknowledged_not_stored() {
     let mut f = Fixture::new();
@@ -165,8 +196,11 @@ fn refusals_go_to_the_sender_only() {
             json!({"type": "error", "id": ID1, "conv": "nobody", "code": 6, "detail": "no user \"nobody\"", "about": 1})
         )]
     );
-    let out = f.send("alice", msg(ID1, "#team", "Hi"));
-    assert_eq!(out[0].1["code"], 8, "no such group");
+    assert_eq!(
+        f.refused("alice", msg(ID1, "#team", "Hi")),
+        8,
+        "no such group"
+    );
     let out = f.raw(vec![Upstream {
         topic: "mq/up/alice/phone".into(),
         payload: vec![0xff],
@@ -234,16 +268,16 @@ fn markers_move_forward_and_reach_the_right_inboxes() {
         ],
         "clamped to the last sequence number; synced to bob's devices"
     );
-    let out = f.send(
-        "alice",
-        json!({"type": "delivered", "conv": "nobody", "up-to": 1}),
+    let packet = json!({"type": "delivered", "conv": "nobody", "up-to": 1});
+    assert_eq!(f.refused("alice", packet), 6);
+    assert_eq!(
+        f.refused(
+            "alice",
+            json!({"type": "read", "conv": "carol", "up-to": 1})
+        ),
+        8,
+        "no conversation with carol"
     );
-    assert_eq!(out[0].1["code"], 6);
-    let out = f.send(
-        "alice",
-        json!({"type": "read", "conv": "carol", "up-to": 1}),
-    );
-    assert_eq!(out[0].1["code"], 8, "no conversation with carol");
 }
 
 #[test]
@@ -269,8 +303,7 @@ fn private_read_tells_the_peer_only_delivered() {
 fn chat_states_need_a_conversation_and_stay_ephemeral() {
     let mut f = Fixture::new();
     let typing = json!({"type": "chat-state", "conv": "bob", "state": "composing"});
-    let out = f.send("alice", typing.clone());
-    assert_eq!(out[0].1["code"], 7);
+    assert_eq!(f.refused("alice", typing.clone()), 7);
     f.send("alice", msg(ID1, "bob", "Hi"));
     let out = f.send("alice", typing);
     assert_eq!(
@@ -296,11 +329,14 @@ fn contact_requests_follow_the_state_machine() {
             json!({"type": "contact", "conv": "alice", "seq": 1, "ts": 2000, "action": "request", "note": "hi"})
         )
     );
-    let out = f.send(
-        "alice",
-        json!({"type": "contact", "id": ID2, "conv": "bob", "action": "request"}),
+    assert_eq!(
+        f.refused(
+            "alice",
+            json!({"type": "contact", "id": ID2, "conv": "bob", "action": "request"})
+        ),
+        9,
+        "already asked"
     );
-    assert_eq!(out[0].1["code"], 9, "already asked");
     assert!(
         !f.store
             .may_see_presence(
@@ -322,11 +358,8 @@ fn contact_requests_follow_the_state_machine() {
             )
             .expect("query")
     );
-    let out = f.send(
-        "alice",
-        json!({"type": "contact", "id": ID3, "conv": "alice", "action": "request"}),
-    );
-    assert_eq!(out[0].1["code"], 2);
+    let packet = json!({"type": "contact", "id": ID3, "conv": "alice", "action": "request"});
+    assert_eq!(f.refused("alice", packet), 2);
 }
 
 #[test]
@@ -597,15 +630,8 @@ fn unknown_types_are_routed_by_envelope_and_kept_whole() {
 #[test]
 fn outbox_redelivers_what_was_not_confirmed() {
     let mut f = Fixture::new();
-    let batch = vec![Upstream {
-        topic: "mq/up/alice/phone".into(),
-        payload: f
-            .registry
-            .from_json(&msg(ID1, "bob", "Hi"))
-            .expect("valid")
-            .encode(),
-    }];
-    let output = f.engine.process(&mut f.store, 5, &batch);
+    let batch = [f.upstream("mq/up/alice/phone", &msg(ID1, "bob", "Hi"))];
+    let output = f.process_unconfirmed(&batch);
     assert_eq!(output.delivered.len(), 1);
     // The hub dies before confirming: at restart the deliveries come again.
     let again = f.engine.recover(&mut f.store).expect("recover");
@@ -627,16 +653,8 @@ fn outbox_redelivers_what_was_not_confirmed() {
 #[test]
 fn presence_of_unregistered_devices_is_kept() {
     let mut f = Fixture::new();
-    let online = f
-        .registry
-        .from_json(&json!({"type": "presence", "availability": "available"}))
-        .expect("valid")
-        .encode();
-    assert_eq!(
-        f.engine
-            .presence(&mut f.store, "mq/pr/alice/laptop", &online, 79),
-        None
-    );
+    let online = f.encoded(&json!({"type": "presence", "availability": "available"}));
+    assert_eq!(f.presence_at("mq/pr/alice/laptop", &online, 79), None);
 }
 
 #[test]
@@ -645,14 +663,9 @@ fn presence_wills_are_stamped_and_garbage_cleared() {
     f.store
         .add_device(&user("alice"), &device("phone"), 1)
         .expect("device");
-    let will = f
-        .registry
-        .from_json(&json!({"type": "presence", "availability": "offline"}))
-        .expect("valid")
-        .encode();
+    let will = f.encoded(&json!({"type": "presence", "availability": "offline"}));
     let stamped = f
-        .engine
-        .presence(&mut f.store, "mq/pr/alice/phone", &will, 77)
+        .presence_at("mq/pr/alice/phone", &will, 77)
         .expect("stamped");
     assert!(stamped.retain);
     assert_eq!(
@@ -660,31 +673,17 @@ fn presence_wills_are_stamped_and_garbage_cleared() {
         json!({"type": "presence", "ts": 77, "availability": "offline", "last-active": 77, "retained": true})
     );
     assert_eq!(
-        f.engine
-            .presence(&mut f.store, "mq/pr/alice/phone", &stamped.payload, 78),
+        f.presence_at("mq/pr/alice/phone", &stamped.payload, 78),
         None,
         "no loop on its own stamp"
     );
-    let online = f
-        .registry
-        .from_json(&json!({"type": "presence", "availability": "available"}))
-        .expect("valid")
-        .encode();
-    assert_eq!(
-        f.engine
-            .presence(&mut f.store, "mq/pr/alice/phone", &online, 79),
-        None
-    );
+    let online = f.encoded(&json!({"type": "presence", "availability": "available"}));
+    assert_eq!(f.presence_at("mq/pr/alice/phone", &online, 79), None);
     let cleared = f
-        .engine
-        .presence(&mut f.store, "mq/pr/alice/phone", b"garbage", 80)
+        .presence_at("mq/pr/alice/phone", b"garbage", 80)
         .expect("cleared");
     assert!(cleared.payload.is_empty() && cleared.retain);
-    assert_eq!(
-        f.engine
-            .presence(&mut f.store, "mq/pr/alice/phone", &[], 81),
-        None
-    );
+    assert_eq!(f.presence_at("mq/pr/alice/phone", &[], 81), None);
 }
 
 fn user(s: &str) -> UserId {
@@ -719,16 +718,8 @@ fn devices_are_listed_and_revoked() {
     );
 
     // alice revokes her laptop from her phone: ack, presence cleared, session evicted.
-    let batch = vec![Upstream {
-        topic: "mq/up/alice/phone".into(),
-        payload: f
-            .registry
-            .from_json(&json!({"type": "device-revoke", "id": ID2, "device-id": "laptop"}))
-            .expect("valid")
-            .encode(),
-    }];
-    f.now += 1000;
-    let output = f.engine.process(&mut f.store, f.now, &batch);
+    let revoke = json!({"type": "device-revoke", "id": ID2, "device-id": "laptop"});
+    let output = f.process_unconfirmed(&[f.upstream("mq/up/alice/phone", &revoke)]);
     assert_eq!(output.publishes.len(), 2);
     let clear = &output.publishes[0];
     assert_eq!(clear.topic, "mq/pr/alice/laptop");
@@ -746,7 +737,7 @@ fn devices_are_listed_and_revoked() {
     assert!(
         revoked
             .iter()
-            .any(|d| d.id == device("laptop") && d.revoked_at == Some(f.now))
+            .any(|d| d.id == device("laptop") && d.revoked_at == Some(f.now.wall.unix_ms()))
     );
 
     // The list no longer shows it; revoking it again, or bob's device, is not-found.
@@ -771,14 +762,9 @@ fn devices_are_listed_and_revoked() {
     );
 
     // A presence the revoked laptop publishes later (its will) is cleared, not stamped.
-    let will = f
-        .registry
-        .from_json(&json!({"type": "presence", "availability": "offline"}))
-        .expect("valid")
-        .encode();
+    let will = f.encoded(&json!({"type": "presence", "availability": "offline"}));
     let cleared = f
-        .engine
-        .presence(&mut f.store, "mq/pr/alice/laptop", &will, 99)
+        .presence_at("mq/pr/alice/laptop", &will, 99)
         .expect("cleared");
     assert!(cleared.payload.is_empty() && cleared.retain);
 }
@@ -1026,39 +1012,42 @@ mod groups {
         let conv = team(&mut f);
         let out = f.send("dave", msg("0a03zkqvpmqm1", &conv, "let me in"));
         assert_eq!((out.len(), out[0].1["code"].as_u64()), (1, Some(7)));
-        let out = f.send(
-            "dave",
-            json!({"type": "group-info", "id": "0a03zkqvpmqi1", "conv": conv}),
-        );
-        assert_eq!(out[0].1["code"], 7);
-        let out = f.send(
-            "dave",
-            json!({"type": "history", "id": "0a03zkqvpmqh1", "conv": conv}),
-        );
-        assert_eq!(out[0].1["code"], 7);
-        // A member tries admin actions.
-        let out = f.send("bob", json!({"type": "group-admin", "id": "0a03zkqvpmqa1", "conv": conv, "action": "remove", "user": "carol"}));
-        assert_eq!(out[0].1["code"], 7);
-        let out = f.send("bob", json!({"type": "group-admin", "id": "0a03zkqvpmqa2", "conv": conv, "action": "role", "user": "bob", "role": "admin"}));
-        assert_eq!(out[0].1["code"], 7);
+        for (user, packet) in [
+            (
+                "dave",
+                json!({"type": "group-info", "id": "0a03zkqvpmqi1", "conv": conv}),
+            ),
+            (
+                "dave",
+                json!({"type": "history", "id": "0a03zkqvpmqh1", "conv": conv}),
+            ),
+            // A member tries admin actions.
+            (
+                "bob",
+                json!({"type": "group-admin", "id": "0a03zkqvpmqa1", "conv": conv, "action": "remove", "user": "carol"}),
+            ),
+            (
+                "bob",
+                json!({"type": "group-admin", "id": "0a03zkqvpmqa2", "conv": conv, "action": "role", "user": "bob", "role": "admin"}),
+            ),
+        ] {
+            assert_eq!(f.refused(user, packet.clone()), 7, "{user}: {packet}");
+        }
         // The owner removes carol: she learns it, then hears nothing more and cannot send.
         let out = f.send("alice", json!({"type": "group-admin", "id": "0a03zkqvpmqa3", "conv": conv, "action": "remove", "user": "carol"}));
         assert_eq!(to(&out, "mq/in/carol/d")[0]["action"], "removed");
         let out = f.send("bob", msg("0a03zkqvpmqm2", &conv, "without carol"));
         assert!(to(&out, "mq/in/carol/d").is_empty(), "{out:?}");
-        let out = f.send("carol", msg("0a03zkqvpmqm3", &conv, "still here?"));
-        assert_eq!(out[0].1["code"], 7);
-        let out = f.send(
-            "carol",
+        for packet in [
+            msg("0a03zkqvpmqm3", &conv, "still here?"),
             json!({"type": "chat-state", "conv": conv, "state": "composing"}),
-        );
-        assert_eq!(out[0].1["code"], 7);
+        ] {
+            assert_eq!(f.refused("carol", packet.clone()), 7, "{packet}");
+        }
         // Group events cannot be forged by anyone.
-        let out = f.send(
-            "alice",
-            json!({"type": "group-event", "conv": conv, "action": "joined", "user": "dave"}),
-        );
-        assert_eq!(out[0].1["code"], 4);
+        let packet =
+            json!({"type": "group-event", "conv": conv, "action": "joined", "user": "dave"});
+        assert_eq!(f.refused("alice", packet), 4);
     }
 
     #[test]
@@ -1108,11 +1097,9 @@ mod groups {
         // bob may not remove alice; alice transfers ownership to bob.
         let out = send_admin(&mut f, "bob", admin("remove", Some("alice")));
         assert_eq!(out[0].1["code"], 7);
-        let out = f.send(
-            "alice",
-            json!({"type": "group-join", "id": "0a03zkqvpmqd2", "conv": conv, "action": "leave"}),
-        );
-        assert_eq!(out[0].1["code"], 7, "the owner cannot just leave");
+        let leave =
+            json!({"type": "group-join", "id": "0a03zkqvpmqd2", "conv": conv, "action": "leave"});
+        assert_eq!(f.refused("alice", leave), 7, "the owner cannot just leave");
         send_admin(&mut f, "alice", admin("transfer", Some("bob")));
         let roster = info(&mut f, "carol", &conv);
         let role = |u: &str| {
@@ -1140,8 +1127,11 @@ mod groups {
         assert_eq!(out[0].1["code"], 7, "only the owner deletes");
         let out = send_admin(&mut f, "bob", admin("delete", None));
         assert_eq!(to(&out, "mq/in/alice/d")[0]["action"], "deleted");
-        let out = f.send("alice", msg("0a03zkqvpmqm9", &conv, "anyone?"));
-        assert_eq!(out[0].1["code"], 8, "a deleted group is gone");
+        assert_eq!(
+            f.refused("alice", msg("0a03zkqvpmqm9", &conv, "anyone?")),
+            8,
+            "a deleted group is gone"
+        );
     }
 
     #[test]
@@ -1168,8 +1158,11 @@ mod groups {
         let invite = |u: &str, id: &str| json!({"type": "group-admin", "id": id, "conv": conv, "action": "invite", "user": u});
         let out = f.send("alice", invite("carol", "0a03zkqvpmqa1"));
         assert_eq!(out.last().expect("ack").1["type"], "ack");
-        let out = f.send("alice", invite("dave", "0a03zkqvpmqa2"));
-        assert_eq!(out[0].1["code"], 32, "group-full");
+        assert_eq!(
+            f.refused("alice", invite("dave", "0a03zkqvpmqa2")),
+            32,
+            "group-full"
+        );
         let too_many = json!({"type": "group-create", "id": "0a03zkqvpmqg2", "name": "Big", "invite": ["bob", "carol", "dave"]});
         assert_eq!(f.send("alice", too_many)[0].1["code"], 32);
     }
@@ -1196,28 +1189,16 @@ mod push {
     use super::*;
     use mqchat_hub::Output;
 
-    impl Fixture {
+    impl Hub {
         /// Sends one packet from `user:device` and returns the whole output.
         fn output(&mut self, user: &str, device: &str, packet: Value) -> Output {
-            let batch = vec![Upstream {
-                topic: format!("mq/up/{user}/{device}"),
-                payload: self
-                    .registry
-                    .from_json(&packet)
-                    .expect("test packet")
-                    .encode(),
-            }];
-            self.now += 1000;
-            let output = self.engine.process(&mut self.store, self.now, &batch);
-            self.engine
-                .confirm(&mut self.store, &output.delivered)
-                .expect("confirm");
-            output
+            let batch = [self.upstream(format!("mq/up/{user}/{device}"), &packet)];
+            self.process(&batch)
         }
 
-        /// Sends a packet that the hub must acknowledge.
-        fn acked(&mut self, user: &str, device: &str, packet: Value) {
-            let out = self.output(user, device, packet);
+        /// Sends a packet from `user:phone` that the hub must acknowledge.
+        fn acked(&mut self, user: &str, packet: Value) {
+            let out = self.output(user, "phone", packet);
             let reply = out.publishes.last().map(|o| self.show(o).1);
             assert_eq!(
                 reply.as_ref().map(|r| &r["type"]),
@@ -1226,23 +1207,19 @@ mod push {
             );
         }
 
+        fn add_devices(&mut self, devices: &[(&str, &str)]) {
+            for (u, d) in devices {
+                self.store
+                    .add_device(&user(u), &device(d), 1)
+                    .expect("device");
+            }
+        }
+
         fn presence(&mut self, user: &str, device: &str, availability: &str) {
-            let payload = self
-                .registry
-                .from_json(
-                    &json!({"type": "presence", "availability": availability, "last-active": 1}),
-                )
-                .expect("valid")
-                .encode();
-            self.now += 1000;
-            self.engine.process(
-                &mut self.store,
-                self.now,
-                &[Upstream {
-                    topic: format!("mq/pr/{user}/{device}"),
-                    payload,
-                }],
-            );
+            let presence =
+                json!({"type": "presence", "availability": availability, "last-active": 1});
+            let batch = [self.upstream(format!("mq/pr/{user}/{device}"), &presence)];
+            self.process(&batch);
         }
 
         /// (user:device, conversation, seq, preview) of every push `packet` from alice causes.
@@ -1273,15 +1250,10 @@ mod push {
     #[test]
     fn pushes_go_to_devices_that_are_away_or_in_the_background() {
         let mut f = Fixture::new();
-        for (u, d) in [("alice", "phone"), ("bob", "phone"), ("bob", "laptop")] {
-            f.store.add_device(&user(u), &device(d), 1).expect("device");
-        }
-        f.acked("bob", "phone", register(false));
+        f.add_devices(&[("alice", "phone"), ("bob", "phone"), ("bob", "laptop")]);
+        f.acked("bob", register(false));
         // alice registers too: her own messages never wake her devices.
-        f.acked(
-            "alice",
-            "phone",
-            json!({"type": "push-register", "id": ID1, "provider": "unified-push", "address": "https://up.example/a"}),
+        f.acked("alice", json!({"type": "push-register", "id": ID1, "provider": "unified-push", "address": "https://up.example/a"}),
         );
 
         // bob's phone has never connected: one push, no text.
@@ -1298,7 +1270,6 @@ mod push {
         // In the background: pushed again.
         f.acked(
             "bob",
-            "phone",
             json!({"type": "client-state", "id": ID2, "active": false}),
         );
         assert_eq!(f.pushes("alice", msg(ID3, "bob", "Hello?")).len(), 1);
@@ -1312,7 +1283,7 @@ mod push {
         f.presence("bob", "phone", "offline");
 
         // Previews only when the device asked for them.
-        f.acked("bob", "phone", register(true));
+        f.acked("bob", register(true));
         assert_eq!(
             f.pushes("alice", msg("0a03zkqvpmqs5", "bob", "Lunch?")),
             [("bob:phone".into(), "alice".into(), 5, Some("Lunch?".into()))]
@@ -1321,7 +1292,6 @@ mod push {
         // Muted until later: nothing; the mute shows in bob's sync; unmuted: pushed again.
         f.acked(
             "bob",
-            "phone",
             json!({"type": "mute", "id": ID3, "conv": "alice", "until": 9_007_199_254_740_991_u64}),
         );
         assert!(
@@ -1335,7 +1305,6 @@ mod push {
         );
         f.acked(
             "bob",
-            "phone",
             json!({"type": "mute", "id": ID3, "conv": "alice", "until": 0}),
         );
         assert_eq!(
@@ -1350,11 +1319,7 @@ mod push {
         );
 
         // Unregistered: nothing.
-        f.acked(
-            "bob",
-            "phone",
-            json!({"type": "push-unregister", "id": ID2}),
-        );
+        f.acked("bob", json!({"type": "push-unregister", "id": ID2}));
         assert!(
             f.pushes("alice", msg("0a03zkqvpmqs8", "bob", "gone"))
                 .is_empty()
@@ -1364,15 +1329,10 @@ mod push {
     #[test]
     fn contact_requests_and_invitations_push_other_group_events_do_not() {
         let mut f = Fixture::new();
-        for u in ["alice", "bob", "carol"] {
-            f.store
-                .add_device(&user(u), &device("phone"), 1)
-                .expect("device");
-        }
-        f.acked("bob", "phone", register(false));
+        f.add_devices(&[("alice", "phone"), ("bob", "phone"), ("carol", "phone")]);
+        f.acked("bob", register(false));
         f.acked(
             "carol",
-            "phone",
             json!({"type": "push-register", "id": ID1, "provider": "fcm", "address": "tok-carol"}),
         );
         assert_eq!(
@@ -1417,7 +1377,6 @@ mod push {
         // A revoked device is never pushed.
         f.acked(
             "bob",
-            "phone",
             json!({"type": "device-revoke", "id": ID2, "device-id": "phone"}),
         );
         assert!(

@@ -2,22 +2,23 @@
 //! gateway send `sip` packets, the test plays the other user agents, and checks every SIP
 //! message and call record the hub publishes.
 
+mod common;
+
+use std::time::Duration;
+
 use mqchat_hub::{Engine, HubConfig, SipConfig, SipPeerRoute, Upstream};
 use mqchat_proto::body::{Body, Sip};
-use mqchat_proto::{GatewayName, Packet, PacketKind, Registry, UserId};
+use mqchat_proto::{GatewayName, Packet, PacketKind, UserId};
 use mqchat_sip::{Message, Method};
-use mqchat_store::{Durability, Store};
 use serde_json::{Value, json};
+
+use common::Hub;
 
 const RING_MS: u64 = 60_000;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    store: Store,
-    engine: Engine,
-    registry: Registry,
-    now: u64,
-}
+/// A hub with SIP for domain `localhost`, a gateway `sip` and its peer `pbx`, and users
+/// alice and bob.
+type Fixture = Hub;
 
 /// What the hub published: SIP messages by topic, and other packets as JSON.
 #[derive(Debug, Default)]
@@ -73,16 +74,9 @@ fn method(m: &Message) -> Option<Method> {
     m.method().cloned()
 }
 
-impl Fixture {
+impl Hub {
     fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut store = Store::open(&dir.path().join("hub.db"), Durability::Normal).expect("store");
-        for name in ["alice", "bob"] {
-            store
-                .add_user(&UserId::parse(name).expect("valid"), Some("pw"), 1)
-                .expect("add");
-        }
-        let engine = Engine::new(HubConfig {
+        let config = HubConfig {
             sip: Some(SipConfig {
                 domain: "localhost".into(),
                 gateway: GatewayName::parse("sip").ok(),
@@ -94,22 +88,12 @@ impl Fixture {
                 }],
             }),
             ..HubConfig::default()
-        });
-        Self {
-            _dir: dir,
-            store,
-            engine,
-            registry: Registry::with_core(),
-            now: 1_000_000,
-        }
+        };
+        Self::with(&["alice", "bob"], config, 1_000_000)
     }
 
     fn run(&mut self, batch: Vec<Upstream>) -> Out {
-        self.now += 1000;
-        let output = self.engine.process(&mut self.store, self.now, &batch);
-        self.engine
-            .confirm(&mut self.store, &output.delivered)
-            .expect("confirm");
+        let output = self.process(&batch);
         self.collect(output)
     }
 
@@ -134,37 +118,21 @@ impl Fixture {
         out
     }
 
-    fn tick(&mut self, advance: u64) -> Out {
-        self.now += advance;
-        let output = self.engine.tick(&mut self.store, self.now);
-        self.engine
-            .confirm(&mut self.store, &output.delivered)
-            .expect("confirm");
+    /// Runs the hub's clock `advance_ms` later.
+    fn tick(&mut self, advance_ms: u64) -> Out {
+        let output = self.tick_after(Duration::from_millis(advance_ms));
         self.collect(output)
     }
 
     fn online(&mut self, user: &str, device: &str) {
-        let payload = self
-            .registry
-            .from_json(&json!({"type": "presence", "availability": "available"}))
-            .expect("valid")
-            .encode();
-        self.run(vec![Upstream {
-            topic: format!("mq/pr/{user}/{device}"),
-            payload,
-        }]);
+        let online = json!({"type": "presence", "availability": "available"});
+        let batch = vec![self.upstream(format!("mq/pr/{user}/{device}"), &online)];
+        self.run(batch);
     }
 
     fn packet(&mut self, user: &str, device: &str, packet: Value) -> Out {
-        let payload = self
-            .registry
-            .from_json(&packet)
-            .expect("test packet")
-            .encode();
-        self.run(vec![Upstream {
-            topic: format!("mq/up/{user}/{device}"),
-            payload,
-        }])
+        let batch = vec![self.upstream(format!("mq/up/{user}/{device}"), &packet)];
+        self.run(batch)
     }
 
     /// A device sends a SIP message.
@@ -174,6 +142,11 @@ impl Fixture {
             topic: format!("mq/up/{user}/{device}"),
             payload,
         }])
+    }
+
+    /// alice's phone sends an INVITE for `call_id` to `to`.
+    fn alice_calls(&mut self, call_id: &str, to: &str) -> Out {
+        self.sip("alice", "phone", &invite(call_id, "alice", "phone", to))
     }
 
     /// A device sends a message built by the test.
@@ -187,13 +160,18 @@ impl Fixture {
 
     /// The gateway hands the hub a message from peer pbx.
     fn gateway(&mut self, message: &str) -> Out {
-        let mut body = Sip::new(message);
-        body.peer = Some("pbx".into());
-        body.source = Some("udp:192.0.2.20:5060".into());
-        self.run(vec![Upstream {
-            topic: "mq/gw/sip/in".into(),
-            payload: body.to_packet().encode(),
-        }])
+        self.run(vec![from_pbx(message)])
+    }
+}
+
+/// What the gateway publishes for a message from peer pbx.
+fn from_pbx(message: &str) -> Upstream {
+    let mut body = Sip::new(message);
+    body.peer = Some("pbx".into());
+    body.source = Some("udp:192.0.2.20:5060".into());
+    Upstream {
+        topic: "mq/gw/sip/in".into(),
+        payload: body.to_packet().encode(),
     }
 }
 
@@ -236,11 +214,7 @@ fn ringing(f: &mut Fixture, call_id: &str) -> (Message, Message) {
     f.online("alice", "phone");
     f.online("bob", "phone");
     f.online("bob", "laptop");
-    let out = f.sip(
-        "alice",
-        "phone",
-        &invite(call_id, "alice", "phone", "sip:bob@localhost"),
-    );
+    let out = f.alice_calls(call_id, "sip:bob@localhost");
     let phone = out.one(PHONE).clone();
     let laptop = out.one(LAPTOP).clone();
     assert!(out.sip_to(ALICE).is_empty(), "nothing back to alice yet");
@@ -436,18 +410,10 @@ fn cancel_before_ringing_is_a_cancelled_record() {
 fn unknown_user_404_and_nobody_reachable_480() {
     let mut f = Fixture::new();
     f.online("alice", "phone");
-    let out = f.sip(
-        "alice",
-        "phone",
-        &invite("c6", "alice", "phone", "sip:nobody@localhost"),
-    );
+    let out = f.alice_calls("c6", "sip:nobody@localhost");
     assert_eq!(code(out.one(ALICE)), 404);
     assert!(out.packets.is_empty(), "no record for no one");
-    let out = f.sip(
-        "alice",
-        "phone",
-        &invite("c7", "alice", "phone", "sip:bob@localhost"),
-    );
+    let out = f.alice_calls("c7", "sip:bob@localhost");
     let response = out.one(ALICE);
     assert_eq!(code(response), 480);
     assert!(
@@ -457,11 +423,7 @@ fn unknown_user_404_and_nobody_reachable_480() {
             .is_some()
     );
     assert_eq!(out.records("mq/in/bob/d")[0]["outcome"], "missed");
-    let out = f.sip(
-        "alice",
-        "phone",
-        &invite("c8", "alice", "phone", "sip:carol@nowhere.example"),
-    );
+    let out = f.alice_calls("c8", "sip:carol@nowhere.example");
     assert_eq!(code(out.one(ALICE)), 404, "no route to that domain");
 }
 
@@ -476,6 +438,19 @@ fn ringing_times_out_into_a_missed_call() {
     assert_eq!(method(out.one(LAPTOP)), Some(Method::Cancel));
     assert_eq!(out.records("mq/in/bob/d")[0]["outcome"], "missed");
     assert_eq!(out.records("mq/in/alice/d")[0]["outcome"], "missed");
+}
+
+/// The ringing timeout runs on the monotonic clock: the wall clock stepping back ten minutes
+/// does not keep a call ringing.
+#[test]
+fn a_wall_clock_stepping_back_does_not_stop_a_call_ringing_out() {
+    let mut f = Fixture::new();
+    ringing(&mut f, "c10");
+    f.step_wall_back(Duration::from_secs(600));
+    assert!(f.tick(RING_MS / 2).sip.is_empty());
+    let out = f.tick(RING_MS);
+    assert_eq!(code(out.one(ALICE)), 480);
+    assert_eq!(out.records("mq/in/bob/d")[0]["outcome"], "missed");
 }
 
 #[test]
@@ -496,11 +471,7 @@ fn sleeping_devices_are_woken_and_forked_when_they_connect() {
         topic: "mq/pr/bob/phone".into(),
         payload: offline,
     }]);
-    let out = f.sip(
-        "alice",
-        "phone",
-        &invite("c10", "alice", "phone", "sip:bob@localhost"),
-    );
+    let out = f.alice_calls("c10", "sip:bob@localhost");
     assert!(
         out.sip.is_empty(),
         "no branch yet, no 480: the phone is being woken"
@@ -525,7 +496,7 @@ fn message_from_a_sip_peer_becomes_a_chat_message_once() {
     assert_eq!(
         out.packets_to("mq/in/bob/d"),
         vec![
-            &json!({"type": "message", "conv": "sip:carol@example.net", "seq": 1, "ts": f.now, "text": "Hello Bob"})
+            &json!({"type": "message", "conv": "sip:carol@example.net", "seq": 1, "ts": f.now.wall.unix_ms(), "text": "Hello Bob"})
         ]
     );
     let ok = out.one("mq/gw/sip/out");
@@ -729,11 +700,7 @@ fn bad_sip_is_refused_never_crashes() {
     );
     assert_eq!(code(f.sip("alice", "phone", &looped).one(ALICE)), 482);
     // The same Call-ID again from elsewhere is a merged request.
-    f.sip(
-        "alice",
-        "phone",
-        &invite("c15", "alice", "phone", "sip:bob@localhost"),
-    );
+    f.alice_calls("c15", "sip:bob@localhost");
     let again = invite("c15", "alice", "phone", "sip:bob@localhost")
         .replace("branch=z9hG4bKc15", "branch=z9hG4bKother");
     assert_eq!(code(f.sip("alice", "phone", &again).one(ALICE)), 482);
@@ -825,11 +792,7 @@ fn mangled_sip_never_panics_the_proxy() {
         );
     }
     // Still working.
-    let out = f.sip(
-        "alice",
-        "phone",
-        &invite("c21", "alice", "phone", "sip:bob@localhost"),
-    );
+    let out = f.alice_calls("c21", "sip:bob@localhost");
     assert_eq!(method(out.one(PHONE)), Some(Method::Invite));
 }
 
@@ -837,11 +800,7 @@ fn mangled_sip_never_panics_the_proxy() {
 fn a_call_to_an_outside_address_goes_through_the_gateway() {
     let mut f = Fixture::new();
     f.online("alice", "phone");
-    let out = f.sip(
-        "alice",
-        "phone",
-        &invite("c30", "alice", "phone", "sip:carol@example.net"),
-    );
+    let out = f.alice_calls("c30", "sip:carol@example.net");
     let (topic, sent, destination) = &out.sip[0];
     assert_eq!(topic, "mq/gw/sip/out");
     assert_eq!(destination.as_deref(), Some("udp:192.0.2.20:5060"));
@@ -862,11 +821,7 @@ fn a_call_to_an_outside_address_goes_through_the_gateway() {
     assert_eq!(record["conv"], "sip:carol@example.net");
     assert_eq!(record["outcome"], "busy");
     // alice cancels another call: the CANCEL goes to the same destination.
-    f.sip(
-        "alice",
-        "phone",
-        &invite("c31", "alice", "phone", "sip:carol@example.net"),
-    );
+    f.alice_calls("c31", "sip:carol@example.net");
     let cancel = "CANCEL sip:carol@example.net SIP/2.0\r\nVia: SIP/2.0/MQTT phone.alice.invalid;branch=z9hG4bKc31\r\n\
                   Max-Forwards: 70\r\nTo: <sip:carol@example.net>\r\nFrom: <sip:alice@localhost>;tag=talice\r\n\
                   Call-ID: c31\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
@@ -885,11 +840,7 @@ fn a_call_to_an_outside_address_goes_through_the_gateway() {
 fn a_hub_without_sip_refuses_calls_and_sip_conversations() {
     let mut f = Fixture::new();
     f.engine = Engine::new(HubConfig::default());
-    let out = f.sip(
-        "alice",
-        "phone",
-        &invite("c40", "alice", "phone", "sip:bob@localhost"),
-    );
+    let out = f.alice_calls("c40", "sip:bob@localhost");
     assert_eq!(out.packets_to(ALICE)[0]["code"], 5);
     let out = f.packet(
         "alice",
@@ -897,13 +848,7 @@ fn a_hub_without_sip_refuses_calls_and_sip_conversations() {
         json!({"type": "message", "id": "0a03zkqvpmqs1", "conv": "sip:carol@example.net", "text": "x"}),
     );
     assert_eq!(out.packets_to(ALICE)[0]["code"], 5);
-    let mut body = Sip::new("OPTIONS sip:bob@localhost SIP/2.0\r\n\r\n");
-    body.peer = Some("pbx".into());
-    body.source = Some("udp:192.0.2.20:5060".into());
-    let out = f.run(vec![Upstream {
-        topic: "mq/gw/sip/in".into(),
-        payload: body.to_packet().encode(),
-    }]);
+    let out = f.gateway("OPTIONS sip:bob@localhost SIP/2.0\r\n\r\n");
     assert!(out.sip.is_empty() && out.packets.is_empty(), "dropped");
     assert!(f.tick(1000).packets.is_empty());
 }

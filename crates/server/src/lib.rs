@@ -16,6 +16,7 @@
 //! batches (one transaction each).
 
 pub mod auth_http;
+mod clock;
 pub mod config;
 mod gate;
 mod hub;
@@ -30,7 +31,7 @@ pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use mqchat_broker::{Broker, BrokerConfig};
 use mqchat_hub::{Engine, Gate, HubConfig, HubCredentials};
@@ -39,13 +40,6 @@ use mqchat_store::Store;
 
 pub use config::{HubProcessConfig, ServerConfig};
 pub use hub::Hub;
-
-/// The current time in milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// Creates the data directory if needed and takes its lock for `role`; when the previous
 /// holder died, checks the database before anything writes to it.

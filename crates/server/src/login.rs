@@ -17,6 +17,8 @@ use mqchat_hub::throttle::Source;
 use mqchat_hub::{Admission, Attempt, Door, Gate, Login};
 use tokio::sync::oneshot;
 
+use crate::clock::Clock;
+
 /// Settings of the password pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoginConfig {
@@ -83,6 +85,8 @@ impl Shared {
 /// The password pool and the gate: decides CONNECTs.
 pub struct Logins {
     gate: Arc<Gate>,
+    /// The gate's clock: its throttle runs on it.
+    clock: Clock,
     shared: Arc<Shared>,
     /// The pool's threads: they end after [`Logins::stop`].
     workers: Vec<std::thread::JoinHandle<()>>,
@@ -116,6 +120,7 @@ impl Logins {
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Self {
             gate,
+            clock: Clock::start(),
             shared,
             workers,
         })
@@ -142,7 +147,7 @@ impl Logins {
         peer: Option<SocketAddr>,
         door: Door,
     ) -> Admission {
-        let gate = self.gate.clone();
+        let (gate, clock) = (self.gate.clone(), self.clock);
         let (owned_client, owned_user, owned_password) = (
             client_id.to_owned(),
             username.map(str::to_owned),
@@ -156,7 +161,7 @@ impl Logins {
                 source: peer.map(|p| p.ip()),
                 door,
             };
-            gate.begin_login(&attempt, crate::now_ms())
+            gate.begin_login(&attempt, clock.now())
         })
         .await;
         let check = match first {
@@ -179,7 +184,8 @@ impl Logins {
             .await
             .unwrap_or_else(|_| Err("the password pool stopped".to_owned()));
         let gate = self.gate.clone();
-        tokio::task::spawn_blocking(move || gate.finish_login(check, verified, crate::now_ms()))
+        let clock = self.clock;
+        tokio::task::spawn_blocking(move || gate.finish_login(check, verified, clock.now()))
             .await
             .unwrap_or(Admission::NotAuthorized)
     }

@@ -6,10 +6,12 @@
 //! answers what gets through above the rate; pacing only keeps a flood from taking the
 //! server's CPU from everyone else.
 //!
-//! Sans-IO: the caller passes the time and does the waiting.
+//! Sans-IO: the caller passes the time (on its monotonic clock) and does the waiting.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use mqchat_proto::Moment;
 
 /// How many times its packet rate a device may send before it is paced.
 pub const PACE_FACTOR: u32 = 4;
@@ -23,7 +25,7 @@ pub(crate) struct Pacer {
     interval: Duration,
     burst: u32,
     /// When each key's bucket is full again.
-    full_at: HashMap<String, Instant>,
+    full_at: HashMap<String, Moment>,
     calls: u32,
 }
 
@@ -41,7 +43,7 @@ impl Pacer {
 
     /// How long to hold a packet of `key` arriving at `now` (`None`: not at all). The
     /// packet is counted as sent when its hold ends.
-    pub(crate) fn hold(&mut self, key: &str, now: Instant) -> Option<Duration> {
+    pub(crate) fn hold(&mut self, key: &str, now: Moment) -> Option<Duration> {
         self.calls = self.calls.wrapping_add(1);
         if self.calls.is_multiple_of(4096) {
             self.full_at.retain(|_, full| *full > now);
@@ -54,7 +56,10 @@ impl Pacer {
             .unwrap_or(now);
         let after = full + self.interval;
         let capacity = self.interval * self.burst;
-        let hold = (after - now).saturating_sub(capacity).min(MAX_HOLD);
+        let hold = after
+            .saturating_since(now)
+            .saturating_sub(capacity)
+            .min(MAX_HOLD);
         match self.full_at.get_mut(key) {
             Some(full) => *full = after,
             None => {
@@ -72,7 +77,7 @@ mod tests {
     #[test]
     fn a_burst_goes_at_once_and_then_the_rate() {
         let mut pacer = Pacer::new(10, 3).expect("a rate");
-        let t0 = Instant::now();
+        let t0 = Moment::from_millis(1_000);
         let holds: Vec<_> = (0..6).map(|_| pacer.hold("mq/up/a/p", t0)).collect();
         let ms = |n| Some(Duration::from_millis(n));
         assert_eq!(holds, [None, None, None, ms(100), ms(200), ms(300)]);
@@ -84,7 +89,7 @@ mod tests {
     #[test]
     fn a_hold_is_at_most_a_second_and_a_rate_of_zero_is_none() {
         let mut pacer = Pacer::new(1, 1).expect("a rate");
-        let t0 = Instant::now();
+        let t0 = Moment::from_millis(1_000);
         for _ in 0..5 {
             pacer.hold("k", t0);
         }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use mqchat_store::{RetentionPass, RetentionPolicy, Store};
 
+use crate::clock::Clock;
+
 /// Events removed per transaction: small enough that the hub's writer never waits long.
 const BUDGET: u64 = 5_000;
 
@@ -45,7 +47,7 @@ fn run(mut store: Store, policy: RetentionPolicy, interval: Duration, stop: &mps
     loop {
         let mut total = RetentionPass::default();
         loop {
-            match store.apply_retention(&policy, crate::now_ms(), BUDGET) {
+            match store.apply_retention(&policy, Clock::wall().unix_ms(), BUDGET) {
                 Ok(pass) => {
                     total.conversations += pass.conversations;
                     total.events += pass.events;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use mqchat_proto::DeviceIdentity;
 use mqchat_store::{SessionEnd, Store, StoreError};
 
+use crate::clock::Clock;
 use crate::link::Evictor;
 
 /// How often the store is read for ended sessions.
@@ -82,7 +83,7 @@ fn read(store: &Mutex<Store>, after: i64, prune: bool) -> Result<Vec<SessionEnd>
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if prune {
-        store.prune_session_ends(crate::now_ms().saturating_sub(KEEP_MS))?;
+        store.prune_session_ends(Clock::wall().unix_ms().saturating_sub(KEEP_MS))?;
     }
     store.session_ends_after(after, PAGE)
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use mqchat_hub::{Engine, Gate, HubConfig, HubCredentials, LoginLimits, Upstream};
-use mqchat_proto::{DeviceId, Registry, TopicRoot, UserId};
+use mqchat_proto::{DeviceId, Moment, Now, Registry, Timestamp, TopicRoot, UserId};
 use mqchat_server::login::{LoginConfig, Logins};
 use mqchat_store::{Durability, Store};
 use serde_json::{Value, json};
@@ -54,7 +54,11 @@ fn fixture() -> Fixture {
             json!({"type": "contact", "id": "0a03zkqvpmqg2", "conv": "alice", "action": "accept"}),
         ),
     ] {
-        engine.process(&mut store, 2_000, &[batch]);
+        let now = Now {
+            at: Moment::ZERO,
+            wall: Timestamp::from_unix_ms(2_000),
+        };
+        engine.process(&mut store, now, &[batch]);
     }
     assert!(
         store

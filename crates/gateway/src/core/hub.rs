@@ -3,8 +3,8 @@
 //! a client transaction with the gateway's Via; its CANCEL becomes the gateway's own.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
+use mqchat_proto::Moment;
 use mqchat_proto::body::Sip;
 use mqchat_sip::{
     ClientState, ClientTransaction, Message, Method, ServerEvent, SuccessRetransmission,
@@ -16,7 +16,7 @@ use crate::remote::{Remote, SipTransport};
 
 impl Core {
     /// A `sip` packet from the hub (`{root}/gw/{gateway}/out`).
-    pub fn on_hub(&mut self, sip: &Sip, now: Duration) -> Vec<Output> {
+    pub fn on_hub(&mut self, sip: &Sip, now: Moment) -> Vec<Output> {
         let mut out = Vec::new();
         let message = match Message::parse(sip.message.as_bytes()) {
             Ok(m) => m,
@@ -33,7 +33,7 @@ impl Core {
         out
     }
 
-    fn hub_response(&mut self, response: Message, now: Duration, out: &mut Vec<Output>) {
+    fn hub_response(&mut self, response: Message, now: Moment, out: &mut Vec<Output>) {
         let Some(via) = response.top_via() else {
             return;
         };
@@ -54,7 +54,9 @@ impl Core {
             Some(key) => {
                 let remote = self.servers.get(&key).map(|e| e.remote);
                 if let Some(entry) = self.servers.get_mut(&key) {
-                    let actions = entry.tx.handle(ServerEvent::Respond(response.clone()), now);
+                    let actions = entry
+                        .tx
+                        .handle(ServerEvent::Respond(response.clone()), now.since_origin());
                     self.server_actions(&key, actions, out);
                 }
                 if let Some(remote) =
@@ -78,11 +80,12 @@ impl Core {
         }
     }
 
-    fn wait_for_ack(&mut self, response: Message, remote: Remote, now: Duration) {
+    fn wait_for_ack(&mut self, response: Message, remote: Remote, now: Moment) {
         if let (Some(call_id), Some(cseq)) = (response.call_id(), response.cseq()) {
             let key = (call_id.to_owned(), cseq.seq);
             if !self.oks.contains_key(&key) {
-                let r = SuccessRetransmission::start(response, self.config.timing, now);
+                let r =
+                    SuccessRetransmission::start(response, self.config.timing, now.since_origin());
                 self.oks.insert(key, (r, remote));
             }
         }
@@ -92,7 +95,7 @@ impl Core {
         &mut self,
         mut request: Message,
         destination: Option<&str>,
-        now: Duration,
+        now: Moment,
         out: &mut Vec<Output>,
     ) {
         let method = request.method().cloned().unwrap_or(Method::Ack);
@@ -148,7 +151,8 @@ impl Core {
             return;
         };
         let reliable = remote.transport == SipTransport::Tcp;
-        let (tx, actions) = ClientTransaction::start(request, reliable, self.config.timing, now);
+        let (tx, actions) =
+            ClientTransaction::start(request, reliable, self.config.timing, now.since_origin());
         self.by_hub_branch
             .insert((hub_branch.clone(), method), key.clone());
         self.clients.insert(
@@ -171,7 +175,7 @@ impl Core {
         &mut self,
         cancel: Message,
         hub_branch: &str,
-        now: Duration,
+        now: Moment,
         out: &mut Vec<Output>,
     ) {
         let Some(invite_key) = self
@@ -202,7 +206,8 @@ impl Core {
             return;
         };
         let reliable = remote.transport == SipTransport::Tcp;
-        let (tx, actions) = ClientTransaction::start(own, reliable, self.config.timing, now);
+        let (tx, actions) =
+            ClientTransaction::start(own, reliable, self.config.timing, now.since_origin());
         self.clients.insert(
             key.clone(),
             ClientEntry {

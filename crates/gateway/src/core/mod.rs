@@ -1,5 +1,7 @@
 //! The gateway's logic without IO: SIP from peers and from the hub in, datagrams, stream
-//! writes and hub packets out, on the caller's clock. Transactions (RFC 3261 17) absorb
+//! writes and hub packets out, on the caller's clock: every call takes a [`Moment`] (the
+//! driver's monotonic clock) and the core reads none; `mqchat-sip`'s transactions, which know
+//! no mqchat type, get it as the time since the driver's origin. Transactions (RFC 3261 17) absorb
 //! retransmissions and retransmit over UDP; the gateway adds `received`/`rport` to what it
 //! forwards (RFC 3581), its own Via to requests it sends (so responses come back to it), its
 //! Record-Route to INVITEs (so in-dialog requests do too), authorizes peers, and resends a 2xx
@@ -18,6 +20,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use mqchat_proto::Moment;
 use mqchat_proto::body::{SIP_MESSAGE_BYTES, Sip};
 use mqchat_sip::{
     Action, ClientEvent, ClientTransaction, IdGen, Limits, Message, Method, Retransmit,
@@ -58,7 +61,7 @@ struct ServerEntry {
     tx: ServerTransaction,
     remote: Remote,
     /// When the gateway answers for a silent hub (while no final response was sent).
-    hub_deadline: Option<Duration>,
+    hub_deadline: Option<Moment>,
 }
 
 struct ClientEntry {
@@ -73,7 +76,7 @@ struct ClientEntry {
     hub_branch: String,
     /// For a cancelled INVITE: when to give up waiting for its final response (64*T1 after
     /// the CANCEL, RFC 3261 9.1) and answer the hub 487 itself.
-    cancel_deadline: Option<Duration>,
+    cancel_deadline: Option<Moment>,
 }
 
 /// The gateway's state.
@@ -122,18 +125,26 @@ impl Core {
     }
 
     /// When [`Core::tick`] must be called next.
-    pub fn next_timeout(&self) -> Option<Duration> {
+    pub fn next_timeout(&self) -> Option<Moment> {
         let servers = self
             .servers
             .values()
-            .flat_map(|e| [e.tx.next_timeout(), e.hub_deadline])
+            .flat_map(|e| [e.tx.next_timeout().map(Moment::from_origin), e.hub_deadline])
             .flatten();
         let clients = self
             .clients
             .values()
-            .flat_map(|e| [e.tx.next_timeout(), e.cancel_deadline])
+            .flat_map(|e| {
+                [
+                    e.tx.next_timeout().map(Moment::from_origin),
+                    e.cancel_deadline,
+                ]
+            })
             .flatten();
-        let oks = self.oks.values().filter_map(|(r, _)| r.next_timeout());
+        let oks = self
+            .oks
+            .values()
+            .filter_map(|(r, _)| r.next_timeout().map(Moment::from_origin));
         servers.chain(clients).chain(oks).min()
     }
 
@@ -144,37 +155,37 @@ impl Core {
     }
 
     /// Fires every timer due at `now`.
-    pub fn tick(&mut self, now: Duration) -> Vec<Output> {
+    pub fn tick(&mut self, now: Moment) -> Vec<Output> {
         let mut out = Vec::new();
-        let due = |t: Option<Duration>| t.is_some_and(|t| t <= now);
+        let due = |t: Option<Moment>| t.is_some_and(|t| t <= now);
         let servers: Vec<_> = self
             .servers
             .iter()
-            .filter(|(_, e)| due(e.tx.next_timeout()))
+            .filter(|(_, e)| due(e.tx.next_timeout().map(Moment::from_origin)))
             .map(|(k, _)| k.clone())
             .collect();
         for key in servers {
             if let Some(entry) = self.servers.get_mut(&key) {
-                let actions = entry.tx.handle(ServerEvent::Timer, now);
+                let actions = entry.tx.handle(ServerEvent::Timer, now.since_origin());
                 self.server_actions(&key, actions, &mut out);
             }
         }
         let clients: Vec<_> = self
             .clients
             .iter()
-            .filter(|(_, e)| due(e.tx.next_timeout()))
+            .filter(|(_, e)| due(e.tx.next_timeout().map(Moment::from_origin)))
             .map(|(k, _)| k.clone())
             .collect();
         for key in clients {
             if let Some(entry) = self.clients.get_mut(&key) {
-                let actions = entry.tx.handle(ClientEvent::Timer, now);
+                let actions = entry.tx.handle(ClientEvent::Timer, now.since_origin());
                 self.client_actions(&key, actions, &mut out);
             }
         }
         self.expire(now, &mut out);
         let mut finished = Vec::new();
         for (key, (retransmission, remote)) in &mut self.oks {
-            match retransmission.poll(now) {
+            match retransmission.poll(now.since_origin()) {
                 Retransmit::Send(response) => out.push(send(*remote, &response)),
                 Retransmit::GaveUp => {
                     tracing::info!(call_id = %key.0, "SIP: no ACK for a 2xx to INVITE within 64*T1");
@@ -192,8 +203,8 @@ impl Core {
 
     /// Answers the peer for a hub that never answered, and gives up on a cancelled INVITE
     /// whose peer never sent its final response.
-    fn expire(&mut self, now: Duration, out: &mut Vec<Output>) {
-        let due = |t: Option<Duration>| t.is_some_and(|t| t <= now);
+    fn expire(&mut self, now: Moment, out: &mut Vec<Output>) {
+        let due = |t: Option<Moment>| t.is_some_and(|t| t <= now);
         let silent: Vec<_> = self
             .servers
             .iter()
@@ -216,7 +227,9 @@ impl Core {
             let mut response =
                 Message::response(entry.tx.request(), 500, "Server Internal Error (no answer)");
             response.set_to_tag(&tag);
-            let actions = entry.tx.handle(ServerEvent::Respond(response), now);
+            let actions = entry
+                .tx
+                .handle(ServerEvent::Respond(response), now.since_origin());
             self.server_actions(&key, actions, out);
         }
         let abandoned: Vec<_> = self
@@ -326,7 +339,7 @@ impl Core {
 
     /// A transport failure towards `to` (a stream that could not connect or broke): every
     /// client transaction towards it fails.
-    pub fn transport_failed(&mut self, to: Remote, now: Duration) -> Vec<Output> {
+    pub fn transport_failed(&mut self, to: Remote, now: Moment) -> Vec<Output> {
         let mut out = Vec::new();
         let keys: Vec<_> = self
             .clients
@@ -336,7 +349,9 @@ impl Core {
             .collect();
         for key in keys {
             if let Some(entry) = self.clients.get_mut(&key) {
-                let actions = entry.tx.handle(ClientEvent::TransportError, now);
+                let actions = entry
+                    .tx
+                    .handle(ClientEvent::TransportError, now.since_origin());
                 self.client_actions(&key, actions, &mut out);
             }
         }

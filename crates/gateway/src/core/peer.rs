@@ -2,8 +2,7 @@
 //! the hub with `received`/`rport` and the gateway's Record-Route), responses to the
 //! gateway's client transactions, and the answers to malformed messages.
 
-use std::time::Duration;
-
+use mqchat_proto::Moment;
 use mqchat_proto::body::Sip;
 use mqchat_sip::{
     ClientEvent, Limits, Message, Method, ParseError, ServerEvent, ServerTransaction,
@@ -16,7 +15,7 @@ use crate::remote::{Remote, SipTransport};
 
 impl Core {
     /// A datagram or a framed stream message from a peer.
-    pub fn on_peer(&mut self, from: Remote, bytes: &[u8], now: Duration) -> Vec<Output> {
+    pub fn on_peer(&mut self, from: Remote, bytes: &[u8], now: Moment) -> Vec<Output> {
         let mut out = Vec::new();
         match Message::parse_with(bytes, &self.limits) {
             Ok(message) if message.is_request() => self.peer_request(from, message, now, &mut out),
@@ -64,7 +63,7 @@ impl Core {
         &mut self,
         from: Remote,
         mut request: Message,
-        now: Duration,
+        now: Moment,
         out: &mut Vec<Output>,
     ) {
         let method = request.method().cloned().unwrap_or(Method::Ack);
@@ -81,7 +80,9 @@ impl Core {
         };
         // A retransmission, or the ACK of a failure response: the transaction's business.
         if let Some(entry) = self.servers.get_mut(&key) {
-            let actions = entry.tx.handle(ServerEvent::Request(request), now);
+            let actions = entry
+                .tx
+                .handle(ServerEvent::Request(request), now.since_origin());
             self.server_actions(&key, actions, out);
             return;
         }
@@ -156,7 +157,7 @@ impl Core {
         &mut self,
         from: Remote,
         request: &Message,
-        now: Duration,
+        now: Moment,
     ) -> Result<String, Box<Message>> {
         let tag = self.ids.tag();
         let realm = self.config.realm.as_str();
@@ -213,13 +214,15 @@ impl Core {
         &mut self,
         from: Remote,
         response: Message,
-        now: Duration,
+        now: Moment,
         out: &mut Vec<Output>,
     ) {
         let key = TransactionKey::for_response(&response);
         if let Some(key) = key.filter(|k| self.clients.contains_key(k)) {
             if let Some(entry) = self.clients.get_mut(&key) {
-                let actions = entry.tx.handle(ClientEvent::Response(response), now);
+                let actions = entry
+                    .tx
+                    .handle(ClientEvent::Response(response), now.since_origin());
                 self.client_actions(&key, actions, out);
             }
             return;

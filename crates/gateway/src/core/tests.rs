@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use mqchat_proto::Moment;
 use mqchat_proto::body::Sip;
 use mqchat_sip::{Message, Method, Timing};
 
@@ -11,8 +12,9 @@ use crate::remote::Remote;
 
 const PBX: &str = "udp:127.0.0.1:5070";
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
+/// The moment `n` ms after the driver's origin.
+fn ms(n: u64) -> Moment {
+    Moment::from_millis(n)
 }
 
 fn core_with(peers: Vec<SipPeer>) -> Core {
@@ -88,7 +90,7 @@ fn hub(message: &Message, destination: Option<&str>) -> Sip {
 }
 
 /// Runs the core's timers until `until`, collecting the outputs.
-fn run_until(core: &mut Core, until: Duration) -> Vec<Output> {
+fn run_until(core: &mut Core, until: Moment) -> Vec<Output> {
     let mut out = Vec::new();
     while let Some(at) = core.next_timeout() {
         if at > until {
@@ -359,22 +361,25 @@ fn a_silent_hub_gets_the_peer_a_500_and_a_silent_peer_a_487_for_the_hub() {
         to_hub(&core.on_peer(from, message.as_bytes(), ms(0))).len(),
         1
     );
-    let out = run_until(&mut core, Duration::from_secs(301));
+    let out = run_until(&mut core, ms(301_000));
     assert_eq!(sent(&out)[0].1.code(), Some(500));
 
     let invite = Message::parse(b"INVITE sip:carol@example.net SIP/2.0\r\nVia: SIP/2.0/MQTT hub.localhost;branch=z9hG4bKhubc\r\nMax-Forwards: 69\r\nFrom: <sip:bob@localhost>;tag=b\r\nTo: <sip:carol@example.net>\r\nCall-ID: c9@localhost\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").expect("valid");
-    let start = Duration::from_secs(400);
+    let start = ms(400_000);
     let out = core.on_hub(&hub(&invite, Some(PBX)), start);
     let (to, sent_invite) = sent(&out).remove(0);
     let mut ringing = Message::response(&sent_invite, 180, "");
     ringing.set_to_tag("c");
-    core.on_peer(to, &ringing.to_bytes(), start + ms(10));
+    core.on_peer(to, &ringing.to_bytes(), start + Duration::from_millis(10));
     core.on_hub(
         &hub(&Message::cancel_for(&invite), Some(PBX)),
-        start + ms(20),
+        start + Duration::from_millis(20),
     );
     // The peer answers neither the CANCEL nor the INVITE.
-    let out = run_until(&mut core, start + ms(20) + Duration::from_secs(33));
+    let out = run_until(
+        &mut core,
+        start + Duration::from_millis(20) + Duration::from_secs(33),
+    );
     let answers: Vec<_> = to_hub(&out)
         .into_iter()
         .filter_map(|(_, m)| m.code())

@@ -5,11 +5,11 @@
 use mqchat_proto::body::{Ack, Body, Contact, ContactState};
 use mqchat_proto::upstream::Inbound;
 use mqchat_proto::{
-    ConversationRef, ErrorCode, InboxBranch, Packet, PacketKind, SipAddress, UserId,
+    ConversationRef, ErrorCode, InboxBranch, Moment, Packet, PacketKind, SipAddress, UserId,
 };
 use mqchat_store::{Author, ConvId, ConversationRow, EventRow, Membership, StoreError, Tx};
 
-use super::{ConversationKey, Engine, Failure, Output, Target, body, conv_name, refuse};
+use super::{ConversationKey, Engine, Failure, Output, Target, Turn, body, conv_name, refuse};
 use crate::render::{decode_stored, render};
 use crate::{Outbound, Qos};
 
@@ -40,19 +40,19 @@ impl Engine {
 
     pub(super) fn event(
         &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         inbound: &Inbound,
-        out: &mut Output,
     ) -> Result<(), Failure> {
         let sender = &inbound.sender;
         let Some(id) = inbound.packet.id else {
             return Err(refuse(inbound, ErrorCode::INVALID, "an event needs an id"));
         };
-        if let Some(ack) = self.duplicate(tx, inbound)? {
-            out.publishes.push(self.reply(inbound, &ack));
+        if let Some(ack) = self.duplicate(turn.tx, inbound)? {
+            turn.out.publishes.push(self.reply(inbound, &ack));
             return Ok(());
         }
+        let now = turn.now;
+        let tx = &mut *turn.tx;
         let (conv, contact_change) = match self.target(tx, inbound)? {
             Target::Direct(peer) => {
                 let Some(conv) = tx.direct(&sender.user, &peer, true)? else {
@@ -62,19 +62,23 @@ impl Engine {
                     ))));
                 };
                 let change = if inbound.packet.kind == PacketKind::CONTACT {
-                    Some((self.contact_change(tx, now, inbound, &conv, &peer)?, peer))
+                    Some((
+                        self.contact_change(tx, now.at, inbound, &conv, &peer)?,
+                        peer,
+                    ))
                 } else {
                     None
                 };
                 (conv, change)
             }
             Target::Group { .. } => (self.membership(tx, inbound)?.1, None),
-            Target::Sip(address) => return self.event_to_sip(tx, now, inbound, &address, out),
+            Target::Sip(address) => return self.event_to_sip(turn, inbound, &address),
         };
         let packet = inbound.packet.encode();
+        let ts = now.wall.unix_ms();
         let seq = tx.append(
             conv.id,
-            now,
+            ts,
             &sender.user,
             &sender.device,
             Some(id),
@@ -89,22 +93,24 @@ impl Engine {
             tx.set_contact(conv.id, &sender.user, mine)?;
             tx.set_contact(conv.id, &peer, theirs)?;
             if before == ContactState::Accepted && mine != ContactState::Accepted {
-                out.presence_ended.push((sender.user.clone(), peer.clone()));
-                out.presence_ended.push((peer, sender.user.clone()));
+                turn.out
+                    .presence_ended
+                    .push((sender.user.clone(), peer.clone()));
+                turn.out.presence_ended.push((peer, sender.user.clone()));
             }
         }
         // The event as just stored: delivered without reading it back.
         let event = EventRow {
             conv: conv.id,
             seq,
-            ts: now,
+            ts,
             sender: Author::User(sender.user.clone()),
             sender_device: sender.device.clone(),
             client_id: Some(id),
             kind: inbound.packet.kind,
             packet,
         };
-        self.deliver_event(tx, &conv, &event, None, out)?;
+        self.deliver_event(turn.tx, &conv, &event, None, turn.out)?;
         Ok(())
     }
 
@@ -112,12 +118,11 @@ impl Engine {
     /// conversation with the address, then sent through the gateway as a SIP MESSAGE.
     fn event_to_sip(
         &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         inbound: &Inbound,
         address: &SipAddress,
-        out: &mut Output,
     ) -> Result<(), Failure> {
+        let Turn { tx, now, out } = turn;
         let sender = &inbound.sender;
         if inbound.packet.kind != PacketKind::MESSAGE {
             return Err(refuse(
@@ -148,7 +153,7 @@ impl Engine {
         };
         let seq = tx.append(
             conv.id,
-            now,
+            now.wall.unix_ms(),
             &sender.user,
             &sender.device,
             inbound.packet.id,
@@ -157,7 +162,7 @@ impl Engine {
         )?;
         self.deliver(tx, conv.id, seq, None, out)?;
         self.message_out(
-            now,
+            now.at,
             sender,
             inbound.packet.id,
             conv.id,
@@ -172,7 +177,7 @@ impl Engine {
     fn contact_change(
         &mut self,
         tx: &Tx<'_>,
-        now: u64,
+        now: Moment,
         inbound: &Inbound,
         conv: &ConversationRow,
         peer: &UserId,

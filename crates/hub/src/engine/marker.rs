@@ -4,10 +4,10 @@
 
 use mqchat_proto::body::{Body, Delivered, Read};
 use mqchat_proto::upstream::Inbound;
-use mqchat_proto::{ConversationRef, ErrorCode, Packet, PacketKind, UserId};
+use mqchat_proto::{ConversationRef, ErrorCode, Packet, PacketKind, Timestamp, UserId};
 use mqchat_store::{ConversationRow, ParticipantRow, StoreError, Tx};
 
-use super::{Engine, Failure, Output, Target, body, refuse, window};
+use super::{Engine, Failure, Output, Target, Turn, body, refuse, window};
 
 /// A core marker: `read` or `delivered`, up to a sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,7 +110,7 @@ impl Audience {
         reader: &UserId,
         kind: PacketKind,
         up_to: u64,
-        now: u64,
+        now: Timestamp,
     ) -> Packet {
         let mut packet = match kind {
             PacketKind::READ => Read {
@@ -120,7 +120,7 @@ impl Audience {
             .to_packet(),
             _ => Delivered { up_to }.to_packet(),
         };
-        packet.ts = Some(now);
+        packet.ts = Some(now.unix_ms());
         match self {
             // The peer names the conversation by the reader, who is then implied.
             Self::Peer(_) => packet.conv = Some(ConversationRef::Direct(reader.clone())),
@@ -144,13 +144,8 @@ struct Scope {
 
 impl Engine {
     /// A marker: recorded, told to its audience and (`read`) to the reader's own devices.
-    pub(super) fn marker(
-        &self,
-        tx: &mut Tx<'_>,
-        now: u64,
-        inbound: &Inbound,
-        out: &mut Output,
-    ) -> Result<(), Failure> {
+    pub(super) fn marker(&self, turn: &mut Turn<'_, '_>, inbound: &Inbound) -> Result<(), Failure> {
+        let (tx, now, out) = (&mut *turn.tx, turn.now.wall, &mut *turn.out);
         let scope = self.marker_scope(tx, inbound)?;
         let reader = &inbound.sender.user;
         let Some(marker) = Marker::of(inbound)? else {
@@ -212,7 +207,7 @@ impl Engine {
             }
             .to_packet();
             own.conv = Some(scope.name);
-            own.ts = Some(now);
+            own.ts = Some(now.unix_ms());
             own.from = Some(reader.clone());
             own.device = Some(inbound.sender.device.clone());
             out.publishes.push(self.durable(reader, &own));
@@ -268,7 +263,7 @@ impl Engine {
     /// a durable signal, and the other audiences refuse it.
     fn extension_marker(
         &self,
-        now: u64,
+        now: Timestamp,
         inbound: &Inbound,
         audience: &Audience,
         out: &mut Output,
@@ -294,7 +289,7 @@ impl Engine {
         if peer != sender {
             let mut packet = inbound.packet.clone();
             packet.conv = Some(ConversationRef::Direct(sender.clone()));
-            packet.ts = Some(now);
+            packet.ts = Some(now.unix_ms());
             packet.id = None;
             out.publishes.push(self.durable(peer, &packet));
         }
@@ -350,13 +345,14 @@ mod tests {
             &alice,
             PacketKind::READ,
             7,
-            9,
+            Timestamp::from_unix_ms(9),
         );
         assert_eq!(packet.kind, PacketKind::READ);
         assert_eq!(packet.conv, Some(ConversationRef::Direct(alice.clone())));
         assert_eq!((packet.from, packet.ts), (None, Some(9)));
         let authors = Audience::Authors { floor: 0 };
-        let packet = authors.told(&group, &alice, PacketKind::DELIVERED, 7, 9);
+        let nine = Timestamp::from_unix_ms(9);
+        let packet = authors.told(&group, &alice, PacketKind::DELIVERED, 7, nine);
         assert_eq!(packet.kind, PacketKind::DELIVERED);
         assert_eq!(packet.conv, Some(group));
         assert_eq!((packet.from, packet.ts), (Some(alice), Some(9)));

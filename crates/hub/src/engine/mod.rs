@@ -4,6 +4,12 @@
 //! (`request.rs`, and the crate's `group`, `device` and `push`), or the SIP proxy (`sip`);
 //! presence (`presence.rs`) comes on topics of its own. `target.rs` resolves the
 //! conversation a packet names.
+//!
+//! The engine never reads a clock: each call takes a [`Now`], one reading of the driver's
+//! clocks. What is stamped, stored or shown (an event's `ts`, a revocation, a presence's
+//! `last-active`) comes from its wall clock (`now.wall`); every rate, throttle, timer and
+//! deadline runs on its monotonic clock (`now.at`), so a wall clock that steps disturbs none
+//! of them.
 
 mod event;
 mod marker;
@@ -20,9 +26,9 @@ use rand::{RngExt, SeedableRng};
 
 use mqchat_proto::upstream::Inbound;
 use mqchat_proto::{
-    DeviceIdentity, ErrorCode, InboxBranch, Packet, Registry, Topic, TopicRoot, UserId,
+    DeviceIdentity, ErrorCode, InboxBranch, Now, Packet, Registry, Topic, TopicRoot, UserId,
 };
-use mqchat_store::ConvId;
+use mqchat_store::{ConvId, Tx};
 
 use crate::push::Push;
 use crate::rate::{Exceeded, RateConfig, RateLimits};
@@ -107,6 +113,15 @@ pub struct Output {
     /// (reader, owner): the reader is no longer the owner's contact, so the reader's
     /// subscriptions to the owner's presence must end (spec 4, 16).
     pub presence_ended: Vec<(UserId, UserId)>,
+}
+
+/// One packet's turn in a batch, as every route's handler takes it (with the packet): the
+/// batch's transaction (inside the packet's savepoint), the time the batch is handled at,
+/// and the output the packet adds to.
+pub(crate) struct Turn<'a, 'tx> {
+    pub(crate) tx: &'a mut Tx<'tx>,
+    pub(crate) now: Now,
+    pub(crate) out: &'a mut Output,
 }
 
 /// The hub's logic. Holds configuration, the SIP proxy's transactions and the rate limits'

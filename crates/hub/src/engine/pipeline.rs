@@ -5,10 +5,10 @@
 
 use mqchat_proto::body::Body;
 use mqchat_proto::upstream::{self, Inbound, Rejection, Route};
-use mqchat_proto::{DeviceIdentity, ErrorCode, InboxBranch, Packet, Topic};
-use mqchat_store::{Store, StoreError, Tx};
+use mqchat_proto::{DeviceIdentity, ErrorCode, InboxBranch, Now, Packet, Topic};
+use mqchat_store::{Store, StoreError};
 
-use super::{ConversationKey, Engine, Output, Upstream, outbox_entries};
+use super::{ConversationKey, Engine, Output, Turn, Upstream, outbox_entries};
 use crate::{Outbound, Qos};
 
 /// Why one packet was not applied.
@@ -44,10 +44,9 @@ pub(crate) fn refuse(inbound: &Inbound, code: ErrorCode, detail: impl Into<Strin
 }
 
 impl Engine {
-    /// Processes a batch of upstream PUBLISHes at time `now` (ms since the Unix epoch), in
-    /// one transaction. Refused packets produce error replies; if the commit itself fails,
+    /// Processes a batch of upstream PUBLISHes at time `now`, in one transaction. Refused packets produce error replies; if the commit itself fails,
     /// every packet of the batch that asked for an answer gets `internal`.
-    pub fn process(&mut self, store: &mut Store, now: u64, batch: &[Upstream]) -> Output {
+    pub fn process(&mut self, store: &mut Store, now: Now, batch: &[Upstream]) -> Output {
         self.process_and_confirm(store, now, batch, &[])
     }
 
@@ -59,7 +58,7 @@ impl Engine {
     pub fn process_and_confirm(
         &mut self,
         store: &mut Store,
-        now: u64,
+        now: Now,
         batch: &[Upstream],
         delivered: &[(ConversationKey, u64)],
     ) -> Output {
@@ -87,7 +86,7 @@ impl Engine {
     fn process_in_tx(
         &mut self,
         store: &mut Store,
-        now: u64,
+        now: Now,
         batch: &[Upstream],
         topics: &[Option<Topic>],
         delivered: &[(ConversationKey, u64)],
@@ -104,14 +103,19 @@ impl Engine {
                         user,
                         device,
                         &input.payload,
-                        now,
+                        now.wall,
                     ));
                     continue;
                 }
                 Some(Topic::Gateway { gateway, direction }) => {
                     let mut local = Output::default();
                     let result = tx.item(|tx| {
-                        self.sip_from_gateway(tx, now, input, gateway, *direction, &mut local)
+                        let mut turn = Turn {
+                            tx,
+                            now,
+                            out: &mut local,
+                        };
+                        self.sip_from_gateway(&mut turn, input, gateway, *direction)
                     });
                     match result {
                         Ok(()) => {
@@ -128,7 +132,12 @@ impl Engine {
                 Some(Topic::Upstream { user, device }) => tx.item(|tx| {
                     let sender = DeviceIdentity::new(user.clone(), device.clone());
                     let mut local = Output::default();
-                    self.handle(tx, now, sender, &input.payload, &mut local)?;
+                    let mut turn = Turn {
+                        tx,
+                        now,
+                        out: &mut local,
+                    };
+                    self.handle(&mut turn, sender, &input.payload)?;
                     Ok::<_, Failure>(local)
                 }),
                 Some(Topic::Inbox { .. } | Topic::Profile { .. }) | None => {
@@ -228,12 +237,11 @@ impl Engine {
     /// sender's rates, and handed to its route.
     fn handle(
         &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         sender: DeviceIdentity,
         payload: &[u8],
-        out: &mut Output,
     ) -> Result<(), Failure> {
+        let now = turn.now.at;
         let accepted = upstream::accept_payload(
             &self.config.registry,
             sender,
@@ -256,11 +264,11 @@ impl Engine {
         };
         self.charge(&inbound, |rates| rates.packet(&inbound.sender, now))?;
         match inbound.route {
-            Route::Event => self.event(tx, now, &inbound, out),
-            Route::Marker => self.marker(tx, now, &inbound, out),
-            Route::Signal => self.signal(tx, &inbound, out),
-            Route::Request => self.request(tx, now, &inbound, out),
-            Route::Sip => self.sip_from_device(tx, now, &inbound, out),
+            Route::Event => self.event(turn, &inbound),
+            Route::Marker => self.marker(turn, &inbound),
+            Route::Signal => self.signal(turn, &inbound),
+            Route::Request => self.request(turn, &inbound),
+            Route::Sip => self.sip_from_device(turn, &inbound),
         }
     }
 

@@ -2,7 +2,7 @@
 //! connection state, stamped with the hub's time when it is a will, cleared when invalid.
 
 use mqchat_proto::body::{Availability, Body, Presence};
-use mqchat_proto::{DeviceId, Packet, PacketKind, Topic, UserId};
+use mqchat_proto::{DeviceId, Now, Packet, PacketKind, Timestamp, Topic, UserId};
 use mqchat_store::{Store, Tx};
 
 use super::Engine;
@@ -16,7 +16,7 @@ impl Engine {
         store: &mut Store,
         topic: &str,
         payload: &[u8],
-        now: u64,
+        now: Now,
     ) -> Option<Outbound> {
         let Ok(Topic::Presence { user, device }) = self.config.root.parse_topic(topic) else {
             return None;
@@ -28,7 +28,7 @@ impl Engine {
                 return None;
             }
         };
-        let out = self.presence_in(&tx, topic, &user, &device, payload, now);
+        let out = self.presence_in(&tx, topic, &user, &device, payload, now.wall);
         if let Err(e) = tx.commit() {
             tracing::error!(error = %e, "store failed on a presence");
         }
@@ -46,7 +46,7 @@ impl Engine {
         user: &UserId,
         device: &DeviceId,
         payload: &[u8],
-        now: u64,
+        now: Timestamp,
     ) -> Option<Outbound> {
         if payload.is_empty() {
             return None;
@@ -90,11 +90,11 @@ impl Engine {
                     && presence.last_active.is_none() =>
             {
                 let mut stamped = Presence {
-                    last_active: Some(now),
+                    last_active: Some(now.unix_ms()),
                     ..presence
                 }
                 .to_packet();
-                stamped.ts = Some(now);
+                stamped.ts = Some(now.unix_ms());
                 Some(Outbound {
                     payload: stamped.encode(),
                     ..clear

@@ -6,27 +6,27 @@ use mqchat_proto::body::{
     Ack, Body, ConversationEntry, History, HistoryResult, Profile, Sync, SyncResult, limits,
 };
 use mqchat_proto::upstream::Inbound;
-use mqchat_proto::{ConversationRef, ErrorCode, Packet, PacketKind, Topic, UserId};
+use mqchat_proto::{ConversationRef, ErrorCode, Packet, PacketKind, Timestamp, Topic, UserId};
 use mqchat_store::archive::Position;
 use mqchat_store::{ConversationRow, ParticipantRow, ProfileRow, Store, StoreError, Tx};
 
-use super::{Engine, Failure, Output, Target, body, conv_name, refuse, window};
+use super::{Engine, Failure, Target, Turn, body, conv_name, refuse, window};
 use crate::render::event_for;
 use crate::{Outbound, Qos};
 
 impl Engine {
     pub(super) fn request(
         &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         inbound: &Inbound,
-        out: &mut Output,
     ) -> Result<(), Failure> {
+        let tx = &mut *turn.tx;
         let reply = match inbound.packet.kind {
             PacketKind::PROFILE => {
                 let change = body::<Profile>(inbound)?;
-                let (retained, ack) = self.set_profile(tx, now, &inbound.sender.user, &change)?;
-                out.publishes.push(retained);
+                let user = &inbound.sender.user;
+                let (retained, ack) = self.set_profile(tx, turn.now.wall, user, &change)?;
+                turn.out.publishes.push(retained);
                 ack
             }
             PacketKind::SYNC => {
@@ -67,15 +67,15 @@ impl Engine {
                 self.history(tx, user, conv, &name, window, &query)?
                     .to_packet()
             }
-            PacketKind::GROUP_CREATE => self.group_create(tx, now, inbound, out)?,
-            PacketKind::GROUP_ADMIN => self.group_admin(tx, now, inbound, out)?,
-            PacketKind::GROUP_JOIN => self.group_join(tx, now, inbound, out)?,
+            PacketKind::GROUP_CREATE | PacketKind::GROUP_ADMIN | PacketKind::GROUP_JOIN => {
+                self.group_request(turn, inbound)?
+            }
             PacketKind::GROUP_INFO => self.group_info(tx, inbound)?,
             PacketKind::DEVICE_LIST => self.device_list(tx, inbound)?,
-            PacketKind::DEVICE_REVOKE => self.device_revoke(tx, now, inbound, out)?,
-            PacketKind::CLIENT_STATE => self.client_state(tx, now, inbound)?,
-            PacketKind::PUSH_REGISTER => self.push_register(tx, now, inbound)?,
-            PacketKind::PUSH_UNREGISTER => self.push_unregister(tx, inbound)?,
+            PacketKind::DEVICE_REVOKE => self.device_revoke(turn, inbound)?,
+            PacketKind::CLIENT_STATE | PacketKind::PUSH_REGISTER | PacketKind::PUSH_UNREGISTER => {
+                self.device_setting(turn, inbound)?
+            }
             PacketKind::MUTE => self.mute(tx, inbound)?,
             other => {
                 return Err(refuse(
@@ -93,14 +93,14 @@ impl Engine {
         ) {
             reply.conv = inbound.packet.conv.clone();
         }
-        out.publishes.push(self.reply(inbound, &reply));
+        turn.out.publishes.push(self.reply(inbound, &reply));
         Ok(())
     }
 
     fn set_profile(
         &self,
         tx: &Tx<'_>,
-        now: u64,
+        now: Timestamp,
         user: &UserId,
         change: &Profile,
     ) -> Result<(Outbound, Packet), StoreError> {
@@ -115,12 +115,12 @@ impl Engine {
             avatar: merge(current.avatar, &change.avatar),
             status: merge(current.status, &change.status),
             version: current.version + 1,
-            ts: Some(now),
+            ts: Some(now.unix_ms()),
         };
         tx.set_profile(user, &stored)?;
         let mut ack = Ack::default().to_packet();
         ack.seq = Some(stored.version);
-        ack.ts = Some(now);
+        ack.ts = Some(now.unix_ms());
         Ok((self.profile_publish(user, &stored), ack))
     }
 

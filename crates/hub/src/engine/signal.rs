@@ -3,18 +3,14 @@
 
 use mqchat_proto::upstream::Inbound;
 use mqchat_proto::{ConversationRef, ErrorCode, InboxBranch};
-use mqchat_store::{Membership, Tx};
+use mqchat_store::Membership;
 
-use super::{Engine, Failure, Output, Target, refuse};
+use super::{Engine, Failure, Target, Turn, refuse};
 use crate::{Outbound, Qos};
 
 impl Engine {
-    pub(super) fn signal(
-        &self,
-        tx: &mut Tx<'_>,
-        inbound: &Inbound,
-        out: &mut Output,
-    ) -> Result<(), Failure> {
+    pub(super) fn signal(&self, turn: &mut Turn<'_, '_>, inbound: &Inbound) -> Result<(), Failure> {
+        let (tx, out) = (&mut *turn.tx, &mut *turn.out);
         let sender = &inbound.sender;
         let peer = match self.target(tx, inbound)? {
             Target::Direct(peer) => peer,

@@ -3,20 +3,22 @@
 //! branches, the best final response, the caller's CANCEL, the ringing timeout, and the
 //! `call` record (spec 7.14) appended to the conversation of caller and callee.
 
+use std::time::Duration;
+
 use mqchat_proto::body::{Body, Call, CallOutcome, MAX_MEDIA};
-use mqchat_proto::{ConversationRef, DeviceId, PacketKind, SipAddress, UserId};
+use mqchat_proto::{ConversationRef, DeviceId, Moment, PacketKind, SipAddress, UserId};
 use mqchat_sip::{Message, Method, StartLine, Uri};
 use mqchat_store::{Author, CallRow, StoreError, Tx};
 
 use super::{Hop, Local};
-use crate::engine::{Engine, Output};
+use crate::engine::{Engine, Output, Turn};
 use crate::push::Push;
 
 /// How long an answered call may last without a BYE passing the hub before it is recorded
 /// anyway (a device that vanished mid-call).
-const MAX_CALL_MS: u64 = 24 * 3600 * 1000;
+const MAX_CALL: Duration = Duration::from_secs(24 * 3600);
 /// How long the hub remembers the branches of a finished call, to absorb late answers.
-const LINGER_MS: u64 = 32_000;
+const LINGER: Duration = Duration::from_secs(32);
 
 /// One fork of a call.
 #[derive(Debug)]
@@ -68,7 +70,10 @@ pub(crate) struct CallState {
     branches: Vec<Branch>,
     /// Devices woken by push that have no branch yet.
     woken: Vec<DeviceId>,
-    deadline: u64,
+    /// When it stops ringing.
+    deadline: Moment,
+    /// When it was answered (`row.answered` is the wall clock's stamp of the same).
+    answered_at: Option<Moment>,
     /// A final response went to the caller.
     final_sent: bool,
     /// The best failure so far (the hub's Via removed).
@@ -152,12 +157,11 @@ impl Engine {
     /// A new INVITE (no To tag).
     pub(super) fn invite_in(
         &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         invite: Message,
         from: Hop,
-        out: &mut Output,
     ) -> Result<(), StoreError> {
+        let (tx, now, out) = (&mut *turn.tx, turn.now, &mut *turn.out);
         let Some(sip) = self.sip() else {
             return Ok(());
         };
@@ -225,7 +229,7 @@ impl Engine {
             branches: Vec::new(),
             media: sdp_media(&invite.body),
             rang: false,
-            started: now,
+            started: now.wall.unix_ms(),
             answered: None,
             answered_by: None,
             ended: None,
@@ -248,7 +252,8 @@ impl Engine {
             callee: callee.clone(),
             branches: Vec::new(),
             woken: Vec::new(),
-            deadline: now + sip.ring_timeout_ms,
+            deadline: now.at + Duration::from_millis(sip.ring_timeout_ms),
+            answered_at: None,
             final_sent: false,
             best: None,
         };
@@ -308,7 +313,7 @@ impl Engine {
         if call.branches.is_empty() && call.woken.is_empty() {
             let invite = call.invite.clone();
             self.respond(&invite, 480, out);
-            return self.record(tx, now, &mut call.row, CallOutcome::Missed, out);
+            return self.record(turn, &mut call.row, CallOutcome::Missed);
         }
         tx.update_call(&call.row)?;
         for branch in &call.branches {
@@ -369,15 +374,12 @@ impl Engine {
     }
 
     /// A response on one of a call's branches (the hub's Via still on top).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn branch_response(
         &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         call_id: &str,
         branch_id: &str,
         mut response: Message,
-        out: &mut Output,
     ) -> Result<(), StoreError> {
         let code = response.code().unwrap_or(0);
         let method = response.cseq().map(|c| c.method);
@@ -388,40 +390,30 @@ impl Engine {
                 && code >= 300
                 && let Some(ack) = branch_request(request, Method::Ack, response.headers.get("To"))
             {
-                self.emit(hop, &ack, out);
+                self.emit(hop, &ack, turn.out);
             }
             return Ok(());
         };
-        let result = self.on_branch_response(
-            tx,
-            now,
-            &mut call,
-            branch_id,
-            code,
-            method,
-            &mut response,
-            out,
-        );
+        let result =
+            self.on_branch_response(turn, &mut call, branch_id, code, method, &mut response);
         if call.row.ended.is_none() {
             self.proxy.calls.insert(call_id.to_owned(), call);
         } else {
-            self.forget(call, now);
+            self.forget(call, turn.now.at);
         }
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn on_branch_response(
         &self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         call: &mut CallState,
         branch_id: &str,
         code: u16,
         method: Option<Method>,
         response: &mut Message,
-        out: &mut Output,
     ) -> Result<(), StoreError> {
+        let (tx, now, out) = (&mut *turn.tx, turn.now, &mut *turn.out);
         let Some(index) = call.branches.iter().position(|b| b.id == branch_id) else {
             return Ok(());
         };
@@ -447,7 +439,8 @@ impl Engine {
             200..=299 => {
                 call.branches[index].state = BranchState::Answered;
                 if call.row.answered.is_none() {
-                    call.row.answered = Some(now);
+                    call.row.answered = Some(now.wall.unix_ms());
+                    call.answered_at = Some(now.at);
                     call.row.answered_by = call.branches[index]
                         .device
                         .as_ref()
@@ -505,7 +498,7 @@ impl Engine {
                     call.final_sent = true;
                     self.route_response(&best, out);
                     let outcome = outcome_of(best.code().unwrap_or(500));
-                    self.record(tx, now, &mut call.row, outcome, out)?;
+                    self.record(turn, &mut call.row, outcome)?;
                 }
             }
         }
@@ -533,11 +526,10 @@ impl Engine {
     /// A CANCEL (RFC 3261 9.2, 16.10).
     pub(super) fn cancel_in(
         &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         cancel: &Message,
-        out: &mut Output,
     ) -> Result<(), StoreError> {
+        let out = &mut *turn.out;
         let branch_of = |m: &Message| m.top_via().and_then(|v| v.branch().map(str::to_owned));
         let call_id = cancel.call_id().unwrap_or_default().to_owned();
         let matches = self
@@ -566,18 +558,16 @@ impl Engine {
         } else {
             CallOutcome::Cancelled
         };
-        self.record(tx, now, &mut call.row, outcome, out)?;
-        self.forget(call, now);
+        self.record(turn, &mut call.row, outcome)?;
+        self.forget(call, turn.now.at);
         Ok(())
     }
 
     /// A BYE passing the hub ends an answered call.
     pub(super) fn bye_seen(
         &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         bye: &Message,
-        out: &mut Output,
     ) -> Result<(), StoreError> {
         let call_id = bye.call_id().unwrap_or_default().to_owned();
         let answered = self
@@ -589,29 +579,25 @@ impl Engine {
             return Ok(());
         }
         if let Some(mut call) = self.proxy.calls.remove(&call_id) {
-            self.record(tx, now, &mut call.row, CallOutcome::Answered, out)?;
-            self.forget(call, now);
+            self.record(turn, &mut call.row, CallOutcome::Answered)?;
+            self.forget(call, turn.now.at);
         }
         Ok(())
     }
 
     /// Drops a finished call, keeping its branches a while to absorb late answers.
-    fn forget(&mut self, call: CallState, now: u64) {
+    fn forget(&mut self, call: CallState, now: Moment) {
         for branch in call.branches {
             self.proxy.branches.remove(&branch.id);
             self.proxy
                 .ended
-                .insert(branch.id, (branch.request, branch.hop, now + LINGER_MS));
+                .insert(branch.id, (branch.request, branch.hop, now + LINGER));
         }
     }
 
     /// Ringing timeouts, late forks, calls without BYE for too long, and old branches.
-    pub(super) fn tick_calls(
-        &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
-        out: &mut Output,
-    ) -> Result<(), StoreError> {
+    pub(super) fn tick_calls(&mut self, turn: &mut Turn<'_, '_>) -> Result<(), StoreError> {
+        let now = turn.now.at;
         self.proxy.ended.retain(|_, (_, _, until)| *until > now);
         let ids: Vec<String> = self.proxy.calls.keys().cloned().collect();
         for call_id in ids {
@@ -620,17 +606,17 @@ impl Engine {
             };
             if !call.final_sent && now >= call.deadline {
                 tracing::info!(call_id, "call rang out");
-                self.cancel_pending(&mut call, None, out);
+                self.cancel_pending(&mut call, None, turn.out);
                 call.final_sent = true;
                 let invite = call.invite.clone();
-                self.respond(&invite, 480, out);
-                self.record(tx, now, &mut call.row, CallOutcome::Missed, out)?;
-            } else if call.row.answered.is_some_and(|t| now >= t + MAX_CALL_MS) {
-                self.record(tx, now, &mut call.row, CallOutcome::Answered, out)?;
+                self.respond(&invite, 480, turn.out);
+                self.record(turn, &mut call.row, CallOutcome::Missed)?;
+            } else if call.answered_at.is_some_and(|t| now >= t + MAX_CALL) {
+                self.record(turn, &mut call.row, CallOutcome::Answered)?;
             } else if !call.woken.is_empty()
                 && let Callee::User(user, _) = call.callee.clone()
             {
-                let connected = tx.connected_devices(&user)?;
+                let connected = turn.tx.connected_devices(&user)?;
                 let (awake, asleep): (Vec<DeviceId>, Vec<DeviceId>) =
                     call.woken.drain(..).partition(|d| connected.contains(d));
                 call.woken = asleep;
@@ -643,7 +629,7 @@ impl Engine {
                         let gruu = self.gruu(&sip, &user, &device);
                         self.fork(&mut call, hop, Some(device), gruu);
                         if let Some(branch) = call.branches.last() {
-                            self.emit(&branch.hop, &branch.request, out);
+                            self.emit(&branch.hop, &branch.request, turn.out);
                         }
                     }
                 }
@@ -658,13 +644,8 @@ impl Engine {
     }
 
     /// Records the calls a previous run left unfinished (spec 19, Dialogs).
-    pub(super) fn recover_calls(
-        &self,
-        tx: &mut Tx<'_>,
-        now: u64,
-        out: &mut Output,
-    ) -> Result<(), StoreError> {
-        for mut row in tx.unfinished_calls()? {
+    pub(super) fn recover_calls(&self, turn: &mut Turn<'_, '_>) -> Result<(), StoreError> {
+        for mut row in turn.tx.unfinished_calls()? {
             if self.proxy.calls.contains_key(&row.call_id) {
                 continue;
             }
@@ -677,7 +658,7 @@ impl Engine {
                 call_id = row.call_id,
                 "recording a call interrupted by a restart"
             );
-            self.record(tx, now, &mut row, outcome, out)?;
+            self.record(turn, &mut row, outcome)?;
         }
         Ok(())
     }
@@ -685,12 +666,11 @@ impl Engine {
     /// Appends the `call` event to the conversation of caller and callee and delivers it.
     pub(super) fn record(
         &self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         row: &mut CallRow,
         outcome: CallOutcome,
-        out: &mut Output,
     ) -> Result<(), StoreError> {
+        let (tx, now) = (&mut *turn.tx, turn.now.wall.unix_ms());
         row.ended = Some(now);
         row.outcome = Some(outcome as u8);
         tx.update_call(row)?;
@@ -744,7 +724,7 @@ impl Engine {
             outcome = outcome.name(),
             "call recorded"
         );
-        self.deliver(tx, conv.id, seq, None, out)
+        self.deliver(tx, conv.id, seq, None, turn.out)
     }
 }
 

@@ -5,15 +5,15 @@
 
 use mqchat_proto::body::{Body, Delivered, ErrorReply, Message as ChatMessage, limits};
 use mqchat_proto::{
-    ConversationRef, DeviceIdentity, ErrorCode, InboxBranch, MessageId, PacketKind, SipAddress,
-    Topic,
+    ConversationRef, DeviceIdentity, ErrorCode, InboxBranch, MessageId, Moment, PacketKind,
+    SipAddress, Topic,
 };
 use mqchat_sip::{Message, Method, NameAddr, Uri};
-use mqchat_store::{Author, ConvId, StoreError, Tx};
+use mqchat_store::{Author, ConvId, StoreError};
 
 use super::call::canonical;
-use super::{Hop, MESSAGE_TIMEOUT_MS, hash63};
-use crate::engine::{Engine, Output};
+use super::{Hop, MESSAGE_TIMEOUT, hash63};
+use crate::engine::{Engine, Output, Turn};
 use crate::{Outbound, Qos};
 
 /// A MESSAGE sent for a chat message, waiting for its final answer.
@@ -24,19 +24,18 @@ pub(crate) struct PendingMessage {
     conv: ConvId,
     address: SipAddress,
     seq: u64,
-    deadline: u64,
+    deadline: Moment,
 }
 
 impl Engine {
     /// A MESSAGE from the gateway to a user of the domain, outside a dialog.
     pub(super) fn message_in(
         &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         user: &mqchat_proto::UserId,
         request: &Message,
-        out: &mut Output,
     ) -> Result<(), StoreError> {
+        let (tx, now, out) = (&mut *turn.tx, turn.now.wall, &mut *turn.out);
         let Some(sip) = self.sip() else {
             return Ok(());
         };
@@ -87,7 +86,7 @@ impl Engine {
         let packet = ChatMessage::text(text).to_packet();
         let seq = tx.append_by(
             conv.id,
-            now,
+            now.unix_ms(),
             &author,
             &device,
             Some(id),
@@ -105,7 +104,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn message_out(
         &mut self,
-        now: u64,
+        now: Moment,
         sender: &DeviceIdentity,
         id: Option<MessageId>,
         conv: ConvId,
@@ -148,7 +147,7 @@ impl Engine {
                 conv,
                 address: address.clone(),
                 seq,
-                deadline: now + MESSAGE_TIMEOUT_MS,
+                deadline: now + MESSAGE_TIMEOUT,
             },
         );
         self.emit(&Hop::Gateway(Some(destination)), &request, out);
@@ -157,11 +156,9 @@ impl Engine {
     /// The answer to a MESSAGE the hub sent.
     pub(super) fn message_answered(
         &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         branch: &str,
         response: &Message,
-        out: &mut Output,
     ) -> Result<(), StoreError> {
         let code = response.code().unwrap_or(0);
         if code < 200 {
@@ -171,11 +168,12 @@ impl Engine {
             return Ok(());
         };
         if code < 300 {
-            if tx.set_sip_delivered(pending.conv, pending.seq)? {
+            if turn.tx.set_sip_delivered(pending.conv, pending.seq)? {
                 let mut marker = Delivered { up_to: pending.seq }.to_packet();
                 marker.conv = Some(ConversationRef::Sip(pending.address));
-                marker.ts = Some(now);
-                out.publishes
+                marker.ts = Some(turn.now.wall.unix_ms());
+                turn.out
+                    .publishes
                     .push(self.durable(&pending.device.user, &marker));
             }
             return Ok(());
@@ -184,7 +182,7 @@ impl Engine {
             mqchat_sip::StartLine::Response { reason, .. } => reason.clone(),
             mqchat_sip::StartLine::Request { .. } => String::new(),
         };
-        self.not_delivered(&pending, &format!("SIP {code} {reason}"), out);
+        self.not_delivered(&pending, &format!("SIP {code} {reason}"), turn.out);
         Ok(())
     }
 
@@ -210,7 +208,7 @@ impl Engine {
     }
 
     /// MESSAGEs that got no final answer in time.
-    pub(super) fn tick_messages(&mut self, now: u64, out: &mut Output) {
+    pub(super) fn tick_messages(&mut self, now: Moment, out: &mut Output) {
         let expired: Vec<String> = self
             .proxy
             .messages

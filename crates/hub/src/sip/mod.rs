@@ -4,7 +4,8 @@
 //!
 //! Sans-IO like the rest of the engine: `sip` packets come in through [`Engine::process`]
 //! (from devices' upstream topics and the gateway's `in` topic) and time through
-//! [`Engine::tick`]; everything goes out as [`Outbound`] publishes. Calls, branches and
+//! [`Engine::tick`]; ringing timeouts and other deadlines run on the monotonic part of the
+//! [`Now`] passed in, call records are stamped with its wall part; everything goes out as [`Outbound`] publishes. Calls, branches and
 //! transactions live in memory ([`Proxy`]); each call's record fields live in the store so
 //! that a restart still records it. `call.rs` forks, cancels, times out and records calls;
 //! `chat.rs` turns SIP MESSAGE into chat messages and back.
@@ -13,16 +14,18 @@ mod call;
 mod chat;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use mqchat_proto::body::{Body, Sip};
 use mqchat_proto::upstream::{Inbound, accept_gateway_payload};
 use mqchat_proto::{
-    DeviceId, DeviceIdentity, ErrorCode, GatewayDirection, GatewayName, InboxBranch, Topic, UserId,
+    DeviceId, DeviceIdentity, ErrorCode, GatewayDirection, GatewayName, InboxBranch, Moment, Now,
+    Topic, UserId,
 };
 use mqchat_sip::{IdGen, Message, Method, Transport, Uri, Via};
 use mqchat_store::{StoreError, Tx};
 
-use crate::engine::{Engine, Failure, Output, Upstream, refuse};
+use crate::engine::{Engine, Failure, Output, Turn, Upstream, refuse};
 use crate::{Outbound, Qos};
 
 pub(crate) use call::CallState;
@@ -64,7 +67,7 @@ pub struct SipPeerRoute {
 }
 
 /// How long a SIP MESSAGE sent to the outside waits for its final answer (64 × T1).
-const MESSAGE_TIMEOUT_MS: u64 = 32_000;
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(32);
 
 /// Where a SIP message goes: a device's reply topic, or the gateway (with the destination
 /// of a request; responses are routed by the gateway from their Via).
@@ -83,7 +86,7 @@ pub(crate) struct Proxy {
     pub(crate) branches: HashMap<String, String>,
     /// Branches of finished calls, kept a while to absorb late answers: the forwarded
     /// INVITE, where it went, and until when.
-    pub(crate) ended: HashMap<String, (Message, Hop, u64)>,
+    pub(crate) ended: HashMap<String, (Message, Hop, Moment)>,
     /// SIP MESSAGEs sent for chat messages, by the hub's branch id.
     pub(crate) messages: HashMap<String, PendingMessage>,
     /// Identifiers (branches, tags, Call-IDs).
@@ -275,10 +278,8 @@ impl Engine {
     /// A `sip` packet from a device's upstream topic.
     pub(crate) fn sip_from_device(
         &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         inbound: &Inbound,
-        out: &mut Output,
     ) -> Result<(), Failure> {
         let Some(sip) = self.sip() else {
             return Err(refuse(
@@ -298,16 +299,14 @@ impl Engine {
         let sender = &inbound.sender;
         if !message.is_request() {
             // A device's response: the hub's Via must be on top.
-            return self
-                .response_in(tx, now, message, out)
-                .map_err(Failure::Store);
+            return self.response_in(turn, message).map_err(Failure::Store);
         }
         let top = message.top_via();
         if top.as_ref().and_then(device_of_via).as_ref() != Some(sender) {
             tracing::info!(%sender, "SIP request whose top Via does not name the sending device");
             let mut response = Message::response(&message, 400, "Via Must Name The Sending Device");
             response.set_to_tag(&self.proxy.ids.tag());
-            self.emit(&Hop::Device(sender.clone()), &response, out);
+            self.emit(&Hop::Device(sender.clone()), &response, turn.out);
             return Ok(());
         }
         // The sender's address of record, or its own GRUU: a callee's requests inside a
@@ -322,10 +321,10 @@ impl Engine {
         });
         if !from_ok && message.method() != Some(&Method::Ack) {
             tracing::info!(%sender, "SIP request whose From is not the sender's address");
-            self.respond(&message, 403, out);
+            self.respond(&message, 403, turn.out);
             return Ok(());
         }
-        self.request_in(tx, now, message, Hop::Device(sender.clone()), out)
+        self.request_in(turn, message, Hop::Device(sender.clone()))
             .map_err(Failure::Store)
     }
 
@@ -333,12 +332,10 @@ impl Engine {
     /// to answer: they are logged.
     pub(crate) fn sip_from_gateway(
         &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         input: &Upstream,
         gateway: &GatewayName,
         direction: GatewayDirection,
-        out: &mut Output,
     ) -> Result<(), StoreError> {
         let topic = input.topic.as_str();
         let Some(sip) = self.sip() else {
@@ -377,21 +374,20 @@ impl Engine {
         };
         if message.is_request() {
             let source = inbound.sip.source.unwrap_or_default();
-            self.request_in(tx, now, message, Hop::Gateway(Some(source)), out)
+            self.request_in(turn, message, Hop::Gateway(Some(source)))
         } else {
-            self.response_in(tx, now, message, out)
+            self.response_in(turn, message)
         }
     }
 
     /// Routes a request (spec 19, "Routing a request").
     fn request_in(
         &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         mut request: Message,
         from: Hop,
-        out: &mut Output,
     ) -> Result<(), StoreError> {
+        let out = &mut *turn.out;
         let Some(sip) = self.sip() else {
             return Ok(());
         };
@@ -420,48 +416,46 @@ impl Engine {
         }
         let in_dialog = request.to().is_some_and(|to| to.tag().is_some());
         match method {
-            Method::Cancel => return self.cancel_in(tx, now, &request, out),
-            Method::Invite if !in_dialog => {
-                return self.invite_in(tx, now, request, from, out);
-            }
+            Method::Cancel => return self.cancel_in(turn, &request),
+            Method::Invite if !in_dialog => return self.invite_in(turn, request, from),
             _ => {}
         }
         match self.local(&sip, &uri) {
             Some(Local::User(user, Some(device))) => {
                 if method == Method::Bye {
-                    self.bye_seen(tx, now, &request, out)?;
+                    self.bye_seen(turn, &request)?;
                 }
-                self.forward_to_device(tx, &user, &device, request, out)
+                self.forward_to_device(turn.tx, &user, &device, request, turn.out)
             }
             Some(Local::User(_, None)) if method == Method::Ack => Ok(()), // our failure's ACK
             Some(Local::User(user, None)) if !in_dialog => match method {
                 Method::Options => {
-                    let code = if !tx.user_exists(&user, true)? {
+                    let code = if !turn.tx.user_exists(&user, true)? {
                         404
-                    } else if tx.connected_devices(&user)?.is_empty() {
+                    } else if turn.tx.connected_devices(&user)?.is_empty() {
                         480
                     } else {
                         200
                     };
-                    self.respond(&request, code, out);
+                    self.respond(&request, code, turn.out);
                     Ok(())
                 }
                 Method::Message if matches!(from, Hop::Gateway(_)) => {
-                    self.message_in(tx, now, &user, &request, out)
+                    self.message_in(turn, &user, &request)
                 }
                 _ => {
-                    self.respond(&request, 405, out);
+                    self.respond(&request, 405, turn.out);
                     Ok(())
                 }
             },
             Some(_) => {
-                self.respond(&request, 404, out);
+                self.respond(&request, 404, turn.out);
                 Ok(())
             }
             None => {
                 // Outside the domain: through the gateway, never from it (no open relay).
                 if matches!(from, Hop::Gateway(_)) {
-                    self.respond(&request, 404, out);
+                    self.respond(&request, 404, turn.out);
                     return Ok(());
                 }
                 let destination = match request.call_id().and_then(|c| self.proxy.calls.get(c)) {
@@ -471,14 +465,14 @@ impl Engine {
                 };
                 let Some(destination) = destination else {
                     let code = if in_dialog { 481 } else { 404 };
-                    self.respond(&request, code, out);
+                    self.respond(&request, code, turn.out);
                     return Ok(());
                 };
                 if method == Method::Bye {
-                    self.bye_seen(tx, now, &request, out)?;
+                    self.bye_seen(turn, &request)?;
                 }
                 self.forward_stateless(&sip, &mut request);
-                self.emit(&Hop::Gateway(Some(destination)), &request, out);
+                self.emit(&Hop::Gateway(Some(destination)), &request, turn.out);
                 Ok(())
             }
         }
@@ -537,10 +531,8 @@ impl Engine {
     /// A response arriving from a device or the gateway: the hub's Via must be on top.
     fn response_in(
         &mut self,
-        tx: &mut Tx<'_>,
-        now: u64,
+        turn: &mut Turn<'_, '_>,
         mut response: Message,
-        out: &mut Output,
     ) -> Result<(), StoreError> {
         let Some(sip) = self.sip() else {
             return Ok(());
@@ -554,20 +546,20 @@ impl Engine {
         };
         let branch = top.branch().unwrap_or_default().to_owned();
         if self.proxy.messages.contains_key(&branch) {
-            return self.message_answered(tx, now, &branch, &response, out);
+            return self.message_answered(turn, &branch, &response);
         }
         if let Some(call_id) = self.proxy.branches.get(&branch).cloned() {
-            return self.branch_response(tx, now, &call_id, &branch, response, out);
+            return self.branch_response(turn, &call_id, &branch, response);
         }
         response.pop_via();
-        self.route_response(&response, out);
+        self.route_response(&response, turn.out);
         Ok(())
     }
 
     /// The clock: ringing timeouts, late forks to devices that connected, SIP MESSAGEs
     /// that got no answer, and (once) recording calls a previous run left unfinished. The
     /// server calls it at least once a second.
-    pub fn tick(&mut self, store: &mut mqchat_store::Store, now: u64) -> Output {
+    pub fn tick(&mut self, store: &mut mqchat_store::Store, now: Now) -> Output {
         let mut out = Output::default();
         if self.sip().is_none() {
             return out;
@@ -583,12 +575,17 @@ impl Engine {
         }
         let result = (|| -> Result<(), StoreError> {
             let mut tx = store.transaction()?;
+            let mut turn = Turn {
+                tx: &mut tx,
+                now,
+                out: &mut out,
+            };
             if !self.proxy.recovered {
-                self.recover_calls(&mut tx, now, &mut out)?;
+                self.recover_calls(&mut turn)?;
                 self.proxy.recovered = true;
             }
-            self.tick_calls(&mut tx, now, &mut out)?;
-            self.tick_messages(now, &mut out);
+            self.tick_calls(&mut turn)?;
+            self.tick_messages(now.at, &mut out);
             tx.commit()
         })();
         if let Err(e) = result {

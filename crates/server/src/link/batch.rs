@@ -2,7 +2,8 @@
 //! how long it waits for more before it commits.
 //!
 //! Sans-IO: the [`Batcher`] neither reads the clock nor waits. The worker tells it what
-//! happens (`handle_*`, with the time where the policy needs it), asks it what to do next
+//! happens (`handle_*`, with the time on the worker's monotonic clock where the policy needs
+//! it), asks it what to do next
 //! ([`Batcher::wants_more`], [`Batcher::poll_next`]), and does the waiting itself.
 //!
 //! The rules: a batch takes what has arrived, up to [`MAX_BATCH`] packets. A batch that
@@ -13,7 +14,9 @@
 //! A batch that is big already, a quiet moment, a batch without packets (clock ticks
 //! only) and the last batch before the worker stops go at once.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use mqchat_proto::Moment;
 
 /// Most packets processed in one store transaction.
 pub(super) const MAX_BATCH: usize = 512;
@@ -33,7 +36,7 @@ pub(super) const HOLD_BELOW: usize = 32;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Next {
     /// Wait until then, then take what has arrived meanwhile.
-    WaitUntil(Instant),
+    WaitUntil(Moment),
     /// Run the batch now.
     Commit,
 }
@@ -44,11 +47,11 @@ pub(super) enum Next {
 pub(super) struct Batcher {
     /// When the previous batch of packets was handed on: a batch that starts soon after
     /// it belongs to a stream.
-    last_batch: Option<Instant>,
+    last_batch: Option<Moment>,
     /// Packets in the batch being gathered.
     n_packets: usize,
     /// Until when the batch being gathered may wait for more, while it has not waited.
-    hold: Option<Instant>,
+    hold: Option<Moment>,
     /// The worker is stopping: the batch goes as it is, and it is the last.
     stopped: bool,
 }
@@ -59,11 +62,11 @@ impl Batcher {
     }
 
     /// A batch begins: its first input arrived at `now`.
-    pub(super) fn handle_start(&mut self, now: Instant) {
+    pub(super) fn handle_start(&mut self, now: Moment) {
         self.n_packets = 0;
         self.hold = self
             .last_batch
-            .is_some_and(|t| now.duration_since(t) < STREAM_GAP)
+            .is_some_and(|t| now.saturating_since(t) < STREAM_GAP)
             .then_some(now + COMMIT_HOLD);
     }
 
@@ -79,7 +82,7 @@ impl Batcher {
 
     /// The batch's packets were processed and handed on at `now`. Not called for a batch
     /// without packets: clock ticks alone make no stream.
-    pub(super) fn handle_handed_on(&mut self, now: Instant) {
+    pub(super) fn handle_handed_on(&mut self, now: Moment) {
         self.last_batch = Some(now);
     }
 
@@ -113,7 +116,7 @@ mod tests {
     /// batch), takes `n_packets`, and is stopped or not: what it does once nothing more
     /// arrives, with times counted from its start.
     fn check(gap: Option<Duration>, n_packets: usize, stop: bool, expected: Option<Duration>) {
-        let base = Instant::now();
+        let base = Moment::from_millis(1_000);
         let mut batcher = Batcher::new();
         let start = match gap {
             Some(gap) => {
@@ -162,7 +165,7 @@ mod tests {
 
     #[test]
     fn a_batch_waits_at_most_once() {
-        let base = Instant::now();
+        let base = Moment::from_millis(1_000);
         let mut batcher = Batcher::new();
         batcher.handle_handed_on(base);
         let start = base + Duration::from_millis(1);
@@ -175,7 +178,7 @@ mod tests {
 
     #[test]
     fn the_gap_counts_from_the_last_hand_off_of_packets() {
-        let base = Instant::now();
+        let base = Moment::from_millis(1_000);
         let mut batcher = Batcher::new();
         batcher.handle_handed_on(base);
         // A batch of clock ticks only, later: not handed on as packets, so the stream is
@@ -197,7 +200,7 @@ mod tests {
     #[test]
     fn a_batch_takes_up_to_the_maximum_and_nothing_after_a_stop() {
         let mut batcher = Batcher::new();
-        batcher.handle_start(Instant::now());
+        batcher.handle_start(Moment::ZERO);
         for _ in 0..MAX_BATCH - 1 {
             batcher.handle_packet();
         }
@@ -205,7 +208,7 @@ mod tests {
         batcher.handle_packet();
         assert!(!batcher.wants_more(), "full");
         // The next batch starts empty.
-        batcher.handle_start(Instant::now());
+        batcher.handle_start(Moment::ZERO);
         assert!(batcher.wants_more());
         assert!(!batcher.stopped());
         batcher.handle_stop();

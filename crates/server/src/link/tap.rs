@@ -29,6 +29,8 @@ pub(crate) struct Tap {
     pending: Arc<AtomicUsize>,
     /// Holds the publishes of a device far above its packet rate (`None`: no rate limit).
     pacer: Option<std::sync::Mutex<crate::pace::Pacer>>,
+    /// The pacer's clock.
+    clock: crate::clock::Clock,
 }
 
 /// The hub's end of a [`Tap`], for [`Link::start`](super::Link::start).
@@ -63,6 +65,7 @@ impl Tap {
             window: window.clone(),
             pending: pending.clone(),
             pacer: pacer.map(std::sync::Mutex::new),
+            clock: crate::clock::Clock::start(),
         };
         let end = TapEnd {
             inbound_tx,
@@ -100,7 +103,7 @@ impl mqchat_broker::Consumer for Tap {
             let hold = pacer
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .hold(topic, std::time::Instant::now());
+                .hold(topic, self.clock.at());
             if let Some(hold) = hold {
                 tokio::time::sleep(hold).await;
             }

@@ -2,7 +2,7 @@
 //! (as the [`Batcher`] decides), runs each through the engine in one transaction, and
 //! hands the result to the publisher.
 
-use std::time::Instant;
+use std::time::Duration;
 
 use mqchat_hub::{ConversationKey, Engine, Upstream};
 use mqchat_store::Store;
@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use super::batch::{Batcher, Next};
 use super::{Ack, Input, Work};
+use crate::clock::Clock;
 
 pub(super) fn run_worker(
     mut engine: Engine,
@@ -23,6 +24,7 @@ pub(super) fn run_worker(
     // a crash (an event still in the outbox is delivered again at start).
     let mut done: Vec<(ConversationKey, u64)> = Vec::new();
     let mut batcher = Batcher::new();
+    let clock = Clock::start();
     while !batcher.stopped()
         && let Some(first) = inbound.blocking_recv()
     {
@@ -30,7 +32,7 @@ pub(super) fn run_worker(
         let mut acks: Vec<Ack> = Vec::new();
         let mut tick = false;
         let mut next = Some(first);
-        batcher.handle_start(Instant::now());
+        batcher.handle_start(clock.at());
         loop {
             while let Some(input) = next.take() {
                 match input {
@@ -50,9 +52,9 @@ pub(super) fn run_worker(
             }
             match batcher.poll_next() {
                 Next::WaitUntil(until) => {
-                    let now = Instant::now();
-                    if until > now {
-                        std::thread::sleep(until - now);
+                    let wait = until.saturating_since(clock.at());
+                    if wait > Duration::ZERO {
+                        std::thread::sleep(wait);
                     }
                     next = inbound.try_recv().ok();
                 }
@@ -60,7 +62,7 @@ pub(super) fn run_worker(
             }
         }
         if tick {
-            let output = engine.tick(&mut store, crate::now_ms());
+            let output = engine.tick(&mut store, clock.now());
             let busy = !output.publishes.is_empty() || !output.pushes.is_empty();
             if busy
                 && work
@@ -89,8 +91,7 @@ pub(super) fn run_worker(
             }
             continue;
         }
-        let now = crate::now_ms();
-        let output = engine.process_and_confirm(&mut store, now, &upstream, &done);
+        let output = engine.process_and_confirm(&mut store, clock.now(), &upstream, &done);
         done.clear();
         let root = &engine.config().root;
         let presence_ended = output
@@ -109,7 +110,7 @@ pub(super) fn run_worker(
         if sent.is_err() {
             break;
         }
-        batcher.handle_handed_on(Instant::now());
+        batcher.handle_handed_on(clock.at());
     }
     while let Ok(confirmed) = confirmations.try_recv() {
         done.extend(confirmed);

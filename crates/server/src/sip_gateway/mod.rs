@@ -19,7 +19,7 @@ use std::time::Duration;
 use mqchat_gateway::{Core, CoreConfig, Output, Peers, Remote, SipTransport};
 use mqchat_hub::HubCredentials;
 use mqchat_proto::body::Sip;
-use mqchat_proto::{Body, GatewayDirection, GatewayName, Packet, Topic, TopicRoot};
+use mqchat_proto::{Body, GatewayDirection, GatewayName, Moment, Packet, Topic, TopicRoot};
 use mqchat_sip::{Framer, Limits, Timing};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, EventLoop, Incoming};
@@ -276,17 +276,19 @@ async fn run_core(
     mut input: mpsc::UnboundedReceiver<Input>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // The core's monotonic clock, on tokio's time (the time the sleeps below wait on).
     let epoch = tokio::time::Instant::now();
+    let at = || Moment::from_origin(epoch.elapsed());
     loop {
         let wake = core
             .next_timeout()
-            .map(|t| epoch + t)
+            .map(|t| epoch + t.since_origin())
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         let outputs = tokio::select! {
             _ = stop.changed() => return,
             next = input.recv() => {
                 let Some(next) = next else { return };
-                let now = epoch.elapsed();
+                let now = at();
                 match next {
                     Input::Datagram(from, bytes) => core.on_peer(
                         Remote { transport: SipTransport::Udp, addr: from }, &bytes, now),
@@ -297,11 +299,11 @@ async fn run_core(
                     Input::Hub(sip) => core.on_hub(&sip, now),
                 }
             }
-            _ = tokio::time::sleep_until(wake) => core.tick(epoch.elapsed()),
+            _ = tokio::time::sleep_until(wake) => core.tick(at()),
         };
         for output in outputs {
             if let Some(failed) = shell.perform(output).await {
-                for more in core.transport_failed(failed, epoch.elapsed()) {
+                for more in core.transport_failed(failed, at()) {
                     let _ = shell.perform(more).await;
                 }
             }
