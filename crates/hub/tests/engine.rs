@@ -117,9 +117,10 @@ fn message_is_sequenced_stored_and_delivered_to_both_sides() {
 }
 
 /// Rate limits run on the monotonic clock: the wall clock stepping back an hour between two
-/// bursts changes what is stamped, not what passes.
+/// bursts changes nothing of what passes. Stamps never go back (spec 11): what is stored
+/// while the clock is behind keeps the newest stamp, so `history` `since` misses nothing.
 #[test]
-fn a_wall_clock_stepping_back_leaves_the_rate_limits_alone() {
+fn a_wall_clock_stepping_back_leaves_rates_alone_and_stamps_never_go_back() {
     let config = HubConfig {
         rates: RateConfig {
             device_per_sec: 1,
@@ -152,12 +153,23 @@ fn a_wall_clock_stepping_back_leaves_the_rate_limits_alone() {
         "the burst, then rate-limited"
     );
     f.step_wall_back(Duration::from_secs(3_600));
-    let stepped = f.now.wall.unix_ms() + 1000;
     assert_eq!(
         burst(&mut f, &["0a03zkqvpmqs4", "0a03zkqvpmqs5"]),
-        (vec![(3, stepped)], vec![10]),
-        "one second later one more passes, stamped by the wall clock"
+        (vec![(3, start + 1000)], vec![10]),
+        "one second later one more passes, with the newest stamp, not the clock's"
     );
+    // The clock catches up: stamps follow it again.
+    f.now.wall = mqchat_proto::Timestamp::from_unix_ms(start + 10_000);
+    assert_eq!(
+        burst(&mut f, &["0a03zkqvpmqs6"]),
+        (vec![(4, start + 11_000)], vec![]),
+        "past the newest stamp, the wall clock again"
+    );
+    // A restarted hub resumes from the newest stored stamp, whatever its clock says.
+    f.engine = mqchat_hub::Engine::new(HubConfig::default());
+    f.step_wall_back(Duration::from_secs(3_600));
+    let (stored, _) = burst(&mut f, &["0a03zkqvpmqs7"]);
+    assert_eq!(stored, vec![(5, start + 11_000)], "after a restart");
 }
 
 #[test]

@@ -26,9 +26,10 @@ use rand::{RngExt, SeedableRng};
 
 use mqchat_proto::upstream::Inbound;
 use mqchat_proto::{
-    DeviceIdentity, ErrorCode, InboxBranch, Now, Packet, Registry, Topic, TopicRoot, UserId,
+    DeviceIdentity, ErrorCode, InboxBranch, Now, Packet, Registry, Timestamp, Topic, TopicRoot,
+    UserId,
 };
-use mqchat_store::{ConvId, Tx};
+use mqchat_store::{ConvId, StoreError, Tx};
 
 use crate::push::Push;
 use crate::rate::{Exceeded, RateConfig, RateLimits};
@@ -138,6 +139,10 @@ pub struct Engine {
     rates: RateLimits,
     /// All of the engine's randomness, from `config.seed`: the hub draws none of its own.
     rng: StdRng,
+    /// The newest wall time this hub stamped, read from the store at the first batch.
+    last_stamp: Option<Timestamp>,
+    /// Whether the wall clock is more than a second behind `last_stamp` (it stepped back).
+    behind: bool,
 }
 
 impl Engine {
@@ -150,7 +155,35 @@ impl Engine {
             proxy: Proxy::new(rng.random()),
             rng,
             config,
+            last_stamp: None,
+            behind: false,
         }
+    }
+
+    /// `now` with a wall time that never goes back: the newer of the reading and the last
+    /// time this hub stamped (at first, the newest stored event's). Events get it as their
+    /// time, so that `history` `since` (spec 11) misses nothing when the machine's clock steps
+    /// back: stamps then hold still until the clock catches up.
+    pub(crate) fn stamp_time(&mut self, tx: &Tx<'_>, now: Now) -> Result<Now, StoreError> {
+        let last = match self.last_stamp {
+            Some(last) => last,
+            None => Timestamp::from_unix_ms(tx.newest_event_time()?),
+        };
+        // Said once when the clock falls behind and once when it catches up, not per batch
+        // (a millisecond behind is ordinary between batches of one millisecond).
+        let behind = last.saturating_since(now.wall) > std::time::Duration::from_secs(1);
+        if behind && !self.behind {
+            tracing::warn!(
+                behind_ms = last.saturating_since(now.wall).as_millis(),
+                "the wall clock is behind the newest stamp: events keep that time until it catches up"
+            );
+        } else if !behind && self.behind {
+            tracing::info!("the wall clock caught up with the stamps");
+        }
+        self.behind = behind;
+        let wall = now.wall.max(last);
+        self.last_stamp = Some(wall);
+        Ok(Now { wall, ..now })
     }
 
     /// Charges the rate limits; a packet over one is refused with `rate-limited`.

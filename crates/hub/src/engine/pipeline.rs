@@ -92,6 +92,7 @@ impl Engine {
         delivered: &[(ConversationKey, u64)],
     ) -> Result<Output, StoreError> {
         let mut tx = store.transaction()?;
+        let now = self.stamp_time(&tx, now)?;
         tx.outbox_done(&outbox_entries(delivered))?;
         let mut output = Output::default();
         for (input, topic) in batch.iter().zip(topics) {

@@ -575,6 +575,7 @@ impl Engine {
         }
         let result = (|| -> Result<(), StoreError> {
             let mut tx = store.transaction()?;
+            let now = self.stamp_time(&tx, now)?;
             let mut turn = Turn {
                 tx: &mut tx,
                 now,

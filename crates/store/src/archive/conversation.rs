@@ -66,6 +66,17 @@ pub struct ParticipantRow {
 }
 
 impl Tx<'_> {
+    /// The newest time any stored event has (0 for an empty store): where a hub's stamps
+    /// resume after a restart.
+    pub fn newest_event_time(&self) -> Result<u64, StoreError> {
+        let newest: i64 = self.tx.query_row(
+            "SELECT coalesce(max(last_ts), 0) FROM conversations",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(super::row::u(newest))
+    }
+
     /// The direct conversation between `a` and `b` (possibly the same user), created with its
     /// participants when `create` and it does not exist.
     pub fn direct(
