@@ -13,9 +13,10 @@
 
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::time::Duration;
 
-use mqchat_proto::{Access, Decision, DeviceIdentity, Now, Principal, TopicRoot};
-use mqchat_store::{AuthFailure, Credentials, LoginRecord, Store, StoreError};
+use mqchat_proto::{Access, Decision, DeviceIdentity, Moment, Now, Principal, TopicRoot};
+use mqchat_store::{AuthFailure, Credentials, LoginRecord, LoginWrite, Store, StoreError};
 
 use crate::throttle::{Source, Throttle, ThrottleConfig, Wait};
 
@@ -143,6 +144,8 @@ pub struct Gate {
     root: TopicRoot,
     hub: HubCredentials,
     max_devices: usize,
+    /// When a login the store could not record was last logged (once a minute at most).
+    unrecorded_logged: Mutex<Option<Moment>>,
 }
 
 impl Gate {
@@ -154,6 +157,7 @@ impl Gate {
             root,
             hub,
             max_devices: limits.max_devices,
+            unrecorded_logged: Mutex::new(None),
         }
     }
 
@@ -295,7 +299,10 @@ impl Gate {
             Err(failure) => Ok(Err(failure)),
         };
         match result {
-            Ok(Ok(())) => {
+            Ok(Ok(written)) => {
+                if let LoginWrite::Failed(e) = written {
+                    self.log_unrecorded(identity, &e, now.at);
+                }
                 self.throttle().succeeded(&identity.user);
                 Admission::Device(identity.clone())
             }
@@ -318,6 +325,20 @@ impl Gate {
                 Admission::NotAuthorized
             }
         }
+    }
+
+    /// Logs a login the store could not record (a full disk, say), at most once a minute:
+    /// the device is admitted on what the store could read.
+    fn log_unrecorded(&self, identity: &DeviceIdentity, error: &StoreError, at: Moment) {
+        let mut last = self
+            .unrecorded_logged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|last| at.saturating_since(last) < Duration::from_secs(60)) {
+            return;
+        }
+        *last = Some(at);
+        tracing::error!(user = %identity.user, device = %identity.device, %error, "cannot record a login in the store (is the disk full?); admitted on what the store could read (logged once a minute)");
     }
 
     fn hub_login(

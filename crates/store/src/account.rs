@@ -64,6 +64,16 @@ pub enum AuthFailure {
     TooManyDevices,
 }
 
+/// Whether a successful login's write reached the store.
+#[derive(Debug)]
+pub enum LoginWrite {
+    /// The device is registered and its last-seen time is current.
+    Recorded,
+    /// The write failed (a full disk, a read-only file system): the login stands on what
+    /// the store could read, and the device's row waits for its next login.
+    Failed(StoreError),
+}
+
 /// A live session that administration ended: the device's broker session must close.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionEnd {
@@ -540,7 +550,9 @@ impl Store {
         match record.admit(verdict) {
             Ok(()) => {
                 let password = !secret.starts_with(TOKEN_PREFIX);
-                self.record_login(user, device, max_devices, password, now)
+                Ok(self
+                    .record_login(user, device, max_devices, password, now)?
+                    .map(|_| ()))
             }
             Err(failure) => Ok(Err(failure)),
         }
@@ -581,7 +593,9 @@ impl Store {
 
     /// Registers the device of a successful login (if new) and updates its last-seen time.
     /// A new device id is refused with [`AuthFailure::TooManyDevices`] when the user already
-    /// has `max_devices` devices that are not revoked.
+    /// has `max_devices` devices that are not revoked. The decision needs only reads: when the
+    /// write then fails (a full disk), the login stands and the answer says so
+    /// ([`LoginWrite::Failed`]).
     pub fn record_login(
         &mut self,
         user: &UserId,
@@ -589,38 +603,41 @@ impl Store {
         max_devices: usize,
         password: bool,
         now: u64,
-    ) -> Result<Result<(), AuthFailure>, StoreError> {
-        let updated = self
+    ) -> Result<Result<LoginWrite, AuthFailure>, StoreError> {
+        let known: bool = self
             .conn
-            .prepare_cached(
-                "UPDATE devices SET last_seen = ?3, password_login = ?4 WHERE user_id = ?1 AND id = ?2",
-            )?
-            .execute(params![user.as_str(), device.as_str(), to_i64(now), password])?;
-        if updated > 0 {
-            return Ok(Ok(()));
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM devices WHERE user_id = ?1 AND id = ?2)")?
+            .query_row([user.as_str(), device.as_str()], |r| r.get(0))?;
+        if !known {
+            let active: i64 = self
+                .conn
+                .prepare_cached(
+                    "SELECT count(*) FROM devices WHERE user_id = ?1 AND revoked_at IS NULL",
+                )?
+                .query_row([user.as_str()], |r| r.get(0))?;
+            if usize::try_from(active).unwrap_or(usize::MAX) >= max_devices {
+                return Ok(Err(AuthFailure::TooManyDevices));
+            }
         }
-        let active: i64 = self
-            .conn
-            .prepare_cached(
-                "SELECT count(*) FROM devices WHERE user_id = ?1 AND revoked_at IS NULL",
-            )?
-            .query_row([user.as_str()], |r| r.get(0))?;
-        if usize::try_from(active).unwrap_or(usize::MAX) >= max_devices {
-            return Ok(Err(AuthFailure::TooManyDevices));
-        }
-        self.conn
-            .prepare_cached(
-                "INSERT INTO devices (user_id, id, created_at, last_seen, password_login)
-                 VALUES (?1, ?2, ?3, ?3, ?4)
-                 ON CONFLICT (user_id, id) DO UPDATE SET last_seen = ?3, password_login = ?4",
-            )?
-            .execute(params![
+        let sql = if known {
+            "UPDATE devices SET last_seen = ?3, password_login = ?4 WHERE user_id = ?1 AND id = ?2"
+        } else {
+            "INSERT INTO devices (user_id, id, created_at, last_seen, password_login)
+             VALUES (?1, ?2, ?3, ?3, ?4)
+             ON CONFLICT (user_id, id) DO UPDATE SET last_seen = ?3, password_login = ?4"
+        };
+        let written = self.conn.prepare_cached(sql).and_then(|mut statement| {
+            statement.execute(params![
                 user.as_str(),
                 device.as_str(),
                 to_i64(now),
                 password
-            ])?;
-        Ok(Ok(()))
+            ])
+        });
+        Ok(Ok(match written {
+            Ok(_) => LoginWrite::Recorded,
+            Err(e) => LoginWrite::Failed(e.into()),
+        }))
     }
 
     /// Whether `reader` may see `owner`'s presence: themselves, or accepted contacts.
@@ -726,6 +743,39 @@ mod tests {
     }
     fn device(s: &str) -> DeviceId {
         DeviceId::parse(s).expect("valid")
+    }
+
+    /// A store that cannot write (here a read-only connection; a full disk answers the same
+    /// way) still decides logins on what it reads: known and new devices within the cap are
+    /// admitted with the write reported as failed, and the cap still refuses.
+    #[test]
+    fn a_login_the_store_cannot_record_still_stands() {
+        let (_dir, mut store) = test_store();
+        store.add_user(&user("alice"), Some("pw"), 1).expect("add");
+        let recorded = store
+            .record_login(&user("alice"), &device("phone"), 2, true, 5)
+            .expect("store");
+        assert!(matches!(recorded, Ok(LoginWrite::Recorded)), "{recorded:?}");
+        store
+            .conn
+            .pragma_update(None, "query_only", true)
+            .expect("read only");
+        for new in ["phone", "laptop"] {
+            let answer = store
+                .record_login(&user("alice"), &device(new), 2, true, 6)
+                .expect("decided on reads");
+            assert!(matches!(answer, Ok(LoginWrite::Failed(_))), "{new}: {answer:?}");
+        }
+        // The laptop was not recorded: the phone is the only device, so a third id passes the
+        // cap of 2 too, while a cap of 1 refuses it.
+        assert!(matches!(
+            store.record_login(&user("alice"), &device("tablet"), 2, true, 7),
+            Ok(Ok(LoginWrite::Failed(_)))
+        ));
+        assert!(matches!(
+            store.record_login(&user("alice"), &device("tablet"), 1, true, 7),
+            Ok(Err(AuthFailure::TooManyDevices))
+        ));
     }
 
     #[test]

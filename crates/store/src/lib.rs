@@ -21,8 +21,8 @@ use rusqlite::Connection;
 use rusqlite::config::DbConfig;
 
 pub use account::{
-    AuthFailure, Credentials, DeviceRecord, LoginRecord, PasswordMemory, SessionEnd, UserRecord,
-    prepare_decoy, verify_password,
+    AuthFailure, Credentials, DeviceRecord, LoginRecord, LoginWrite, PasswordMemory, SessionEnd,
+    UserRecord, prepare_decoy, verify_password,
 };
 pub use archive::{
     Author, ConvId, ConversationRow, EventRow, GroupProfile, Membership, ParticipantRow,
