@@ -114,6 +114,10 @@ pub struct Output {
     /// (reader, owner): the reader is no longer the owner's contact, so the reader's
     /// subscriptions to the owner's presence must end (spec 4, 16).
     pub presence_ended: Vec<(UserId, UserId)>,
+    /// The store failed in this batch (the last error): the packets it concerned were
+    /// answered `internal`. The driver reports it, with what it knows of the disk, once in a
+    /// while rather than per packet.
+    pub store_failure: Option<String>,
 }
 
 /// One packet's turn in a batch, as every route's handler takes it (with the packet): the

@@ -70,8 +70,11 @@ impl Engine {
         match self.process_in_tx(store, now, batch, &topics, delivered) {
             Ok(output) => output,
             Err(e) => {
-                tracing::error!(error = %e, n = batch.len(), "store transaction failed; answering internal");
-                let mut output = Output::default();
+                tracing::debug!(error = %e, n = batch.len(), "store transaction failed; answering internal");
+                let mut output = Output {
+                    store_failure: Some(e.to_string()),
+                    ..Output::default()
+                };
                 output.publishes.extend(
                     batch
                         .iter()
@@ -176,7 +179,8 @@ impl Engine {
                     }
                 }
                 Err(Failure::Store(e)) => {
-                    tracing::error!(topic = %input.topic, error = %e, "store failed on one packet");
+                    tracing::debug!(topic = %input.topic, error = %e, "store failed on one packet");
+                    output.store_failure = Some(e.to_string());
                     output
                         .publishes
                         .extend(self.internal_error(topic.as_ref(), input));

@@ -590,8 +590,11 @@ impl Engine {
             tx.commit()
         })();
         if let Err(e) = result {
-            tracing::error!(error = %e, "SIP tick failed");
-            return Output::default();
+            tracing::debug!(error = %e, "SIP tick failed");
+            return Output {
+                store_failure: Some(e.to_string()),
+                ..Output::default()
+            };
         }
         out
     }

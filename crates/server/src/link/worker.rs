@@ -2,9 +2,11 @@
 //! (as the [`Batcher`] decides), runs each through the engine in one transaction, and
 //! hands the result to the publisher.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mqchat_hub::{ConversationKey, Engine, Upstream};
+use mqchat_proto::Moment;
 use mqchat_store::Store;
 use tokio::sync::mpsc;
 
@@ -25,6 +27,7 @@ pub(super) fn run_worker(
     let mut done: Vec<(ConversationKey, u64)> = Vec::new();
     let mut batcher = Batcher::new();
     let clock = Clock::start();
+    let mut failures = StoreFailures::new(store.path());
     while !batcher.stopped()
         && let Some(first) = inbound.blocking_recv()
     {
@@ -63,6 +66,7 @@ pub(super) fn run_worker(
         }
         if tick {
             let output = engine.tick(&mut store, clock.now());
+            failures.note(output.store_failure.as_deref(), clock.at());
             let busy = !output.publishes.is_empty() || !output.pushes.is_empty();
             if busy
                 && work
@@ -92,6 +96,7 @@ pub(super) fn run_worker(
             continue;
         }
         let output = engine.process_and_confirm(&mut store, clock.now(), &upstream, &done);
+        failures.note(output.store_failure.as_deref(), clock.at());
         done.clear();
         let root = &engine.config().root;
         let presence_ended = output
@@ -122,4 +127,99 @@ pub(super) fn run_worker(
         tracing::error!(error = %e, "store checkpoint at shutdown failed");
     }
     tracing::debug!("hub worker stopped");
+}
+
+/// The store's write failures (a full disk, say), logged once a minute with the free space of
+/// the data directory's file system, and once when writing works again: never a line per
+/// packet.
+struct StoreFailures {
+    dir: PathBuf,
+    /// When the last line was logged, while failing.
+    logged: Option<Moment>,
+    /// Batches that failed since the last line.
+    failed: u64,
+}
+
+impl StoreFailures {
+    fn new(database: &Path) -> Self {
+        Self {
+            dir: database
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+            logged: None,
+            failed: 0,
+        }
+    }
+
+    /// Notes a batch's outcome: `error` when the store failed in it.
+    fn note(&mut self, error: Option<&str>, at: Moment) {
+        let Some(error) = error else {
+            if self.logged.take().is_some() {
+                tracing::info!("the store writes again");
+            }
+            self.failed = 0;
+            return;
+        };
+        self.failed += 1;
+        if self
+            .logged
+            .is_some_and(|last| at.saturating_since(last) < Duration::from_secs(60))
+        {
+            return;
+        }
+        let free = match free_space(&self.dir) {
+            Ok(bytes) => format!("{} MiB", bytes >> 20),
+            Err(e) => format!("unknown ({e})"),
+        };
+        tracing::error!(
+            error,
+            free,
+            dir = %self.dir.display(),
+            failed_batches = self.failed,
+            "the store cannot write (is the disk full?): devices get `internal` and send again; logged once a minute"
+        );
+        self.logged = Some(at);
+        self.failed = 0;
+    }
+}
+
+/// The bytes an unprivileged process may still write on the file system holding `dir`.
+fn free_space(dir: &Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(dir)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_failures_are_logged_once_a_minute_and_the_recovery_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut failures = StoreFailures::new(&dir.path().join("mqchat.db"));
+        assert!(free_space(dir.path()).expect("statvfs") > 0);
+        let at = |s: u64| Moment::from_millis(s * 1000);
+        failures.note(Some("database or disk is full"), at(0));
+        assert_eq!((failures.logged, failures.failed), (Some(at(0)), 0));
+        failures.note(Some("database or disk is full"), at(30));
+        assert_eq!(
+            (failures.logged, failures.failed),
+            (Some(at(0)), 1),
+            "not logged again"
+        );
+        failures.note(Some("database or disk is full"), at(61));
+        assert_eq!(
+            (failures.logged, failures.failed),
+            (Some(at(61)), 0),
+            "a minute later"
+        );
+        failures.note(None, at(62));
+        assert_eq!((failures.logged, failures.failed), (None, 0), "recovered");
+        failures.note(Some("database or disk is full"), at(63));
+        assert_eq!(
+            failures.logged,
+            Some(at(63)),
+            "a new failure is logged at once"
+        );
+    }
 }
