@@ -764,7 +764,10 @@ mod tests {
             let answer = store
                 .record_login(&user("alice"), &device(new), 2, true, 6)
                 .expect("decided on reads");
-            assert!(matches!(answer, Ok(LoginWrite::Failed(_))), "{new}: {answer:?}");
+            assert!(
+                matches!(answer, Ok(LoginWrite::Failed(_))),
+                "{new}: {answer:?}"
+            );
         }
         // The laptop was not recorded: the phone is the only device, so a third id passes the
         // cap of 2 too, while a cap of 1 refuses it.

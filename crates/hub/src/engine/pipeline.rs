@@ -209,7 +209,7 @@ impl Engine {
         Some(self.error_reply(&rejection(
             &inbound,
             ErrorCode::INTERNAL,
-            "the hub could not store this; retry",
+            "the server cannot store right now; send it again",
         )))
     }
 
