@@ -1,8 +1,9 @@
 //! Mosquitto as the broker: `mqchat broker-config mosquitto` writes its files, the test
-//! starts Mosquitto on a free loopback port and `mqchat hub` against it, and Rust SDK
-//! clients chat through it: a message with receipts, presence, sync after being offline,
-//! restarts of the broker and of the hub, the attacks Mosquitto's ACL must refuse, and the
-//! hub and devices over TLS (a Mosquitto TLS listener with a test CA's certificate).
+//! starts Mosquitto on loopback ports it holds ([`ReservedPort`]) and `mqchat hub` against
+//! it, and Rust SDK clients chat through it: a message with receipts, presence, sync after
+//! being offline, restarts of the broker and of the hub, the attacks Mosquitto's ACL must
+//! refuse, and the hub and devices over TLS (a Mosquitto TLS listener with a test CA's
+//! certificate).
 //!
 //! Mosquitto is a Debian package (`apt-get install -y mosquitto`, which scripts/test does
 //! when it is missing); without it these tests fail, they do not skip. Every wait is for an
@@ -11,7 +12,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -21,7 +22,7 @@ use mqchat_client::{Client, ClientConfig, Event, Events, Seq};
 use mqchat_proto::body::{ContactAction, Message};
 use mqchat_proto::{ConversationRef, DeviceId, Registry, UserId};
 use mqchat_testkit::sdk::{conv, expect, expect_incoming as incoming, user};
-use mqchat_testkit::{Process, Stderr, TestCa, WAIT, until, within};
+use mqchat_testkit::{Process, ReservedPort, Stderr, TestCa, WAIT, until, within};
 use serde_json::json;
 const USERS: [&str; 4] = ["alice", "bob", "carol", "mallory"];
 
@@ -41,15 +42,13 @@ fn require_mosquitto() {
     }
 }
 
-/// A free TCP port on 127.0.0.1 for a Mosquitto listener (bound, read, released): the one
-/// port these tests pick for another process. Mosquitto 2.0 cannot listen on port 0 (its
-/// `listener 0` is a Unix socket, `-p 0` is refused) and its log names the configured port,
-/// not a bound one; it restarts on the same port at once (SO_REUSEADDR).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+/// A port on 127.0.0.1 for a Mosquitto listener, held by the test for the deployment's
+/// life. Mosquitto 2.0 cannot listen on port 0 (its `listener 0` is a Unix socket, `-p 0` is
+/// refused; a WebSocket listener on port 0 binds every interface) and its log names the
+/// configured port, not a bound one; it binds the held port beside the test's socket
+/// (SO_REUSEADDR), and binds it again when it restarts.
+fn reserved_port() -> ReservedPort {
+    ReservedPort::new().expect("a port on 127.0.0.1")
 }
 
 /// Waits until something accepts connections on `addr`.
@@ -68,9 +67,12 @@ fn mqchat(args: &[&str], stdin: Option<&str>) -> String {
 /// Mosquitto, the hub and the users' broker passwords, in a temporary directory.
 struct Deployment {
     dir: tempfile::TempDir,
-    port: u16,
+    /// The MQTT listener's port.
+    port: ReservedPort,
+    /// The WebSocket listener's port.
+    ws_port: ReservedPort,
     /// The TLS listener's port and the CA file that its certificate chains to.
-    tls: Option<(u16, PathBuf)>,
+    tls: Option<(ReservedPort, PathBuf)>,
     passwords: BTreeMap<String, String>,
     broker: Option<Process>,
     hub: Option<Process>,
@@ -94,8 +96,8 @@ impl Deployment {
                 Some(&format!("{user}-account-password\n")),
             );
         }
-        let port = free_port();
-        let ws_port = free_port();
+        let port = reserved_port();
+        let ws_port = reserved_port();
         let out = dir.path().join("mosquitto");
         let mut args = vec![
             "broker-config".to_owned(),
@@ -105,9 +107,9 @@ impl Deployment {
             "--out".to_owned(),
             out.to_str().expect("utf-8").to_owned(),
             "--listen".to_owned(),
-            format!("127.0.0.1:{port}"),
+            port.addr().to_string(),
             "--listen-ws".to_owned(),
-            format!("127.0.0.1:{ws_port}"),
+            ws_port.addr().to_string(),
         ];
         // Started as root, Mosquitto drops to the `mosquitto` user, which could not read
         // the test's files; as anyone else the setting is ignored.
@@ -130,6 +132,7 @@ impl Deployment {
         let mut deployment = Self {
             dir,
             port,
+            ws_port,
             tls,
             passwords,
             broker: None,
@@ -142,10 +145,7 @@ impl Deployment {
         }
         deployment.start_broker();
         // The WebSocket listener came up on loopback only (`socket_domain`).
-        wait_for_port(
-            ([127, 0, 0, 1], ws_port).into(),
-            "Mosquitto's WebSocket listener",
-        );
+        wait_for_port(deployment.ws_port.addr(), "Mosquitto's WebSocket listener");
         deployment.start_hub();
         deployment
     }
@@ -161,7 +161,7 @@ impl Deployment {
             .arg(self.conf_dir().join("mosquitto.conf"));
         let log = Stderr::File(self.dir.path().join("mosquitto.log"));
         self.broker = Some(Process::start("mosquitto", command, log));
-        wait_for_port(([127, 0, 0, 1], self.port).into(), "Mosquitto");
+        wait_for_port(self.port.addr(), "Mosquitto");
     }
 
     fn stop_broker(&mut self) {
@@ -196,8 +196,8 @@ impl Deployment {
     /// The devices' URL: the TLS listener when there is one.
     fn url(&self) -> String {
         match &self.tls {
-            Some((port, _)) => format!("mqtts://127.0.0.1:{port}"),
-            None => format!("mqtt://127.0.0.1:{}", self.port),
+            Some((port, _)) => format!("mqtts://{}", port.addr()),
+            None => format!("mqtt://{}", self.port.addr()),
         }
     }
 
@@ -237,7 +237,7 @@ impl Drop for Deployment {
 /// Adds a TLS listener to the configuration in `dir` (a certificate for 127.0.0.1 from a
 /// test CA made now) and points the hub's `hub.toml` at it; returns its port and the CA
 /// file.
-fn add_tls_listener(dir: &Path) -> (u16, PathBuf) {
+fn add_tls_listener(dir: &Path) -> (ReservedPort, PathBuf) {
     let ca = TestCa::new("mosquitto test CA").expect("a CA");
     let ca_file = dir.join("ca.pem");
     ca.write(&ca_file).expect("CA file");
@@ -249,11 +249,12 @@ fn add_tls_listener(dir: &Path) -> (u16, PathBuf) {
         .expect("a certificate")
         .write(&files)
         .expect("certificate files");
-    let port = free_port();
+    let port = reserved_port();
     let conf = dir.join("mosquitto.conf");
     let mut text = std::fs::read_to_string(&conf).expect("conf");
     text.push_str(&format!(
-        "\nlistener {port} 127.0.0.1\ncertfile {}\nkeyfile {}\ntls_version tlsv1.2\n",
+        "\nlistener {} 127.0.0.1\ncertfile {}\nkeyfile {}\ntls_version tlsv1.2\n",
+        port.port(),
         files.cert.display(),
         files.key.display()
     ));
@@ -264,7 +265,8 @@ fn add_tls_listener(dir: &Path) -> (u16, PathBuf) {
     for line in text.lines() {
         if line.starts_with("broker = ") {
             replaced.push_str(&format!(
-                "broker = \"mqtts://127.0.0.1:{port}\"\nbroker_ca_file = \"{}\"\n",
+                "broker = \"mqtts://{}\"\nbroker_ca_file = \"{}\"\n",
+                port.addr(),
                 ca_file.display()
             ));
         } else {
@@ -505,7 +507,8 @@ struct Raw {
 
 impl Raw {
     async fn connect(deployment: &Deployment, user: &str, client_id: &str) -> Self {
-        let mut options = rumqttc::v5::MqttOptions::new(client_id, "127.0.0.1", deployment.port);
+        let mut options =
+            rumqttc::v5::MqttOptions::new(client_id, "127.0.0.1", deployment.port.port());
         options.set_credentials(user, &deployment.passwords[user]);
         let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 16);
         let (tx, packets) = tokio::sync::mpsc::unbounded_channel();
@@ -764,7 +767,8 @@ async fn mosquitto_refuses_spoofing_and_snooping() {
     assert_eq!(puback.reason, PubAckReason::NotAuthorized);
 
     // A wrong password does not get in.
-    let mut options = rumqttc::v5::MqttOptions::new("alice:guess", "127.0.0.1", deployment.port);
+    let mut options =
+        rumqttc::v5::MqttOptions::new("alice:guess", "127.0.0.1", deployment.port.port());
     options.set_credentials("alice", "alice-account-password");
     let (_client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 4);
     let refused = tokio::time::timeout(WAIT, eventloop.poll())

@@ -1,6 +1,6 @@
 //! The SIP gateway against a real SIP user agent: SIPp (Debian package `sip-tester`) runs the
 //! scenarios of crates/server/tests/sipp/ against `mqchat serve` with `[sip]` enabled on
-//! ports chosen at run time, while mqchat users take part through the CLI (the SDK):
+//! ports the server binds (port 0), while mqchat users take part through the CLI (the SDK):
 //! MESSAGE both ways (over UDP and TCP), a call from a SIP peer answered by bob and one from bob answered by a
 //! SIP peer (both in history), cancel (487), busy (486), unknown user (404), nobody reachable
 //! (480), a retransmitted INVITE ringing once, an unknown peer (403), digest credentials
@@ -8,15 +8,15 @@
 
 mod common;
 
-use std::net::UdpSocket;
-use std::path::PathBuf;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{MQCHAT, User};
 use mqchat_sip::Message;
-use mqchat_testkit::{Process, WAIT, until};
+use mqchat_testkit::{Process, WAIT, until, until_seen};
 
 /// A running `mqchat serve` with SIP on.
 struct SipServer {
@@ -32,18 +32,6 @@ struct SipServer {
     _silent_peer: Option<UdpSocket>,
 }
 
-/// A UDP port on 127.0.0.1 for a SIPp UAS (bound, read, released): the one port a test
-/// picks for another process. mqchat's configuration needs the peer's address before the
-/// server starts, and SIPp cannot bind port 0 (`-p 0`, like no `-p`, takes the first free
-/// port from 5060 up) nor report the port it took before it ends; SIPp clients pick
-/// their own ports.
-fn uas_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn sipp_binary() -> &'static str {
     assert!(
         Command::new("sipp").arg("-v").output().is_ok(),
@@ -52,12 +40,16 @@ fn sipp_binary() -> &'static str {
     "sipp"
 }
 
-/// Starts the server with the users (password `{user}-pw`) and a peer `sipp` at 127.0.0.1
-/// serving the domain `127.0.0.1`, reached at `udp:127.0.0.1:{uas_port}` (a SIPp UAS the
-/// test starts) or at a socket that never answers; `extra` is appended to the
-/// configuration.
-fn start(users: &[&str], uas_port: Option<u16>, extra: &str) -> SipServer {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// The test's directory: the server's data and configuration, and SIPp's screens.
+fn test_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// Starts the server in `dir` with the users (password `{user}-pw`) and a peer `sipp` at
+/// 127.0.0.1 serving the domain `127.0.0.1`, reached at `udp:127.0.0.1:{uas_port}` (a SIPp
+/// UAS the test started, [`Sipp::sip_port`]) or at a socket that never answers; `extra` is
+/// appended to the configuration.
+fn start(dir: tempfile::TempDir, users: &[&str], uas_port: Option<u16>, extra: &str) -> SipServer {
     MQCHAT.add_users(dir.path(), users);
     let (silent_peer, peer_port) = match uas_port {
         Some(port) => (None, port),
@@ -90,8 +82,8 @@ fn start(users: &[&str], uas_port: Option<u16>, extra: &str) -> SipServer {
 enum Role<'a> {
     /// A client of the gateway at this address, on a port SIPp picks.
     Client(&'a str),
-    /// A server waiting on this port.
-    Server(u16),
+    /// A server, on a port SIPp picks ([`Sipp::sip_port`] finds it).
+    Server,
 }
 
 /// A SIPp process; its screen goes to a file shown when it fails.
@@ -102,15 +94,16 @@ struct Sipp {
 }
 
 impl Sipp {
-    /// Runs `scenario` (a file of crates/server/tests/sipp/) for one call, in `role`.
-    fn start(server: &SipServer, scenario: &str, role: Role, args: &[&str]) -> Sipp {
+    /// Runs `scenario` (a file of crates/server/tests/sipp/) for one call, in `role`, its
+    /// screen in `dir`.
+    fn start(dir: &Path, scenario: &str, role: Role, args: &[&str]) -> Sipp {
         static STARTED: AtomicU32 = AtomicU32::new(0);
         let n = STARTED.fetch_add(1, Ordering::Relaxed);
         let path = format!(
             "{}/../server/tests/sipp/{scenario}",
             env!("CARGO_MANIFEST_DIR")
         );
-        let log = server.dir.path().join(format!("sipp-{n}-{scenario}.log"));
+        let log = dir.join(format!("sipp-{n}-{scenario}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let mut command = Command::new(sipp_binary());
@@ -123,7 +116,10 @@ impl Sipp {
         }
         match role {
             Role::Client(remote) => command.arg(remote),
-            Role::Server(port) => command.args(["-p", &port.to_string()]),
+            // Without `-p`, SIPp binds the first free port from 5060 up (port 0 after
+            // 5119). Its media and control sockets (UDP too) go to another address, so its
+            // one UDP socket on 127.0.0.1 is the SIP one (`sip_port`).
+            Role::Server => command.args(["-mi", OTHER_LOOPBACK, "-ci", OTHER_LOOPBACK]),
         };
         let child = command
             .stdin(Stdio::null())
@@ -136,6 +132,23 @@ impl Sipp {
             log,
             what: format!("{scenario} {}", args.join(" ")),
         }
+    }
+
+    /// The UDP port the SIPp server bound on 127.0.0.1 for SIP, once it has. The server's
+    /// configuration needs it, and SIPp reports it only on its final screen: it is read
+    /// from /proc, the process's one UDP socket on 127.0.0.1 ([`Role::Server`]).
+    fn sip_port(&mut self) -> u16 {
+        let pid = self.child.id();
+        until_seen(&format!("sipp {} bound to a port", self.what), || {
+            if let Some(status) = self.child.try_wait().expect("sipp status") {
+                let screen = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!("sipp {} ended ({status}):\n{screen}", self.what);
+            }
+            match udp_ports(pid, Ipv4Addr::LOCALHOST).as_slice() {
+                [port] => Ok(*port),
+                ports => Err(format!("UDP ports on 127.0.0.1: {ports:?}")),
+            }
+        })
     }
 
     /// Waits for the scenario's end and checks that it passed.
@@ -168,9 +181,56 @@ impl Drop for Sipp {
     }
 }
 
+/// A loopback address where a SIPp server's media and control sockets go, away from its
+/// SIP socket on 127.0.0.1.
+const OTHER_LOOPBACK: &str = "127.0.0.2";
+
+/// The UDP ports process `pid` has bound on `ip`: the `socket:[INODE]` links among its file
+/// descriptors, looked up in the kernel's UDP table (/proc/net/udp).
+fn udp_ports(pid: u32, ip: Ipv4Addr) -> Vec<u16> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: Vec<String> = fds
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_str()?;
+            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/udp")).unwrap_or_default();
+    // `sl local_address rem_address st ... uid timeout inode ...`; the address is the
+    // 32-bit word in hex as it lies in memory (network order), the port in hex.
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (addr, port) = fields.get(1)?.split_once(':')?;
+            let addr = Ipv4Addr::from(u32::from_str_radix(addr, 16).ok()?.to_ne_bytes());
+            let port = u16::from_str_radix(port, 16).ok()?;
+            let inode = fields.get(9)?;
+            (addr == ip && inodes.iter().any(|i| i == inode)).then_some(port)
+        })
+        .collect()
+}
+
 /// A SIPp client call from 127.0.0.1 to the gateway, for the user `to`.
 fn uac(server: &SipServer, scenario: &str, to: &str) -> Sipp {
-    Sipp::start(server, scenario, Role::Client(&server.udp), &["-s", to])
+    Sipp::start(
+        server.dir.path(),
+        scenario,
+        Role::Client(&server.udp),
+        &["-s", to],
+    )
+}
+
+/// A SIPp server playing the peer `sipp`, started before the server (whose configuration
+/// needs its port), and that port.
+fn uas(dir: &Path, scenario: &str) -> (Sipp, u16) {
+    let mut uas = Sipp::start(dir, scenario, Role::Server, &[]);
+    let port = uas.sip_port();
+    (uas, port)
 }
 
 /// `mqchat listen` for `user` with JSON lines and `args`, once it is connected.
@@ -223,13 +283,15 @@ fn history(server: &SipServer, user: &str, conv: &str) -> String {
 
 #[test]
 fn messages_both_ways() {
-    let uas_port = uas_port();
-    let server = start(&["bob"], Some(uas_port), "");
+    // The peer's UAS waits for bob's answer from the start: the server needs its port.
+    let dir = test_dir();
+    let (uas, uas_port) = uas(dir.path(), "uas_message.xml");
+    let server = start(dir, &["bob"], Some(uas_port), "");
     uac(&server, "uac_message.xml", "bob").passes();
     // The same over TCP (Content-Length framing): retransmissions are TCP's business, so
     // the two MESSAGEs are two messages.
     Sipp::start(
-        &server,
+        server.dir.path(),
         "uac_message.xml",
         Role::Client(&server.tcp),
         &["-s", "bob", "-t", "t1"],
@@ -239,7 +301,6 @@ fn messages_both_ways() {
     assert_eq!(out.matches("hello from SIPp").count(), 2, "{out}");
 
     // bob's answer reaches the peer's UAS as a MESSAGE.
-    let uas = Sipp::start(&server, "uas_message.xml", Role::Server(uas_port), &[]);
     let (code, out, err) =
         User::at(&server.url, "bob").run("send", &["sip:sipp@127.0.0.1", "hi back"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -250,7 +311,7 @@ fn messages_both_ways() {
 
 #[test]
 fn a_sip_peer_calls_bob_who_answers() {
-    let server = start(&["bob"], None, "");
+    let server = start(test_dir(), &["bob"], None, "");
     let bob = listen(&server, "bob", &["--answer-calls", "-", "--calls", "1"]);
     uac(&server, "uac_invite.xml", "bob").passes();
     let incoming = json(&bob.line_with("\"incoming-call\""));
@@ -276,9 +337,9 @@ fn a_sip_peer_calls_bob_who_answers() {
 
 #[test]
 fn bob_calls_a_sip_peer() {
-    let uas_port = uas_port();
-    let server = start(&["bob"], Some(uas_port), "");
-    let uas = Sipp::start(&server, "uas_invite.xml", Role::Server(uas_port), &[]);
+    let dir = test_dir();
+    let (uas, uas_port) = uas(dir.path(), "uas_invite.xml");
+    let server = start(dir, &["bob"], Some(uas_port), "");
     let (code, out, err) = User::at(&server.url, "bob")
         .run("call", &["sip:uas@127.0.0.1", "--duration", "1", "--json"]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
@@ -302,7 +363,7 @@ fn bob_calls_a_sip_peer() {
 
 #[test]
 fn cancelled_busy_unknown_and_unreachable() {
-    let server = start(&["bob", "carol"], None, "");
+    let server = start(test_dir(), &["bob", "carol"], None, "");
     // bob's device rings and nobody answers: the peer cancels (200, 487, ACK).
     let bob = listen(&server, "bob", &[]);
     uac(&server, "uac_cancel.xml", "bob").passes();
@@ -323,10 +384,10 @@ fn cancelled_busy_unknown_and_unreachable() {
 #[test]
 fn unknown_peers_digest_peers_and_malformed_input() {
     let extra = "\n[[sip.peers]]\nname = \"roamer\"\naddresses = [\"127.0.0.3\"]\nusername = \"roamer\"\npassword = \"secret\"\n";
-    let server = start(&["bob"], None, extra);
+    let server = start(test_dir(), &["bob"], None, extra);
     // 127.0.0.2 is no peer's address.
     Sipp::start(
-        &server,
+        server.dir.path(),
         "uac_message_403.xml",
         Role::Client(&server.udp),
         &["-s", "bob", "-i", "127.0.0.2"],
@@ -334,7 +395,7 @@ fn unknown_peers_digest_peers_and_malformed_input() {
     .passes();
     // 127.0.0.3 must authenticate.
     Sipp::start(
-        &server,
+        server.dir.path(),
         "uac_message_auth.xml",
         Role::Client(&server.udp),
         &[
@@ -378,7 +439,7 @@ fn unknown_peers_digest_peers_and_malformed_input() {
 
 #[test]
 fn a_retransmitted_invite_rings_once() {
-    let server = start(&["bob"], None, "");
+    let server = start(test_dir(), &["bob"], None, "");
     let bob = listen(&server, "bob", &["--answer-calls", "-", "--calls", "1"]);
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket.set_read_timeout(Some(WAIT)).expect("timeout");

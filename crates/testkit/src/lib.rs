@@ -1,13 +1,17 @@
 //! What mqchat's tests share, and only tests use (a dev-dependency, never published): a
 //! server in the test's process ([`TestServer`]), the `mqchat` binary as a child process
-//! ([`Mqchat`], [`Process`]), a TCP relay the test holds the address of ([`Relay`]), test
-//! certificates ([`TestCa`]), the SDK helpers ([`sdk`]), and waiting for an event with
-//! one deadline, [`WAIT`].
+//! ([`Mqchat`], [`Process`]), a TCP relay the test holds the address of ([`Relay`]), a port
+//! held for a server that cannot bind port 0 ([`ReservedPort`]), test certificates
+//! ([`TestCa`]), the SDK helpers ([`sdk`]), and waiting for an event with one deadline,
+//! [`WAIT`].
 //!
-//! Nothing here picks a port for another process: servers bind port 0 and report the port
-//! they got, and a restarted server is reached through a [`Relay`] that keeps its address.
+//! Nothing here picks a port and releases it for another process: servers bind port 0 and
+//! report the port they got, a restarted server is reached through a [`Relay`] that keeps
+//! its address, and a server that cannot bind port 0 binds a [`ReservedPort`] the test
+//! holds.
 
 mod ca;
+mod port;
 mod process;
 mod relay;
 pub mod sdk;
@@ -17,6 +21,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub use ca::{TestCa, TestCert};
+pub use port::ReservedPort;
 pub use process::{Banner, Mqchat, Process, Stderr, output};
 pub use relay::Relay;
 pub use server::TestServer;
