@@ -20,6 +20,10 @@ use crate::packet::{Fields, Packet, PacketKind, key};
 use crate::provider::{Registry, Routing};
 use crate::topic::{GatewayDirection, Topic, TopicRoot};
 
+/// The first packet type number outside the protocol's own (spec 7): registered extensions
+/// from here to 1023, private use above.
+const FIRST_EXTENSION: u32 = 128;
+
 /// What the hub does with an accepted upstream packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -158,6 +162,19 @@ pub fn accept_payload(
             return Err(refuse(
                 ErrorCode::WRONG_TOPIC,
                 "presence goes on the device's presence topic".into(),
+                &packet,
+            ));
+        }
+        // The numbers below 128 are this protocol's own (spec 7): one the registry does
+        // not know is reserved for a later version, and storing it now would give it a
+        // meaning before that version does (spec 15).
+        None if packet.kind.0 < FIRST_EXTENSION => {
+            return Err(refuse(
+                ErrorCode::UNSUPPORTED,
+                format!(
+                    "packet type {} is reserved for the protocol's own later use",
+                    packet.kind.0
+                ),
                 &packet,
             ));
         }

@@ -11,6 +11,9 @@ import { PacketError, ROUTE_NEEDS, SIP_GATEWAY_FIELDS, TYPES, decodePacket } fro
 
 export const DEFAULT_MAX_PAYLOAD = 65536;
 
+/** Packet types below this number are the protocol's own; an unknown one is reserved. */
+const FIRST_EXTENSION = 128;
+
 /**
  * Returns `{ packet, route }` (route `event`, `marker`, `signal`, `request` or `sip`), or throws
  * PacketError with the code the hub answers.
@@ -34,6 +37,8 @@ export function checkUpstream(topics, topic, payload, maxPayload = DEFAULT_MAX_P
     route = known.route;
     needs = [...ROUTE_NEEDS[route], ...known.needs];
   } else {
+    // Types below 128 are the protocol's own: an unknown one is reserved (spec 15).
+    if (packet.type < FIRST_EXTENSION) throw new PacketError('unsupported', `type ${packet.type} is reserved`);
     if (packet.conv === null) throw new PacketError('unsupported', `unknown type ${packet.type} without a conversation`);
     route = packet.ephemeral ? 'signal' : 'event';
     needs = ROUTE_NEEDS[route];

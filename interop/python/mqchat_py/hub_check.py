@@ -12,6 +12,8 @@ from .packet import ROUTE_NEEDS, SIP_GATEWAY_FIELDS, TYPES, Packet, PacketError,
 from .topics import Topics
 
 DEFAULT_MAX_PAYLOAD = 65536
+# Packet types below this number are the protocol's own; an unknown one is reserved.
+FIRST_EXTENSION = 128
 
 
 def check_upstream(
@@ -36,6 +38,8 @@ def check_upstream(
             raise PacketError("wrong-topic", f"{known.name} cannot be sent upstream")
         route, needs = known.route, ROUTE_NEEDS[known.route] + known.needs
     else:
+        if packet.type < FIRST_EXTENSION:  # the protocol's own numbers (spec 15)
+            raise PacketError("unsupported", f"type {packet.type} is reserved")
         if packet.conv is None:
             raise PacketError("unsupported", f"unknown type {packet.type} without a conversation")
         route = "signal" if packet.ephemeral else "event"
