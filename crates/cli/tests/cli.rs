@@ -125,23 +125,10 @@ fn a_second_server_on_one_data_directory_is_refused_and_admin_commands_still_wor
     let data = dir.path().to_str().expect("utf-8 path");
     let (server, _banner) = MQCHAT.serve(dir.path(), &[]);
 
-    let (code, out, err) = MQCHAT.run(
-        &[
-            "serve",
-            "--data-dir",
-            data,
-            "--listen-tcp",
-            "127.0.0.1:0",
-            "--listen-ws",
-            "off",
-        ],
-        None,
-    );
-    assert_ne!(code, 0, "{out}");
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let (error, err) = refused_start(dir.path());
     assert!(
-        err.contains("in use by another mqchat server")
-            && err.contains(&format!("mqchat serve, process {}", server.id())),
+        error.contains("in use by another mqchat server")
+            && error.contains(&format!("mqchat serve, process {}", server.id())),
         "{err}"
     );
     let mut hub = MQCHAT.command(&["hub", "--data-dir", data, "--broker", "mqtt://127.0.0.1:1"]);
@@ -158,6 +145,16 @@ fn a_second_server_on_one_data_directory_is_refused_and_admin_commands_still_wor
     assert!(server.terminate().success());
 }
 
+/// Runs `mqchat serve` on `dir`, which must refuse to start: (its one `error:` line, all of
+/// its stderr).
+fn refused_start(dir: &std::path::Path) -> (String, String) {
+    let (code, out, err) = mqchat_testkit::output(MQCHAT.serve_command(dir, &[]), None);
+    assert_ne!(code, 0, "{out}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one line: {err}");
+    (errors[0].to_owned(), err)
+}
+
 /// `mqchat serve` on `dir` at log level info, its log lines read by the test.
 fn serve_logged(dir: &std::path::Path) -> Process {
     let mut command = MQCHAT.serve_command(dir, &[]);
@@ -169,7 +166,6 @@ fn serve_logged(dir: &std::path::Path) -> Process {
 fn after_a_crash_the_database_is_checked_and_a_damaged_one_refused() {
     use std::io::{Seek, SeekFrom, Write};
     let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().to_str().expect("utf-8 path");
     MQCHAT.add_users(dir.path(), &["alice", "bob"]);
 
     // Killed: the next start checks the database, finds it sound and serves.
@@ -193,30 +189,12 @@ fn after_a_crash_the_database_is_checked_and_a_damaged_one_refused() {
     let garbage = vec![0xA5; usize::try_from(size - 4096).expect("size")];
     file.write_all(&garbage).expect("overwrite");
     drop(file);
-    let (code, out, err) = MQCHAT.run(
-        &[
-            "serve",
-            "--data-dir",
-            data,
-            "--listen-tcp",
-            "127.0.0.1:0",
-            "--listen-ws",
-            "off",
-        ],
-        None,
-    );
-    assert_ne!(code, 0, "{out}");
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "{err}");
+    let (error, err) = refused_start(dir.path());
     assert!(
-        errors[0].contains("mqchat.db is damaged") && errors[0].contains("backup"),
+        error.contains("mqchat.db is damaged") && error.contains("backup"),
         "{err}"
     );
-    assert_eq!(
-        errors[0].matches("is damaged").count(),
-        1,
-        "said once: {err}"
-    );
+    assert_eq!(error.matches("is damaged").count(), 1, "said once: {err}");
 }
 
 #[test]
@@ -250,23 +228,9 @@ fn a_database_that_lost_stored_events_is_refused_until_the_loss_is_accepted() {
 
     // The older copy put back: #4 and #5 are gone, and would be numbered again.
     std::fs::write(&db, older).expect("put the older copy back");
-    let (code, out, err) = MQCHAT.run(
-        &[
-            "serve",
-            "--data-dir",
-            data,
-            "--listen-tcp",
-            "127.0.0.1:0",
-            "--listen-ws",
-            "off",
-        ],
-        None,
-    );
-    assert_ne!(code, 0, "{out}");
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "{err}");
+    let (error, err) = refused_start(dir.path());
     assert!(
-        errors[0].contains("lacks the last 2 events") && errors[0].contains("accept-loss"),
+        error.contains("lacks the last 2 events") && error.contains("accept-loss"),
         "{err}"
     );
 
