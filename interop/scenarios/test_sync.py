@@ -57,3 +57,25 @@ def test_sync_and_history_after_being_offline(world: World) -> None:
         (2, "two", "noah", "node"),
     ]
     assert all("id" in e for e in own["events"])
+
+
+def test_history_pages_fit_a_device_that_announces_no_packet_size(world: World) -> None:
+    """An MQTT 5 Paho device announces no Maximum Packet Size (Paho's default), and the
+    embedded broker sends such a device nothing larger than its own packet limit: the hub
+    cuts history pages to fit and marks `more`, and the device pages on to the end (spec 11).
+    Twenty messages of 16 KiB do not fit one page."""
+    world.users("vera", "wim")
+    wim, vera = world.python("wim"), world.python("vera")
+    text = "x" * (16 * 1024 - 16)
+    for _ in range(20):
+        wim.wait_sent(wim.send_message("vera", text))
+    after, pages = 0, 0
+    while after < 20:
+        page = packet_to_json(vera.history("wim", after=after, limit=50))
+        seqs = [e["seq"] for e in page["events"]]
+        assert seqs and seqs[0] == after + 1, seqs
+        after = seqs[-1]
+        assert page.get("more", False) == (after < 20), (after, page.get("more"))
+        pages += 1
+    assert pages > 1, "one page held twenty 16 KiB messages"
+

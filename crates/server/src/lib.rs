@@ -63,6 +63,17 @@ pub(crate) fn take_data_dir(
     Ok(lock)
 }
 
+/// The largest history or sync result the hub builds for the embedded broker. rmqtt sends
+/// an MQTT 5 device that announced no Maximum Packet Size nothing larger than the listener's
+/// own packet limit (it drops the publish and closes the connection), so replies stay under
+/// that limit, less room for the PUBLISH's header, topic and properties (issue 17).
+fn reply_budget(max_packet_size: u32) -> usize {
+    let limit = usize::try_from(max_packet_size).unwrap_or(usize::MAX);
+    HubConfig::default()
+        .max_reply_bytes
+        .min(limit.saturating_sub(1024))
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
@@ -193,6 +204,7 @@ impl Server {
         let engine = Engine::new(HubConfig {
             root: root.clone(),
             max_payload: config.max_payload,
+            max_reply_bytes: reply_budget(max_packet_size),
             max_group_members: config.max_group_members,
             sip: config.sip.hub(),
             rates: config.limits.rates(),
