@@ -111,3 +111,40 @@ def test_contacts_then_presence_between_python_and_rust(world: World) -> None:
     assert presence_of(pia, "rusty", "cli", "offline") == OFFLINE
     dropped = presence_of(pia, "rusty", "cli", "offline", last_active=True)
     assert stamped(stamped(dropped), "last-active") == OFFLINE
+
+
+def test_a_device_follows_its_contacts_presence_as_they_change(world: World) -> None:
+    """Spec 4: a device subscribes to a contact's presence when a `contact` event makes them
+    contacts during its session, and unsubscribes when one removes the other; the broker ends
+    the subscription too, so nothing more of the former contact's presence arrives."""
+    world.users("pia", "noah")
+    pia, noah = world.python("pia"), world.node("noah")
+    pia.wait_sent(pia.send_contact("noah", "request"))
+    noah.wait("durable", {"type": "contact"})
+    noah.call("sent", id=noah.call("contact", conv="pia", action="accept")["id"])
+    # No watch_presence: the accept alone brings noah's retained presence.
+    presence_of(pia, "noah", "node", "available")
+    noah.call("presence", availability="busy", status="climbing")
+    presence_of(pia, "noah", "node", "busy")
+
+    removed = noah.call("contact", conv="pia", action="remove")["id"]
+    noah.call("sent", id=removed)
+    pia.wait_for("durable", "contact", seq=3)
+    start = len(pia.received)
+    noah.call("presence", availability="away")
+    # A message after the change: once it is in, a presence sent before it would be too.
+    noah.call("sent", id=noah.call("message", conv="pia", text="still here")["id"])
+    pia.wait_for("durable", "message", seq=4)
+    later = [i for i in pia.received.snapshot()[start:] if i.place.kind == "presence" and i.place.user == "noah"]
+    assert not [i for i in later if i.packet is not None and i.packet.body["availability"] == "away"], later
+
+
+def test_a_node_device_follows_a_new_contacts_presence(world: World) -> None:
+    """The same rule in the Node client: an accept arriving during its session subscribes it
+    to the new contact's presence."""
+    world.users("pia", "noah")
+    pia, noah = world.python("pia"), world.node("noah")
+    noah.call("sent", id=noah.call("contact", conv="pia", action="request")["id"])
+    pia.wait_for("durable", "contact", seq=1)
+    pia.wait_sent(pia.send_contact("noah", "accept"))
+    noah.wait("presence", {"availability": "available"})

@@ -38,6 +38,10 @@ const present = (values) => Object.fromEntries(Object.entries(values).filter(([,
 export class Device extends EventEmitter {
   #watched = {}; // extra subscriptions (presence, profiles): topic -> { qos }
 
+  // Contact requests not yet answered, by peer: 'out' (this user asked) or 'in' (the peer
+  // asked), to know when a request crosses one and makes them contacts.
+  #asked = new Map();
+
   #connections = new EventLog();
 
   #client = null;
@@ -153,9 +157,36 @@ export class Device extends EventEmitter {
         problem = error.message;
       }
     }
+    if (packet && place.kind === 'durable' && packet.type === TYPE_NUMBERS.contact) this.#followContact(packet);
     const incoming = { place, packet, retain, problem };
     this.received.append(incoming);
     this.emit('received', incoming);
+  }
+
+  /**
+   * Keeps the presence subscriptions with the contacts (spec 4): subscribes when a `contact`
+   * event makes the peer a contact, unsubscribes when one removes them. It asks and does not
+   * wait for the SUBACK (it runs on a message).
+   */
+  #followContact(packet) {
+    const peer = packet.conv;
+    const action = packet.body.action;
+    if (typeof peer !== 'string' || peer.startsWith('#') || peer.startsWith('sip:')) return;
+    const mine = packet.from === this.user;
+    const accepted = action === 'accept' || (action === 'request' && this.#asked.get(peer) === (mine ? 'in' : 'out'));
+    if (action === 'request' && !accepted) {
+      this.#asked.set(peer, mine ? 'out' : 'in');
+      return;
+    }
+    this.#asked.delete(peer);
+    const topic = this.topics.presenceOfAllDevices(peer);
+    if (accepted) {
+      this.#watched[topic] = { qos: 0 };
+      this.#client.subscribe(topic, { qos: 0 });
+    } else if (action === 'remove' && topic in this.#watched) {
+      delete this.#watched[topic];
+      this.#client.unsubscribe(topic);
+    }
   }
 
   // Sending (sections 7 and 9).

@@ -93,6 +93,9 @@ class Device:
         self._host, self._port = url.hostname, url.port
         self._v5 = mqtt_version == 5
         self._watched: dict[str, int] = {}  # extra subscriptions (presence, profiles): topic -> QoS
+        # Contact requests not yet answered, by peer: "out" (this user asked) or "in" (the
+        # peer asked), to know when a request crosses one and makes them contacts.
+        self._asked: dict[str, str] = {}
         self._connacks: EventLog[_ConnAck] = EventLog()
         self._subacks: EventLog[tuple[int, list[Any]]] = EventLog()
 
@@ -205,7 +208,31 @@ class Device:
                 packet = decode_packet(bytes(message.payload))
             except PacketError as e:
                 problem = str(e)
+        if packet is not None and place.kind == "durable" and packet.type == TYPE_NUMBERS["contact"]:
+            self._follow_contact(packet)
         self.received.append(Incoming(place, packet, bool(message.retain), problem))
+
+    def _follow_contact(self, packet: Packet) -> None:
+        """Keeps the presence subscriptions with the contacts (spec 4): subscribes when a
+        `contact` event makes the peer a contact, unsubscribes when one removes them. Runs on
+        paho's network thread, so it asks and does not wait for the SUBACK."""
+        peer, action = packet.conv, packet.body.get("action")
+        if not isinstance(peer, str) or peer.startswith(("#", "sip:")):
+            return
+        mine = packet.from_ == self.user
+        accepted = action == "accept" or (
+            action == "request" and self._asked.get(peer) == ("in" if mine else "out")
+        )
+        if action == "request" and not accepted:
+            self._asked[peer] = "out" if mine else "in"
+            return
+        self._asked.pop(peer, None)
+        topic = self.topics.presence_of_all_devices(peer)
+        if accepted:
+            self._watched[topic] = 0
+            self._client.subscribe(topic, 0)
+        elif action == "remove" and self._watched.pop(topic, None) is not None:
+            self._client.unsubscribe(topic)
 
     def wait_for(self, kind: str, type_name: str, timeout: float = TIMEOUT, **envelope: Any) -> Packet:
         """The first packet received on `kind` topics of type `type_name` whose envelope
