@@ -147,26 +147,14 @@ impl Core {
             out.push(send(remote, &request));
             return;
         }
-        let Some(key) = TransactionKey::for_sent_request(&request) else {
-            return;
-        };
-        let reliable = remote.transport == SipTransport::Tcp;
-        let (tx, actions) =
-            ClientTransaction::start(request, reliable, self.config.timing, now.since_origin());
-        self.by_hub_branch
-            .insert((hub_branch.clone(), method), key.clone());
-        self.clients.insert(
-            key.clone(),
-            ClientEntry {
-                tx,
-                remote,
-                peer,
-                hub_request: Some(hub_request),
-                hub_branch,
-                cancel_deadline: None,
-            },
+        self.start_client(
+            request,
+            remote,
+            peer,
+            Some((hub_request, hub_branch)),
+            now,
+            out,
         );
-        self.client_actions(&key, actions, out);
     }
 
     /// The hub cancels an INVITE it sent through the gateway: 200 to the hub's CANCEL, and a
@@ -202,20 +190,46 @@ impl Core {
         if let Some(entry) = self.clients.get_mut(&invite_key) {
             entry.cancel_deadline = Some(now + self.config.timing.timeout());
         }
-        let Some(key) = TransactionKey::for_sent_request(&own) else {
+        self.start_client(own, remote, peer, None, now, out);
+    }
+
+    /// Sends `request` to `remote` in a new client transaction. `hub`: the request as the
+    /// hub sent it and its branch, when it is the hub's (not one of the gateway's own
+    /// CANCELs), so that the hub's CANCEL or failure ACK finds the transaction.
+    fn start_client(
+        &mut self,
+        request: Message,
+        remote: Remote,
+        peer: String,
+        hub: Option<(Message, String)>,
+        now: Moment,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(key) = TransactionKey::for_sent_request(&request) else {
             return;
         };
+        let method = request.method().cloned();
         let reliable = remote.transport == SipTransport::Tcp;
         let (tx, actions) =
-            ClientTransaction::start(own, reliable, self.config.timing, now.since_origin());
+            ClientTransaction::start(request, reliable, self.config.timing, now.since_origin());
+        let (hub_request, hub_branch) = match hub {
+            Some((hub_request, hub_branch)) => {
+                if let Some(method) = method {
+                    self.by_hub_branch
+                        .insert((hub_branch.clone(), method), key.clone());
+                }
+                (Some(hub_request), hub_branch)
+            }
+            None => (None, String::new()),
+        };
         self.clients.insert(
             key.clone(),
             ClientEntry {
                 tx,
                 remote,
                 peer,
-                hub_request: None,
-                hub_branch: String::new(),
+                hub_request,
+                hub_branch,
                 cancel_deadline: None,
             },
         );
