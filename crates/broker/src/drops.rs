@@ -1,14 +1,27 @@
 //! Deliveries to devices that rmqtt dropped, counted and logged so that no loss is silent.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use mqchat_proto::{Cadence, Moment};
 
 /// Deliveries to devices that rmqtt dropped (a full queue, an expired session, a session
 /// closed under a delivery), logged at most once a second with how many, so that a loss
 /// is never silent and a flood of them never floods the log.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Drops {
-    /// When the last line was logged, and how many drops came since.
-    state: std::sync::Mutex<(Option<Instant>, u64)>,
+    /// The broker's start: the origin of the cadence's moments.
+    origin: Instant,
+    cadence: Mutex<Cadence>,
+}
+
+impl Default for Drops {
+    fn default() -> Self {
+        Self {
+            origin: Instant::now(),
+            cadence: Mutex::new(Cadence::new(Duration::from_secs(1))),
+        }
+    }
 }
 
 impl Drops {
@@ -20,18 +33,12 @@ impl Drops {
         topic: &str,
         reason: &dyn std::fmt::Display,
     ) -> Option<u64> {
-        let mut state = self
-            .state
+        let at = Moment::from_origin(now.saturating_duration_since(self.origin));
+        let count = self
+            .cadence
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.1 += 1;
-        let due = state
-            .0
-            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(1));
-        if !due {
-            return None;
-        }
-        let count = state.1;
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .occurred(at)?;
         tracing::warn!(
             count,
             to,
@@ -39,7 +46,6 @@ impl Drops {
             %reason,
             "the broker dropped deliveries to devices (count: since the last such line)"
         );
-        *state = (Some(now), 0);
         Some(count)
     }
 }
@@ -51,7 +57,7 @@ mod tests {
     #[test]
     fn drops_are_logged_at_most_once_a_second_with_their_count() {
         let drops = Drops::default();
-        let start = std::time::Instant::now();
+        let start = drops.origin;
         let at = |ms| start + Duration::from_millis(ms);
         assert_eq!(
             drops.dropped(at(0), "bob:phone", "mq/in/bob/d", &"queue full"),

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use mqchat_proto::{Access, Decision, DeviceIdentity, Moment, Now, Principal, TopicRoot};
+use mqchat_proto::{Access, Cadence, Decision, DeviceIdentity, Moment, Now, Principal, TopicRoot};
 use mqchat_store::{AuthFailure, Credentials, LoginRecord, LoginWrite, Store, StoreError};
 
 use crate::throttle::{Source, Throttle, ThrottleConfig, Wait};
@@ -144,8 +144,8 @@ pub struct Gate {
     root: TopicRoot,
     hub: HubCredentials,
     max_devices: usize,
-    /// When a login the store could not record was last logged (once a minute at most).
-    unrecorded_logged: Mutex<Option<Moment>>,
+    /// Logins the store could not record, logged once a minute at most.
+    unrecorded: Mutex<Cadence>,
 }
 
 impl Gate {
@@ -157,7 +157,7 @@ impl Gate {
             root,
             hub,
             max_devices: limits.max_devices,
-            unrecorded_logged: Mutex::new(None),
+            unrecorded: Mutex::new(Cadence::new(Duration::from_secs(60))),
         }
     }
 
@@ -330,15 +330,14 @@ impl Gate {
     /// Logs a login the store could not record (a full disk, say), at most once a minute:
     /// the device is admitted on what the store could read.
     fn log_unrecorded(&self, identity: &DeviceIdentity, error: &StoreError, at: Moment) {
-        let mut last = self
-            .unrecorded_logged
+        let due = self
+            .unrecorded
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.is_some_and(|last| at.saturating_since(last) < Duration::from_secs(60)) {
-            return;
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .occurred(at);
+        if let Some(logins) = due {
+            tracing::error!(user = %identity.user, device = %identity.device, %error, logins, "cannot record a login in the store (is the disk full?); admitted on what the store could read (logged once a minute)");
         }
-        *last = Some(at);
-        tracing::error!(user = %identity.user, device = %identity.device, %error, "cannot record a login in the store (is the disk full?); admitted on what the store could read (logged once a minute)");
     }
 
     fn hub_login(

@@ -29,6 +29,6 @@ pub use identity::{
 };
 pub use packet::{Fields, Packet, PacketKind};
 pub use provider::{FieldSpec, FieldType, Provider, Registry, Routing, SchemaProvider};
-pub use time::{Moment, Now, Timestamp};
+pub use time::{Cadence, Moment, Now, Timestamp};
 pub use topic::{GatewayDirection, InboxBranch, Topic, TopicError, TopicRoot};
 pub use wire::Qos;

@@ -138,9 +138,69 @@ impl Now {
     }
 }
 
+/// Something due at most once per interval (a log line about a recurring failure, say),
+/// counting the occurrences in between.
+#[derive(Clone, Debug)]
+pub struct Cadence {
+    every: Duration,
+    /// When it was last due, while occurrences go on.
+    last: Option<Moment>,
+    /// Occurrences since then.
+    count: u64,
+}
+
+impl Cadence {
+    /// Due at the first occurrence, then at most once per `every`.
+    pub const fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            count: 0,
+        }
+    }
+
+    /// Counts an occurrence at `at`. When it is due (the first, or `every` after the last
+    /// due one), returns how many occurred since the last due one, this one included.
+    pub fn occurred(&mut self, at: Moment) -> Option<u64> {
+        self.count += 1;
+        if self
+            .last
+            .is_some_and(|last| at.saturating_since(last) < self.every)
+        {
+            return None;
+        }
+        self.last = Some(at);
+        Some(std::mem::take(&mut self.count))
+    }
+
+    /// The occurrences stopped: the next one is due at once. Returns whether any was due
+    /// since the last reset (to say, once, that the condition cleared).
+    pub fn reset(&mut self) -> bool {
+        self.count = 0;
+        self.last.take().is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cadence_is_due_once_per_interval_with_the_count_between() {
+        let mut cadence = Cadence::new(Duration::from_secs(60));
+        let at = |s: u64| Moment::from_millis(s * 1000);
+        assert_eq!(cadence.occurred(at(0)), Some(1));
+        assert_eq!(cadence.occurred(at(30)), None);
+        assert_eq!(cadence.occurred(at(59)), None);
+        assert_eq!(cadence.occurred(at(60)), Some(3));
+        assert!(cadence.reset());
+        assert!(!cadence.reset());
+        assert_eq!(
+            cadence.occurred(at(61)),
+            Some(1),
+            "due at once after a reset"
+        );
+    }
 
     #[test]
     fn a_timestamp_round_trips_through_system_time() {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mqchat_hub::{ConversationKey, Engine, Upstream};
-use mqchat_proto::Moment;
+use mqchat_proto::{Cadence, Moment};
 use mqchat_store::Store;
 use tokio::sync::mpsc;
 
@@ -134,10 +134,7 @@ pub(super) fn run_worker(
 /// packet.
 struct StoreFailures {
     dir: PathBuf,
-    /// When the last line was logged, while failing.
-    logged: Option<Moment>,
-    /// Batches that failed since the last line.
-    failed: u64,
+    cadence: Cadence,
 }
 
 impl StoreFailures {
@@ -146,27 +143,20 @@ impl StoreFailures {
             dir: database
                 .parent()
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
-            logged: None,
-            failed: 0,
+            cadence: Cadence::new(Duration::from_secs(60)),
         }
     }
 
-    /// Notes a batch's outcome: `error` when the store failed in it.
-    fn note(&mut self, error: Option<&str>, at: Moment) {
+    /// Notes a batch's outcome: `error` when the store failed in it. Returns the failed
+    /// batches a line was logged for, if one was.
+    fn note(&mut self, error: Option<&str>, at: Moment) -> Option<u64> {
         let Some(error) = error else {
-            if self.logged.take().is_some() {
+            if self.cadence.reset() {
                 tracing::info!("the store writes again");
             }
-            self.failed = 0;
-            return;
+            return None;
         };
-        self.failed += 1;
-        if self
-            .logged
-            .is_some_and(|last| at.saturating_since(last) < Duration::from_secs(60))
-        {
-            return;
-        }
+        let failed_batches = self.cadence.occurred(at)?;
         let free = match free_space(&self.dir) {
             Ok(bytes) => format!("{} MiB", bytes >> 20),
             Err(e) => format!("unknown ({e})"),
@@ -175,11 +165,10 @@ impl StoreFailures {
             error,
             free,
             dir = %self.dir.display(),
-            failed_batches = self.failed,
+            failed_batches,
             "the store cannot write (is the disk full?): devices get `internal` and send again; logged once a minute"
         );
-        self.logged = Some(at);
-        self.failed = 0;
+        Some(failed_batches)
     }
 }
 
@@ -199,26 +188,15 @@ mod tests {
         let mut failures = StoreFailures::new(&dir.path().join("mqchat.db"));
         assert!(free_space(dir.path()).expect("statvfs") > 0);
         let at = |s: u64| Moment::from_millis(s * 1000);
-        failures.note(Some("database or disk is full"), at(0));
-        assert_eq!((failures.logged, failures.failed), (Some(at(0)), 0));
-        failures.note(Some("database or disk is full"), at(30));
+        let full = Some("database or disk is full");
+        assert_eq!(failures.note(full, at(0)), Some(1));
+        assert_eq!(failures.note(full, at(30)), None, "not logged again");
+        assert_eq!(failures.note(full, at(61)), Some(2), "a minute later");
+        assert_eq!(failures.note(None, at(62)), None, "recovered");
+        assert!(!failures.cadence.reset(), "the recovery was said once");
         assert_eq!(
-            (failures.logged, failures.failed),
-            (Some(at(0)), 1),
-            "not logged again"
-        );
-        failures.note(Some("database or disk is full"), at(61));
-        assert_eq!(
-            (failures.logged, failures.failed),
-            (Some(at(61)), 0),
-            "a minute later"
-        );
-        failures.note(None, at(62));
-        assert_eq!((failures.logged, failures.failed), (None, 0), "recovered");
-        failures.note(Some("database or disk is full"), at(63));
-        assert_eq!(
-            failures.logged,
-            Some(at(63)),
+            failures.note(full, at(63)),
+            Some(1),
             "a new failure is logged at once"
         );
     }
